@@ -1,0 +1,126 @@
+#include "engine/model_runner.h"
+
+namespace bpt {
+
+ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend,
+                         const RunnerOptions& options)
+    : config_(config),
+      backend_(std::move(backend)),
+      options_(options),
+      rope_(config),
+      attention_shape_{config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window} {}
+
+StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config,
+                                                           HostModelWeights host_weights,
+                                                           std::unique_ptr<Backend> backend,
+                                                           const RunnerOptions& options) {
+  if (options.max_step_tokens <= 0) return InvalidArgument("prefill block size must be positive");
+  if (options.ffn_sub_block <= 0) return InvalidArgument("FFN sub-block size must be positive");
+  if (options.max_logit_rows <= 0) return InvalidArgument("max_logit_rows must be positive");
+  std::unique_ptr<ModelRunner> runner(new ModelRunner(config, std::move(backend), options));
+  BPT_RETURN_IF_ERROR(runner->Allocate(std::move(host_weights)));
+  return runner;
+}
+
+Status ModelRunner::Allocate(HostModelWeights w) {
+  weight_bytes_ = w.TotalBytes();
+  auto upload = [&](HostMatrix& m, Tensor* out) -> Status {
+    BPT_ASSIGN_OR_RETURN(*out, backend_->UploadWeight(std::move(m)));
+    return OkStatus();
+  };
+  BPT_RETURN_IF_ERROR(upload(w.embed, &embed_));
+  BPT_RETURN_IF_ERROR(upload(w.final_norm, &final_norm_));
+  if (w.lm_head.empty()) {
+    lm_head_ = embed_;
+  } else {
+    BPT_RETURN_IF_ERROR(upload(w.lm_head, &lm_head_));
+  }
+  for (auto& hl : w.layers) {
+    Layer l;
+    BPT_RETURN_IF_ERROR(upload(hl.input_norm, &l.input_norm));
+    BPT_RETURN_IF_ERROR(upload(hl.qkv, &l.qkv));
+    if ((l.has_qkv_bias = !hl.qkv_bias.empty())) BPT_RETURN_IF_ERROR(upload(hl.qkv_bias, &l.qkv_bias));
+    BPT_RETURN_IF_ERROR(upload(hl.o_proj, &l.o_proj));
+    if ((l.has_o_bias = !hl.o_bias.empty())) BPT_RETURN_IF_ERROR(upload(hl.o_bias, &l.o_bias));
+    BPT_RETURN_IF_ERROR(upload(hl.post_norm, &l.post_norm));
+    BPT_RETURN_IF_ERROR(upload(hl.gate_up, &l.gate_up));
+    BPT_RETURN_IF_ERROR(upload(hl.down, &l.down));
+    layers_.push_back(l);
+  }
+
+  const int64_t b = options_.max_step_tokens, f = options_.ffn_sub_block, r = options_.max_logit_rows;
+  const int64_t h = config_.hidden_size, ffn = config_.intermediate_size;
+  BPT_ASSIGN_OR_RETURN(x_, backend_->AllocateActivation(b, h));
+  BPT_ASSIGN_OR_RETURN(normed_, backend_->AllocateActivation(b, h));
+  BPT_ASSIGN_OR_RETURN(qkv_, backend_->AllocateActivation(b, config_.q_dim() + 2 * config_.kv_dim()));
+  BPT_ASSIGN_OR_RETURN(attn_, backend_->AllocateActivation(b, config_.q_dim()));
+  BPT_ASSIGN_OR_RETURN(gate_up_, backend_->AllocateActivation(f, 2 * ffn));
+  BPT_ASSIGN_OR_RETURN(ffn_act_, backend_->AllocateActivation(f, ffn));
+  BPT_ASSIGN_OR_RETURN(last_, backend_->AllocateActivation(r, h));
+  BPT_ASSIGN_OR_RETURN(last_normed_, backend_->AllocateActivation(r, h));
+  BPT_ASSIGN_OR_RETURN(logits_, backend_->AllocateActivation(r, config_.vocab_size));
+  logit_rows_.reserve(r);
+  return OkStatus();
+}
+
+Status ModelRunner::Forward(const StepLayout& step, std::vector<float>* logits) {
+  const int64_t n = step.num_tokens();
+  if (n == 0 || n > options_.max_step_tokens)
+    return Internal("step of " + std::to_string(n) + " tokens; the workspace holds 1 to " +
+                    std::to_string(options_.max_step_tokens));
+  logit_rows_.clear();
+  int64_t row = 0;
+  for (const auto& seq : step.sequences) {
+    row += seq.num_tokens;
+    if (seq.needs_logits) logit_rows_.push_back(row - 1);
+  }
+  if (static_cast<int64_t>(logit_rows_.size()) > options_.max_logit_rows)
+    return Internal("step asks for more logit rows than the workspace holds");
+
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  Backend& be = *backend_;
+  BPT_RETURN_IF_ERROR(be.BeginStep(step, rope_));
+  Tensor x = x_.Rows(0, n);            // [n, hidden]
+  Tensor normed = normed_.Rows(0, n);  // [n, hidden]
+  Tensor qkv = qkv_.Rows(0, n);        // [n, q_dim + 2 * kv_dim]
+  Tensor attn = attn_.Rows(0, n);      // [n, q_dim]
+
+  BPT_RETURN_IF_ERROR(be.Embed(embed_, x));
+  for (int li = 0; li < config_.num_layers; ++li) {
+    const Layer& l = layers_[li];
+    // Attention block: the step's keys join the cache before its queries read it.
+    BPT_RETURN_IF_ERROR(be.RmsNorm(x, l.input_norm, eps, normed));
+    BPT_RETURN_IF_ERROR(be.Linear(normed, l.qkv, l.has_qkv_bias ? &l.qkv_bias : nullptr, qkv));
+    BPT_RETURN_IF_ERROR(be.ApplyRope(qkv, attention_shape_));
+    BPT_RETURN_IF_ERROR(be.AppendKv(li, qkv, attention_shape_));
+    BPT_RETURN_IF_ERROR(be.Attention(li, qkv, attention_shape_, attn));
+    BPT_RETURN_IF_ERROR(be.Linear(attn, l.o_proj, l.has_o_bias ? &l.o_bias : nullptr, normed));
+    BPT_RETURN_IF_ERROR(be.Add(x, normed));
+
+    // Feed-forward block over sub-blocks; each sub-block's output overwrites its own input rows.
+    BPT_RETURN_IF_ERROR(be.RmsNorm(x, l.post_norm, eps, normed));
+    for (int64_t r0 = 0; r0 < n; r0 += options_.ffn_sub_block) {
+      const int64_t m = std::min<int64_t>(options_.ffn_sub_block, n - r0);
+      Tensor gate_up = gate_up_.Rows(0, m);  // [m, 2 * intermediate]
+      Tensor act = ffn_act_.Rows(0, m);      // [m, intermediate]
+      BPT_RETURN_IF_ERROR(be.Linear(normed.Rows(r0, m), l.gate_up, nullptr, gate_up));
+      BPT_RETURN_IF_ERROR(be.SwiGlu(gate_up, act));
+      BPT_RETURN_IF_ERROR(be.Linear(act, l.down, nullptr, normed.Rows(r0, m)));
+    }
+    BPT_RETURN_IF_ERROR(be.Add(x, normed));
+  }
+
+  logits->clear();
+  if (logit_rows_.empty()) return OkStatus();
+  const int64_t k = static_cast<int64_t>(logit_rows_.size());
+  Tensor last = last_.Rows(0, k);                // [k, hidden]
+  Tensor last_normed = last_normed_.Rows(0, k);  // [k, hidden]
+  Tensor out = logits_.Rows(0, k);               // [k, vocab]
+  BPT_RETURN_IF_ERROR(be.GatherRows(x, logit_rows_, last));
+  BPT_RETURN_IF_ERROR(be.RmsNorm(last, final_norm_, eps, last_normed));
+  BPT_RETURN_IF_ERROR(be.Linear(last_normed, lm_head_, nullptr, out));
+  logits->resize(k * config_.vocab_size);
+  return be.CopyToHost(out, logits->data());
+}
+
+}  // namespace bpt

@@ -1,0 +1,92 @@
+#include "engine/model_weights.h"
+
+#include <cstring>
+
+#include "engine/safetensors.h"
+
+namespace bpt {
+namespace {
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+// Appends tensor `name` of the expected shape as rows of `out` (whose cols must match).
+Status AppendRows(const SafetensorsModel& st, const std::string& name,
+                  const std::vector<int64_t>& expected, HostMatrix* out) {
+  BPT_ASSIGN_OR_RETURN(TensorView view, st.Find(name));
+  if (view.shape != expected)
+    return InvalidArgument("tensor '" + name + "' has shape " + ShapeString(view.shape) +
+                           ", expected " + ShapeString(expected));
+  const int64_t cols = expected.size() == 2 ? expected[1] : expected[0];
+  const int64_t rows = expected.size() == 2 ? expected[0] : 1;
+  if (out->cols == 0) out->cols = cols;
+  const size_t offset = out->data.size();
+  out->data.resize(offset + rows * cols);
+  ConvertToF32(view, out->data.data() + offset);
+  out->rows += rows;
+  return OkStatus();
+}
+
+StatusOr<HostMatrix> Load(const SafetensorsModel& st, const std::string& name,
+                          const std::vector<int64_t>& expected) {
+  HostMatrix m;
+  BPT_RETURN_IF_ERROR(AppendRows(st, name, expected, &m));
+  return m;
+}
+
+}  // namespace
+
+int64_t HostModelWeights::TotalBytes() const {
+  auto bytes = [](const HostMatrix& m) { return static_cast<int64_t>(m.data.size() * sizeof(float)); };
+  int64_t total = bytes(embed) + bytes(final_norm) + bytes(lm_head);
+  for (const auto& l : layers)
+    total += bytes(l.input_norm) + bytes(l.qkv) + bytes(l.qkv_bias) + bytes(l.o_proj) +
+             bytes(l.o_bias) + bytes(l.post_norm) + bytes(l.gate_up) + bytes(l.down);
+  return total;
+}
+
+StatusOr<HostModelWeights> LoadModelWeights(const std::string& model_dir, const ModelConfig& c) {
+  BPT_ASSIGN_OR_RETURN(auto st, SafetensorsModel::Open(model_dir));
+  const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), ffn = c.intermediate_size;
+  HostModelWeights w;
+  BPT_ASSIGN_OR_RETURN(w.embed, Load(*st, "model.embed_tokens.weight", {c.vocab_size, h}));
+  BPT_ASSIGN_OR_RETURN(w.final_norm, Load(*st, "model.norm.weight", {h}));
+  if (!c.tie_word_embeddings) {
+    BPT_ASSIGN_OR_RETURN(w.lm_head, Load(*st, "lm_head.weight", {c.vocab_size, h}));
+  }
+  for (int i = 0; i < c.num_layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    HostLayerWeights l;
+    BPT_ASSIGN_OR_RETURN(l.input_norm, Load(*st, p + "input_layernorm.weight", {h}));
+    BPT_ASSIGN_OR_RETURN(l.post_norm, Load(*st, p + "post_attention_layernorm.weight", {h}));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.q_proj.weight", {q, h}, &l.qkv));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.k_proj.weight", {kv, h}, &l.qkv));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.v_proj.weight", {kv, h}, &l.qkv));
+    if (c.qkv_bias) {
+      // Biases are vectors: concatenated along columns of a single row.
+      HostMatrix qb, kb, vb;
+      BPT_ASSIGN_OR_RETURN(qb, Load(*st, p + "self_attn.q_proj.bias", {q}));
+      BPT_ASSIGN_OR_RETURN(kb, Load(*st, p + "self_attn.k_proj.bias", {kv}));
+      BPT_ASSIGN_OR_RETURN(vb, Load(*st, p + "self_attn.v_proj.bias", {kv}));
+      l.qkv_bias.rows = 1;
+      l.qkv_bias.cols = q + 2 * kv;
+      l.qkv_bias.data = std::move(qb.data);
+      l.qkv_bias.data.insert(l.qkv_bias.data.end(), kb.data.begin(), kb.data.end());
+      l.qkv_bias.data.insert(l.qkv_bias.data.end(), vb.data.begin(), vb.data.end());
+    }
+    BPT_ASSIGN_OR_RETURN(l.o_proj, Load(*st, p + "self_attn.o_proj.weight", {h, q}));
+    if (c.o_bias) {
+      BPT_ASSIGN_OR_RETURN(l.o_bias, Load(*st, p + "self_attn.o_proj.bias", {h}));
+    }
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.gate_proj.weight", {ffn, h}, &l.gate_up));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.up_proj.weight", {ffn, h}, &l.gate_up));
+    BPT_ASSIGN_OR_RETURN(l.down, Load(*st, p + "mlp.down_proj.weight", {h, ffn}));
+    w.layers.push_back(std::move(l));
+  }
+  return w;
+}
+
+}  // namespace bpt

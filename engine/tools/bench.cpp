@@ -1,0 +1,128 @@
+// bench: prefill and decode throughput of the engine, one JSON line per measurement.
+//   bench --preset demo                       the demo shape (made in a temporary directory)
+//   bench --preset tinyllama --prompts 1024   the TinyLlama-1.1B shape
+//   bench --model DIR                         any model directory
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <filesystem>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/engine.h"
+#include "engine/random_model.h"
+
+namespace {
+
+int64_t PeakRssBytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+std::vector<int32_t> RandomPrompt(int64_t n, int vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int32_t> p(n);
+  for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bptserve engine benchmark (JSON lines on stdout)"};
+  std::string model_dir, preset = "demo";
+  std::vector<int64_t> prompts = {1024, 8192};
+  std::vector<int> prefill_blocks = {256};
+  std::vector<int> kv_block_sizes = {64};
+  int decode_tokens = 64, threads = 0, repeats = 1;
+  app.add_option("--model", model_dir, "Model directory (default: make one from --preset)");
+  app.add_option("--preset", preset, "demo or tinyllama")->check(CLI::IsMember({"demo", "tinyllama"}));
+  app.add_option("--prompts", prompts, "Prompt lengths to prefill")->delimiter(',');
+  app.add_option("--prefill-blocks", prefill_blocks, "Prefill block sizes to compare")->delimiter(',');
+  app.add_option("--kv-block-sizes", kv_block_sizes, "KV block sizes to compare")->delimiter(',');
+  app.add_option("--decode-tokens", decode_tokens, "Tokens to decode after the shortest prompt");
+  app.add_option("--threads", threads, "CPU threads (0: all)");
+  app.add_option("--repeats", repeats, "Runs per measurement (the best is reported)");
+  CLI11_PARSE(app, argc, argv);
+
+  std::string label = model_dir;
+  std::filesystem::path temp_dir;
+  if (model_dir.empty()) {
+    temp_dir = std::filesystem::temp_directory_path() / ("bptserve-bench-" + preset);
+    bpt::RandomModelSpec spec;
+    spec.config = preset == "tinyllama" ? bpt::TinyLlamaConfig() : bpt::DemoModelConfig(1000);
+    spec.config["max_position_embeddings"] = 1 << 20;
+    if (!std::filesystem::exists(temp_dir / "model.safetensors")) {
+      const bpt::Status s = bpt::WriteRandomModel(temp_dir.string(), spec);
+      if (!s.ok()) {
+        std::cerr << s.ToString() << "\n";
+        return 1;
+      }
+    }
+    model_dir = temp_dir.string();
+    label = preset;
+  }
+
+  const int64_t longest = *std::max_element(prompts.begin(), prompts.end());
+  for (int kv_block : kv_block_sizes) {
+    for (int block : prefill_blocks) {
+      bpt::EngineOptions options;
+      options.model_dir = model_dir;
+      options.prefill_block = block;
+      options.kv_block_size = kv_block;
+      options.num_threads = threads;
+      options.kv_capacity_tokens = longest + decode_tokens + kv_block;
+      auto engine_or = bpt::Engine::Create(options);
+      if (!engine_or.ok()) {
+        std::cerr << engine_or.status().ToString() << "\n";
+        return 1;
+      }
+      auto& engine = *engine_or.value();
+      const auto plan = engine.memory_plan();
+      for (int64_t n : prompts) {
+        const auto prompt = RandomPrompt(n, engine.config().vocab_size, 7);
+        double best = 1e30;
+        for (int r = 0; r < repeats; ++r) {
+          const auto t0 = std::chrono::steady_clock::now();
+          auto logits = engine.PromptLogits(prompt);
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+          if (!logits.ok()) {
+            std::cerr << logits.status().ToString() << "\n";
+            return 1;
+          }
+          best = std::min(best, s);
+        }
+        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"prompt_tokens", n},
+                               {"prefill_block", block}, {"kv_block_size", kv_block},
+                               {"seconds", best}, {"tokens_per_s", n / best},
+                               {"weight_bytes", plan.weight_bytes}, {"workspace_bytes", plan.workspace_bytes},
+                               {"kv_bytes", plan.kv_bytes_per_token * n}, {"peak_rss_bytes", PeakRssBytes()}};
+        std::cout << line.dump() << std::endl;
+      }
+      if (decode_tokens > 0) {
+        const int64_t n = *std::min_element(prompts.begin(), prompts.end());
+        bpt::GenerationRequest request;
+        request.prompt = RandomPrompt(n, engine.config().vocab_size, 7);
+        request.sampling.temperature = 0;
+        request.stopping.max_new_tokens = decode_tokens;
+        request.stopping.ignore_eos = true;
+        auto result = engine.Generate(request, nullptr);
+        if (!result.ok()) {
+          std::cerr << result.status().ToString() << "\n";
+          return 1;
+        }
+        const auto& t = result->timings;
+        const double decode_steps = static_cast<double>(result->token_ids.size() - 1);
+        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"context_tokens", n},
+                               {"prefill_block", block}, {"kv_block_size", kv_block},
+                               {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
+                               {"tokens_per_s", decode_steps / t.decode_s}, {"peak_rss_bytes", PeakRssBytes()}};
+        std::cout << line.dump() << std::endl;
+      }
+    }
+  }
+  return 0;
+}

@@ -1,0 +1,51 @@
+// bptserve-make-model: writes a model directory with deterministic random weights, in the
+// Hugging Face layout, for tests, the demo and benchmarks.
+#include <CLI/CLI.hpp>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "engine/random_model.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Write a Hugging Face-format model directory with random weights"};
+  std::string out, preset = "demo", config_path, tokenizer, dtype = "bf16";
+  uint64_t seed = 1;
+  int shards = 1;
+  app.add_option("--out", out, "Directory to write")->required();
+  app.add_option("--preset", preset, "Shape: demo or tinyllama (ignored with --config)")
+      ->check(CLI::IsMember({"demo", "tinyllama"}));
+  app.add_option("--config", config_path, "A config.json to use instead of a preset");
+  app.add_option("--tokenizer", tokenizer, "A SentencePiece tokenizer.model to copy in");
+  app.add_option("--dtype", dtype, "Weight dtype")->check(CLI::IsMember({"f32", "f16", "bf16"}));
+  app.add_option("--seed", seed, "Random seed");
+  app.add_option("--shards", shards, "Number of safetensors shards")->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+
+  bpt::RandomModelSpec spec;
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    spec.config = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (!in || spec.config.is_discarded()) {
+      std::cerr << "cannot read a JSON config from '" << config_path << "'\n";
+      return 2;
+    }
+  } else if (preset == "tinyllama") {
+    spec.config = bpt::TinyLlamaConfig();
+  } else {
+    spec.config = bpt::DemoModelConfig(1000);
+  }
+  spec.dtype = dtype == "f32" ? bpt::DType::kF32 : dtype == "f16" ? bpt::DType::kF16 : bpt::DType::kBF16;
+  spec.seed = seed;
+  spec.num_shards = shards;
+  spec.tokenizer_model = tokenizer;
+  const bpt::Status status = bpt::WriteRandomModel(out, spec);
+  if (!status.ok()) {
+    std::cerr << status.ToString() << "\n";
+    return 1;
+  }
+  std::cout << "wrote " << out << "\n";
+  return 0;
+}

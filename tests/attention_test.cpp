@@ -1,0 +1,198 @@
+// Blockwise attention (the CPU backend's RoPE, KV append and tiled online-softmax attention,
+// reading keys through a shuffled block table) against naive exact attention in fp64.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <vector>
+
+#include "engine/cpu_backend.h"
+#include "engine/rope.h"
+
+namespace bpt {
+namespace {
+
+struct AttentionCase {
+  const char* name;
+  int64_t start;       // position of the first query; keys before it are filled without queries
+  int64_t length;      // queries checked
+  int prefill_block;   // tokens per step
+  AttentionTiling tiling;
+  int num_heads, num_kv_heads, head_dim;
+  const char* rope;    // rope_scaling type
+  int kv_block_size;
+  int64_t sliding_window;
+};
+
+// A reproducible value for (position, column) in [-1, 1).
+double Value(int64_t pos, int64_t col, uint64_t salt) {
+  uint64_t z = static_cast<uint64_t>(pos) * 0x9e3779b97f4a7c15ULL ^ (static_cast<uint64_t>(col) + salt) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 31)) * 0x94d049bb133111ebULL;
+  z ^= z >> 29;
+  return static_cast<double>(z >> 11) * 0x1.0p-52 - 1.0;
+}
+
+ModelConfig ConfigFor(const AttentionCase& c) {
+  ModelConfig m;
+  m.architecture = "LlamaForCausalLM";
+  m.num_heads = c.num_heads;
+  m.num_kv_heads = c.num_kv_heads;
+  m.head_dim = c.head_dim;
+  m.hidden_size = c.num_heads * c.head_dim;
+  m.num_layers = 1;
+  m.sliding_window = c.sliding_window;
+  m.max_position_embeddings = 4096;
+  const std::string rope = c.rope;
+  RopeScaling& s = m.rope_scaling;
+  if (rope == "linear") { s.type = RopeScalingType::kLinear; s.factor = 4; }
+  if (rope == "dynamic") { s.type = RopeScalingType::kDynamic; s.factor = 8; }
+  if (rope == "llama3") { s.type = RopeScalingType::kLlama3; s.factor = 8; s.low_freq_factor = 1; s.high_freq_factor = 4; s.original_max_position_embeddings = 1024; }
+  if (rope == "yarn") { s.type = RopeScalingType::kYarn; s.factor = 16; s.original_max_position_embeddings = 1024; }
+  return m;
+}
+
+class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+
+TEST_P(AttentionTest, MatchesNaiveFp64) {
+  const AttentionCase& c = GetParam();
+  const ModelConfig config = ConfigFor(c);
+  const int d = c.head_dim, q_cols = c.num_heads * d, kv_cols = c.num_kv_heads * d;
+  const int cols = q_cols + 2 * kv_cols;
+  const int64_t total = c.start + c.length;
+
+  CpuBackendOptions options;
+  options.num_threads = 2;
+  options.attention_tiling = c.tiling;
+  CpuBackend backend(config, options);
+  const Rope rope(config);
+  KvBlockManager blocks((total + c.kv_block_size - 1) / c.kv_block_size + 3, c.kv_block_size);
+  blocks.ShuffleFreeBlocks(11);
+  BlockTable table;
+  ASSERT_TRUE(blocks.Reserve(&table, total).ok());
+  ASSERT_TRUE(backend.AllocateKvPool(1, blocks.num_blocks(), c.kv_block_size, kv_cols).ok());
+  const AttentionShape shape{c.num_heads, c.num_kv_heads, d, c.sliding_window};
+
+  const int64_t chunk = std::max<int64_t>(c.prefill_block, 4096);
+  auto qkv_or = backend.AllocateActivation(chunk, cols);
+  auto out_or = backend.AllocateActivation(c.prefill_block, q_cols);
+  ASSERT_TRUE(qkv_or.ok() && out_or.ok());
+  Tensor qkv_buf = *qkv_or, out_buf = *out_or;
+  auto fill = [&](Tensor t, int64_t first_pos) {
+    float* p = static_cast<float*>(t.data);
+    for (int64_t r = 0; r < t.rows; ++r)
+      for (int col = 0; col < cols; ++col) p[r * cols + col] = static_cast<float>(Value(first_pos + r, col, 0));
+  };
+
+  // Keys before the checked queries: appended in large steps, no attention.
+  for (int64_t pos = 0; pos < c.start; pos += chunk) {
+    const int32_t n = static_cast<int32_t>(std::min(chunk, c.start - pos));
+    StepLayout step;
+    step.token_ids.assign(n, 0);
+    step.sequences.push_back({pos, n, &table, false});
+    ASSERT_TRUE(backend.BeginStep(step, rope).ok());
+    Tensor qkv = qkv_buf.Rows(0, n);
+    fill(qkv, pos);
+    ASSERT_TRUE(backend.ApplyRope(qkv, shape).ok());
+    ASSERT_TRUE(backend.AppendKv(0, qkv, shape).ok());
+  }
+  // The checked queries, one prefill block per step, exactly as the model runner does it.
+  std::vector<float> got(c.length * q_cols, std::nanf(""));
+  for (int64_t pos = c.start; pos < total; pos += c.prefill_block) {
+    const int32_t n = static_cast<int32_t>(std::min<int64_t>(c.prefill_block, total - pos));
+    StepLayout step;
+    step.token_ids.assign(n, 0);
+    step.sequences.push_back({pos, n, &table, true});
+    ASSERT_TRUE(backend.BeginStep(step, rope).ok());
+    Tensor qkv = qkv_buf.Rows(0, n), out = out_buf.Rows(0, n);
+    fill(qkv, pos);
+    std::fill_n(static_cast<float*>(out.data), n * q_cols, std::nanf(""));
+    ASSERT_TRUE(backend.ApplyRope(qkv, shape).ok());
+    ASSERT_TRUE(backend.AppendKv(0, qkv, shape).ok());
+    ASSERT_TRUE(backend.Attention(0, qkv, shape, out).ok());
+    std::copy_n(static_cast<float*>(out.data), n * q_cols, got.begin() + (pos - c.start) * q_cols);
+  }
+
+  // Naive reference: RoPE angles and everything after in double.
+  const auto& inv_freq = rope.inv_freq();
+  const double af = rope.attention_factor();
+  auto rotated = [&](int64_t pos, int col0) {
+    std::vector<double> v(d);
+    for (int i = 0; i < d / 2; ++i) {
+      const double a = Value(pos, col0 + i, 0), b = Value(pos, col0 + i + d / 2, 0);
+      const double cs = std::cos(pos * inv_freq[i]) * af, sn = std::sin(pos * inv_freq[i]) * af;
+      v[i] = a * cs - b * sn;
+      v[i + d / 2] = b * cs + a * sn;
+    }
+    return v;
+  };
+  std::vector<double> keys(total * kv_cols);  // rotated keys of every position
+  for (int64_t j = 0; j < total; ++j)
+    for (int g = 0; g < c.num_kv_heads; ++g) {
+      const auto k = rotated(j, q_cols + g * d);
+      std::copy(k.begin(), k.end(), keys.begin() + j * kv_cols + g * d);
+    }
+  const int group = c.num_heads / c.num_kv_heads;
+  double max_ref = 0, max_err = 0;
+  std::vector<double> scores;
+  for (int64_t t = 0; t < c.length; ++t) {
+    const int64_t p = c.start + t;
+    const int64_t lo = c.sliding_window > 0 ? std::max<int64_t>(0, p - c.sliding_window + 1) : 0;
+    for (int h = 0; h < c.num_heads; ++h) {
+      const int g = h / group;
+      const auto q = rotated(p, h * d);
+      scores.assign(p - lo + 1, 0);
+      double mx = -1e300;
+      for (int64_t j = lo; j <= p; ++j) {
+        double s = 0;
+        for (int i = 0; i < d; ++i) s += q[i] * keys[j * kv_cols + g * d + i];
+        scores[j - lo] = s / std::sqrt(static_cast<double>(d));
+        mx = std::max(mx, scores[j - lo]);
+      }
+      double z = 0;
+      for (double& s : scores) z += (s = std::exp(s - mx));
+      for (int i = 0; i < d; ++i) {
+        double o = 0;
+        for (int64_t j = lo; j <= p; ++j) o += scores[j - lo] * Value(j, q_cols + kv_cols + g * d + i, 0);
+        o /= z;
+        const double e = std::fabs(o - got[t * q_cols + h * d + i]);
+        max_ref = std::max(max_ref, std::fabs(o));
+        max_err = std::isnan(e) ? INFINITY : std::max(max_err, e);
+      }
+    }
+  }
+  // fp32 dot products and accumulation over up to ~66K keys against exact fp64.
+  EXPECT_LE(max_err, 2e-5 * max_ref) << "max |error| " << max_err << ", max |ref| " << max_ref;
+}
+
+constexpr AttentionTiling kSmallTiles{4, 8};
+constexpr AttentionTiling kDefaultTiles{16, 128};
+constexpr AttentionTiling kOddTiles{5, 7};
+
+INSTANTIATE_TEST_SUITE_P(
+    Lengths, AttentionTest,
+    ::testing::Values(
+        AttentionCase{"len1", 0, 1, 16, kDefaultTiles, 4, 4, 16, "default", 16, 0},
+        AttentionCase{"lenBm1", 0, 15, 16, kSmallTiles, 4, 4, 16, "default", 16, 0},
+        AttentionCase{"lenB", 0, 16, 16, kOddTiles, 8, 2, 16, "default", 16, 0},
+        AttentionCase{"lenBp1", 0, 17, 16, kSmallTiles, 8, 2, 16, "default", 4, 0},
+        AttentionCase{"len3Bp7", 0, 55, 16, kOddTiles, 8, 1, 16, "default", 3, 0},
+        AttentionCase{"len3Bp7_default_tiles", 0, 55, 16, kDefaultTiles, 8, 1, 16, "default", 16, 0},
+        AttentionCase{"long_prompt", 0, 700, 128, kDefaultTiles, 8, 2, 64, "default", 64, 0},
+        AttentionCase{"gqa1_hd128", 0, 40, 16, kOddTiles, 2, 2, 128, "default", 16, 0},
+        AttentionCase{"gqa4_hd64", 0, 40, 16, kSmallTiles, 8, 2, 64, "default", 16, 0},
+        AttentionCase{"gqa8_hd64", 0, 40, 16, kDefaultTiles, 8, 1, 64, "default", 16, 0},
+        AttentionCase{"sliding_window", 0, 90, 16, kOddTiles, 4, 2, 16, "default", 8, 20}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// Queries past 64K: RoPE angles computed in fp32 would be off by ~1e-2 rad here.
+INSTANTIATE_TEST_SUITE_P(
+    BeyondPosition64K, AttentionTest,
+    ::testing::Values(
+        AttentionCase{"default", 65541, 55, 16, kOddTiles, 8, 1, 32, "default", 64, 0},
+        AttentionCase{"linear", 65541, 17, 16, kDefaultTiles, 4, 1, 32, "linear", 64, 0},
+        AttentionCase{"dynamic", 65541, 17, 16, kSmallTiles, 4, 1, 32, "dynamic", 64, 0},
+        AttentionCase{"llama3", 65541, 17, 16, kDefaultTiles, 4, 1, 32, "llama3", 64, 0},
+        AttentionCase{"yarn", 65541, 17, 16, kOddTiles, 4, 1, 32, "yarn", 64, 0}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace bpt

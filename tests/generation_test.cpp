@@ -1,0 +1,249 @@
+// Generation through the engine's public API on a model with the demo tokenizer: finish
+// reasons, stop strings, streaming, cancellation and request validation.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "engine/engine.h"
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+using testing::TempDir;
+
+class GenerationTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    nlohmann::json config = testing::SmallConfig();
+    config["vocab_size"] = 1000;
+    config["max_position_embeddings"] = 512;
+    testing::WriteModelOrDie((*dir_) / "model", config, DType::kBF16, 3, 1, testing::DemoTokenizerPath());
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  void SetUp() override { engine_ = Make((*dir_) / "model"); }
+
+  static std::unique_ptr<Engine> Make(const std::string& model_dir) {
+    EngineOptions options;
+    options.model_dir = model_dir;
+    options.prefill_block = 16;
+    options.kv_block_size = 8;
+    options.kv_capacity_tokens = 400;
+    auto engine = Engine::Create(options);
+    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+    return std::move(engine).value();
+  }
+
+  GenerationRequest Request(int max_new_tokens = 24) {
+    GenerationRequest r;
+    r.prompt = *engine_->EncodePrompt("A long document about the prefill of a model.");
+    r.sampling.temperature = 0;
+    r.stopping.max_new_tokens = max_new_tokens;
+    r.stopping.ignore_eos = true;
+    return r;
+  }
+
+  static TempDir* dir_;
+  std::unique_ptr<Engine> engine_;
+};
+
+TempDir* GenerationTest::dir_ = nullptr;
+
+struct Recorder : GenerationObserver {
+  std::vector<std::pair<int64_t, int64_t>> progress;
+  std::vector<TokenOutput> tokens;
+  int cancel_after_progress = -1;
+  int cancel_after_tokens = -1;
+  bool OnPrefillProgress(int64_t done, int64_t total) override {
+    progress.emplace_back(done, total);
+    return static_cast<int>(progress.size()) != cancel_after_progress;
+  }
+  bool OnToken(const TokenOutput& t) override {
+    tokens.push_back(t);
+    return static_cast<int>(tokens.size()) != cancel_after_tokens;
+  }
+};
+
+TEST_F(GenerationTest, EncodePromptAddsBos) {
+  const auto ids = *engine_->EncodePrompt("hello");
+  ASSERT_GE(ids.size(), 2u);
+  EXPECT_EQ(ids[0], 1);
+}
+
+TEST_F(GenerationTest, StreamsTextProgressAndLengthFinish) {
+  Recorder rec;
+  const auto request = Request(24);
+  auto r = engine_->Generate(request, &rec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->finish_reason, FinishReason::kLength);
+  EXPECT_EQ(r->token_ids.size(), 24u);
+  ASSERT_EQ(rec.tokens.size(), 24u);
+  std::string streamed;
+  for (const auto& t : rec.tokens) streamed += t.text;
+  EXPECT_EQ(streamed, r->text);
+  // The text is the continuation of the prompt, as a whole decode of both shows it.
+  auto all = request.prompt;
+  all.insert(all.end(), r->token_ids.begin(), r->token_ids.end());
+  const std::string whole = *engine_->tokenizer()->Decode(all);
+  const std::string prompt_text = *engine_->tokenizer()->Decode(request.prompt);
+  EXPECT_EQ(whole, prompt_text + r->text);
+  // Progress: one event per block, increasing, ending at the prompt length.
+  const int64_t n = static_cast<int64_t>(request.prompt.size());
+  ASSERT_EQ(rec.progress.size(), static_cast<size_t>((n + 15) / 16));
+  for (size_t i = 1; i < rec.progress.size(); ++i) EXPECT_GT(rec.progress[i].first, rec.progress[i - 1].first);
+  EXPECT_EQ(rec.progress.back(), std::make_pair(n, n));
+  EXPECT_EQ(r->prompt_tokens, n);
+  EXPECT_GT(r->timings.prefill_s, 0);
+  EXPECT_GE(r->timings.time_to_first_token_s, r->timings.prefill_s);
+  EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
+}
+
+TEST_F(GenerationTest, SeedMakesSamplingReproducible) {
+  auto request = Request(16);
+  request.sampling.temperature = 1.0f;
+  request.sampling.seed = 99;
+  const auto a = engine_->Generate(request, nullptr);
+  const auto b = engine_->Generate(request, nullptr);
+  request.sampling.seed = 100;
+  const auto c = engine_->Generate(request, nullptr);
+  ASSERT_TRUE(a.ok() && b.ok() && c.ok());
+  EXPECT_EQ(a->token_ids, b->token_ids);
+  EXPECT_NE(a->token_ids, c->token_ids);
+}
+
+TEST_F(GenerationTest, StopStringEndsGenerationAndIsNotEmitted) {
+  const auto free_run = engine_->Generate(Request(40), nullptr);
+  ASSERT_TRUE(free_run.ok());
+  const std::string& text = free_run->text;
+  ASSERT_GE(text.size(), 12u) << "the model produced too little text to cut";
+  const std::string stop = text.substr(text.size() / 2, 3);
+  auto request = Request(40);
+  request.stopping.stop = {stop};
+  Recorder rec;
+  const auto r = engine_->Generate(request, &rec);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kStop);
+  EXPECT_EQ(r->text, text.substr(0, text.find(stop)));
+  std::string streamed;
+  for (const auto& t : rec.tokens) streamed += t.text;
+  EXPECT_EQ(streamed, r->text);
+}
+
+TEST_F(GenerationTest, StopTokenAndEos) {
+  const auto free_run = engine_->Generate(Request(12), nullptr);
+  ASSERT_TRUE(free_run.ok());
+  const int32_t target = free_run->token_ids[5];
+  const size_t first = std::find(free_run->token_ids.begin(), free_run->token_ids.end(), target) -
+                       free_run->token_ids.begin();
+
+  auto request = Request(12);
+  request.stopping.stop_token_ids = {target};
+  auto r = engine_->Generate(request, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kStop);
+  EXPECT_EQ(r->token_ids.size(), first + 1);
+  EXPECT_EQ(r->token_ids.back(), target);
+
+  // The same token as the model's EOS.
+  TempDir eos_dir;
+  std::filesystem::copy((*dir_) / "model", eos_dir.path(), std::filesystem::copy_options::recursive);
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(eos_dir / "config.json"));
+  config["eos_token_id"] = {target, 999};
+  std::ofstream(eos_dir / "config.json") << config.dump();
+  auto eos_engine = Make(eos_dir.path());
+  request = Request(12);
+  request.stopping.ignore_eos = false;
+  r = eos_engine->Generate(request, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kEos);
+  EXPECT_EQ(r->token_ids.size(), first + 1);
+  request.stopping.ignore_eos = true;
+  r = eos_engine->Generate(request, nullptr);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kLength);
+  EXPECT_EQ(r->token_ids.size(), 12u);
+}
+
+TEST_F(GenerationTest, CancellationDuringPrefillAndDecodeFreesTheCache) {
+  auto request = Request(30);
+  for (int i = 0; i < 6; ++i) request.prompt.insert(request.prompt.end(), request.prompt.begin(), request.prompt.begin() + 10);
+  Recorder during_prefill;
+  during_prefill.cancel_after_progress = 1;
+  auto r = engine_->Generate(request, &during_prefill);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kCancelled);
+  EXPECT_EQ(during_prefill.progress.size(), 1u) << "stopped within one block";
+  EXPECT_TRUE(r->token_ids.empty());
+  EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
+
+  Recorder during_decode;
+  during_decode.cancel_after_tokens = 3;
+  r = engine_->Generate(request, &during_decode);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->finish_reason, FinishReason::kCancelled);
+  EXPECT_EQ(r->token_ids.size(), 3u);
+  EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
+}
+
+TEST_F(GenerationTest, InvalidRequestsNameTheFieldAndLimit) {
+  auto expect = [&](GenerationRequest r, StatusCode code, const std::string& fragment) {
+    const auto result = engine_->Generate(r, nullptr);
+    EXPECT_EQ(result.status().code(), code) << result.status().ToString();
+    EXPECT_NE(result.status().message().find(fragment), std::string::npos) << result.status().ToString();
+  };
+  auto r = Request();
+  r.prompt.clear();
+  expect(r, StatusCode::kInvalidArgument, "prompt is empty");
+  r = Request();
+  r.prompt[2] = 1000;
+  expect(r, StatusCode::kInvalidArgument, "token_ids[2] = 1000 is outside the vocabulary [0, 1000)");
+  r.prompt[2] = -4;
+  expect(r, StatusCode::kInvalidArgument, "token_ids[2] = -4");
+  r = Request();
+  r.prompt.assign(512, 5);
+  expect(r, StatusCode::kInvalidArgument, "context limit is 512");
+  r = Request();
+  r.prompt.assign(300, 5);
+  r.stopping.max_new_tokens = 250;
+  expect(r, StatusCode::kInvalidArgument, "exceeds the context limit of 512");
+  r.stopping.max_new_tokens = 150;  // within the model's 512, beyond the KV pool's 400
+  expect(r, StatusCode::kResourceExhausted, "KV cache capacity of 400 tokens");
+  r = Request();
+  r.stopping.max_new_tokens = 0;
+  expect(r, StatusCode::kInvalidArgument, "max_new_tokens");
+  r = Request();
+  r.sampling.temperature = -1;
+  expect(r, StatusCode::kInvalidArgument, "temperature");
+  r = Request();
+  r.stopping.stop.assign(17, "x");
+  expect(r, StatusCode::kInvalidArgument, "stop has 17 strings");
+  EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
+}
+
+TEST(TokenIdsMode, ServesIdsAndRefusesText) {
+  TempDir dir;
+  testing::WriteModelOrDie(dir.path(), testing::SmallConfig());
+  EngineOptions options;
+  options.model_dir = dir.path();
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok());
+  EXPECT_EQ((*engine)->tokenizer(), nullptr);
+  EXPECT_EQ((*engine)->EncodePrompt("text").status().code(), StatusCode::kFailedPrecondition);
+  GenerationRequest r;
+  r.prompt = {1, 5, 9};
+  r.stopping.max_new_tokens = 4;
+  r.stopping.ignore_eos = true;
+  r.stopping.stop = {"x"};
+  EXPECT_EQ((*engine)->Generate(r, nullptr).status().code(), StatusCode::kFailedPrecondition);
+  r.stopping.stop.clear();
+  auto result = (*engine)->Generate(r, nullptr);
+  ASSERT_TRUE(result.ok());
+  EXPECT_EQ(result->token_ids.size(), 4u);
+  EXPECT_TRUE(result->text.empty());
+}
+
+}  // namespace
+}  // namespace bpt

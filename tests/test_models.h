@@ -1,0 +1,68 @@
+// Helpers shared by the engine tests: temporary directories and small random models.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "engine/random_model.h"
+
+namespace bpt::testing {
+
+// A fresh directory under the system's temp dir, removed with the object.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "bptserve-test-XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// A Llama config small enough for fp64 reference checks; callers override fields.
+inline nlohmann::json SmallConfig() {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"vocab_size", 97},
+          {"hidden_size", 48},
+          {"intermediate_size", 80},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"head_dim", 12},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0},
+          {"max_position_embeddings", 4096},
+          {"bos_token_id", 1},
+          {"eos_token_id", 2},
+          {"tie_word_embeddings", false}};
+}
+
+inline void WriteModelOrDie(const std::string& dir, const nlohmann::json& config, DType dtype = DType::kF32,
+                            uint64_t seed = 1, int shards = 1, const std::string& tokenizer = "") {
+  RandomModelSpec spec;
+  spec.config = config;
+  spec.dtype = dtype;
+  spec.seed = seed;
+  spec.num_shards = shards;
+  spec.tokenizer_model = tokenizer;
+  const Status s = WriteRandomModel(dir, spec);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+}
+
+// The demo tokenizer the build trains from engine/fixtures/demo_corpus.txt.
+inline std::string DemoTokenizerPath() { return BPTSERVE_DEMO_TOKENIZER; }
+// The real Llama 2 tokenizer from ../shared, absent on a user's fresh clone.
+inline std::string Llama2TokenizerPath() { return BPTSERVE_LLAMA2_TOKENIZER; }
+
+}  // namespace bpt::testing

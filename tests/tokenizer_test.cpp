@@ -1,0 +1,144 @@
+#include "engine/tokenizer.h"
+
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <random>
+
+#include "engine/incremental_detokenizer.h"
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+bool IsValidUtf8(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = s[i];
+    const int len = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (int k = 1; k < len; ++k)
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    i += len;
+  }
+  return true;
+}
+
+const std::vector<std::string>& Samples() {
+  static const std::vector<std::string> samples = {
+      "",
+      "Hello world, long documents.",
+      " leading space",
+      "   three leading spaces and  double  spaces ",
+      "tabs\tand\nnewlines\n\n",
+      "café naïve straße déjà vu",
+      "日本語のテキストと中文",
+      "emoji 🙂🚀 and flags 🇫🇷 and a family 👨‍👩‍👧",
+      "rare: 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ꙮ ᚠᛇᚻ",
+      "code: int main() { return a[i] * b[i]; }",
+  };
+  return samples;
+}
+
+class TokenizerTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    const std::string path = GetParam() == "demo" ? testing::DemoTokenizerPath() : testing::Llama2TokenizerPath();
+    struct stat st {};
+    if (stat(path.c_str(), &st) != 0) GTEST_SKIP() << "no tokenizer at " << path;
+    auto t = Tokenizer::Load(path);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    tokenizer_ = std::move(t).value();
+  }
+  std::unique_ptr<Tokenizer> tokenizer_;
+};
+
+TEST_P(TokenizerTest, RoundTrips) {
+  for (const auto& text : Samples()) {
+    auto ids = tokenizer_->Encode(text);
+    ASSERT_TRUE(ids.ok());
+    auto back = tokenizer_->Decode(*ids);
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, text);
+  }
+  EXPECT_TRUE(tokenizer_->Encode("")->empty());
+}
+
+TEST_P(TokenizerTest, ByteFallbackCoversUnseenCharacters) {
+  auto ids = tokenizer_->Encode("ꙮ");  // not a piece of either vocabulary
+  ASSERT_TRUE(ids.ok());
+  EXPECT_GE(ids->size(), 3u);  // three UTF-8 bytes, each its own piece
+  EXPECT_EQ(*tokenizer_->Decode(*ids), "ꙮ");
+}
+
+TEST_P(TokenizerTest, OutOfVocabularyIdIsAnError) {
+  const std::vector<int32_t> ids = {5, tokenizer_->vocab_size()};
+  const auto r = tokenizer_->Decode(ids);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("index 1"), std::string::npos) << r.status().message();
+}
+
+TEST_P(TokenizerTest, StreamedPiecesAreValidAndJoinToTheFullDecode) {
+  for (const auto& text : Samples()) {
+    const auto ids = *tokenizer_->Encode(text);
+    for (const std::vector<int32_t>& context : {std::vector<int32_t>{}, *tokenizer_->Encode("Prompt says")}) {
+      IncrementalDetokenizer detok(*tokenizer_, context);
+      std::string streamed;
+      for (int32_t id : ids) {
+        auto piece = detok.Push(id);
+        ASSERT_TRUE(piece.ok());
+        EXPECT_TRUE(IsValidUtf8(*piece)) << "piece cut a character in '" << text << "'";
+        streamed += *piece;
+      }
+      streamed += *detok.Flush();
+      auto all = context;
+      all.insert(all.end(), ids.begin(), ids.end());
+      const std::string full = *tokenizer_->Decode(all);
+      const std::string before = *tokenizer_->Decode(context);
+      ASSERT_EQ(full.compare(0, before.size(), before), 0);
+      EXPECT_EQ(streamed, full.substr(before.size())) << "context size " << context.size();
+    }
+  }
+}
+
+TEST_P(TokenizerTest, RandomIdsStreamToTheFullDecode) {
+  std::mt19937 rng(9);
+  for (int trial = 0; trial < 50; ++trial) {
+    std::vector<int32_t> ids(1 + rng() % 40);
+    // Byte pieces (ids 3..258 in both models) half the time, to cut characters at random.
+    for (auto& id : ids) id = rng() % 2 ? 3 + rng() % 256 : rng() % tokenizer_->vocab_size();
+    IncrementalDetokenizer detok(*tokenizer_, {});
+    std::string streamed;
+    for (int32_t id : ids) streamed += *detok.Push(id);
+    streamed += *detok.Flush();
+    EXPECT_EQ(streamed, *tokenizer_->Decode(ids));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, TokenizerTest, ::testing::Values("demo", "llama2"),
+                         [](const auto& info) { return info.param; });
+
+TEST(Llama2Tokenizer, KnownIds) {
+  struct stat st {};
+  if (stat(testing::Llama2TokenizerPath().c_str(), &st) != 0) GTEST_SKIP() << "../shared is absent";
+  auto t = Tokenizer::Load(testing::Llama2TokenizerPath());
+  ASSERT_TRUE(t.ok());
+  EXPECT_EQ((*t)->vocab_size(), 32000);
+  EXPECT_EQ((*t)->bos_id(), 1);
+  EXPECT_EQ((*t)->eos_id(), 2);
+  EXPECT_EQ(*(*t)->Encode("Hello world, long documents."),
+            (std::vector<int32_t>{15043, 3186, 29892, 1472, 10701, 29889}));
+}
+
+TEST(Tokenizer, MissingOrCorruptModelIsAnError) {
+  testing::TempDir dir;
+  EXPECT_EQ(Tokenizer::Load(dir / "absent.model").status().code(), StatusCode::kNotFound);
+  FILE* f = fopen((dir / "bad.model").c_str(), "wb");
+  fputs("not a sentencepiece model", f);
+  fclose(f);
+  const auto bad = Tokenizer::Load(dir / "bad.model");
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
+}
+
+}  // namespace
+}  // namespace bpt
