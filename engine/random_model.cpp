@@ -217,7 +217,7 @@ nlohmann::json DemoModelConfig(int vocab_size) {
           {"max_position_embeddings", 1048576},
           {"bos_token_id", 1},
           {"eos_token_id", 2},
-          {"tie_word_embeddings", true},
+          {"tie_word_embeddings", false},
           {"torch_dtype", "bfloat16"}};
 }
 

@@ -24,6 +24,7 @@ Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec);
 
 // Shapes of public models, for benchmarks and the demo.
 nlohmann::json TinyLlamaConfig();              // TinyLlama-1.1B: 22 layers, hidden 2048, GQA 32/4
-nlohmann::json DemoModelConfig(int vocab_size);  // small enough to answer at once on a CPU
+// Small enough to answer at once on a CPU. Untied: a random tied head repeats its input token.
+nlohmann::json DemoModelConfig(int vocab_size);
 
 }  // namespace bpt
