@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -72,7 +73,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   auto backend = std::make_unique<CpuBackend>(config, cpu_options);
 
   const int64_t max_len = options.max_model_len > 0 ? options.max_model_len : config.max_position_embeddings;
-  const int64_t capacity = options.kv_capacity_tokens > 0 ? options.kv_capacity_tokens : max_len;
+  int64_t capacity = options.kv_capacity_tokens;
+  if (capacity <= 0) {
+    // The context limit, unless half of the memory left after the weights holds less: the pool
+    // is reserved lazily, so an unbounded default would fail late, in the middle of a prompt.
+    const int64_t available = static_cast<int64_t>(sysconf(_SC_AVPHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    const int64_t affordable = (available - weights.TotalBytes()) / 2 /
+                               backend->KvBytesPerToken(config.num_layers, config.kv_dim());
+    capacity = std::max<int64_t>(options.kv_block_size, std::min(max_len, affordable));
+  }
   const int64_t num_blocks = (capacity + options.kv_block_size - 1) / options.kv_block_size;
   BPT_RETURN_IF_ERROR(backend->AllocateKvPool(config.num_layers, num_blocks, options.kv_block_size, config.kv_dim()));
 
@@ -213,7 +222,8 @@ StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, Ge
     bool stopped_by_string = false;
     if (detokenizer != nullptr) {
       std::string delta;
-      if (!eos && !stop_token) {
+      // Ids past the tokenizer's pieces (padded embedding rows) have no text.
+      if (!eos && !stop_token && id < tokenizer_->vocab_size()) {
         BPT_ASSIGN_OR_RETURN(delta, detokenizer->Push(id));
       }
       if (eos || stop_token || length) {  // bytes held back for an unfinished character

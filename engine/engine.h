@@ -1,4 +1,5 @@
-// The engine: a model directory loaded onto a backend, generating for one request at a time.
+// The engine: a model directory loaded onto a backend, generating for one request at a time
+// (not thread-safe; the serving runtime drives it from one thread).
 // Prompts are prefilled one block of `prefill_block` tokens per forward step (BPT); decode is
 // the same step with one token. Peak memory is weights + KV pool + a workspace fixed at load.
 #pragma once
@@ -24,7 +25,7 @@ struct EngineOptions {
   int prefill_block = 256;          // tokens per prefill step (see the bench for the choice)
   int ffn_sub_block = 128;          // FFN rows held at once
   int kv_block_size = 64;           // tokens per KV block
-  int64_t kv_capacity_tokens = 0;   // 0: the model's context limit
+  int64_t kv_capacity_tokens = 0;   // 0: the context limit, or what half the free memory holds
   int64_t max_model_len = 0;        // 0: max_position_embeddings from config.json
   int num_threads = 0;              // 0: all hardware threads
   AttentionTiling attention_tiling;

@@ -66,8 +66,10 @@ SampledToken Sampler::Sample(float* logits, int vocab_size) {
     if (params_.top_k > 0 && static_cast<size_t>(params_.top_k) < keep) {
       keep = params_.top_k;
       std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_prob);
-    } else {
+    } else if (params_.top_p < 1.0f) {
       std::sort(candidates_.begin(), candidates_.end(), by_prob);
+    } else {  // min-p needs only the most likely first; the draw needs no order at all
+      std::swap(candidates_[0], *std::min_element(candidates_.begin(), candidates_.end(), by_prob));
     }
     double total = 0;
     for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
@@ -81,11 +83,11 @@ SampledToken Sampler::Sample(float* logits, int vocab_size) {
       }
       keep = i;
     }
-    if (params_.min_p > 0.0f) {
+    if (params_.min_p > 0.0f) {  // candidates_[0] is the most likely; the rest may be unsorted
       const float threshold = params_.min_p * candidates_[0].first;
-      size_t i = 1;
-      while (i < keep && candidates_[i].first >= threshold) ++i;
-      keep = i;
+      keep = std::partition(candidates_.begin() + 1, candidates_.begin() + keep,
+                            [&](const auto& c) { return c.first >= threshold; }) -
+             candidates_.begin();
     }
     total = 0;
     for (size_t i = 0; i < keep; ++i) total += candidates_[i].first;
@@ -104,13 +106,13 @@ SampledToken Sampler::Sample(float* logits, int vocab_size) {
   result.token_id = chosen;
   result.logprob = log_probs_[chosen];
   if (params_.top_logprobs > 0) {
-    std::vector<int32_t> ids(vocab_size);
-    for (int i = 0; i < vocab_size; ++i) ids[i] = i;
+    order_.resize(vocab_size);
+    for (int i = 0; i < vocab_size; ++i) order_[i] = i;
     const int k = std::min(params_.top_logprobs, vocab_size);
-    std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
+    std::partial_sort(order_.begin(), order_.begin() + k, order_.end(), [&](int32_t a, int32_t b) {
       return log_probs_[a] > log_probs_[b] || (log_probs_[a] == log_probs_[b] && a < b);
     });
-    for (int i = 0; i < k; ++i) result.top_logprobs.emplace_back(ids[i], log_probs_[ids[i]]);
+    for (int i = 0; i < k; ++i) result.top_logprobs.emplace_back(order_[i], log_probs_[order_[i]]);
   }
   return result;
 }

@@ -36,6 +36,7 @@ class Sampler {
   std::unordered_map<int32_t, int> output_counts_;
   std::vector<std::pair<float, int32_t>> candidates_;  // scratch: (probability, id)
   std::vector<float> log_probs_;                       // scratch: [vocab]
+  std::vector<int32_t> order_;                         // scratch: [vocab], for top logprobs
 };
 
 }  // namespace bpt

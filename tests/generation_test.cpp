@@ -247,3 +247,36 @@ TEST(TokenIdsMode, ServesIdsAndRefusesText) {
 
 }  // namespace
 }  // namespace bpt
+
+namespace bpt {
+namespace {
+
+// Models often pad the embedding beyond the tokenizer's pieces; sampling such an id must not fail.
+TEST(PaddedVocabulary, IdsPastTheTokenizerHaveNoText) {
+  TempDir dir;
+  nlohmann::json config = testing::SmallConfig();
+  config["vocab_size"] = 1400;  // the demo tokenizer has 1000 pieces
+  testing::WriteModelOrDie(dir.path(), config, DType::kBF16, 3, 1, testing::DemoTokenizerPath());
+  EngineOptions options;
+  options.model_dir = dir.path();
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  GenerationRequest r;
+  r.prompt = *(*engine)->EncodePrompt("padded");
+  r.sampling.temperature = 1.0f;
+  r.sampling.seed = 5;
+  r.stopping.max_new_tokens = 64;
+  r.stopping.ignore_eos = true;
+  auto result = (*engine)->Generate(r, nullptr);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  std::vector<int32_t> with_text;
+  for (int32_t id : result->token_ids)
+    if (id < 1000) with_text.push_back(id);
+  ASSERT_LT(with_text.size(), result->token_ids.size()) << "the draw never reached a padded id";
+  auto all = r.prompt;
+  all.insert(all.end(), with_text.begin(), with_text.end());
+  EXPECT_EQ(*(*engine)->tokenizer()->Decode(all), *(*engine)->tokenizer()->Decode(r.prompt) + result->text);
+}
+
+}  // namespace
+}  // namespace bpt
