@@ -26,6 +26,7 @@ Status AppendRows(const SafetensorsModel& st, const std::string& name,
   const size_t offset = out->data.size();
   out->data.resize(offset + rows * cols);
   ConvertToF32(view, out->data.data() + offset);
+  ReleaseFilePages(view);
   out->rows += rows;
   return OkStatus();
 }

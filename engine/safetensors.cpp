@@ -196,4 +196,12 @@ void ConvertToF32(const TensorView& view, float* out) {
   }
 }
 
+void ReleaseFilePages(const TensorView& view) {
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(view.data) + page - 1) / page * page;
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(view.data) + view.num_bytes) / page * page;
+  // Pages shared with a neighbouring tensor are kept; a later read would fault them back anyway.
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 }  // namespace bpt

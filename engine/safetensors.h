@@ -56,4 +56,8 @@ class SafetensorsModel {
 // Converts any supported dtype to fp32. out: [view.num_bytes / DTypeSize(view.dtype)]
 void ConvertToF32(const TensorView& view, float* out);
 
+// Drops the tensor's file pages from this process's resident memory (they stay in the page
+// cache), so converting a model holds the fp32 weights plus one tensor, not the file as well.
+void ReleaseFilePages(const TensorView& view);
+
 }  // namespace bpt
