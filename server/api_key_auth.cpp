@@ -1,0 +1,52 @@
+#include "server/api_key_auth.h"
+
+#include <fstream>
+
+namespace bpt::server {
+namespace {
+
+// Compares every byte whatever the first difference, so timing does not reveal a key's prefix.
+bool ConstantTimeEquals(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? a[i] : 0, y = i < b.size() ? b[i] : 0;
+    diff |= x ^ y;
+  }
+  return diff == 0;
+}
+
+}  // namespace
+
+StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
+  ApiKeyAuth auth;
+  if (path.empty()) return auth;
+  std::ifstream in(path);
+  if (!in) return NotFound("cannot read --api-key-file '" + path + "'");
+  std::string line;
+  while (std::getline(in, line)) {
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
+    if (!line.empty() && line[0] != '#') auth.keys_.push_back(line);
+  }
+  if (auth.keys_.empty()) return InvalidArgument("--api-key-file '" + path + "' holds no key");
+  return auth;
+}
+
+grpc::Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
+  if (keys_.empty()) return grpc::Status::OK;
+  const auto& metadata = context.client_metadata();
+  const auto it = metadata.find("authorization");
+  if (it == metadata.end())
+    return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <key>' metadata"};
+  const std::string value(it->second.data(), it->second.size());
+  const std::string prefix = "Bearer ";
+  if (value.compare(0, prefix.size(), prefix) != 0)
+    return {grpc::StatusCode::UNAUTHENTICATED, "'authorization' metadata must be 'Bearer <key>'"};
+  const std::string key = value.substr(prefix.size());
+  bool match = false;
+  for (const auto& k : keys_) match |= ConstantTimeEquals(k, key);
+  if (!match) return {grpc::StatusCode::UNAUTHENTICATED, "the API key is not valid"};
+  return grpc::Status::OK;
+}
+
+}  // namespace bpt::server

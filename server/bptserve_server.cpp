@@ -1,0 +1,133 @@
+#include "server/bptserve_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <chrono>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace bpt::server {
+namespace {
+
+StatusOr<std::string> ReadFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(std::string("cannot read ") + flag + " '" + path + "'");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl;
+  grpc::SslServerCredentialsOptions::PemKeyCertPair pair;
+  BPT_ASSIGN_OR_RETURN(pair.cert_chain, ReadFile(o.tls_cert, "--tls-cert"));
+  BPT_ASSIGN_OR_RETURN(pair.private_key, ReadFile(o.tls_key, "--tls-key"));
+  ssl.pem_key_cert_pairs.push_back(pair);
+  if (!o.tls_client_ca.empty()) {
+    BPT_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile(o.tls_client_ca, "--tls-client-ca"));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+BptServer::BptServer(ServerOptions options) : options_(std::move(options)) {}
+
+BptServer::~BptServer() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  if (loader_.joinable()) loader_.join();
+  worker_.reset();  // ends every job before the engine goes
+  if (server_) server_->Wait();
+}
+
+Status BptServer::Start() {
+  if (options_.device == "cuda")
+    return FailedPrecondition("--device cuda: this build has no CUDA backend yet; use --device cpu or auto");
+  BPT_ASSIGN_OR_RETURN(ApiKeyAuth auth, ApiKeyAuth::Load(options_.api_key_file));
+  BPT_ASSIGN_OR_RETURN(auto credentials, Credentials(options_));
+  // The context limit is not known before the model loads; token histograms reach 2^21.
+  metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
+  if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartExposer(options_.host, options_.metrics_port));
+  service_ = std::make_unique<InferenceService>(options_, std::move(auth), metrics_.get());
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options_.host + ":" + std::to_string(options_.port), credentials, &port_);
+  builder.RegisterService(service_.get());
+  builder.SetMaxReceiveMessageSize(options_.max_message_mb * 1024 * 1024);
+  // A prefill can run for minutes with nothing to send: keep idle connections up, accept the
+  // client's keepalive pings, and ping clients that vanished.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20 * 1000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  server_ = builder.BuildAndStart();
+  if (!server_ || port_ == 0)
+    return Status(StatusCode::kUnavailable, "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
+  auto* health = server_->GetHealthCheckService();
+  health->SetServingStatus("", true);                  // liveness
+  health->SetServingStatus(kReadinessService, false);  // readiness, once the model is loaded
+
+  loader_ = std::thread([this] {
+    EngineOptions eo;
+    eo.model_dir = options_.model_dir;
+    eo.prefill_block = options_.prefill_block;
+    eo.kv_capacity_tokens = options_.kv_capacity_tokens;
+    eo.num_threads = options_.threads;
+    auto engine = Engine::Create(eo);
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (engine.ok()) {
+      engine_ = std::move(engine).value();
+      worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens, metrics_.get());
+      service_->SetReady(engine_.get(), worker_.get());
+      server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
+    } else {
+      load_status_ = engine.status();
+    }
+    load_done_ = true;
+    load_cv_.notify_all();
+  });
+  return OkStatus();
+}
+
+Status BptServer::WaitUntilLoaded() {
+  std::unique_lock<std::mutex> lock(load_mu_);
+  load_cv_.wait(lock, [&] { return load_done_; });
+  return load_status_;
+}
+
+void BptServer::Drain() {
+  server_->GetHealthCheckService()->SetServingStatus(kReadinessService, false);
+  service_->StopAccepting();
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (worker_) worker_->StopAccepting();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options_.drain_seconds);
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(load_mu_);
+      if (!worker_ || worker_->Idle()) break;
+      if (std::chrono::steady_clock::now() >= deadline) {
+        worker_->CancelAll();
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    if (worker_) {
+      while (!worker_->Idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+}  // namespace bpt::server

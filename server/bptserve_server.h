@@ -1,0 +1,53 @@
+// The whole server: gRPC service, health, reflection, metrics and the engine worker. The port
+// opens before the model loads, so liveness answers at once and readiness once it is loaded.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <thread>
+
+#include "engine/engine.h"
+#include "server/engine_worker.h"
+#include "server/inference_service.h"
+#include "server/metrics.h"
+#include "server/server_options.h"
+
+namespace bpt::server {
+
+inline constexpr char kReadinessService[] = "bptserve.v1.Inference";
+
+class BptServer {
+ public:
+  explicit BptServer(ServerOptions options);
+  ~BptServer();
+
+  // Binds the ports and starts loading the model in the background.
+  Status Start();
+  // Blocks until the model is loaded (OK) or failed to load.
+  Status WaitUntilLoaded();
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
+  Metrics* metrics() { return metrics_.get(); }
+
+  // SIGTERM: readiness NOT_SERVING, new requests UNAVAILABLE, in-flight ones get drain_seconds
+  // to finish, the rest end CANCELLED; then the server stops.
+  void Drain();
+
+ private:
+  ServerOptions options_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+
+  std::thread loader_;
+  std::mutex load_mu_;
+  std::condition_variable load_cv_;
+  bool load_done_ = false;
+  Status load_status_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<EngineWorker> worker_;
+};
+
+}  // namespace bpt::server

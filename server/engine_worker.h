@@ -1,0 +1,75 @@
+// The thread that owns the engine. gRPC threads only enqueue jobs and never wait on the engine;
+// each job reports back through its sink, on this thread, ending with exactly one OnFinished.
+// (One request at a time, first come first served: the batching scheduler replaces this loop.)
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/engine.h"
+#include "server/metrics.h"
+
+namespace bpt::server {
+
+class GenerationSink {
+ public:
+  virtual ~GenerationSink() = default;
+  virtual bool Cancelled() const = 0;
+  virtual void OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) = 0;
+  virtual void OnToken(const TokenOutput& token) = 0;
+  // Called once per submitted job: the result, or the status that ends it.
+  virtual void OnFinished(const StatusOr<GenerationResult>& result, double queue_s) = 0;
+};
+
+struct GenerationJob {
+  std::string prompt_text;      // tokenized on the worker when request.prompt is empty
+  GenerationRequest request;
+  bool default_max_new_tokens = false;  // the client left it unset: clamp it to what fits
+  std::shared_ptr<GenerationSink> sink;
+};
+
+class EngineWorker {
+ public:
+  // max_prompt_tokens: the server's own limit (0: the model's).
+  EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, Metrics* metrics);
+  ~EngineWorker();
+
+  // ResourceExhausted when the queue is full; Unavailable once draining.
+  Status Submit(GenerationJob job);
+  // Draining: refuse new jobs, let the queued and running ones finish.
+  void StopAccepting();
+  // The drain deadline passed: every queued and running job ends cancelled.
+  void CancelAll();
+  bool Idle() const;
+
+ private:
+  struct Queued {
+    GenerationJob job;
+    std::chrono::steady_clock::time_point enqueued;
+  };
+  void Loop();
+  void Run(Queued& queued);
+  void PublishCounts();
+
+  Engine& engine_;
+  const size_t max_queue_;
+  const int64_t max_prompt_tokens_;
+  Metrics* metrics_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Queued> queue_;
+  bool running_job_ = false;
+  bool accepting_ = true;
+  bool stop_ = false;
+  std::atomic<bool> cancel_all_{false};
+  std::thread thread_;
+};
+
+}  // namespace bpt::server

@@ -1,0 +1,161 @@
+#include "server/generate_call.h"
+
+#include "server/grpc_status.h"
+
+namespace bpt::server {
+namespace {
+
+bptserve::v1::FinishReason ToProto(FinishReason r) {
+  switch (r) {
+    case FinishReason::kEos: return bptserve::v1::FINISH_REASON_EOS;
+    case FinishReason::kStop: return bptserve::v1::FINISH_REASON_STOP;
+    case FinishReason::kLength: return bptserve::v1::FINISH_REASON_LENGTH;
+    case FinishReason::kCancelled: return bptserve::v1::FINISH_REASON_CANCELLED;
+  }
+  return bptserve::v1::FINISH_REASON_UNSPECIFIED;
+}
+
+}  // namespace
+
+GenerateCall::GenerateCall(grpc::CallbackServerContext* context, bool prefill_progress, Metrics* metrics)
+    : prefill_progress_(prefill_progress),
+      metrics_(metrics),
+      deadline_(context->deadline()),
+      start_(std::chrono::steady_clock::now()) {}
+
+std::shared_ptr<GenerateCall> GenerateCall::Start(grpc::CallbackServerContext* context, bool prefill_progress,
+                                                  Metrics* metrics) {
+  std::shared_ptr<GenerateCall> call(new GenerateCall(context, prefill_progress, metrics));
+  call->self_ = call;
+  return call;
+}
+
+void GenerateCall::Fail(const grpc::Status& status) {
+  if (metrics_ != nullptr) metrics_->RecordError(status.error_code());
+  Complete(status);
+}
+
+void GenerateCall::OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) {
+  if (!prefill_progress_) return;
+  bptserve::v1::GenerateResponse r;
+  r.mutable_prefill_progress()->set_processed_tokens(processed_tokens);
+  r.mutable_prefill_progress()->set_total_tokens(total_tokens);
+  Enqueue(std::move(r));
+}
+
+void GenerateCall::OnToken(const TokenOutput& token) {
+  bptserve::v1::GenerateResponse r;
+  auto* chunk = r.mutable_tokens();
+  chunk->add_token_ids(token.token_id);
+  chunk->set_text(token.text);
+  if (!token.top_logprobs.empty()) {
+    auto* lp = chunk->add_logprobs();
+    lp->set_logprob(token.logprob);
+    for (const auto& [id, logprob] : token.top_logprobs) {
+      auto* top = lp->add_top();
+      top->set_token_id(id);
+      top->set_logprob(logprob);
+    }
+  }
+  Enqueue(std::move(r));
+}
+
+void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double queue_s) {
+  if (!result.ok()) {
+    Fail(ToGrpcStatus(result.status()));
+    return;
+  }
+  const GenerationResult& g = *result;
+  if (g.finish_reason == FinishReason::kCancelled) {
+    const bool expired = std::chrono::system_clock::now() >= deadline_;
+    const grpc::Status status = expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded")
+                                : cancelled_.load() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")
+                                                    : grpc::Status(grpc::StatusCode::CANCELLED, "the server is shutting down");
+    Fail(status);
+    return;
+  }
+  bptserve::v1::GenerateResponse r;
+  auto* f = r.mutable_finished();
+  f->set_reason(ToProto(g.finish_reason));
+  f->mutable_usage()->set_prompt_tokens(g.prompt_tokens);
+  f->mutable_usage()->set_completion_tokens(static_cast<int64_t>(g.token_ids.size()));
+  f->mutable_usage()->set_cached_prompt_tokens(0);
+  f->mutable_timings()->set_queue_s(queue_s);
+  f->mutable_timings()->set_prefill_s(g.timings.prefill_s);
+  f->mutable_timings()->set_time_to_first_token_s(queue_s + g.timings.time_to_first_token_s);
+  f->mutable_timings()->set_decode_s(g.timings.decode_s);
+  if (metrics_ != nullptr) {
+    RequestRecord record;
+    record.finish_reason = g.finish_reason;
+    record.prompt_tokens = g.prompt_tokens;
+    record.completion_tokens = static_cast<int64_t>(g.token_ids.size());
+    record.queue_s = queue_s;
+    record.prefill_s = g.timings.prefill_s;
+    record.time_to_first_token_s = queue_s + g.timings.time_to_first_token_s;
+    record.decode_s = g.timings.decode_s;
+    record.e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    metrics_->RecordSuccess(record);
+  }
+  Enqueue(std::move(r));
+  Complete(grpc::Status::OK);
+}
+
+void GenerateCall::Enqueue(bptserve::v1::GenerateResponse response) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (write_failed_ || final_status_) return;
+  // Tokens that arrive while a write is in flight travel together in one message.
+  if (!pending_.empty() && response.has_tokens() && pending_.back().has_tokens()) {
+    auto* into = pending_.back().mutable_tokens();
+    into->mutable_token_ids()->MergeFrom(response.tokens().token_ids());
+    into->mutable_text()->append(response.tokens().text());
+    into->mutable_logprobs()->MergeFrom(response.tokens().logprobs());
+  } else if (!pending_.empty() && response.has_prefill_progress() && pending_.back().has_prefill_progress()) {
+    pending_.back() = std::move(response);
+  } else {
+    pending_.push_back(std::move(response));
+  }
+  WriteNextLocked();
+}
+
+void GenerateCall::Complete(const grpc::Status& status) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  if (final_status_) return;
+  final_status_ = status;
+  WriteNextLocked();
+}
+
+void GenerateCall::WriteNextLocked() {
+  if (writing_ || finish_called_) return;
+  if (!pending_.empty() && !write_failed_) {
+    in_flight_ = std::move(pending_.front());
+    pending_.pop_front();
+    writing_ = true;
+    StartWrite(&in_flight_);
+    return;
+  }
+  if (final_status_) {
+    finish_called_ = true;
+    Finish(*final_status_);
+  }
+}
+
+void GenerateCall::OnWriteDone(bool ok) {
+  std::lock_guard<std::recursive_mutex> lock(mu_);
+  writing_ = false;
+  if (!ok) {  // the client is gone: stop the work, drop what is queued, still finish once
+    write_failed_ = true;
+    cancelled_ = true;
+    pending_.clear();
+  }
+  WriteNextLocked();
+}
+
+void GenerateCall::OnDone() {
+  std::shared_ptr<GenerateCall> last_reference;
+  {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    last_reference = std::move(self_);
+  }
+}
+
+}  // namespace bpt::server

@@ -1,0 +1,153 @@
+#include "server/metrics.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <vector>
+
+namespace bpt::server {
+namespace {
+
+using prometheus::Histogram;
+
+// vLLM's buckets; TTFT reaches 2560 s for million-token prompts.
+const Histogram::BucketBoundaries kTtftBuckets = {0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75,
+                                                  1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0};
+const Histogram::BucketBoundaries kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5,
+                                                 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0};
+const Histogram::BucketBoundaries kRequestBuckets = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
+                                                     30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
+
+// 1, 2, 5, 10, 20, 50, ... up to the model's context limit (vLLM's build_1_2_5_buckets).
+Histogram::BucketBoundaries TokenBuckets(int64_t max_value) {
+  Histogram::BucketBoundaries b;
+  for (double e = 1;; e *= 10)
+    for (double m : {1.0, 2.0, 5.0}) {
+      if (m * e > static_cast<double>(max_value)) return b;
+      b.push_back(m * e);
+    }
+}
+
+prometheus::Histogram* MakeHistogram(prometheus::Registry& r, const std::string& name, const std::string& help,
+                                     const Histogram::BucketBoundaries& buckets) {
+  return &prometheus::BuildHistogram().Name(name).Help(help).Register(r).Add({}, buckets);
+}
+prometheus::Counter* MakeCounter(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return &prometheus::BuildCounter().Name(name).Help(help).Register(r).Add({});
+}
+prometheus::Gauge* MakeGauge(prometheus::Registry& r, const std::string& name, const std::string& help) {
+  return &prometheus::BuildGauge().Name(name).Help(help).Register(r).Add({});
+}
+
+const char* CodeLabel(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::CANCELLED: return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN: return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT: return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND: return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS: return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED: return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION: return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED: return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE: return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED: return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL: return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE: return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS: return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED: return "UNAUTHENTICATED";
+    default: return nullptr;
+  }
+}
+
+}  // namespace
+
+Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus::Registry>()) {
+  auto& r = *registry_;
+  time_to_first_token_ = MakeHistogram(r, "bptserve_time_to_first_token_seconds", "Time to first token in seconds.", kTtftBuckets);
+  inter_token_latency_ = MakeHistogram(r, "bptserve_inter_token_latency_seconds", "Time between consecutive output tokens in seconds.", kItlBuckets);
+  e2e_latency_ = MakeHistogram(r, "bptserve_e2e_request_latency_seconds", "End-to-end request latency in seconds.", kRequestBuckets);
+  queue_time_ = MakeHistogram(r, "bptserve_request_queue_time_seconds", "Time requests spent waiting in seconds.", kRequestBuckets);
+  prefill_time_ = MakeHistogram(r, "bptserve_request_prefill_time_seconds", "Time requests spent in prefill in seconds.", kRequestBuckets);
+  decode_time_ = MakeHistogram(r, "bptserve_request_decode_time_seconds", "Time requests spent in decode in seconds.", kRequestBuckets);
+  prompt_tokens_hist_ = MakeHistogram(r, "bptserve_request_prompt_tokens", "Prompt tokens per request.", TokenBuckets(max_model_len));
+  generation_tokens_hist_ = MakeHistogram(r, "bptserve_request_generation_tokens", "Generated tokens per request.", TokenBuckets(max_model_len));
+  prompt_tokens_total_ = MakeCounter(r, "bptserve_prompt_tokens_total", "Prompt tokens processed.");
+  generation_tokens_total_ = MakeCounter(r, "bptserve_generation_tokens_total", "Tokens generated.");
+  auto& success = prometheus::BuildCounter()
+                      .Name("bptserve_request_success_total")
+                      .Help("Requests that finished with OK, by finish reason (cancelled ones count as errors).")
+                      .Register(r);
+  for (FinishReason f : {FinishReason::kEos, FinishReason::kStop, FinishReason::kLength})
+    success_[f] = &success.Add({{"finished_reason", FinishReasonName(f)}});
+  auto& errors = prometheus::BuildCounter()
+                     .Name("bptserve_request_errors_total")
+                     .Help("Requests that ended with an error status, by gRPC code.")
+                     .Register(r);
+  for (int c = 1; c <= 16; ++c)
+    if (const char* label = CodeLabel(static_cast<grpc::StatusCode>(c)))
+      errors_[static_cast<grpc::StatusCode>(c)] = &errors.Add({{"code", label}});
+  running_ = MakeGauge(r, "bptserve_num_requests_running", "Requests the engine is working on.");
+  waiting_ = MakeGauge(r, "bptserve_num_requests_waiting", "Requests waiting for the engine.");
+  kv_usage_ = MakeGauge(r, "bptserve_kv_cache_usage_perc", "Fraction of the KV cache in use (1 means full).");
+  kv_capacity_ = MakeGauge(r, "bptserve_kv_cache_capacity_tokens", "KV cache capacity in tokens.");
+  prefill_tokens_per_second_ = MakeGauge(r, "bptserve_prefill_tokens_per_second", "Prefill throughput of the last prompt.");
+  resident_memory_ = MakeGauge(r, "bptserve_process_resident_memory_bytes", "Resident memory of the server process.");
+  UpdateProcessMemory();
+  memory_updater_ = std::thread([this] {
+    while (!stop_.load()) {
+      for (int i = 0; i < 10 && !stop_.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      UpdateProcessMemory();
+    }
+  });
+}
+
+Metrics::~Metrics() {
+  stop_ = true;
+  memory_updater_.join();
+}
+
+Status Metrics::StartExposer(const std::string& host, int port) {
+  try {  // prometheus-cpp reports a bind failure by throwing; it stops here
+    exposer_ = std::make_unique<prometheus::Exposer>(host + ":" + std::to_string(port));
+  } catch (const std::exception& e) {
+    return Status(StatusCode::kUnavailable, "cannot serve metrics on " + host + ":" + std::to_string(port) + ": " + e.what());
+  }
+  exposer_->RegisterCollectable(registry_);
+  const std::vector<int> ports = exposer_->GetListeningPorts();
+  port_ = ports.empty() ? port : ports.front();
+  return OkStatus();
+}
+
+void Metrics::RecordSuccess(const RequestRecord& r) {
+  success_.at(r.finish_reason)->Increment();
+  prompt_tokens_total_->Increment(static_cast<double>(r.prompt_tokens));
+  generation_tokens_total_->Increment(static_cast<double>(r.completion_tokens));
+  prompt_tokens_hist_->Observe(static_cast<double>(r.prompt_tokens));
+  generation_tokens_hist_->Observe(static_cast<double>(r.completion_tokens));
+  queue_time_->Observe(r.queue_s);
+  prefill_time_->Observe(r.prefill_s);
+  decode_time_->Observe(r.decode_s);
+  e2e_latency_->Observe(r.e2e_s);
+  if (r.completion_tokens > 0) time_to_first_token_->Observe(r.time_to_first_token_s);
+}
+
+void Metrics::RecordError(grpc::StatusCode code) {
+  auto it = errors_.find(code);
+  if (it != errors_.end()) it->second->Increment();
+}
+
+void Metrics::SetKvCache(int64_t used_tokens, int64_t capacity_tokens) {
+  kv_capacity_->Set(static_cast<double>(capacity_tokens));
+  kv_usage_->Set(capacity_tokens > 0 ? static_cast<double>(used_tokens) / capacity_tokens : 0.0);
+}
+
+void Metrics::UpdateProcessMemory() {
+  std::ifstream statm("/proc/self/statm");
+  long size = 0, resident = 0;
+  if (statm >> size >> resident) resident_memory_->Set(static_cast<double>(resident) * sysconf(_SC_PAGESIZE));
+}
+
+}  // namespace bpt::server

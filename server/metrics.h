@@ -1,0 +1,80 @@
+// Prometheus metrics, named bptserve_* with vLLM's meanings and buckets so dashboards and
+// autoscalers written for vLLM map one to one. Every handle is created here, once; labels
+// take a fixed set of values.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/exposer.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <grpcpp/support/status.h>
+
+#include "engine/engine.h"
+#include "engine/status.h"
+
+namespace bpt::server {
+
+struct RequestRecord {
+  FinishReason finish_reason;
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+  double queue_s = 0, prefill_s = 0, time_to_first_token_s = 0, decode_s = 0, e2e_s = 0;
+};
+
+class Metrics {
+ public:
+  explicit Metrics(int64_t max_model_len);
+  ~Metrics();
+
+  // Serves /metrics on host:port (0: any free port); port() then tells which.
+  Status StartExposer(const std::string& host, int port);
+  int port() const { return port_; }
+  prometheus::Registry& registry() { return *registry_; }
+
+  void RecordSuccess(const RequestRecord& r);
+  void RecordError(grpc::StatusCode code);
+  void ObserveInterTokenLatency(double seconds) { inter_token_latency_->Observe(seconds); }
+  void SetRunning(int n) { running_->Set(n); }
+  void SetWaiting(int n) { waiting_->Set(n); }
+  void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
+  void SetPrefillTokensPerSecond(double v) { prefill_tokens_per_second_->Set(v); }
+
+ private:
+  void UpdateProcessMemory();
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = -1;
+
+  prometheus::Histogram* time_to_first_token_;
+  prometheus::Histogram* inter_token_latency_;
+  prometheus::Histogram* e2e_latency_;
+  prometheus::Histogram* queue_time_;
+  prometheus::Histogram* prefill_time_;
+  prometheus::Histogram* decode_time_;
+  prometheus::Histogram* prompt_tokens_hist_;
+  prometheus::Histogram* generation_tokens_hist_;
+  prometheus::Counter* prompt_tokens_total_;
+  prometheus::Counter* generation_tokens_total_;
+  std::map<FinishReason, prometheus::Counter*> success_;
+  std::map<grpc::StatusCode, prometheus::Counter*> errors_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Gauge* kv_usage_;
+  prometheus::Gauge* kv_capacity_;
+  prometheus::Gauge* prefill_tokens_per_second_;
+  prometheus::Gauge* resident_memory_;
+
+  std::atomic<bool> stop_{false};
+  std::thread memory_updater_;
+};
+
+}  // namespace bpt::server

@@ -1,0 +1,16 @@
+// GenerateRequest (proto) to the engine's request, with the checks that need no engine work.
+#pragma once
+
+#include "bptserve/v1/bptserve.pb.h"
+#include "engine/engine.h"
+#include "server/engine_worker.h"
+
+namespace bpt::server {
+
+inline constexpr int kDefaultMaxNewTokens = 256;
+
+// Fills job.request (token-id prompts) or job.prompt_text (text, tokenized on the worker).
+// Errors name the field and the limit.
+Status ToGenerationJob(const bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job);
+
+}  // namespace bpt::server

@@ -1,0 +1,72 @@
+#include "server/server_options.h"
+
+#include <limits.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <sstream>
+
+namespace bpt::server {
+
+std::string DefaultModelDir() {
+  char buf[PATH_MAX];
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  if (n <= 0) return "demo-model";
+  std::string exe(buf, n);
+  return exe.substr(0, exe.rfind('/')) + "/../demo-model";
+}
+
+std::string ServerOptions::Describe() const {
+  std::ostringstream s;
+  s << "bptserve configuration:\n"
+    << "  model:             " << model_dir << "\n"
+    << "  listen:            " << host << ":" << port << (tls_cert.empty() ? " (plaintext)" : " (TLS)")
+    << (tls_client_ca.empty() ? "" : " (mTLS)") << "\n"
+    << "  metrics:           " << (metrics_port < 0 ? std::string("off") : host + ":" + std::to_string(metrics_port) + "/metrics") << "\n"
+    << "  device:            " << device << "\n"
+    << "  max message:       " << max_message_mb << " MiB\n"
+    << "  max prompt tokens: " << (max_prompt_tokens > 0 ? std::to_string(max_prompt_tokens) : "model context limit") << "\n"
+    << "  max queue:         " << max_queue << "\n"
+    << "  prefill block:     " << prefill_block << " tokens\n"
+    << "  KV capacity:       " << (kv_capacity_tokens > 0 ? std::to_string(kv_capacity_tokens) + " tokens" : "engine default") << "\n"
+    << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
+    << "  drain:             " << drain_seconds << " s\n";
+  return s.str();
+}
+
+StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code) {
+  ServerOptions o;
+  o.model_dir = DefaultModelDir();
+  CLI::App app{"bptserve: gRPC inference for very long prompts"};
+  app.add_option("--model", o.model_dir, "Model directory (Hugging Face layout); default: the demo model");
+  app.add_option("--host", o.host, "Address to listen on");
+  app.add_option("--port", o.port, "gRPC port (0: any free port)")->check(CLI::Range(0, 65535));
+  app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (-1: off)")->check(CLI::Range(-1, 65535));
+  app.add_option("--device", o.device, "Compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--max-message-mb", o.max_message_mb, "Largest request message in MiB")->check(CLI::Range(1, 2047));
+  app.add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (0: the model's limit)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--max-queue", o.max_queue, "Requests that may wait for the engine")->check(CLI::NonNegativeNumber);
+  app.add_option("--prefill-block", o.prefill_block, "Tokens per prefill step")->check(CLI::PositiveNumber);
+  app.add_option("--kv-capacity", o.kv_capacity_tokens, "KV cache capacity in tokens (0: engine default)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain (enables TLS)");
+  auto* key = app.add_option("--tls-key", o.tls_key, "PEM private key");
+  app.add_option("--tls-client-ca", o.tls_client_ca, "PEM CA: require and verify client certificates (mTLS)")
+      ->needs(cert);
+  cert->needs(key);
+  key->needs(cert);
+  app.add_option("--api-key-file", o.api_key_file, "File of accepted API keys, one per line (bearer tokens)");
+  app.add_option("--drain-seconds", o.drain_seconds, "On SIGTERM, how long in-flight requests may finish")
+      ->check(CLI::NonNegativeNumber);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    *exit_code = app.exit(e);
+    return InvalidArgument("bad flags");
+  }
+  return o;
+}
+
+}  // namespace bpt::server
