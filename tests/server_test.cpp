@@ -1,0 +1,360 @@
+// The gRPC server on loopback: streaming equals the engine, cancellation, deadlines, every bad
+// input with its code and field, API keys, queue limits, health and drain. After each case
+// the server keeps serving.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "engine/engine.h"
+#include "server_test_util.h"
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+using bptserve::v1::GenerateRequest;
+using testing::Generate;
+using testing::LoopbackOptions;
+using testing::TestServer;
+
+double MetricValue(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  return NAN;
+}
+
+GenerateRequest TextRequest(const std::string& text, int max_new_tokens = 16) {
+  GenerateRequest r;
+  r.set_text(text);
+  r.mutable_sampling()->set_temperature(0.7f);
+  r.mutable_sampling()->set_seed(11);
+  r.mutable_stopping()->set_max_new_tokens(max_new_tokens);
+  r.mutable_stopping()->set_ignore_eos(true);
+  return r;
+}
+
+GenerateRequest LongRequest(int tokens, int max_new_tokens) {
+  GenerateRequest r;
+  for (int i = 0; i < tokens; ++i) r.mutable_token_ids()->add_ids(3 + (i * 7) % 900);
+  r.mutable_stopping()->set_max_new_tokens(max_new_tokens);
+  r.mutable_stopping()->set_ignore_eos(true);
+  return r;
+}
+
+// The server is alive and answers a small request correctly.
+void ExpectServing(TestServer& t) {
+  const auto s = Generate(*t.stub, TextRequest("still there?", 2));
+  EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(s.token_ids.size(), 2u);
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() { server_ = new TestServer(LoopbackOptions(testing::DemoModelDir())); }
+  static void TearDownTestSuite() { delete server_; }
+  std::string Metrics() { return testing::HttpGet(server_->server->metrics_port(), "/metrics"); }
+  static TestServer* server_;
+};
+TestServer* ServerTest::server_ = nullptr;
+
+TEST_F(ServerTest, StreamEqualsTheEngineWithProgressUsageAndTimings) {
+  GenerateRequest request = TextRequest("Long documents are the reason bptserve exists. ", 24);
+  request.mutable_options()->set_prefill_progress(true);
+  request.mutable_options()->set_top_logprobs(3);
+  const auto s = Generate(*server_->stub, request);
+  ASSERT_TRUE(s.status.ok()) << s.status.error_message();
+
+  EngineOptions options;
+  options.model_dir = testing::DemoModelDir();
+  options.prefill_block = 64;
+  options.kv_capacity_tokens = 32768;
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok());
+  GenerationRequest direct;
+  direct.prompt = *(*engine)->EncodePrompt(request.text());
+  direct.sampling.temperature = 0.7f;
+  direct.sampling.seed = 11;
+  direct.stopping.max_new_tokens = 24;
+  direct.stopping.ignore_eos = true;
+  auto expected = (*engine)->Generate(direct, nullptr);
+  ASSERT_TRUE(expected.ok());
+  EXPECT_EQ(s.token_ids, expected->token_ids);
+  EXPECT_EQ(s.text, expected->text);
+  auto all = direct.prompt;
+  all.insert(all.end(), s.token_ids.begin(), s.token_ids.end());
+  EXPECT_EQ(*(*engine)->tokenizer()->Decode(all), *(*engine)->tokenizer()->Decode(direct.prompt) + s.text);
+
+  const int64_t n = static_cast<int64_t>(direct.prompt.size());
+  ASSERT_FALSE(s.progress.empty());
+  for (size_t i = 1; i < s.progress.size(); ++i)
+    EXPECT_GT(s.progress[i].processed_tokens(), s.progress[i - 1].processed_tokens());
+  EXPECT_EQ(s.progress.back().processed_tokens(), n);
+  EXPECT_EQ(s.progress.back().total_tokens(), n);
+  EXPECT_EQ(s.finished_messages, 1);
+  EXPECT_EQ(s.finished.reason(), bptserve::v1::FINISH_REASON_LENGTH);
+  EXPECT_EQ(s.finished.usage().prompt_tokens(), n);
+  EXPECT_EQ(s.finished.usage().completion_tokens(), 24);
+  EXPECT_GT(s.finished.timings().prefill_s(), 0);
+  EXPECT_GE(s.finished.timings().time_to_first_token_s(), s.finished.timings().prefill_s());
+  EXPECT_GT(s.finished.timings().decode_s(), 0);
+  EXPECT_GE(s.finished.timings().queue_s(), 0);
+}
+
+TEST_F(ServerTest, LogprobsFollowEachToken) {
+  GenerateRequest request = TextRequest("logprobs", 6);
+  request.mutable_options()->set_top_logprobs(4);
+  grpc::ClientContext context;
+  auto reader = server_->stub->Generate(&context, request);
+  bptserve::v1::GenerateResponse r;
+  size_t tokens = 0, logprobs = 0;
+  while (reader->Read(&r)) {
+    if (!r.has_tokens()) continue;
+    tokens += r.tokens().token_ids_size();
+    logprobs += r.tokens().logprobs_size();
+    for (const auto& lp : r.tokens().logprobs()) {
+      EXPECT_EQ(lp.top_size(), 4);
+      EXPECT_LE(lp.logprob(), 0);
+    }
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 6u);
+  EXPECT_EQ(logprobs, tokens);
+}
+
+TEST_F(ServerTest, CancelMidPrefillAndMidDecodeFreesTheCache) {
+  const double cancelled_before = MetricValue(Metrics(), "bptserve_request_errors_total{code=\"CANCELLED\"}");
+  {  // mid-prefill: cancel on the first progress event of a 6K-token prompt
+    GenerateRequest request = LongRequest(6000, 8);
+    request.mutable_options()->set_prefill_progress(true);
+    grpc::ClientContext context;
+    auto reader = server_->stub->Generate(&context, request);
+    bptserve::v1::GenerateResponse r;
+    ASSERT_TRUE(reader->Read(&r));
+    ASSERT_TRUE(r.has_prefill_progress());
+    EXPECT_LT(r.prefill_progress().processed_tokens(), 6000);
+    context.TryCancel();
+    while (reader->Read(&r)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  {  // mid-decode: cancel after the first tokens
+    GenerateRequest request = TextRequest("decode for a while", 2000);
+    grpc::ClientContext context;
+    auto reader = server_->stub->Generate(&context, request);
+    bptserve::v1::GenerateResponse r;
+    while (reader->Read(&r) && !r.has_tokens()) {
+    }
+    context.TryCancel();
+    while (reader->Read(&r)) {
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  ExpectServing(*server_);  // runs after both cancelled jobs left the worker
+  const std::string m = Metrics();
+  EXPECT_EQ(MetricValue(m, "bptserve_kv_cache_usage_perc"), 0.0);
+  EXPECT_EQ(MetricValue(m, "bptserve_request_errors_total{code=\"CANCELLED\"}"), cancelled_before + 2);
+}
+
+TEST_F(ServerTest, DeadlineExceededIsReportedAndCounted) {
+  const double before = MetricValue(Metrics(), "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}");
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
+  const auto s = Generate(*server_->stub, LongRequest(8000, 8), &context);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  ExpectServing(*server_);
+  EXPECT_EQ(MetricValue(Metrics(), "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}"), before + 1);
+}
+
+struct BadInput {
+  const char* name;
+  std::function<void(GenerateRequest&)> change;
+  grpc::StatusCode code;
+  const char* fragment;
+};
+
+TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
+  const std::vector<BadInput> cases = {
+      {"no prompt", [](GenerateRequest& r) { r.clear_prompt(); }, grpc::StatusCode::INVALID_ARGUMENT, "set 'text' or 'token_ids'"},
+      {"empty text", [](GenerateRequest& r) { r.set_text(""); }, grpc::StatusCode::INVALID_ARGUMENT, "'text' is empty"},
+      {"empty ids", [](GenerateRequest& r) { r.mutable_token_ids(); }, grpc::StatusCode::INVALID_ARGUMENT, "'token_ids' is empty"},
+      {"negative id", [](GenerateRequest& r) { r.mutable_token_ids()->add_ids(5); r.mutable_token_ids()->add_ids(-1); },
+       grpc::StatusCode::INVALID_ARGUMENT, "token_ids[1] = -1"},
+      {"id past vocab", [](GenerateRequest& r) { r.mutable_token_ids()->add_ids(1000); },
+       grpc::StatusCode::INVALID_ARGUMENT, "token_ids[0] = 1000 is outside the vocabulary [0, 1000)"},
+      {"max_new_tokens 0", [](GenerateRequest& r) { r.mutable_stopping()->set_max_new_tokens(0); },
+       grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be in [1, "},
+      {"max_new_tokens over the limit", [](GenerateRequest& r) { r.mutable_stopping()->set_max_new_tokens(2000000); },
+       grpc::StatusCode::INVALID_ARGUMENT, "max_new_tokens must be in [1, 1048576]"},
+      {"max_new_tokens over the KV cache", [](GenerateRequest& r) { r.mutable_stopping()->set_max_new_tokens(40000); },
+       grpc::StatusCode::RESOURCE_EXHAUSTED, "KV cache capacity of 32768 tokens"},
+      {"negative temperature", [](GenerateRequest& r) { r.mutable_sampling()->set_temperature(-0.1f); },
+       grpc::StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"NaN temperature", [](GenerateRequest& r) { r.mutable_sampling()->set_temperature(NAN); },
+       grpc::StatusCode::INVALID_ARGUMENT, "temperature"},
+      {"top_p 0", [](GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p must be in (0, 1]"},
+      {"top_p 1.5", [](GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p"},
+      {"top_k -1", [](GenerateRequest& r) { r.mutable_sampling()->set_top_k(-1); }, grpc::StatusCode::INVALID_ARGUMENT, "top_k"},
+      {"17 stop strings", [](GenerateRequest& r) { for (int i = 0; i < 17; ++i) r.mutable_stopping()->add_stop("s"); },
+       grpc::StatusCode::INVALID_ARGUMENT, "at most 16"},
+      {"long stop string", [](GenerateRequest& r) { r.mutable_stopping()->add_stop(std::string(257, 'x')); },
+       grpc::StatusCode::INVALID_ARGUMENT, "stop[0] is 257 bytes; at most 256"},
+      {"top_logprobs 21", [](GenerateRequest& r) { r.mutable_options()->set_top_logprobs(21); },
+       grpc::StatusCode::INVALID_ARGUMENT, "top_logprobs"},
+  };
+  for (const auto& c : cases) {
+    GenerateRequest r = TextRequest("bad input", 4);
+    c.change(r);
+    const auto s = Generate(*server_->stub, r);
+    EXPECT_EQ(s.status.error_code(), c.code) << c.name << ": " << s.status.error_message();
+    EXPECT_NE(s.status.error_message().find(c.fragment), std::string::npos) << c.name << ": " << s.status.error_message();
+    EXPECT_EQ(s.finished_messages, 0) << c.name;
+  }
+  ExpectServing(*server_);
+}
+
+TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
+  grpc::ClientContext c1;
+  bptserve::v1::TokenizeRequest treq;
+  treq.set_text("Hello world");
+  treq.set_add_bos(true);
+  bptserve::v1::TokenizeResponse tres;
+  ASSERT_TRUE(server_->stub->Tokenize(&c1, treq, &tres).ok());
+  ASSERT_GT(tres.token_ids_size(), 1);
+  EXPECT_EQ(tres.token_ids(0), 1);
+  grpc::ClientContext c2;
+  bptserve::v1::DetokenizeRequest dreq;
+  dreq.mutable_token_ids()->CopyFrom(tres.token_ids());
+  bptserve::v1::DetokenizeResponse dres;
+  ASSERT_TRUE(server_->stub->Detokenize(&c2, dreq, &dres).ok());
+  EXPECT_EQ(dres.text(), "Hello world");
+  grpc::ClientContext c3;
+  dreq.add_token_ids(5000);
+  EXPECT_EQ(server_->stub->Detokenize(&c3, dreq, &dres).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  grpc::ClientContext c4;
+  bptserve::v1::ModelInfo info;
+  ASSERT_TRUE(server_->stub->GetModelInfo(&c4, {}, &info).ok());
+  EXPECT_EQ(info.architecture(), "LlamaForCausalLM");
+  EXPECT_EQ(info.context_limit_tokens(), 1048576);
+  EXPECT_EQ(info.kv_capacity_tokens(), 32768);
+  EXPECT_EQ(info.device(), "cpu");
+  EXPECT_FALSE(info.token_ids_mode());
+}
+
+TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.max_message_mb = 1;
+  options.max_prompt_tokens = 100;
+  options.max_queue = 1;
+  TestServer t(options);
+  auto s = Generate(*t.stub, TextRequest(std::string(2 << 20, 'a')));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.status.error_message();
+  std::string long_prompt(2000, 'a');
+  long_prompt += " and more words than one hundred tokens";
+  s = Generate(*t.stub, TextRequest(long_prompt));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.status.error_message().find("at most 100 (--max-prompt-tokens)"), std::string::npos) << s.status.error_message();
+
+  // One request decoding, one waiting: the third finds the queue full.
+  grpc::ClientContext running_context, waiting_context;
+  auto running = t.stub->Generate(&running_context, TextRequest("occupy the engine", 30000));
+  bptserve::v1::GenerateResponse r;
+  ASSERT_TRUE(running->Read(&r));  // the first token: it is running, not waiting
+  auto waiting = t.stub->Generate(&waiting_context, TextRequest("wait", 2));
+  s = Generate(*t.stub, TextRequest("no room", 2));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_NE(s.status.error_message().find("--max-queue"), std::string::npos) << s.status.error_message();
+  running_context.TryCancel();
+  while (running->Read(&r)) {
+  }
+  EXPECT_EQ(running->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  while (waiting->Read(&r)) {
+  }
+  EXPECT_TRUE(waiting->Finish().ok());
+  ExpectServing(t);
+}
+
+TEST(ServerAuth, ApiKeys) {
+  testing::TempDir dir;
+  std::ofstream(dir / "keys") << "# keys\nsecret-one\nsecret-two\n";
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.api_key_file = dir / "keys";
+  TestServer t(options);
+  auto s = Generate(*t.stub, TextRequest("hi", 2));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_NE(s.status.error_message().find("missing"), std::string::npos);
+  grpc::ClientContext wrong;
+  wrong.AddMetadata("authorization", "Bearer secret-three");
+  s = Generate(*t.stub, TextRequest("hi", 2), &wrong);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  grpc::ClientContext right;
+  right.AddMetadata("authorization", "Bearer secret-two");
+  s = Generate(*t.stub, TextRequest("hi", 2), &right);
+  EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);  // exempt
+}
+
+TEST(ServerHealth, NotServingUntilLoadedThenServing) {
+  // config.json is a FIFO: loading blocks on it until the test writes the real config.
+  testing::TempDir dir;
+  std::filesystem::copy(testing::DemoModelDir(), dir / "model");
+  std::filesystem::rename(dir / "model/config.json", dir / "config.json");
+  ASSERT_EQ(mkfifo((dir / "model/config.json").c_str(), 0600), 0);
+  TestServer t(LoopbackOptions(dir / "model"), /*wait_for_model=*/false);
+  EXPECT_EQ(t.Health(""), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  auto s = Generate(*t.stub, TextRequest("too early", 2));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_NE(s.status.error_message().find("loading"), std::string::npos);
+  {
+    std::ifstream real(dir / "config.json");
+    std::ofstream fifo(dir / "model/config.json");
+    fifo << real.rdbuf();
+  }
+  ASSERT_TRUE(t.server->WaitUntilLoaded().ok());
+  EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);
+  ExpectServing(t);
+}
+
+TEST(ServerDrain, InFlightFinishesNewRequestsRefusedReadinessDown) {
+  TestServer t(LoopbackOptions(testing::DemoModelDir()));
+  grpc::ClientContext context;
+  auto in_flight = t.stub->Generate(&context, TextRequest("finish me", 300));
+  bptserve::v1::GenerateResponse r;
+  ASSERT_TRUE(in_flight->Read(&r));
+  std::thread drain([&] { t.server->Drain(); });
+  for (int i = 0; i < 200 && t.Health("bptserve.v1.Inference") == grpc::health::v1::HealthCheckResponse::SERVING; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  const auto refused = Generate(*t.stub, TextRequest("too late", 2));
+  EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  int tokens = r.has_tokens() ? r.tokens().token_ids_size() : 0;
+  while (in_flight->Read(&r))
+    if (r.has_tokens()) tokens += r.tokens().token_ids_size();
+  EXPECT_TRUE(in_flight->Finish().ok());
+  EXPECT_EQ(tokens, 300);
+  drain.join();
+}
+
+TEST(ServerDrain, PastTheDrainTimeInFlightEndsCancelled) {
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.drain_seconds = 0.2;
+  TestServer t(options);
+  grpc::ClientContext context;
+  auto in_flight = t.stub->Generate(&context, TextRequest("never finishes in time", 30000));
+  bptserve::v1::GenerateResponse r;
+  ASSERT_TRUE(in_flight->Read(&r));
+  t.server->Drain();
+  while (in_flight->Read(&r)) {
+  }
+  const grpc::Status s = in_flight->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::CANCELLED);
+  EXPECT_NE(s.error_message().find("shutting down"), std::string::npos) << s.error_message();
+}
+
+}  // namespace
+}  // namespace bpt

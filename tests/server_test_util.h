@@ -1,0 +1,103 @@
+// An in-process bptserve on ephemeral loopback ports, and a client for it.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <string>
+
+#include "bptserve/v1/bptserve.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "server/bptserve_server.h"
+
+namespace bpt::testing {
+
+inline std::string DemoModelDir() {
+  const std::string tokenizer = BPTSERVE_DEMO_TOKENIZER;
+  return tokenizer.substr(0, tokenizer.rfind('/'));
+}
+
+inline server::ServerOptions LoopbackOptions(const std::string& model_dir) {
+  server::ServerOptions o;
+  o.model_dir = model_dir;
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.metrics_port = 0;
+  o.prefill_block = 64;
+  o.kv_capacity_tokens = 32768;
+  o.drain_seconds = 30;
+  return o;
+}
+
+struct TestServer {
+  explicit TestServer(server::ServerOptions options, bool wait_for_model = true)
+      : server(std::make_unique<server::BptServer>(std::move(options))) {
+    const Status started = server->Start();
+    EXPECT_TRUE(started.ok()) << started.ToString();
+    if (wait_for_model) {
+      const Status loaded = server->WaitUntilLoaded();
+      EXPECT_TRUE(loaded.ok()) << loaded.ToString();
+    }
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(server->port()), grpc::InsecureChannelCredentials());
+    stub = bptserve::v1::Inference::NewStub(channel);
+    health = grpc::health::v1::Health::NewStub(channel);
+  }
+
+  std::string Address() const { return "127.0.0.1:" + std::to_string(server->port()); }
+
+  // SERVING, NOT_SERVING, ... of a health service name.
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service) {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
+    grpc::health::v1::HealthCheckResponse response;
+    const grpc::Status s = health->Check(&context, request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.status();
+  }
+
+  std::unique_ptr<server::BptServer> server;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<bptserve::v1::Inference::Stub> stub;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health;
+};
+
+// Everything a Generate stream returned.
+struct Stream {
+  std::vector<bptserve::v1::PrefillProgress> progress;
+  std::vector<int32_t> token_ids;
+  std::string text;
+  int chunks = 0;
+  int finished_messages = 0;
+  bptserve::v1::Finished finished;
+  grpc::Status status;
+};
+
+inline Stream Generate(bptserve::v1::Inference::Stub& stub, const bptserve::v1::GenerateRequest& request,
+                       grpc::ClientContext* context = nullptr) {
+  grpc::ClientContext own;
+  if (context == nullptr) context = &own;
+  Stream out;
+  auto reader = stub.Generate(context, request);
+  bptserve::v1::GenerateResponse r;
+  while (reader->Read(&r)) {
+    if (r.has_prefill_progress()) out.progress.push_back(r.prefill_progress());
+    if (r.has_tokens()) {
+      ++out.chunks;
+      out.token_ids.insert(out.token_ids.end(), r.tokens().token_ids().begin(), r.tokens().token_ids().end());
+      out.text += r.tokens().text();
+    }
+    if (r.has_finished()) {
+      ++out.finished_messages;
+      out.finished = r.finished();
+    }
+  }
+  out.status = reader->Finish();
+  return out;
+}
+
+// GET http://127.0.0.1:port/path (the metrics endpoint), body only.
+std::string HttpGet(int port, const std::string& path);
+
+}  // namespace bpt::testing
