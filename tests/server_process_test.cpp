@@ -1,0 +1,133 @@
+// The server over TLS and mTLS (certificates made by openssl here), and the real binary's
+// SIGTERM drain and exit code.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "server_test_util.h"
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+using testing::LoopbackOptions;
+
+std::string Read(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all from it.
+void MakeCertificates(const testing::TempDir& dir) {
+  const std::string d = dir.path();
+  const std::string script =
+      "cd " + d + " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=bptserve-test-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext && "
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1";
+  ASSERT_EQ(std::system((script + " > /dev/null 2>&1").c_str()), 0) << script;
+}
+
+grpc::Status Ping(const std::shared_ptr<grpc::ChannelCredentials>& creds, int port) {
+  auto channel = grpc::CreateChannel("localhost:" + std::to_string(port), creds);
+  auto stub = bptserve::v1::Inference::NewStub(channel);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  bptserve::v1::ModelInfo info;
+  return stub->GetModelInfo(&context, {}, &info);
+}
+
+TEST(ServerTls, TlsAndMutualTls) {
+  testing::TempDir dir;
+  MakeCertificates(dir);
+  grpc::SslCredentialsOptions trust_only;
+  trust_only.pem_root_certs = Read(dir / "ca.pem");
+  grpc::SslCredentialsOptions with_client_cert = trust_only;
+  with_client_cert.pem_private_key = Read(dir / "client.key");
+  with_client_cert.pem_cert_chain = Read(dir / "client.pem");
+
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.tls_cert = dir / "server.pem";
+  options.tls_key = dir / "server.key";
+  {
+    testing::TestServer tls(options);
+    EXPECT_TRUE(Ping(grpc::SslCredentials(trust_only), tls.server->port()).ok());
+    EXPECT_FALSE(Ping(grpc::InsecureChannelCredentials(), tls.server->port()).ok());
+  }
+  options.tls_client_ca = dir / "ca.pem";
+  {
+    testing::TestServer mtls(options);
+    EXPECT_TRUE(Ping(grpc::SslCredentials(with_client_cert), mtls.server->port()).ok());
+    EXPECT_FALSE(Ping(grpc::SslCredentials(trust_only), mtls.server->port()).ok());
+  }
+}
+
+TEST(ServerProcess, SigtermDrainsAndExitsZero) {
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const std::string binary = std::string(BPTSERVE_BIN_DIR) + "/bptserve";
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    execl(binary.c_str(), binary.c_str(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+          "--kv-capacity", "32768", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* stdout_of_server = fdopen(out[0], "r");
+  int port = 0;
+  char line[512];
+  while (port == 0 && fgets(line, sizeof(line), stdout_of_server) != nullptr)
+    sscanf(line, "listening on port %d", &port);
+  ASSERT_GT(port, 0) << "the server never said where it listens";
+
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = bptserve::v1::Inference::NewStub(channel);
+  auto health = grpc::health::v1::Health::NewStub(channel);
+  bool ready = false;
+  for (int i = 0; i < 500 && !ready; ++i) {  // bounded: at most ~10 s
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service("bptserve.v1.Inference");
+    grpc::health::v1::HealthCheckResponse response;
+    ready = health->Check(&context, request, &response).ok() &&
+            response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_TRUE(ready);
+
+  bptserve::v1::GenerateRequest request;
+  request.set_text("drain me");
+  request.mutable_stopping()->set_max_new_tokens(200);
+  request.mutable_stopping()->set_ignore_eos(true);
+  grpc::ClientContext context;
+  auto reader = stub->Generate(&context, request);
+  bptserve::v1::GenerateResponse r;
+  ASSERT_TRUE(reader->Read(&r));
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int tokens = r.has_tokens() ? r.tokens().token_ids_size() : 0;
+  while (reader->Read(&r))
+    if (r.has_tokens()) tokens += r.tokens().token_ids_size();
+  EXPECT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(tokens, 200);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  fclose(stdout_of_server);
+}
+
+}  // namespace
+}  // namespace bpt
