@@ -1,0 +1,122 @@
+"""Python client for bptserve, over stubs generated from proto/bptserve/v1/bptserve.proto.
+
+    from bptserve_client import Client
+    with Client("localhost:50051") as client:
+        for event in client.generate(text=open("book.txt").read(), max_new_tokens=64):
+            if event.kind == "tokens":
+                print(event.text, end="", flush=True)
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator, Optional, Sequence
+
+import grpc
+
+from bptserve_client.bptserve.v1 import bptserve_pb2 as pb
+from bptserve_client.bptserve.v1 import bptserve_pb2_grpc as pb_grpc
+
+__all__ = ["Client", "Event", "pb"]
+
+_FINISH = {
+    pb.FINISH_REASON_EOS: "eos",
+    pb.FINISH_REASON_STOP: "stop",
+    pb.FINISH_REASON_LENGTH: "length",
+    pb.FINISH_REASON_CANCELLED: "cancelled",
+}
+
+
+@dataclasses.dataclass
+class Event:
+    """One streamed event: kind is "progress", "tokens" or "finished"."""
+
+    kind: str
+    processed_tokens: int = 0
+    total_tokens: int = 0
+    token_ids: Sequence[int] = ()
+    text: str = ""
+    finish_reason: str = ""
+    usage: Optional[pb.Usage] = None
+    timings: Optional[pb.Timings] = None
+
+
+class Client:
+    def __init__(self, target: str, *, tls_ca: Optional[bytes] = None, api_key: Optional[str] = None):
+        options = [
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+            # A long prefill sends nothing for minutes; keepalive pings keep the connection known alive.
+            ("grpc.keepalive_time_ms", 30000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ]
+        if tls_ca is not None:
+            self._channel = grpc.secure_channel(target, grpc.ssl_channel_credentials(tls_ca), options)
+        else:
+            self._channel = grpc.insecure_channel(target, options)
+        self._stub = pb_grpc.InferenceStub(self._channel)
+        self._metadata = (("authorization", f"Bearer {api_key}"),) if api_key else ()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def generate(
+        self,
+        text: Optional[str] = None,
+        token_ids: Optional[Sequence[int]] = None,
+        *,
+        max_new_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_k: Optional[int] = None,
+        top_p: Optional[float] = None,
+        min_p: Optional[float] = None,
+        seed: Optional[int] = None,
+        stop: Sequence[str] = (),
+        stop_token_ids: Sequence[int] = (),
+        ignore_eos: bool = False,
+        prefill_progress: bool = False,
+        top_logprobs: int = 0,
+        timeout: Optional[float] = None,
+    ) -> Iterator[Event]:
+        """Streams events; raises grpc.RpcError with the server's code and message on error."""
+        request = pb.GenerateRequest()
+        if token_ids is not None:
+            request.token_ids.ids.extend(token_ids)
+        else:
+            request.text = text or ""
+        for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
+                            ("min_p", min_p), ("seed", seed)):
+            if value is not None:
+                setattr(request.sampling, name, value)
+        if max_new_tokens is not None:
+            request.stopping.max_new_tokens = max_new_tokens
+        request.stopping.stop.extend(stop)
+        request.stopping.stop_token_ids.extend(stop_token_ids)
+        request.stopping.ignore_eos = ignore_eos
+        request.options.prefill_progress = prefill_progress
+        request.options.top_logprobs = top_logprobs
+        for response in self._stub.Generate(request, timeout=timeout, metadata=self._metadata):
+            which = response.WhichOneof("event")
+            if which == "prefill_progress":
+                p = response.prefill_progress
+                yield Event("progress", processed_tokens=p.processed_tokens, total_tokens=p.total_tokens)
+            elif which == "tokens":
+                yield Event("tokens", token_ids=list(response.tokens.token_ids), text=response.tokens.text)
+            elif which == "finished":
+                f = response.finished
+                yield Event("finished", finish_reason=_FINISH.get(f.reason, "unspecified"),
+                            usage=f.usage, timings=f.timings)
+
+    def tokenize(self, text: str, add_bos: bool = False) -> list:
+        return list(self._stub.Tokenize(pb.TokenizeRequest(text=text, add_bos=add_bos), metadata=self._metadata).token_ids)
+
+    def detokenize(self, token_ids: Sequence[int]) -> str:
+        return self._stub.Detokenize(pb.DetokenizeRequest(token_ids=token_ids), metadata=self._metadata).text
+
+    def model_info(self) -> pb.ModelInfo:
+        return self._stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=self._metadata)

@@ -1,0 +1,154 @@
+#!/usr/bin/env python3
+"""bptserve as a process, seen from outside: server reflection (as grpcurl uses it), the Python
+client, `promtool check metrics` on a scrape, and a real Prometheus server that scrapes the
+server and answers a query with the number of requests this test made.
+
+usage: server_integration_test.py BIN_DIR PYTHON_CLIENT_DIR
+"""
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+import json
+
+BIN_DIR, PY_DIR = sys.argv[1], sys.argv[2]
+sys.path.insert(0, PY_DIR)
+
+import grpc  # noqa: E402
+from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase  # noqa: E402
+
+from bptserve_client import Client  # noqa: E402
+
+REQUESTS = 5
+failures = []
+checks = 0
+
+
+def check(condition, message):
+    global checks
+    checks += 1
+    if not condition:
+        failures.append(message)
+        print("FAIL:", message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, seconds, what):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+server = subprocess.Popen(
+    [os.path.join(BIN_DIR, "bptserve"), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
+     "--kv-capacity", "32768"],
+    stdout=subprocess.PIPE, text=True)
+prometheus = None
+try:
+    ports = None
+    while ports is None:
+        line = server.stdout.readline()
+        if not line:
+            raise RuntimeError("bptserve exited before listening")
+        ports = re.match(r"listening on port (\d+), metrics on port (\d+)", line)
+    grpc_port, metrics_port = int(ports.group(1)), int(ports.group(2))
+    target = f"127.0.0.1:{grpc_port}"
+    channel = grpc.insecure_channel(target)
+    health = health_pb2_grpc.HealthStub(channel)
+
+    def ready():
+        try:
+            r = health.Check(health_pb2.HealthCheckRequest(service="bptserve.v1.Inference"))
+            return r.status == health_pb2.HealthCheckResponse.SERVING
+        except grpc.RpcError:
+            return False
+
+    wait_for(ready, 30, "readiness")
+
+    # Reflection: what grpcurl needs to call the server without the .proto.
+    db = ProtoReflectionDescriptorDatabase(channel)
+    services = db.get_services()
+    check("bptserve.v1.Inference" in services, f"reflection lists {services}")
+    check("grpc.health.v1.Health" in services, f"reflection lists {services}")
+    from google.protobuf.descriptor_pool import DescriptorPool
+    pool = DescriptorPool(db)
+    generate = pool.FindServiceByName("bptserve.v1.Inference").FindMethodByName("Generate")
+    check(generate.server_streaming and generate.output_type.full_name == "bptserve.v1.GenerateResponse",
+          "reflection describes Generate as a server stream of GenerateResponse")
+
+    # The Python client.
+    with Client(target) as client:
+        info = client.model_info()
+        check(info.architecture == "LlamaForCausalLM", f"model info {info}")
+        ids = client.tokenize("Hello world", add_bos=True)
+        check(client.detokenize(ids[1:]) == "Hello world", "tokenize/detokenize round trip")
+        document = "Long documents are the reason bptserve exists. " * 40
+        for i in range(REQUESTS):
+            events = list(client.generate(text=document, max_new_tokens=8, seed=i, prefill_progress=True,
+                                          ignore_eos=True))
+            kinds = [e.kind for e in events]
+            check(kinds[-1] == "finished" and kinds.count("finished") == 1, f"one finished event: {kinds}")
+            check("progress" in kinds and "tokens" in kinds, f"progress and tokens: {kinds}")
+            check(events[-1].usage.completion_tokens == 8, "8 tokens generated")
+        try:
+            list(client.generate(text="x", temperature=-1.0))
+            check(False, "a negative temperature must fail")
+        except grpc.RpcError as e:
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "temperature" in e.details(),
+                  f"negative temperature: {e.code()} {e.details()}")
+
+    # promtool on a scrape.
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
+    lint = subprocess.run(["promtool", "check", "metrics"], input=scrape, capture_output=True)
+    check(lint.returncode == 0, f"promtool check metrics: {lint.stdout.decode()} {lint.stderr.decode()}")
+    check(b"bptserve_time_to_first_token_seconds_bucket{le=\"2560\"}" in scrape, "TTFT buckets reach 2560 s")
+
+    # A real Prometheus server scrapes it; a query returns the requests made above.
+    with tempfile.TemporaryDirectory() as work:
+        config = os.path.join(work, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n"
+                    f"  - job_name: bptserve\n    static_configs:\n      - targets: ['127.0.0.1:{metrics_port}']\n")
+        web_port = free_port()
+        prometheus = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={work}/data",
+             f"--web.listen-address=127.0.0.1:{web_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        query = urllib.parse.quote('sum(bptserve_request_success_total{job="bptserve"})')
+
+        def scraped_count():
+            try:
+                body = urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/v1/query?query={query}",
+                                              timeout=5).read()
+                result = json.loads(body)["data"]["result"]
+                return result and float(result[0]["value"][1])
+            except OSError:
+                return None
+
+        count = wait_for(scraped_count, 60, "Prometheus to scrape bptserve")
+        check(count == REQUESTS, f"Prometheus counts {count} successful requests, expected {REQUESTS}")
+finally:
+    if prometheus is not None:
+        prometheus.terminate()
+        prometheus.wait(timeout=30)
+    server.terminate()
+    code = server.wait(timeout=60)
+    check(code == 0, f"bptserve exit code {code} after SIGTERM")
+
+print(f"{checks - len(failures)} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
