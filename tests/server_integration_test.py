@@ -27,6 +27,7 @@ from bptserve_client import Client  # noqa: E402
 
 REQUESTS = 5
 failures = []
+successful_requests = 0  # every Generate this test completes with OK, whichever client made it
 checks = 0
 
 
@@ -105,12 +106,37 @@ try:
             check(kinds[-1] == "finished" and kinds.count("finished") == 1, f"one finished event: {kinds}")
             check("progress" in kinds and "tokens" in kinds, f"progress and tokens: {kinds}")
             check(events[-1].usage.completion_tokens == 8, "8 tokens generated")
+            successful_requests += 1
         try:
             list(client.generate(text="x", temperature=-1.0))
             check(False, "a negative temperature must fail")
         except grpc.RpcError as e:
             check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "temperature" in e.details(),
                   f"negative temperature: {e.code()} {e.details()}")
+
+    # The CLI: JSON output, and an error's code as its exit status.
+    cli = os.path.join(BIN_DIR, "bptserve-cli")
+    out = subprocess.run([cli, "--server", target, "generate", "--prompt", "cli test", "--max-new-tokens", "5",
+                          "--ignore-eos", "--seed", "3", "--output", "json"], capture_output=True, text=True)
+    check(out.returncode == 0, f"cli generate: {out.returncode} {out.stderr}")
+    result = json.loads(out.stdout)
+    check(len(result["token_ids"]) == 5 and result["finish_reason"] == "length", f"cli json {result}")
+    check(set(result) == {"token_ids", "text", "finish_reason", "usage", "timings"}, f"cli json keys {set(result)}")
+    successful_requests += out.returncode == 0
+    out = subprocess.run([cli, "--server", target, "generate", "--prompt", "x", "--top-p", "0"],
+                         capture_output=True, text=True)
+    check(out.returncode == 3 and "INVALID_ARGUMENT" in out.stderr and "top_p" in out.stderr,
+          f"cli error exit {out.returncode}: {out.stderr}")
+    out = subprocess.run([cli, "--server", target, "generate", "--prompt", "stdin is not read"],
+                         capture_output=True, text=True)
+    check(out.returncode == 0, "cli generate with --prompt")
+    successful_requests += out.returncode == 0
+    out = subprocess.run([cli, "--server", target, "generate", "--max-new-tokens", "3"], input="from stdin",
+                         capture_output=True, text=True)
+    check(out.returncode == 0 and out.stdout.strip() != "", f"cli generate from stdin: {out.stderr}")
+    successful_requests += out.returncode == 0
+    out = subprocess.run([cli, "--server", target, "health"], capture_output=True, text=True)
+    check(out.returncode == 0 and out.stdout.strip() == "SERVING", f"cli health {out.stdout}")
 
     # promtool on a scrape.
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
@@ -141,7 +167,8 @@ try:
                 return None
 
         count = wait_for(scraped_count, 60, "Prometheus to scrape bptserve")
-        check(count == REQUESTS, f"Prometheus counts {count} successful requests, expected {REQUESTS}")
+        check(count == successful_requests,
+              f"Prometheus counts {count} successful requests, expected {successful_requests}")
 finally:
     if prometheus is not None:
         prometheus.terminate()

@@ -205,6 +205,9 @@ TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
        grpc::StatusCode::INVALID_ARGUMENT, "stop[0] is 257 bytes; at most 256"},
       {"top_logprobs 21", [](GenerateRequest& r) { r.mutable_options()->set_top_logprobs(21); },
        grpc::StatusCode::INVALID_ARGUMENT, "top_logprobs"},
+      {"prompt over the model's context", [](GenerateRequest& r) {
+         r.mutable_token_ids()->mutable_ids()->Resize(1048576, 7);
+       }, grpc::StatusCode::INVALID_ARGUMENT, "the model's context limit is 1048576 tokens"},
   };
   for (const auto& c : cases) {
     GenerateRequest r = TextRequest("bad input", 4);
@@ -243,6 +246,29 @@ TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_EQ(info.kv_capacity_tokens(), 32768);
   EXPECT_EQ(info.device(), "cpu");
   EXPECT_FALSE(info.token_ids_mode());
+}
+
+TEST(ServerTokenIdsMode, IdsServedTextRefusedModeReported) {
+  testing::TempDir dir;
+  std::filesystem::copy(testing::DemoModelDir(), dir.path(), std::filesystem::copy_options::recursive);
+  std::filesystem::remove(dir / "tokenizer.model");
+  TestServer t(LoopbackOptions(dir.path()));
+  grpc::ClientContext context;
+  bptserve::v1::ModelInfo info;
+  ASSERT_TRUE(t.stub->GetModelInfo(&context, {}, &info).ok());
+  EXPECT_TRUE(info.token_ids_mode());
+  auto s = Generate(*t.stub, TextRequest("text needs a tokenizer", 2));
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.status.error_message().find("token-ids mode"), std::string::npos) << s.status.error_message();
+  GenerateRequest ids = LongRequest(10, 3);
+  ids.mutable_stopping()->add_stop("x");
+  s = Generate(*t.stub, ids);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.status.error_message().find("stop"), std::string::npos) << s.status.error_message();
+  s = Generate(*t.stub, LongRequest(10, 3));
+  EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(s.token_ids.size(), 3u);
+  EXPECT_TRUE(s.text.empty());
 }
 
 TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
