@@ -147,13 +147,16 @@ Status Engine::Step(const int32_t* tokens, int32_t count, int64_t start, const B
 }
 
 Status Engine::Prefill(const std::vector<int32_t>& tokens, int64_t start, BlockTable* table,
-                       GenerationObserver* observer, bool* cancelled, std::vector<float>* logits) {
+                       GenerationObserver* observer, bool* cancelled, int64_t* computed,
+                       std::vector<float>* logits) {
   const int64_t total = static_cast<int64_t>(tokens.size());
   *cancelled = false;
+  *computed = start;
   for (int64_t pos = start; pos < total; pos += options_.prefill_block) {
     const int32_t n = static_cast<int32_t>(std::min<int64_t>(options_.prefill_block, total - pos));
     BPT_RETURN_IF_ERROR(kv_blocks_.Reserve(table, pos + n));
     BPT_RETURN_IF_ERROR(Step(tokens.data() + pos, n, pos, table, pos + n == total, logits));
+    *computed = pos + n;
     if (observer != nullptr && !observer->OnPrefillProgress(pos + n, total)) {
       *cancelled = true;
       return OkStatus();
@@ -169,8 +172,9 @@ StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& pr
   BPT_RETURN_IF_ERROR(ValidateRequest(probe));
   BlockTable table;
   bool cancelled = false;
+  int64_t computed = 0;
   std::vector<float> logits;
-  Status status = Prefill(prompt, 0, &table, nullptr, &cancelled, &logits);
+  Status status = Prefill(prompt, 0, &table, nullptr, &cancelled, &computed, &logits);
   kv_blocks_.Release(&table);
   if (!status.ok()) return status;
   return logits;
@@ -182,16 +186,28 @@ StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, Ge
   GenerationResult result;
   result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
 
+  // The sequence's tokens: the prompt, then each generated token. On every exit, the full
+  // blocks whose KV was computed join the prefix cache, and the table's blocks are released.
+  std::vector<int32_t> sequence = request.prompt;
+  int64_t computed = 0;
   BlockTable table;
   struct ReleaseOnExit {
     KvBlockManager& blocks;
     BlockTable& table;
-    ~ReleaseOnExit() { blocks.Release(&table); }
-  } release{kv_blocks_, table};
+    const std::vector<int32_t>& sequence;
+    const int64_t& computed;
+    bool publish;
+    ~ReleaseOnExit() {
+      if (publish) blocks.CachePrefix(sequence, computed, table);
+      blocks.Release(&table);
+    }
+  } release{kv_blocks_, table, sequence, computed, request.use_prefix_cache};
 
+  if (request.use_prefix_cache) result.cached_prompt_tokens = kv_blocks_.MatchPrefix(request.prompt, &table);
   std::vector<float> logits;
   bool cancelled = false;
-  BPT_RETURN_IF_ERROR(Prefill(request.prompt, 0, &table, observer, &cancelled, &logits));
+  BPT_RETURN_IF_ERROR(Prefill(request.prompt, result.cached_prompt_tokens, &table, observer, &cancelled,
+                              &computed, &logits));
   result.timings.prefill_s = SecondsSince(t0);
   if (cancelled) {
     result.finish_reason = FinishReason::kCancelled;
@@ -214,6 +230,7 @@ StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, Ge
     const int32_t id = sampled.token_id;
     sampler.Accept(id);
     result.token_ids.push_back(id);
+    sequence.push_back(id);
     const bool eos = !request.stopping.ignore_eos && IsEos(id);
     const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
     const bool length = static_cast<int64_t>(result.token_ids.size()) >= request.stopping.max_new_tokens;
@@ -249,6 +266,7 @@ StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, Ge
     const int64_t pos = result.prompt_tokens + static_cast<int64_t>(result.token_ids.size()) - 1;
     BPT_RETURN_IF_ERROR(kv_blocks_.Reserve(&table, pos + 1));
     BPT_RETURN_IF_ERROR(Step(&id, 1, pos, &table, true, &logits));
+    computed = pos + 1;
   }
   result.timings.decode_s = SecondsSince(decode_start);
   return result;

@@ -39,6 +39,7 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids, BOS included when wanted (see Engine::EncodePrompt)
   SamplingParams sampling;
   StoppingParams stopping;
+  bool use_prefix_cache = true;  // false: neither reuse cached blocks nor publish this request's
 };
 
 struct TokenOutput {
@@ -59,6 +60,7 @@ struct GenerationResult {
   std::vector<int32_t> token_ids;  // every generated id, the EOS or stop token included
   std::string text;                // the streamed text, concatenated
   int64_t prompt_tokens = 0;
+  int64_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache
   GenerationTimings timings;
 };
 
@@ -86,7 +88,9 @@ class Engine {
   const Tokenizer* tokenizer() const { return tokenizer_.get(); }
   int64_t max_model_len() const { return max_model_len_; }
   int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
+  // Tokens a new sequence could claim now (free blocks and cached blocks no sequence holds).
   int64_t kv_free_tokens() const { return kv_blocks_.num_free_blocks() * kv_blocks_.block_size(); }
+  int64_t kv_cached_tokens() const { return kv_blocks_.num_cached_blocks() * kv_blocks_.block_size(); }
   MemoryPlan memory_plan() const;
   const std::string& device() const { return device_; }
 
@@ -102,9 +106,10 @@ class Engine {
  private:
   Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
          int64_t num_kv_blocks, const EngineOptions& options);
-  // Prefills positions [start, prompt.size()) in blocks; logits of the last token.
+  // Prefills positions [start, prompt.size()) in blocks; logits of the last token. *computed
+  // follows the positions whose KV is in the cache.
   Status Prefill(const std::vector<int32_t>& tokens, int64_t start, BlockTable* table,
-                 GenerationObserver* observer, bool* cancelled, std::vector<float>* logits);
+                 GenerationObserver* observer, bool* cancelled, int64_t* computed, std::vector<float>* logits);
   Status Step(const int32_t* tokens, int32_t count, int64_t start, const BlockTable* table,
               bool needs_logits, std::vector<float>* logits);
   bool IsEos(int32_t id) const;

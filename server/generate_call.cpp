@@ -17,15 +17,17 @@ bptserve::v1::FinishReason ToProto(FinishReason r) {
 
 }  // namespace
 
-GenerateCall::GenerateCall(grpc::CallbackServerContext* context, bool prefill_progress, Metrics* metrics)
-    : prefill_progress_(prefill_progress),
+GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const bptserve::v1::GenerateOptions& options,
+                           Metrics* metrics)
+    : prefill_progress_(options.prefill_progress()),
+      request_uses_prefix_cache_(!options.bypass_prefix_cache()),
       metrics_(metrics),
       deadline_(context->deadline()),
       start_(std::chrono::steady_clock::now()) {}
 
-std::shared_ptr<GenerateCall> GenerateCall::Start(grpc::CallbackServerContext* context, bool prefill_progress,
-                                                  Metrics* metrics) {
-  std::shared_ptr<GenerateCall> call(new GenerateCall(context, prefill_progress, metrics));
+std::shared_ptr<GenerateCall> GenerateCall::Start(grpc::CallbackServerContext* context,
+                                                  const bptserve::v1::GenerateOptions& options, Metrics* metrics) {
+  std::shared_ptr<GenerateCall> call(new GenerateCall(context, options, metrics));
   call->self_ = call;
   return call;
 }
@@ -79,7 +81,7 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double q
   f->set_reason(ToProto(g.finish_reason));
   f->mutable_usage()->set_prompt_tokens(g.prompt_tokens);
   f->mutable_usage()->set_completion_tokens(static_cast<int64_t>(g.token_ids.size()));
-  f->mutable_usage()->set_cached_prompt_tokens(0);
+  f->mutable_usage()->set_cached_prompt_tokens(g.cached_prompt_tokens);
   f->mutable_timings()->set_queue_s(queue_s);
   f->mutable_timings()->set_prefill_s(g.timings.prefill_s);
   f->mutable_timings()->set_time_to_first_token_s(queue_s + g.timings.time_to_first_token_s);
@@ -88,6 +90,8 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double q
     RequestRecord record;
     record.finish_reason = g.finish_reason;
     record.prompt_tokens = g.prompt_tokens;
+    record.cached_prompt_tokens = g.cached_prompt_tokens;
+    record.prefix_cache_queried = request_uses_prefix_cache_;
     record.completion_tokens = static_cast<int64_t>(g.token_ids.size());
     record.queue_s = queue_s;
     record.prefill_s = g.timings.prefill_s;

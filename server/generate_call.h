@@ -21,8 +21,8 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
                            public GenerationSink {
  public:
   // The call keeps itself alive until gRPC is done with it (OnDone).
-  static std::shared_ptr<GenerateCall> Start(grpc::CallbackServerContext* context, bool prefill_progress,
-                                             Metrics* metrics);
+  static std::shared_ptr<GenerateCall> Start(grpc::CallbackServerContext* context,
+                                             const bptserve::v1::GenerateOptions& options, Metrics* metrics);
 
   // Ends the stream with an error before any work (bad request, queue full, ...).
   void Fail(const grpc::Status& status);
@@ -39,12 +39,14 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
   void OnDone() override;
 
  private:
-  GenerateCall(grpc::CallbackServerContext* context, bool prefill_progress, Metrics* metrics);
+  GenerateCall(grpc::CallbackServerContext* context, const bptserve::v1::GenerateOptions& options,
+               Metrics* metrics);
   void Enqueue(bptserve::v1::GenerateResponse response);
   void Complete(const grpc::Status& status);
   void WriteNextLocked();
 
   const bool prefill_progress_;
+  const bool request_uses_prefix_cache_;
   Metrics* const metrics_;
   const std::chrono::system_clock::time_point deadline_;
   const std::chrono::steady_clock::time_point start_;

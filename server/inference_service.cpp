@@ -32,7 +32,7 @@ grpc::ServerUnaryReactor* InferenceService::FinishUnary(grpc::CallbackServerCont
 
 grpc::ServerWriteReactor<bptserve::v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const bptserve::v1::GenerateRequest* request) {
-  auto call = GenerateCall::Start(context, request->options().prefill_progress(), metrics_);
+  auto call = GenerateCall::Start(context, request->options(), metrics_);
   grpc::Status admitted = Admit(*context);
   if (!admitted.ok()) {
     call->Fail(admitted);

@@ -76,6 +76,9 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
   generation_tokens_hist_ = MakeHistogram(r, "bptserve_request_generation_tokens", "Generated tokens per request.", TokenBuckets(max_model_len));
   prompt_tokens_total_ = MakeCounter(r, "bptserve_prompt_tokens_total", "Prompt tokens processed.");
   generation_tokens_total_ = MakeCounter(r, "bptserve_generation_tokens_total", "Tokens generated.");
+  // In tokens, as vLLM v1 counts them: the hit rate is hits / queries.
+  prefix_cache_queries_ = MakeCounter(r, "bptserve_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
+  prefix_cache_hits_ = MakeCounter(r, "bptserve_prefix_cache_hits_total", "Prompt tokens found in the prefix cache.");
   auto& success = prometheus::BuildCounter()
                       .Name("bptserve_request_success_total")
                       .Help("Requests that finished with OK, by finish reason (cancelled ones count as errors).")
@@ -124,6 +127,10 @@ Status Metrics::StartExposer(const std::string& host, int port) {
 void Metrics::RecordSuccess(const RequestRecord& r) {
   success_.at(r.finish_reason)->Increment();
   prompt_tokens_total_->Increment(static_cast<double>(r.prompt_tokens));
+  if (r.prefix_cache_queried) {
+    prefix_cache_queries_->Increment(static_cast<double>(r.prompt_tokens));
+    prefix_cache_hits_->Increment(static_cast<double>(r.cached_prompt_tokens));
+  }
   generation_tokens_total_->Increment(static_cast<double>(r.completion_tokens));
   prompt_tokens_hist_->Observe(static_cast<double>(r.prompt_tokens));
   generation_tokens_hist_->Observe(static_cast<double>(r.completion_tokens));

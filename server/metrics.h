@@ -26,6 +26,8 @@ struct RequestRecord {
   FinishReason finish_reason;
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  int64_t cached_prompt_tokens = 0;
+  bool prefix_cache_queried = false;  // false: the request bypassed the prefix cache
   double queue_s = 0, prefill_s = 0, time_to_first_token_s = 0, decode_s = 0, e2e_s = 0;
 };
 
@@ -64,6 +66,8 @@ class Metrics {
   prometheus::Histogram* generation_tokens_hist_;
   prometheus::Counter* prompt_tokens_total_;
   prometheus::Counter* generation_tokens_total_;
+  prometheus::Counter* prefix_cache_queries_;
+  prometheus::Counter* prefix_cache_hits_;
   std::map<FinishReason, prometheus::Counter*> success_;
   std::map<grpc::StatusCode, prometheus::Counter*> errors_;
   prometheus::Gauge* running_;

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 
 #include "engine/engine.h"
 #include "test_models.h"
@@ -276,6 +277,81 @@ TEST(PaddedVocabulary, IdsPastTheTokenizerHaveNoText) {
   auto all = r.prompt;
   all.insert(all.end(), with_text.begin(), with_text.end());
   EXPECT_EQ(*(*engine)->tokenizer()->Decode(all), *(*engine)->tokenizer()->Decode(r.prompt) + result->text);
+}
+
+}  // namespace
+}  // namespace bpt
+
+namespace bpt {
+namespace {
+
+// A second question about the same document reuses its KV blocks and answers the same.
+TEST_F(GenerationTest, PrefixCacheSkipsTheSharedDocument) {
+  std::vector<int32_t> document = *engine_->EncodePrompt(std::string(
+      "Long documents are the reason bptserve exists. A contract, a book, a year of logs. ") + "Question one?");
+  const std::vector<int32_t> chunk(document.begin() + 1, document.end());
+  while (document.size() < 150) document.insert(document.end(), chunk.begin(), chunk.end());
+  auto ask = [&](const std::vector<int32_t>& prompt, bool cache) {
+    GenerationRequest r;
+    r.prompt = prompt;
+    r.sampling.temperature = 0;
+    r.stopping.max_new_tokens = 12;
+    r.stopping.ignore_eos = true;
+    r.use_prefix_cache = cache;
+    auto result = engine_->Generate(r, nullptr);
+    EXPECT_TRUE(result.ok()) << result.status().ToString();
+    return std::move(result).value();
+  };
+  const auto uncached = ask(document, false);
+  EXPECT_EQ(uncached.cached_prompt_tokens, 0);
+  const auto first = ask(document, true);
+  EXPECT_EQ(first.cached_prompt_tokens, 0) << "bypassed requests publish nothing";
+  const auto second = ask(document, true);
+  const int64_t full_blocks = (static_cast<int64_t>(document.size()) - 1) / 8 * 8;  // kv_block_size 8
+  EXPECT_EQ(second.cached_prompt_tokens, full_blocks);
+  EXPECT_EQ(second.token_ids, uncached.token_ids);
+  EXPECT_EQ(second.text, uncached.text);
+
+  // Another question on the same document shares the document's blocks.
+  auto other = document;
+  other.back() = 77;
+  other.push_back(78);
+  const auto follow_up = ask(other, true);
+  EXPECT_GE(follow_up.cached_prompt_tokens, (static_cast<int64_t>(document.size()) - 1) / 8 * 8);
+  EXPECT_EQ(follow_up.token_ids, ask(other, false).token_ids);
+  EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
+}
+
+// Under a pool too small to keep everything, eviction loses reuse, never correctness.
+TEST(PrefixCacheEviction, SmallPoolStaysCorrect) {
+  TempDir dir;
+  nlohmann::json config = testing::SmallConfig();
+  testing::WriteModelOrDie(dir.path(), config, DType::kBF16, 9);
+  EngineOptions options;
+  options.model_dir = dir.path();
+  options.prefill_block = 16;
+  options.kv_block_size = 4;
+  options.kv_capacity_tokens = 96;
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok());
+  std::mt19937 rng(2);
+  std::vector<std::vector<int32_t>> docs(3);
+  for (auto& d : docs)
+    for (int i = 0; i < 60; ++i) d.push_back(static_cast<int32_t>(rng() % 97));
+  for (int round = 0; round < 3; ++round)
+    for (const auto& d : docs) {
+      GenerationRequest r;
+      r.prompt = d;
+      r.sampling.temperature = 0;
+      r.stopping.max_new_tokens = 6;
+      r.stopping.ignore_eos = true;
+      auto cached = (*engine)->Generate(r, nullptr);
+      r.use_prefix_cache = false;
+      auto plain = (*engine)->Generate(r, nullptr);
+      ASSERT_TRUE(cached.ok() && plain.ok());
+      EXPECT_EQ(cached->token_ids, plain->token_ids) << "round " << round;
+      EXPECT_EQ((*engine)->kv_free_tokens(), 96);
+    }
 }
 
 }  // namespace

@@ -199,7 +199,7 @@ TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
       {"top_p 0", [](GenerateRequest& r) { r.mutable_sampling()->set_top_p(0); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p must be in (0, 1]"},
       {"top_p 1.5", [](GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); }, grpc::StatusCode::INVALID_ARGUMENT, "top_p"},
       {"top_k -1", [](GenerateRequest& r) { r.mutable_sampling()->set_top_k(-1); }, grpc::StatusCode::INVALID_ARGUMENT, "top_k"},
-      {"17 stop strings", [](GenerateRequest& r) { for (int i = 0; i < 17; ++i) r.mutable_stopping()->add_stop("s"); },
+      {"17 stop strings", [](GenerateRequest& r) { const std::vector<std::string> many(17, "stop"); r.mutable_stopping()->mutable_stop()->Assign(many.begin(), many.end()); },
        grpc::StatusCode::INVALID_ARGUMENT, "at most 16"},
       {"long stop string", [](GenerateRequest& r) { r.mutable_stopping()->add_stop(std::string(257, 'x')); },
        grpc::StatusCode::INVALID_ARGUMENT, "stop[0] is 257 bytes; at most 256"},
@@ -218,6 +218,32 @@ TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
     EXPECT_EQ(s.finished_messages, 0) << c.name;
   }
   ExpectServing(*server_);
+}
+
+TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
+  const std::string before = Metrics();
+  std::string document;
+  for (int i = 0; i < 30; ++i) document += "A year of logs, a book, a contract: one long document. ";
+  GenerateRequest request = TextRequest(document + "First question?", 8);
+  request.mutable_sampling()->set_temperature(0);
+  GenerateRequest bypass = request;
+  bypass.mutable_options()->set_bypass_prefix_cache(true);
+  const auto plain = Generate(*server_->stub, bypass);
+  const auto first = Generate(*server_->stub, request);
+  const auto second = Generate(*server_->stub, request);
+  ASSERT_TRUE(plain.status.ok() && first.status.ok() && second.status.ok());
+  EXPECT_EQ(plain.finished.usage().cached_prompt_tokens(), 0);
+  EXPECT_EQ(first.finished.usage().cached_prompt_tokens(), 0);
+  const int64_t prompt = second.finished.usage().prompt_tokens();
+  EXPECT_EQ(second.finished.usage().cached_prompt_tokens(), (prompt - 1) / 64 * 64);  // whole 64-token blocks
+  EXPECT_EQ(second.token_ids, plain.token_ids);
+  const std::string after = Metrics();
+  const double queries = MetricValue(after, "bptserve_prefix_cache_queries_total") -
+                         MetricValue(before, "bptserve_prefix_cache_queries_total");
+  const double hits = MetricValue(after, "bptserve_prefix_cache_hits_total") -
+                      MetricValue(before, "bptserve_prefix_cache_hits_total");
+  EXPECT_EQ(queries, 2 * prompt) << "the bypassed request is not counted";
+  EXPECT_EQ(hits, second.finished.usage().cached_prompt_tokens());
 }
 
 TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
