@@ -15,10 +15,6 @@
 namespace bpt {
 namespace {
 
-double SecondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 bool FileExists(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0;
@@ -43,7 +39,9 @@ Engine::Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::un
       runner_(std::move(runner)),
       kv_blocks_(num_kv_blocks, options.kv_block_size),
       options_(options),
-      max_model_len_(options.max_model_len > 0 ? options.max_model_len : config_.max_position_embeddings) {
+      max_model_len_(options.max_model_len > 0 ? options.max_model_len : config_.max_position_embeddings),
+      scheduler_(SchedulerConfig{options.max_running, options.prefill_block, options.max_waiting, max_model_len_},
+                 kv_blocks_) {
   if (options.shuffle_kv_blocks) kv_blocks_.ShuffleFreeBlocks(0x5eed);
 }
 
@@ -52,6 +50,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (options.kv_block_size < 1) return InvalidArgument("kv_block_size must be >= 1");
   if (options.attention_tiling.query_tile < 1 || options.attention_tiling.kv_tile < 1)
     return InvalidArgument("attention tiles must be >= 1");
+  if (options.max_running < 1) return InvalidArgument("max_running must be >= 1");
+  if (options.max_waiting < 0) return InvalidArgument("max_waiting must be >= 0");
   struct stat st {};
   if (stat(options.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("model directory '" + options.model_dir + "' does not exist");
@@ -88,7 +88,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   RunnerOptions runner_options;
   runner_options.max_step_tokens = options.prefill_block;
   runner_options.ffn_sub_block = std::min(options.ffn_sub_block, options.prefill_block);
-  runner_options.max_logit_rows = 1;
+  runner_options.max_logit_rows = options.max_running;
   BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights), std::move(backend), runner_options));
   return std::unique_ptr<Engine>(new Engine(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options));
 }
@@ -139,137 +139,201 @@ Status Engine::ValidateRequest(const GenerationRequest& r) const {
   return OkStatus();
 }
 
-Status Engine::Step(const int32_t* tokens, int32_t count, int64_t start, const BlockTable* table,
-                    bool needs_logits, std::vector<float>* logits) {
-  step_.token_ids.assign(tokens, tokens + count);
-  step_.sequences.assign(1, SequenceSlice{start, count, table, needs_logits});
-  return runner_->Forward(step_, logits);
-}
-
-Status Engine::Prefill(const std::vector<int32_t>& tokens, int64_t start, BlockTable* table,
-                       GenerationObserver* observer, bool* cancelled, int64_t* computed,
-                       std::vector<float>* logits) {
-  const int64_t total = static_cast<int64_t>(tokens.size());
-  *cancelled = false;
-  *computed = start;
-  for (int64_t pos = start; pos < total; pos += options_.prefill_block) {
-    const int32_t n = static_cast<int32_t>(std::min<int64_t>(options_.prefill_block, total - pos));
-    BPT_RETURN_IF_ERROR(kv_blocks_.Reserve(table, pos + n));
-    BPT_RETURN_IF_ERROR(Step(tokens.data() + pos, n, pos, table, pos + n == total, logits));
-    *computed = pos + n;
-    if (observer != nullptr && !observer->OnPrefillProgress(pos + n, total)) {
-      *cancelled = true;
-      return OkStatus();
-    }
-  }
-  return OkStatus();
-}
-
 StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& prompt) {
   GenerationRequest probe;
   probe.prompt = prompt;
   probe.stopping.max_new_tokens = 1;
   BPT_RETURN_IF_ERROR(ValidateRequest(probe));
   BlockTable table;
-  bool cancelled = false;
-  int64_t computed = 0;
   std::vector<float> logits;
-  Status status = Prefill(prompt, 0, &table, nullptr, &cancelled, &computed, &logits);
+  Status status;
+  const int64_t total = static_cast<int64_t>(prompt.size());
+  for (int64_t pos = 0; pos < total && status.ok(); pos += options_.prefill_block) {
+    const int32_t n = static_cast<int32_t>(std::min<int64_t>(options_.prefill_block, total - pos));
+    status = kv_blocks_.Reserve(&table, pos + n);
+    if (!status.ok()) break;
+    step_.token_ids.assign(prompt.begin() + pos, prompt.begin() + pos + n);
+    step_.sequences.assign(1, SequenceSlice{pos, n, &table, pos + n == total});
+    status = runner_->Forward(step_, &logits);
+  }
   kv_blocks_.Release(&table);
   if (!status.ok()) return status;
   return logits;
 }
 
-StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, GenerationObserver* observer) {
-  BPT_RETURN_IF_ERROR(ValidateRequest(request));
-  const auto t0 = std::chrono::steady_clock::now();
-  GenerationResult result;
-  result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
-
-  // The sequence's tokens: the prompt, then each generated token. On every exit, the full
-  // blocks whose KV was computed join the prefix cache, and the table's blocks are released.
-  std::vector<int32_t> sequence = request.prompt;
-  int64_t computed = 0;
-  BlockTable table;
-  struct ReleaseOnExit {
-    KvBlockManager& blocks;
-    BlockTable& table;
-    const std::vector<int32_t>& sequence;
-    const int64_t& computed;
-    bool publish;
-    ~ReleaseOnExit() {
-      if (publish) blocks.CachePrefix(sequence, computed, table);
-      blocks.Release(&table);
+struct Engine::Request {
+  Request(GenerationRequest r, GenerationObserver* o, const Tokenizer* tokenizer)
+      : request(std::move(r)), observer(o), sampler(request.sampling, request.prompt), stop_matcher(request.stopping.stop) {
+    if (tokenizer != nullptr) {
+      const size_t context = std::min<size_t>(request.prompt.size(), 6);
+      detokenizer = std::make_unique<IncrementalDetokenizer>(
+          *tokenizer, std::vector<int32_t>(request.prompt.end() - context, request.prompt.end()));
     }
-  } release{kv_blocks_, table, sequence, computed, request.use_prefix_cache};
-
-  if (request.use_prefix_cache) result.cached_prompt_tokens = kv_blocks_.MatchPrefix(request.prompt, &table);
-  std::vector<float> logits;
-  bool cancelled = false;
-  BPT_RETURN_IF_ERROR(Prefill(request.prompt, result.cached_prompt_tokens, &table, observer, &cancelled,
-                              &computed, &logits));
-  result.timings.prefill_s = SecondsSince(t0);
-  if (cancelled) {
-    result.finish_reason = FinishReason::kCancelled;
-    return result;
+    result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
   }
-
-  Sampler sampler(request.sampling, request.prompt);
+  GenerationRequest request;
+  GenerationObserver* observer;
+  Sampler sampler;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
-  if (tokenizer_ != nullptr) {
-    const size_t context = std::min<size_t>(request.prompt.size(), 6);
-    detokenizer = std::make_unique<IncrementalDetokenizer>(
-        *tokenizer_, std::vector<int32_t>(request.prompt.end() - context, request.prompt.end()));
-  }
-  StopStringMatcher stop_matcher(request.stopping.stop);
-  const auto& stop_ids = request.stopping.stop_token_ids;
-  const auto decode_start = std::chrono::steady_clock::now();
+  StopStringMatcher stop_matcher;
+  GenerationResult result;
+  std::chrono::steady_clock::time_point submitted = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point first_token;
+  int64_t reported_progress = 0;
+  bool cancel = false;
+};
 
-  for (;;) {
-    const SampledToken sampled = sampler.Sample(logits.data(), config_.vocab_size);
-    const int32_t id = sampled.token_id;
-    sampler.Accept(id);
-    result.token_ids.push_back(id);
-    sequence.push_back(id);
-    const bool eos = !request.stopping.ignore_eos && IsEos(id);
-    const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end();
-    const bool length = static_cast<int64_t>(result.token_ids.size()) >= request.stopping.max_new_tokens;
+Engine::~Engine() = default;
 
-    TokenOutput out{id, "", sampled.logprob, sampled.top_logprobs};
-    bool stopped_by_string = false;
-    if (detokenizer != nullptr) {
-      std::string delta;
-      // Ids past the tokenizer's pieces (padded embedding rows) have no text.
-      if (!eos && !stop_token && id < tokenizer_->vocab_size()) {
-        BPT_ASSIGN_OR_RETURN(delta, detokenizer->Push(id));
-      }
-      if (eos || stop_token || length) {  // bytes held back for an unfinished character
-        BPT_ASSIGN_OR_RETURN(std::string rest, detokenizer->Flush());
-        delta += rest;
-      }
-      out.text = stop_matcher.Push(delta, &stopped_by_string);
+Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
+  BPT_RETURN_IF_ERROR(ValidateRequest(request));
+  const int64_t id = next_request_id_++;
+  SequenceSpec spec;
+  spec.id = id;
+  spec.prompt = request.prompt;
+  spec.max_new_tokens = request.stopping.max_new_tokens;
+  spec.priority = request.priority;
+  spec.use_prefix_cache = request.use_prefix_cache;
+  spec.deadline = request.deadline;
+  BPT_RETURN_IF_ERROR(scheduler_.Add(std::move(spec), std::chrono::steady_clock::now()));
+  requests_.emplace(id, std::make_unique<Request>(std::move(request), observer, tokenizer_.get()));
+  return OkStatus();
+}
+
+void Engine::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  std::unique_ptr<Request> r = std::move(it->second);
+  requests_.erase(it);
+  if (scheduler_.Contains(id)) scheduler_.Finish(id);
+  if (r->observer != nullptr) r->observer->OnFinished(result);
+}
+
+StatusOr<bool> Engine::ProcessLogits(int64_t id, Request& r, float* logits) {
+  GenerationResult& result = r.result;
+  const SampledToken sampled = r.sampler.Sample(logits, config_.vocab_size);
+  const int32_t token = sampled.token_id;
+  r.sampler.Accept(token);
+  result.token_ids.push_back(token);
+  scheduler_.AppendToken(id, token);
+  const auto& stop_ids = r.request.stopping.stop_token_ids;
+  const bool eos = !r.request.stopping.ignore_eos && IsEos(token);
+  const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
+  const bool length = static_cast<int64_t>(result.token_ids.size()) >= r.request.stopping.max_new_tokens;
+
+  TokenOutput out{token, "", sampled.logprob, sampled.top_logprobs};
+  bool stopped_by_string = false;
+  if (r.detokenizer != nullptr) {
+    std::string delta;
+    // Ids past the tokenizer's pieces (padded embedding rows) have no text.
+    if (!eos && !stop_token && token < tokenizer_->vocab_size()) {
+      BPT_ASSIGN_OR_RETURN(delta, r.detokenizer->Push(token));
     }
-    const bool finished = eos || stop_token || stopped_by_string || length;
-    if (finished && !stopped_by_string) out.text += stop_matcher.Flush();
-    result.text += out.text;
-    if (result.token_ids.size() == 1) result.timings.time_to_first_token_s = SecondsSince(t0);
-    if (observer != nullptr && !observer->OnToken(out)) {
-      result.finish_reason = FinishReason::kCancelled;
-      break;
+    if (eos || stop_token || length) {  // bytes held back for an unfinished character
+      BPT_ASSIGN_OR_RETURN(std::string rest, r.detokenizer->Flush());
+      delta += rest;
     }
-    if (finished) {
-      result.finish_reason = (eos) ? FinishReason::kEos
-                             : (stop_token || stopped_by_string) ? FinishReason::kStop
-                                                                 : FinishReason::kLength;
-      break;
-    }
-    const int64_t pos = result.prompt_tokens + static_cast<int64_t>(result.token_ids.size()) - 1;
-    BPT_RETURN_IF_ERROR(kv_blocks_.Reserve(&table, pos + 1));
-    BPT_RETURN_IF_ERROR(Step(&id, 1, pos, &table, true, &logits));
-    computed = pos + 1;
+    out.text = r.stop_matcher.Push(delta, &stopped_by_string);
   }
-  result.timings.decode_s = SecondsSince(decode_start);
-  return result;
+  const bool finished = eos || stop_token || stopped_by_string || length;
+  if (finished && !stopped_by_string) out.text += r.stop_matcher.Flush();
+  result.text += out.text;
+  const auto now = std::chrono::steady_clock::now();
+  if (result.token_ids.size() == 1) {
+    r.first_token = now;
+    result.timings.time_to_first_token_s = std::chrono::duration<double>(now - r.submitted).count();
+  }
+  if (r.observer != nullptr && !r.observer->OnToken(out)) r.cancel = true;
+  if (finished) {
+    result.finish_reason = eos ? FinishReason::kEos : (stop_token || stopped_by_string) ? FinishReason::kStop
+                                                                                          : FinishReason::kLength;
+    result.timings.decode_s = std::chrono::duration<double>(now - r.first_token).count();
+  }
+  return finished;
+}
+
+Status Engine::Step() {
+  const auto now = std::chrono::steady_clock::now();
+  // Cancelled requests end before the step, queued or running.
+  std::vector<int64_t> cancelled;
+  for (const auto& [id, r] : requests_)
+    if (r->cancel || (r->observer != nullptr && r->observer->Cancelled())) cancelled.push_back(id);
+  for (int64_t id : cancelled) {
+    GenerationResult result = std::move(requests_.at(id)->result);
+    result.finish_reason = FinishReason::kCancelled;
+    FinishRequest(id, result);
+  }
+
+  const StepPlan plan = scheduler_.Schedule(now);
+  for (int64_t id : plan.expired)
+    FinishRequest(id, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
+  last_step_tokens_ = plan.num_tokens;
+  if (plan.chunks.empty()) return OkStatus();
+
+  step_.token_ids.clear();
+  step_.sequences.clear();
+  for (const ScheduledChunk& c : plan.chunks) {
+    const auto& tokens = scheduler_.tokens(c.seq_id);
+    step_.token_ids.insert(step_.token_ids.end(), tokens.begin() + c.start, tokens.begin() + c.start + c.num_tokens);
+    step_.sequences.push_back({c.start, c.num_tokens, c.block_table, c.needs_logits});
+    Request& r = *requests_.at(c.seq_id);
+    if (r.result.timings.queue_s == 0 && scheduler_.first_scheduled(c.seq_id))
+      r.result.timings.queue_s = std::chrono::duration<double>(*scheduler_.first_scheduled(c.seq_id) - r.submitted).count();
+  }
+  const Status forward = runner_->Forward(step_, &step_logits_);
+  if (!forward.ok()) {  // a backend failure fails this step's requests, not the engine
+    for (const ScheduledChunk& c : plan.chunks) FinishRequest(c.seq_id, forward);
+    return OkStatus();
+  }
+
+  size_t row = 0;
+  std::vector<std::pair<int64_t, StatusOr<GenerationResult>>> ended;
+  for (const ScheduledChunk& c : plan.chunks) {
+    scheduler_.OnChunkComputed(c);
+    Request& r = *requests_.at(c.seq_id);
+    const int64_t prompt_length = r.result.prompt_tokens;
+    const int64_t progress = std::min(c.start + c.num_tokens, prompt_length);
+    if (progress > r.reported_progress) {  // recomputation after a preemption reports nothing again
+      r.reported_progress = progress;
+      if (r.result.cached_prompt_tokens == 0) r.result.cached_prompt_tokens = scheduler_.cached_prompt_tokens(c.seq_id);
+      if (progress == prompt_length)
+        r.result.timings.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.submitted).count() -
+                                     r.result.timings.queue_s;
+      if (r.observer != nullptr && !r.observer->OnPrefillProgress(progress, prompt_length)) r.cancel = true;
+    }
+    if (!c.needs_logits) continue;
+    float* logits = step_logits_.data() + row++ * config_.vocab_size;
+    if (r.cancel) continue;
+    StatusOr<bool> finished = ProcessLogits(c.seq_id, r, logits);
+    if (!finished.ok()) {
+      ended.emplace_back(c.seq_id, finished.status());
+    } else if (*finished) {
+      ended.emplace_back(c.seq_id, r.result);
+    }
+  }
+  for (auto& [id, result] : ended) FinishRequest(id, result);
+  return OkStatus();
+}
+
+StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, GenerationObserver* observer) {
+  // Forwards to the caller's observer and keeps the result.
+  struct Capture : GenerationObserver {
+    GenerationObserver* inner;
+    std::optional<StatusOr<GenerationResult>> result;
+    bool Cancelled() const override { return inner != nullptr && inner->Cancelled(); }
+    bool OnPrefillProgress(int64_t done, int64_t total) override {
+      return inner == nullptr || inner->OnPrefillProgress(done, total);
+    }
+    bool OnToken(const TokenOutput& t) override { return inner == nullptr || inner->OnToken(t); }
+    void OnFinished(const StatusOr<GenerationResult>& r) override {
+      result = r;
+      if (inner != nullptr) inner->OnFinished(r);
+    }
+  } capture;
+  capture.inner = observer;
+  BPT_RETURN_IF_ERROR(Submit(request, &capture));
+  while (!capture.result) BPT_RETURN_IF_ERROR(Step());
+  return *std::move(capture.result);
 }
 
 }  // namespace bpt

@@ -4,7 +4,10 @@
 // the same step with one token. Peak memory is weights + KV pool + a workspace fixed at load.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <utility>
@@ -15,6 +18,7 @@
 #include "engine/model_config.h"
 #include "engine/model_runner.h"
 #include "engine/sampling_params.h"
+#include "engine/scheduler.h"
 #include "engine/status.h"
 #include "engine/tokenizer.h"
 
@@ -30,6 +34,8 @@ struct EngineOptions {
   int num_threads = 0;              // 0: all hardware threads
   AttentionTiling attention_tiling;
   bool shuffle_kv_blocks = false;   // tests: hand out KV blocks in a random order
+  int max_running = 16;             // sequences batched into one step
+  int max_waiting = 64;             // requests queued for a place in the batch
 };
 
 enum class FinishReason { kEos, kStop, kLength, kCancelled };
@@ -40,6 +46,8 @@ struct GenerationRequest {
   SamplingParams sampling;
   StoppingParams stopping;
   bool use_prefix_cache = true;  // false: neither reuse cached blocks nor publish this request's
+  int priority = 0;              // lower runs first; equal priorities in arrival order
+  std::optional<std::chrono::steady_clock::time_point> deadline;  // then DEADLINE_EXCEEDED
 };
 
 struct TokenOutput {
@@ -50,6 +58,7 @@ struct TokenOutput {
 };
 
 struct GenerationTimings {
+  double queue_s = 0;  // from Submit to the first step that ran it
   double prefill_s = 0;
   double time_to_first_token_s = 0;
   double decode_s = 0;
@@ -64,12 +73,17 @@ struct GenerationResult {
   GenerationTimings timings;
 };
 
-// Callbacks from inside Generate. Returning false cancels the request within one step.
+// Callbacks from inside Engine::Step, on the thread that runs it.
 class GenerationObserver {
  public:
   virtual ~GenerationObserver() = default;
+  // Polled before every step, queued or running: true ends the request as cancelled.
+  virtual bool Cancelled() const { return false; }
+  // Returning false cancels the request within one step.
   virtual bool OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) { return true; }
   virtual bool OnToken(const TokenOutput& token) { return true; }
+  // Exactly once per submitted request: its result, or the status that ended it.
+  virtual void OnFinished(const StatusOr<GenerationResult>& result) {}
 };
 
 struct MemoryPlan {
@@ -82,6 +96,7 @@ struct MemoryPlan {
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  ~Engine();
 
   const ModelConfig& config() const { return config_; }
   // Null in token-ids mode (a model directory without tokenizer.model).
@@ -96,22 +111,35 @@ class Engine {
 
   // Tokenizes text and prepends BOS as the model's config says.
   StatusOr<std::vector<int32_t>> EncodePrompt(const std::string& text) const;
-  // Every check Generate makes before it starts; errors name the field and the limit.
+  // Every check Submit makes before queueing; errors name the field and the limit.
   Status ValidateRequest(const GenerationRequest& request) const;
+
+  // Continuous batching. Submit queues a request (ResourceExhausted when it can never fit or
+  // the queue is full); each Step runs one forward pass over the decodes of every running
+  // request and prefill chunks of waiting ones, and reports through the observers. The
+  // observer must outlive the request (until its OnFinished).
+  Status Submit(GenerationRequest request, GenerationObserver* observer);
+  Status Step();
+  bool HasWork() const { return !requests_.empty(); }
+  size_t num_running() const { return scheduler_.num_running(); }
+  size_t num_waiting() const { return scheduler_.num_waiting(); }
+  int64_t num_preemptions() const { return scheduler_.num_preemptions(); }
+  int64_t last_step_tokens() const { return last_step_tokens_; }
+
+  // Submit, then step until this request ends (others submitted meanwhile advance too).
   StatusOr<GenerationResult> Generate(const GenerationRequest& request, GenerationObserver* observer);
 
-  // The logits after the prompt, from one prefill in blocks: [vocab]. For tests and tools.
+  // The logits after the prompt, from one prefill in blocks, outside the scheduler: [vocab].
+  // For tests and tools; call it while no request is in flight.
   StatusOr<std::vector<float>> PromptLogits(const std::vector<int32_t>& prompt);
 
  private:
+  struct Request;
   Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
          int64_t num_kv_blocks, const EngineOptions& options);
-  // Prefills positions [start, prompt.size()) in blocks; logits of the last token. *computed
-  // follows the positions whose KV is in the cache.
-  Status Prefill(const std::vector<int32_t>& tokens, int64_t start, BlockTable* table,
-                 GenerationObserver* observer, bool* cancelled, int64_t* computed, std::vector<float>* logits);
-  Status Step(const int32_t* tokens, int32_t count, int64_t start, const BlockTable* table,
-              bool needs_logits, std::vector<float>* logits);
+  // Samples the request's next token from its logits row and streams it; true when finished.
+  StatusOr<bool> ProcessLogits(int64_t id, Request& r, float* logits);
+  void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
   bool IsEos(int32_t id) const;
 
   ModelConfig config_;
@@ -120,8 +148,13 @@ class Engine {
   KvBlockManager kv_blocks_;
   EngineOptions options_;
   int64_t max_model_len_;
+  Scheduler scheduler_;
+  std::map<int64_t, std::unique_ptr<Request>> requests_;
+  int64_t next_request_id_ = 1;
+  int64_t last_step_tokens_ = 0;
   std::string device_ = "cpu";
-  StepLayout step_;  // reused by every step
+  StepLayout step_;                 // reused by every step
+  std::vector<float> step_logits_;  // [sequences needing logits, vocab]
 };
 
 }  // namespace bpt

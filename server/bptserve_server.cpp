@@ -80,6 +80,8 @@ Status BptServer::Start() {
     eo.prefill_block = options_.prefill_block;
     eo.kv_capacity_tokens = options_.kv_capacity_tokens;
     eo.num_threads = options_.threads;
+    eo.max_running = options_.max_running;
+    eo.max_waiting = options_.max_queue;
     auto engine = Engine::Create(eo);
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
@@ -109,25 +111,22 @@ void BptServer::Drain() {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (worker_) worker_->StopAccepting();
   }
+  // In flight means the engine still works on it, or its stream has not delivered its end.
+  auto idle = [&] {
+    std::lock_guard<std::mutex> lock(load_mu_);
+    return (!worker_ || worker_->Idle()) && service_->open_streams() == 0;
+  };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options_.drain_seconds);
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(load_mu_);
-      if (!worker_ || worker_->Idle()) break;
-      if (std::chrono::steady_clock::now() >= deadline) {
-        worker_->CancelAll();
-        break;
-      }
-    }
+  while (!idle() && std::chrono::steady_clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
   {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (worker_) {
+      worker_->CancelAll();  // the rest end CANCELLED
       while (!worker_->Idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
   }
+  // Streams still open now belong to clients that stopped reading: a short grace, then cut.
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
-
 }  // namespace bpt::server

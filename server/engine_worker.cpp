@@ -7,41 +7,48 @@ double SecondsBetween(std::chrono::steady_clock::time_point a, std::chrono::stea
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Forwards engine callbacks to the sink and asks the engine to stop once the sink is cancelled.
-class SinkObserver : public GenerationObserver {
+}  // namespace
+
+// Forwards engine callbacks to the job's sink; cancelled when the sink is, or on CancelAll.
+class EngineWorker::JobObserver : public GenerationObserver {
  public:
-  SinkObserver(GenerationSink& sink, const Engine& engine, const std::atomic<bool>& cancel_all, Metrics* metrics)
-      : sink_(sink), engine_(engine), cancel_all_(cancel_all), metrics_(metrics) {}
+  JobObserver(std::shared_ptr<GenerationSink> sink, double inbox_s, const std::atomic<bool>& cancel_all,
+              Metrics* metrics)
+      : sink_(std::move(sink)), inbox_s_(inbox_s), cancel_all_(cancel_all), metrics_(metrics) {}
+  bool Cancelled() const override { return sink_->Cancelled() || cancel_all_.load(); }
   bool OnPrefillProgress(int64_t processed, int64_t total) override {
-    PublishKvUsage();
-    sink_.OnPrefillProgress(processed, total);
-    return !Stop();
+    sink_->OnPrefillProgress(processed, total);
+    return true;
   }
   bool OnToken(const TokenOutput& token) override {
     const auto now = std::chrono::steady_clock::now();
     if (has_last_ && metrics_ != nullptr) metrics_->ObserveInterTokenLatency(SecondsBetween(last_token_, now));
     last_token_ = now;
     has_last_ = true;
-    PublishKvUsage();
-    sink_.OnToken(token);
-    return !Stop();
+    sink_->OnToken(token);
+    return true;
   }
+  void OnFinished(const StatusOr<GenerationResult>& result) override {
+    if (result.ok()) {  // the time in the worker's inbox is queueing too
+      GenerationResult r = *result;
+      r.timings.queue_s += inbox_s_;
+      r.timings.time_to_first_token_s += inbox_s_;
+      sink_->OnFinished(r);
+    } else {
+      sink_->OnFinished(result);
+    }
+    done = true;
+  }
+  bool done = false;
 
  private:
-  bool Stop() const { return sink_.Cancelled() || cancel_all_.load(); }
-  void PublishKvUsage() {
-    if (metrics_ != nullptr)
-      metrics_->SetKvCache(engine_.kv_capacity_tokens() - engine_.kv_free_tokens(), engine_.kv_capacity_tokens());
-  }
-  GenerationSink& sink_;
-  const Engine& engine_;
+  std::shared_ptr<GenerationSink> sink_;
+  const double inbox_s_;
   const std::atomic<bool>& cancel_all_;
   Metrics* metrics_;
   std::chrono::steady_clock::time_point last_token_;
   bool has_last_ = false;
 };
-
-}  // namespace
 
 EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, Metrics* metrics)
     : engine_(engine), max_queue_(max_queue), max_prompt_tokens_(max_prompt_tokens), metrics_(metrics) {
@@ -63,12 +70,11 @@ Status EngineWorker::Submit(GenerationJob job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) return Status(StatusCode::kUnavailable, "the server is shutting down");
-    if (queue_.size() >= max_queue_)
+    if (inbox_.size() + engine_waiting_ >= max_queue_)
       return ResourceExhausted("the request queue is full (" + std::to_string(max_queue_) +
                                " waiting, --max-queue); retry later");
-    queue_.push_back({std::move(job), std::chrono::steady_clock::now()});
+    inbox_.push_back({std::move(job), std::chrono::steady_clock::now()});
   }
-  PublishCounts();
   cv_.notify_one();
   return OkStatus();
 }
@@ -85,50 +91,22 @@ void EngineWorker::CancelAll() {
 
 bool EngineWorker::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return queue_.empty() && !running_job_;
+  return inbox_.empty() && in_engine_ == 0;
 }
 
-void EngineWorker::PublishCounts() {
-  if (metrics_ == nullptr) return;
-  std::lock_guard<std::mutex> lock(mu_);
-  metrics_->SetWaiting(static_cast<int>(queue_.size()));
-  metrics_->SetRunning(running_job_ ? 1 : 0);
-}
-
-void EngineWorker::Loop() {
-  for (;;) {
-    Queued queued;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
-      if (queue_.empty()) return;  // stop_ with nothing left
-      queued = std::move(queue_.front());
-      queue_.pop_front();
-      running_job_ = true;
-    }
-    PublishCounts();
-    Run(queued);
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      running_job_ = false;
-    }
-    PublishCounts();
-  }
-}
-
-void EngineWorker::Run(Queued& queued) {
-  GenerationJob& job = queued.job;
-  const double queue_s = SecondsBetween(queued.enqueued, std::chrono::steady_clock::now());
+void EngineWorker::Admit(Inbound inbound) {
+  GenerationJob& job = inbound.job;
+  const double inbox_s = SecondsBetween(inbound.enqueued, std::chrono::steady_clock::now());
   if (job.sink->Cancelled() || cancel_all_.load()) {
     GenerationResult cancelled;
     cancelled.finish_reason = FinishReason::kCancelled;
-    job.sink->OnFinished(cancelled, queue_s);
+    job.sink->OnFinished(cancelled);
     return;
   }
   if (job.request.prompt.empty()) {
     auto ids = engine_.EncodePrompt(job.prompt_text);
     if (!ids.ok()) {
-      job.sink->OnFinished(ids.status(), queue_s);
+      job.sink->OnFinished(ids.status());
       return;
     }
     job.request.prompt = std::move(ids).value();
@@ -137,8 +115,7 @@ void EngineWorker::Run(Queued& queued) {
   if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) {
     job.sink->OnFinished(InvalidArgument("prompt has " + std::to_string(prompt_tokens) +
                                          " tokens; this server accepts at most " +
-                                         std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)"),
-                         queue_s);
+                                         std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)"));
     return;
   }
   if (job.default_max_new_tokens) {  // unset: as much as fits, up to the default
@@ -146,14 +123,52 @@ void EngineWorker::Run(Queued& queued) {
     job.request.stopping.max_new_tokens =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(job.request.stopping.max_new_tokens, room)));
   }
-  SinkObserver observer(*job.sink, engine_, cancel_all_, metrics_);
-  const StatusOr<GenerationResult> result = engine_.Generate(job.request, &observer);
-  if (metrics_ != nullptr) {
-    metrics_->SetKvCache(engine_.kv_capacity_tokens() - engine_.kv_free_tokens(), engine_.kv_capacity_tokens());
-    if (result.ok() && result->timings.prefill_s > 0)
-      metrics_->SetPrefillTokensPerSecond(prompt_tokens / result->timings.prefill_s);
+  auto observer = std::make_unique<JobObserver>(job.sink, inbox_s, cancel_all_, metrics_);
+  const Status submitted = engine_.Submit(std::move(job.request), observer.get());
+  if (!submitted.ok()) {
+    job.sink->OnFinished(submitted);
+    return;
   }
-  job.sink->OnFinished(result, queue_s);
+  observers_.emplace(observer.get(), std::move(observer));
+}
+
+void EngineWorker::PublishMetrics() {
+  if (metrics_ == nullptr) return;
+  size_t inbox;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox = inbox_.size();
+  }
+  metrics_->SetRunning(static_cast<int>(engine_.num_running()));
+  metrics_->SetWaiting(static_cast<int>(engine_.num_waiting() + inbox));
+  metrics_->SetKvCache(engine_.kv_capacity_tokens() - engine_.kv_free_tokens(), engine_.kv_capacity_tokens());
+  if (engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+  metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
+  preemptions_seen_ = engine_.num_preemptions();
+}
+
+void EngineWorker::Loop() {
+  for (;;) {
+    std::vector<Inbound> arrived;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || engine_.HasWork(); });
+      if (stop_ && inbox_.empty() && !engine_.HasWork()) return;
+      arrived.swap(inbox_);
+    }
+    for (auto& a : arrived) Admit(std::move(a));
+    if (engine_.HasWork()) {
+      const Status s = engine_.Step();  // an error here has already failed the step's requests
+      (void)s;
+    }
+    for (auto it = observers_.begin(); it != observers_.end();) it = it->second->done ? observers_.erase(it) : std::next(it);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_engine_ = observers_.size();
+      engine_waiting_ = engine_.num_waiting();
+    }
+    PublishMetrics();
+  }
 }
 
 }  // namespace bpt::server

@@ -1,11 +1,13 @@
 // The thread that owns the engine. gRPC threads only enqueue jobs and never wait on the engine;
-// each job reports back through its sink, on this thread, ending with exactly one OnFinished.
-// (One request at a time, first come first served: the batching scheduler replaces this loop.)
+// the worker moves them into the engine's scheduler and steps it while any request is in
+// flight (continuous batching). Each job reports through its sink, on this thread, ending with
+// exactly one OnFinished.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -23,8 +25,9 @@ class GenerationSink {
   virtual bool Cancelled() const = 0;
   virtual void OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) = 0;
   virtual void OnToken(const TokenOutput& token) = 0;
-  // Called once per submitted job: the result, or the status that ends it.
-  virtual void OnFinished(const StatusOr<GenerationResult>& result, double queue_s) = 0;
+  // Called once per submitted job: the result (timings include the time queued), or the
+  // status that ends it.
+  virtual void OnFinished(const StatusOr<GenerationResult>& result) = 0;
 };
 
 struct GenerationJob {
@@ -49,13 +52,14 @@ class EngineWorker {
   bool Idle() const;
 
  private:
-  struct Queued {
+  struct Inbound {
     GenerationJob job;
     std::chrono::steady_clock::time_point enqueued;
   };
+  class JobObserver;
   void Loop();
-  void Run(Queued& queued);
-  void PublishCounts();
+  void Admit(Inbound inbound);
+  void PublishMetrics();
 
   Engine& engine_;
   const size_t max_queue_;
@@ -64,11 +68,14 @@ class EngineWorker {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::deque<Queued> queue_;
-  bool running_job_ = false;
+  std::vector<Inbound> inbox_;
+  size_t in_engine_ = 0;          // jobs the engine holds (waiting or running)
+  size_t engine_waiting_ = 0;     // of which waiting, as of the last step
   bool accepting_ = true;
   bool stop_ = false;
   std::atomic<bool> cancel_all_{false};
+  int64_t preemptions_seen_ = 0;  // worker thread only
+  std::map<const JobObserver*, std::unique_ptr<JobObserver>> observers_;  // worker thread only
   std::thread thread_;
 };
 

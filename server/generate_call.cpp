@@ -18,17 +18,20 @@ bptserve::v1::FinishReason ToProto(FinishReason r) {
 }  // namespace
 
 GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const bptserve::v1::GenerateOptions& options,
-                           Metrics* metrics)
+                           Metrics* metrics, std::atomic<int>* open_streams)
     : prefill_progress_(options.prefill_progress()),
       request_uses_prefix_cache_(!options.bypass_prefix_cache()),
       metrics_(metrics),
+      open_streams_(open_streams),
       deadline_(context->deadline()),
       start_(std::chrono::steady_clock::now()) {}
 
 std::shared_ptr<GenerateCall> GenerateCall::Start(grpc::CallbackServerContext* context,
-                                                  const bptserve::v1::GenerateOptions& options, Metrics* metrics) {
-  std::shared_ptr<GenerateCall> call(new GenerateCall(context, options, metrics));
+                                                  const bptserve::v1::GenerateOptions& options, Metrics* metrics,
+                                                  std::atomic<int>* open_streams) {
+  std::shared_ptr<GenerateCall> call(new GenerateCall(context, options, metrics, open_streams));
   call->self_ = call;
+  open_streams->fetch_add(1);
   return call;
 }
 
@@ -62,7 +65,7 @@ void GenerateCall::OnToken(const TokenOutput& token) {
   Enqueue(std::move(r));
 }
 
-void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double queue_s) {
+void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result) {
   if (!result.ok()) {
     Fail(ToGrpcStatus(result.status()));
     return;
@@ -82,9 +85,9 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double q
   f->mutable_usage()->set_prompt_tokens(g.prompt_tokens);
   f->mutable_usage()->set_completion_tokens(static_cast<int64_t>(g.token_ids.size()));
   f->mutable_usage()->set_cached_prompt_tokens(g.cached_prompt_tokens);
-  f->mutable_timings()->set_queue_s(queue_s);
+  f->mutable_timings()->set_queue_s(g.timings.queue_s);
   f->mutable_timings()->set_prefill_s(g.timings.prefill_s);
-  f->mutable_timings()->set_time_to_first_token_s(queue_s + g.timings.time_to_first_token_s);
+  f->mutable_timings()->set_time_to_first_token_s(g.timings.time_to_first_token_s);
   f->mutable_timings()->set_decode_s(g.timings.decode_s);
   if (metrics_ != nullptr) {
     RequestRecord record;
@@ -93,12 +96,14 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result, double q
     record.cached_prompt_tokens = g.cached_prompt_tokens;
     record.prefix_cache_queried = request_uses_prefix_cache_;
     record.completion_tokens = static_cast<int64_t>(g.token_ids.size());
-    record.queue_s = queue_s;
+    record.queue_s = g.timings.queue_s;
     record.prefill_s = g.timings.prefill_s;
-    record.time_to_first_token_s = queue_s + g.timings.time_to_first_token_s;
+    record.time_to_first_token_s = g.timings.time_to_first_token_s;
     record.decode_s = g.timings.decode_s;
     record.e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     metrics_->RecordSuccess(record);
+    if (g.timings.prefill_s > 0)
+      metrics_->SetPrefillTokensPerSecond(static_cast<double>(g.prompt_tokens - g.cached_prompt_tokens) / g.timings.prefill_s);
   }
   Enqueue(std::move(r));
   Complete(grpc::Status::OK);
@@ -160,6 +165,7 @@ void GenerateCall::OnDone() {
     std::lock_guard<std::recursive_mutex> lock(mu_);
     last_reference = std::move(self_);
   }
+  open_streams_->fetch_sub(1);
 }
 
 }  // namespace bpt::server

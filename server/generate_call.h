@@ -21,8 +21,10 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
                            public GenerationSink {
  public:
   // The call keeps itself alive until gRPC is done with it (OnDone).
+  // open_streams counts calls from Start to OnDone, so a drain can wait for their last write.
   static std::shared_ptr<GenerateCall> Start(grpc::CallbackServerContext* context,
-                                             const bptserve::v1::GenerateOptions& options, Metrics* metrics);
+                                             const bptserve::v1::GenerateOptions& options, Metrics* metrics,
+                                             std::atomic<int>* open_streams);
 
   // Ends the stream with an error before any work (bad request, queue full, ...).
   void Fail(const grpc::Status& status);
@@ -31,7 +33,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
   bool Cancelled() const override { return cancelled_.load(); }
   void OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) override;
   void OnToken(const TokenOutput& token) override;
-  void OnFinished(const StatusOr<GenerationResult>& result, double queue_s) override;
+  void OnFinished(const StatusOr<GenerationResult>& result) override;
 
   // grpc::ServerWriteReactor
   void OnWriteDone(bool ok) override;
@@ -40,7 +42,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
 
  private:
   GenerateCall(grpc::CallbackServerContext* context, const bptserve::v1::GenerateOptions& options,
-               Metrics* metrics);
+               Metrics* metrics, std::atomic<int>* open_streams);
   void Enqueue(bptserve::v1::GenerateResponse response);
   void Complete(const grpc::Status& status);
   void WriteNextLocked();
@@ -48,6 +50,7 @@ class GenerateCall final : public grpc::ServerWriteReactor<bptserve::v1::Generat
   const bool prefill_progress_;
   const bool request_uses_prefix_cache_;
   Metrics* const metrics_;
+  std::atomic<int>* const open_streams_;
   const std::chrono::system_clock::time_point deadline_;
   const std::chrono::steady_clock::time_point start_;
   std::atomic<bool> cancelled_{false};

@@ -32,7 +32,7 @@ grpc::ServerUnaryReactor* InferenceService::FinishUnary(grpc::CallbackServerCont
 
 grpc::ServerWriteReactor<bptserve::v1::GenerateResponse>* InferenceService::Generate(
     grpc::CallbackServerContext* context, const bptserve::v1::GenerateRequest* request) {
-  auto call = GenerateCall::Start(context, request->options(), metrics_);
+  auto call = GenerateCall::Start(context, request->options(), metrics_, &open_streams_);
   grpc::Status admitted = Admit(*context);
   if (!admitted.ok()) {
     call->Fail(admitted);

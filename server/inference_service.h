@@ -21,6 +21,8 @@ class InferenceService final : public bptserve::v1::Inference::CallbackService {
   void SetReady(Engine* engine, EngineWorker* worker);
   // Draining: new requests get UNAVAILABLE.
   void StopAccepting() { accepting_ = false; }
+  // Generate streams not yet done (their last message may still be on its way).
+  int open_streams() const { return open_streams_.load(); }
 
   grpc::ServerWriteReactor<bptserve::v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const bptserve::v1::GenerateRequest* request) override;
@@ -44,6 +46,7 @@ class InferenceService final : public bptserve::v1::Inference::CallbackService {
   std::atomic<Engine*> engine_{nullptr};
   std::atomic<EngineWorker*> worker_{nullptr};
   std::atomic<bool> accepting_{true};
+  std::atomic<int> open_streams_{0};
 };
 
 }  // namespace bpt::server

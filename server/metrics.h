@@ -48,6 +48,10 @@ class Metrics {
   void SetWaiting(int n) { waiting_->Set(n); }
   void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
   void SetPrefillTokensPerSecond(double v) { prefill_tokens_per_second_->Set(v); }
+  void ObserveIterationTokens(int64_t tokens) { iteration_tokens_->Observe(static_cast<double>(tokens)); }
+  void AddPreemptions(int64_t n) {
+    if (n > 0) preemptions_->Increment(static_cast<double>(n));
+  }
 
  private:
   void UpdateProcessMemory();
@@ -64,6 +68,8 @@ class Metrics {
   prometheus::Histogram* decode_time_;
   prometheus::Histogram* prompt_tokens_hist_;
   prometheus::Histogram* generation_tokens_hist_;
+  prometheus::Histogram* iteration_tokens_;
+  prometheus::Counter* preemptions_;
   prometheus::Counter* prompt_tokens_total_;
   prometheus::Counter* generation_tokens_total_;
   prometheus::Counter* prefix_cache_queries_;

@@ -27,6 +27,7 @@ std::string ServerOptions::Describe() const {
     << "  max message:       " << max_message_mb << " MiB\n"
     << "  max prompt tokens: " << (max_prompt_tokens > 0 ? std::to_string(max_prompt_tokens) : "model context limit") << "\n"
     << "  max queue:         " << max_queue << "\n"
+    << "  max running:       " << max_running << "\n"
     << "  prefill block:     " << prefill_block << " tokens\n"
     << "  KV capacity:       " << (kv_capacity_tokens > 0 ? std::to_string(kv_capacity_tokens) + " tokens" : "engine default") << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
@@ -47,7 +48,9 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (0: the model's limit)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--max-queue", o.max_queue, "Requests that may wait for the engine")->check(CLI::NonNegativeNumber);
-  app.add_option("--prefill-block", o.prefill_block, "Tokens per prefill step")->check(CLI::PositiveNumber);
+  app.add_option("--max-running", o.max_running, "Requests batched into one engine step")->check(CLI::PositiveNumber);
+  app.add_option("--prefill-block", o.prefill_block, "Tokens per engine step (prefill chunks and decodes)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--kv-capacity", o.kv_capacity_tokens, "KV cache capacity in tokens (0: engine default)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);

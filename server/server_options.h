@@ -16,7 +16,8 @@ struct ServerOptions {
   std::string device = "auto";     // auto, cpu or cuda
   int max_message_mb = 256;
   int64_t max_prompt_tokens = 0;   // 0: the model's context limit
-  int max_queue = 64;              // requests waiting for the engine
+  int max_queue = 64;              // requests waiting for a place in the batch
+  int max_running = 16;            // requests batched into one engine step
   int prefill_block = 256;
   int64_t kv_capacity_tokens = 0;  // 0: the engine's default
   int threads = 0;

@@ -375,20 +375,28 @@ TEST(ServerHealth, NotServingUntilLoadedThenServing) {
 TEST(ServerDrain, InFlightFinishesNewRequestsRefusedReadinessDown) {
   TestServer t(LoopbackOptions(testing::DemoModelDir()));
   grpc::ClientContext context;
-  auto in_flight = t.stub->Generate(&context, TextRequest("finish me", 300));
-  bptserve::v1::GenerateResponse r;
-  ASSERT_TRUE(in_flight->Read(&r));
+  auto in_flight = t.stub->Generate(&context, TextRequest("finish me", 3000));
+  bptserve::v1::GenerateResponse first;
+  ASSERT_TRUE(in_flight->Read(&first));
+  // Keep reading: unread data would fill the connection's flow-control window and stall the
+  // health checks that share it.
+  int tokens = first.has_tokens() ? first.tokens().token_ids_size() : 0;
+  grpc::Status in_flight_status;
+  std::thread reader([&] {
+    bptserve::v1::GenerateResponse r;
+    while (in_flight->Read(&r))
+      if (r.has_tokens()) tokens += r.tokens().token_ids_size();
+    in_flight_status = in_flight->Finish();
+  });
   std::thread drain([&] { t.server->Drain(); });
   for (int i = 0; i < 200 && t.Health("bptserve.v1.Inference") == grpc::health::v1::HealthCheckResponse::SERVING; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   const auto refused = Generate(*t.stub, TextRequest("too late", 2));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  int tokens = r.has_tokens() ? r.tokens().token_ids_size() : 0;
-  while (in_flight->Read(&r))
-    if (r.has_tokens()) tokens += r.tokens().token_ids_size();
-  EXPECT_TRUE(in_flight->Finish().ok());
-  EXPECT_EQ(tokens, 300);
+  reader.join();
+  EXPECT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
+  EXPECT_EQ(tokens, 3000);
   drain.join();
 }
 
