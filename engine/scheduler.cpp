@@ -88,7 +88,10 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
     Sequence& s = seqs_.at(id);
     const int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     if (remaining <= 0) continue;  // waiting for its sampled token
-    const int32_t n = static_cast<int32_t>(std::min(remaining, budget));
+    // While others wait, a prefill chunk takes at most half a step, so a request that arrives
+    // during a long prefill starts at once instead of after the whole document.
+    const int64_t cap = waiting_.empty() ? budget : std::min<int64_t>(budget, std::max(1, config_.max_step_tokens / 2));
+    const int32_t n = static_cast<int32_t>(std::min(remaining, cap));
     // Short of blocks: preempt the newest running sequence that is not yet in this step.
     bool preempted_self = false;
     while (!blocks_.Reserve(&s.table, s.num_computed + n).ok()) {

@@ -1,6 +1,7 @@
 // Continuous batching, as plain code: which sequences run in the next forward step and with
 // how many tokens, under a per-step token budget. Decodes go first, so a long prefill, which
-// advances one chunk per step, delays other streams by about one chunk's time. The scheduler
+// advances one chunk per step, delays other streams by about one chunk's time; while requests
+// wait, a prefill chunk takes at most half a step, so newcomers are admitted at once. The scheduler
 // owns the sequences' KV blocks (through the KvBlockManager) and returns a plain StepPlan that
 // a backend executes; it needs no backend to be tested.
 #pragma once

@@ -2,6 +2,8 @@
 //   bench --preset demo                       the demo shape (made in a temporary directory)
 //   bench --preset tinyllama --prompts 1024   the TinyLlama-1.1B shape
 //   bench --model DIR                         any model directory
+//   bench --preset demo --streams 1,8,32,64   continuous batching: concurrent streams
+//   bench --preset demo --cached-doc 32768    a second request on a cached document
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -29,6 +31,97 @@ std::vector<int32_t> RandomPrompt(int64_t n, int vocab, uint64_t seed) {
   return p;
 }
 
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * static_cast<double>(v.size())))];
+}
+
+// Records when each token of one request arrives.
+struct Timeline : bpt::GenerationObserver {
+  std::chrono::steady_clock::time_point submitted;
+  std::vector<std::chrono::steady_clock::time_point> tokens;
+  bool finished = false;
+  bool OnToken(const bpt::TokenOutput&) override {
+    tokens.push_back(std::chrono::steady_clock::now());
+    return true;
+  }
+  void OnFinished(const bpt::StatusOr<bpt::GenerationResult>&) override { finished = true; }
+};
+
+int RunServingBenchmarks(const std::string& model_dir, const std::string& label, const std::vector<int>& streams,
+                         int64_t cached_doc, int threads) {
+  using Clock = std::chrono::steady_clock;
+  for (int n : streams) {
+    bpt::EngineOptions options;
+    options.model_dir = model_dir;
+    options.num_threads = threads;
+    options.max_running = n;
+    options.max_waiting = n;
+    options.kv_capacity_tokens = static_cast<int64_t>(n) * (256 + 64) + 1024;
+    auto engine = bpt::Engine::Create(options);
+    if (!engine.ok()) {
+      std::cerr << engine.status().ToString() << "\n";
+      return 1;
+    }
+    std::vector<Timeline> timelines(n);
+    const auto start = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      bpt::GenerationRequest r;
+      r.prompt = RandomPrompt(256, (*engine)->config().vocab_size, 100 + i);
+      r.sampling.seed = i;
+      r.stopping.max_new_tokens = 64;
+      r.stopping.ignore_eos = true;
+      r.use_prefix_cache = false;
+      timelines[i].submitted = Clock::now();
+      if (!(*engine)->Submit(r, &timelines[i]).ok()) return 1;
+    }
+    while ((*engine)->HasWork())
+      if (!(*engine)->Step().ok()) return 1;
+    const double wall = std::chrono::duration<double>(Clock::now() - start).count();
+    std::vector<double> ttft, itl;
+    int64_t generated = 0;
+    for (const auto& t : timelines) {
+      ttft.push_back(std::chrono::duration<double>(t.tokens.front() - t.submitted).count());
+      for (size_t i = 1; i < t.tokens.size(); ++i) itl.push_back(std::chrono::duration<double>(t.tokens[i] - t.tokens[i - 1]).count());
+      generated += static_cast<int64_t>(t.tokens.size());
+    }
+    nlohmann::json line = {{"bench", "streams"}, {"model", label}, {"streams", n}, {"prompt_tokens", 256},
+                           {"new_tokens", 64}, {"generated_tokens_per_s", generated / wall},
+                           {"ttft_p50_s", Percentile(ttft, 50)}, {"ttft_p99_s", Percentile(ttft, 99)},
+                           {"itl_p50_s", Percentile(itl, 50)}, {"itl_p99_s", Percentile(itl, 99)}, {"wall_s", wall}};
+    std::cout << line.dump() << std::endl;
+  }
+  if (cached_doc > 0) {
+    bpt::EngineOptions options;
+    options.model_dir = model_dir;
+    options.num_threads = threads;
+    options.kv_capacity_tokens = cached_doc + 1024;
+    auto engine = bpt::Engine::Create(options);
+    if (!engine.ok()) return 1;
+    auto document = RandomPrompt(cached_doc, (*engine)->config().vocab_size, 5);
+    double seconds[2];
+    int64_t cached[2];
+    for (int round = 0; round < 2; ++round) {
+      bpt::GenerationRequest r;
+      r.prompt = document;
+      r.prompt.push_back(round + 3);  // a different question after the same document
+      r.stopping.max_new_tokens = 1;
+      r.stopping.ignore_eos = true;
+      const auto t0 = Clock::now();
+      auto result = (*engine)->Generate(r, nullptr);
+      if (!result.ok()) return 1;
+      seconds[round] = std::chrono::duration<double>(Clock::now() - t0).count();
+      cached[round] = result->cached_prompt_tokens;
+    }
+    nlohmann::json line = {{"bench", "prefix_cache"}, {"model", label}, {"document_tokens", cached_doc},
+                           {"first_request_s", seconds[0]}, {"second_request_s", seconds[1]},
+                           {"second_cached_prompt_tokens", cached[1]}, {"saved_s", seconds[0] - seconds[1]}};
+    std::cout << line.dump() << std::endl;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -38,6 +131,8 @@ int main(int argc, char** argv) {
   std::vector<int> prefill_blocks = {256};
   std::vector<int> kv_block_sizes = {64};
   int decode_tokens = 64, threads = 0, repeats = 1;
+  std::vector<int> streams;
+  int64_t cached_doc = 0;
   app.add_option("--model", model_dir, "Model directory (default: make one from --preset)");
   app.add_option("--preset", preset, "demo or tinyllama")->check(CLI::IsMember({"demo", "tinyllama"}));
   app.add_option("--prompts", prompts, "Prompt lengths to prefill")->delimiter(',');
@@ -46,6 +141,9 @@ int main(int argc, char** argv) {
   app.add_option("--decode-tokens", decode_tokens, "Tokens to decode after the shortest prompt");
   app.add_option("--threads", threads, "CPU threads (0: all)");
   app.add_option("--repeats", repeats, "Runs per measurement (the best is reported)");
+  app.add_option("--streams", streams, "Concurrent streams to batch (each: 256-token prompt, 64 new tokens)")
+      ->delimiter(',');
+  app.add_option("--cached-doc", cached_doc, "Document length for the prefix-cache measurement");
   CLI11_PARSE(app, argc, argv);
 
   std::string label = model_dir;
@@ -66,6 +164,7 @@ int main(int argc, char** argv) {
     label = preset;
   }
 
+  if (!streams.empty() || cached_doc > 0) return RunServingBenchmarks(model_dir, label, streams, cached_doc, threads);
   const int64_t longest = *std::max_element(prompts.begin(), prompts.end());
   for (int kv_block : kv_block_sizes) {
     for (int block : prefill_blocks) {
