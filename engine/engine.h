@@ -1,7 +1,7 @@
-// The engine: a model directory loaded onto a backend, generating for one request at a time
-// (not thread-safe; the serving runtime drives it from one thread).
-// Prompts are prefilled one block of `prefill_block` tokens per forward step (BPT); decode is
-// the same step with one token. Peak memory is weights + KV pool + a workspace fixed at load.
+// The engine: a model directory loaded onto a backend, serving many requests by continuous
+// batching (engine/scheduler.h). Each forward step carries up to `prefill_block` tokens: the
+// decode token of every running request and prefill chunks of waiting ones (BPT). Peak memory
+// is weights + KV pool + a workspace fixed at load. Not thread-safe: one thread drives it.
 #pragma once
 
 #include <chrono>

@@ -30,6 +30,7 @@ Status ToGenerationJob(const bptserve::v1::GenerateRequest& in, const Engine& en
   if (s.has_seed()) r.sampling.seed = s.seed();
   r.sampling.top_logprobs = in.options().top_logprobs();
   r.use_prefix_cache = !in.options().bypass_prefix_cache();
+  r.priority = in.options().priority();
 
   const auto& t = in.stopping();
   job->default_max_new_tokens = !t.has_max_new_tokens();

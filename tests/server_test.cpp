@@ -246,6 +246,33 @@ TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
   EXPECT_EQ(hits, second.finished.usage().cached_prompt_tokens());
 }
 
+TEST_F(ServerTest, ConcurrentStreamsAreBatchedAndEachEqualsItsOwnRun) {
+  constexpr int kStreams = 8;
+  std::vector<GenerateRequest> requests;
+  std::vector<testing::Stream> alone;
+  for (int i = 0; i < kStreams; ++i) {
+    requests.push_back(TextRequest("stream number " + std::to_string(i) + " of a batch", 20));
+    requests.back().mutable_sampling()->set_seed(100 + i);
+    requests.back().mutable_options()->set_bypass_prefix_cache(true);
+    alone.push_back(Generate(*server_->stub, requests.back()));
+    ASSERT_TRUE(alone.back().status.ok());
+  }
+  std::vector<testing::Stream> together(kStreams);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kStreams; ++i)
+    clients.emplace_back([&, i] { together[i] = Generate(*server_->stub, requests[i]); });
+  for (auto& c : clients) c.join();
+  for (int i = 0; i < kStreams; ++i) {
+    ASSERT_TRUE(together[i].status.ok()) << together[i].status.error_message();
+    EXPECT_EQ(together[i].finished_messages, 1);
+    EXPECT_EQ(together[i].token_ids, alone[i].token_ids) << "stream " << i;
+    EXPECT_EQ(together[i].text, alone[i].text);
+  }
+  const std::string m = Metrics();
+  EXPECT_GT(MetricValue(m, "bptserve_iteration_tokens_count"), 0);
+  EXPECT_EQ(MetricValue(m, "bptserve_num_requests_running"), 0);
+}
+
 TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
   grpc::ClientContext c1;
   bptserve::v1::TokenizeRequest treq;
