@@ -7,7 +7,6 @@ ports and flags agree with the server's own defaults and its health service.
 
 usage: deploy_test.py REPO_DIR BIN_DIR
 """
-import glob
 import json
 import os
 import re
@@ -16,6 +15,8 @@ import sys
 import tempfile
 
 import yaml
+
+import bptserve_process
 
 REPO, BIN_DIR = sys.argv[1], sys.argv[2]
 DEPLOY = os.path.join(REPO, "deploy")
@@ -85,16 +86,8 @@ for overlay, objects in rendered.items():
     check(pr is not None and pr["spec"]["groups"] == plain_groups, f"{overlay}: PrometheusRule equals {rules}")
 
 # Start the server once: its metrics and its health service are what the manifests must match.
-server = subprocess.Popen([os.path.join(BIN_DIR, "bptserve"), "--host", "127.0.0.1", "--port", "0",
-                           "--metrics-port", "0", "--kv-capacity", "4096"], stdout=subprocess.PIPE, text=True)
+server, grpc_port, metrics_port = bptserve_process.start(BIN_DIR, "--kv-capacity", "4096")
 try:
-    ports = None
-    while ports is None:
-        line = server.stdout.readline()
-        if not line:
-            raise RuntimeError("bptserve exited before listening")
-        ports = re.match(r"listening on port (\d+), metrics on port (\d+)", line)
-    grpc_port, metrics_port = ports.group(1), ports.group(2)
     import urllib.request
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
     exported = set()

@@ -6,7 +6,6 @@ server and answers a query with the number of requests this test made.
 usage: server_integration_test.py BIN_DIR PYTHON_CLIENT_DIR
 """
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -24,6 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase  # noqa: E402
 
 from bptserve_client import Client  # noqa: E402
+
+import bptserve_process  # noqa: E402
 
 REQUESTS = 5
 failures = []
@@ -55,19 +56,9 @@ def wait_for(predicate, seconds, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-server = subprocess.Popen(
-    [os.path.join(BIN_DIR, "bptserve"), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
-     "--kv-capacity", "32768"],
-    stdout=subprocess.PIPE, text=True)
+server, grpc_port, metrics_port = bptserve_process.start(BIN_DIR, "--kv-capacity", "32768")
 prometheus = None
 try:
-    ports = None
-    while ports is None:
-        line = server.stdout.readline()
-        if not line:
-            raise RuntimeError("bptserve exited before listening")
-        ports = re.match(r"listening on port (\d+), metrics on port (\d+)", line)
-    grpc_port, metrics_port = int(ports.group(1)), int(ports.group(2))
     target = f"127.0.0.1:{grpc_port}"
     channel = grpc.insecure_channel(target)
     health = health_pb2_grpc.HealthStub(channel)
