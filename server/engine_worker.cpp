@@ -12,9 +12,9 @@ double SecondsBetween(std::chrono::steady_clock::time_point a, std::chrono::stea
 // Forwards engine callbacks to the job's sink; cancelled when the sink is, or on CancelAll.
 class EngineWorker::JobObserver : public GenerationObserver {
  public:
-  JobObserver(std::shared_ptr<GenerationSink> sink, double inbox_s, const std::atomic<bool>& cancel_all,
-              Metrics* metrics)
-      : sink_(std::move(sink)), inbox_s_(inbox_s), cancel_all_(cancel_all), metrics_(metrics) {}
+  JobObserver(EngineWorker& worker, std::shared_ptr<GenerationSink> sink, double inbox_s,
+              const std::atomic<bool>& cancel_all, Metrics* metrics)
+      : worker_(worker), sink_(std::move(sink)), inbox_s_(inbox_s), cancel_all_(cancel_all), metrics_(metrics) {}
   bool Cancelled() const override { return sink_->Cancelled() || cancel_all_.load(); }
   bool OnPrefillProgress(int64_t processed, int64_t total) override {
     sink_->OnPrefillProgress(processed, total);
@@ -29,6 +29,7 @@ class EngineWorker::JobObserver : public GenerationObserver {
     return true;
   }
   void OnFinished(const StatusOr<GenerationResult>& result) override {
+    worker_.PublishGauges();  // the engine has released the request's blocks already
     if (result.ok()) {  // the time in the worker's inbox is queueing too
       GenerationResult r = *result;
       r.timings.queue_s += inbox_s_;
@@ -42,6 +43,7 @@ class EngineWorker::JobObserver : public GenerationObserver {
   bool done = false;
 
  private:
+  EngineWorker& worker_;
   std::shared_ptr<GenerationSink> sink_;
   const double inbox_s_;
   const std::atomic<bool>& cancel_all_;
@@ -123,7 +125,7 @@ void EngineWorker::Admit(Inbound inbound) {
     job.request.stopping.max_new_tokens =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(job.request.stopping.max_new_tokens, room)));
   }
-  auto observer = std::make_unique<JobObserver>(job.sink, inbox_s, cancel_all_, metrics_);
+  auto observer = std::make_unique<JobObserver>(*this, job.sink, inbox_s, cancel_all_, metrics_);
   const Status submitted = engine_.Submit(std::move(job.request), observer.get());
   if (!submitted.ok()) {
     job.sink->OnFinished(submitted);
@@ -132,7 +134,7 @@ void EngineWorker::Admit(Inbound inbound) {
   observers_.emplace(observer.get(), std::move(observer));
 }
 
-void EngineWorker::PublishMetrics() {
+void EngineWorker::PublishGauges() {
   if (metrics_ == nullptr) return;
   size_t inbox;
   {
@@ -142,9 +144,6 @@ void EngineWorker::PublishMetrics() {
   metrics_->SetRunning(static_cast<int>(engine_.num_running()));
   metrics_->SetWaiting(static_cast<int>(engine_.num_waiting() + inbox));
   metrics_->SetKvCache(engine_.kv_capacity_tokens() - engine_.kv_free_tokens(), engine_.kv_capacity_tokens());
-  if (engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
-  metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
-  preemptions_seen_ = engine_.num_preemptions();
 }
 
 void EngineWorker::Loop() {
@@ -167,7 +166,12 @@ void EngineWorker::Loop() {
       in_engine_ = observers_.size();
       engine_waiting_ = engine_.num_waiting();
     }
-    PublishMetrics();
+    PublishGauges();
+    if (metrics_ != nullptr) {
+      if (engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+      metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
+      preemptions_seen_ = engine_.num_preemptions();
+    }
   }
 }
 

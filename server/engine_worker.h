@@ -59,7 +59,9 @@ class EngineWorker {
   class JobObserver;
   void Loop();
   void Admit(Inbound inbound);
-  void PublishMetrics();
+  // Running, waiting and KV gauges: after every step, and as each request ends, so a client
+  // that sees its stream end never reads a gauge that still counts it.
+  void PublishGauges();
 
   Engine& engine_;
   const size_t max_queue_;
