@@ -329,6 +329,7 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   options.max_message_mb = 1;
   options.max_prompt_tokens = 100;
   options.max_queue = 1;
+  options.max_running = 1;
   TestServer t(options);
   auto s = Generate(*t.stub, TextRequest(std::string(2 << 20, 'a')));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.status.error_message();
@@ -344,6 +345,12 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   bptserve::v1::GenerateResponse r;
   ASSERT_TRUE(running->Read(&r));  // the first token: it is running, not waiting
   auto waiting = t.stub->Generate(&waiting_context, TextRequest("wait", 2));
+  const int metrics_port = t.server->metrics_port();
+  for (int i = 0; i < 500; ++i) {  // bounded: the second request is queued behind the first
+    if (MetricValue(testing::HttpGet(metrics_port, "/metrics"), "bptserve_num_requests_waiting") == 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(MetricValue(testing::HttpGet(metrics_port, "/metrics"), "bptserve_num_requests_waiting"), 1);
   s = Generate(*t.stub, TextRequest("no room", 2));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_NE(s.status.error_message().find("--max-queue"), std::string::npos) << s.status.error_message();
