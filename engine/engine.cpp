@@ -40,7 +40,7 @@ Engine::Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::un
       kv_blocks_(num_kv_blocks, options.kv_block_size),
       options_(options),
       max_model_len_(options.max_model_len > 0 ? options.max_model_len : config_.max_position_embeddings),
-      scheduler_(SchedulerConfig{options.max_running, options.prefill_block, options.max_waiting, max_model_len_},
+      scheduler_(SchedulerConfig{options.max_running, options.prefill_block, options.max_waiting},
                  kv_blocks_) {
   if (options.shuffle_kv_blocks) kv_blocks_.ShuffleFreeBlocks(0x5eed);
 }
@@ -195,7 +195,7 @@ Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
   spec.priority = request.priority;
   spec.use_prefix_cache = request.use_prefix_cache;
   spec.deadline = request.deadline;
-  BPT_RETURN_IF_ERROR(scheduler_.Add(std::move(spec), std::chrono::steady_clock::now()));
+  BPT_RETURN_IF_ERROR(scheduler_.Add(std::move(spec)));
   requests_.emplace(id, std::make_unique<Request>(std::move(request), observer, tokenizer_.get()));
   return OkStatus();
 }

@@ -105,7 +105,6 @@ class Engine {
   int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
   // Tokens a new sequence could claim now (free blocks and cached blocks no sequence holds).
   int64_t kv_free_tokens() const { return kv_blocks_.num_free_blocks() * kv_blocks_.block_size(); }
-  int64_t kv_cached_tokens() const { return kv_blocks_.num_cached_blocks() * kv_blocks_.block_size(); }
   MemoryPlan memory_plan() const;
   const std::string& device() const { return device_; }
 

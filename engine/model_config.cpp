@@ -101,13 +101,6 @@ Status ParseRopeScaling(const json& j, const std::string& source, ModelConfig* c
 
 }  // namespace
 
-int64_t ModelConfig::ParameterCount() const {
-  int64_t h = hidden_size;
-  int64_t per_layer = h * (q_dim() + 2 * kv_dim()) + q_dim() * h + 3 * h * intermediate_size + 2 * h;
-  int64_t embed = static_cast<int64_t>(vocab_size) * h;
-  return embed * (tie_word_embeddings ? 1 : 2) + per_layer * num_layers + h;
-}
-
 StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::string& source) {
   json j;
   try {  // the parser's own message says where the text went wrong

@@ -49,7 +49,6 @@ struct ModelConfig {
 
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
-  int64_t ParameterCount() const;
 };
 
 // Parses and validates config.json text; `source` names the file in messages.

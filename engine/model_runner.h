@@ -32,7 +32,6 @@ class ModelRunner {
   Status Forward(const StepLayout& step, std::vector<float>* logits);
 
   Backend& backend() { return *backend_; }
-  const RunnerOptions& options() const { return options_; }
   int64_t weight_bytes() const { return weight_bytes_; }
 
  private:

@@ -6,7 +6,7 @@ namespace bpt {
 
 Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager& blocks) : config_(config), blocks_(blocks) {}
 
-Status Scheduler::Add(SequenceSpec spec, SteadyTime now) {
+Status Scheduler::Add(SequenceSpec spec) {
   const int64_t total = static_cast<int64_t>(spec.prompt.size()) + spec.max_new_tokens;
   if (total > blocks_.capacity_tokens())
     return ResourceExhausted("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_new_tokens (" +
@@ -24,7 +24,6 @@ Status Scheduler::Add(SequenceSpec spec, SteadyTime now) {
   const int64_t id = s.spec.id;
   seqs_.emplace(id, std::move(s));
   InsertWaiting(id);
-  (void)now;
   return OkStatus();
 }
 

@@ -23,7 +23,6 @@ struct SchedulerConfig {
   int max_running = 16;        // sequences in one step (the runner's logit rows)
   int max_step_tokens = 256;   // tokens in one step (the runner's workspace)
   int max_waiting = 64;        // queued sequences; past it Add refuses
-  int64_t max_model_len = 0;   // prompt + max_new_tokens limit
 };
 
 struct SequenceSpec {
@@ -56,7 +55,7 @@ class Scheduler {
   Scheduler(const SchedulerConfig& config, KvBlockManager& blocks);
 
   // ResourceExhausted when the sequence can never fit the KV pool or the queue is full.
-  Status Add(SequenceSpec spec, SteadyTime now);
+  Status Add(SequenceSpec spec);
   // Removes a sequence wherever it is (waiting or running) and frees its blocks.
   void Remove(int64_t id);
   // Removes expired sequences, then plans the next step.

@@ -28,7 +28,6 @@ class BptServer {
   Status WaitUntilLoaded();
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
-  Metrics* metrics() { return metrics_.get(); }
 
   // SIGTERM: readiness NOT_SERVING, new requests UNAVAILABLE, in-flight ones get drain_seconds
   // to finish, the rest end CANCELLED; then the server stops.

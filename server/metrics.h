@@ -39,7 +39,6 @@ class Metrics {
   // Serves /metrics on host:port (0: any free port); port() then tells which.
   Status StartExposer(const std::string& host, int port);
   int port() const { return port_; }
-  prometheus::Registry& registry() { return *registry_; }
 
   void RecordSuccess(const RequestRecord& r);
   void RecordError(grpc::StatusCode code);

@@ -16,7 +16,7 @@ import tempfile
 
 import yaml
 
-import bptserve_process
+import test_support
 
 REPO, BIN_DIR = sys.argv[1], sys.argv[2]
 DEPLOY = os.path.join(REPO, "deploy")
@@ -24,15 +24,7 @@ K8S_VERSION = "1.33.0"
 RENDERED = ["overlays/cpu", "overlays/gpu", "examples/gpu-keda-tls"]
 CRD_KINDS = {"PrometheusRule", "ServiceMonitor", "ScaledObject"}
 
-failures, checks = [], 0
-
-
-def check(condition, message):
-    global checks
-    checks += 1
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message)
+check = test_support.Checks()
 
 
 def run(cmd, **kw):
@@ -86,7 +78,7 @@ for overlay, objects in rendered.items():
     check(pr is not None and pr["spec"]["groups"] == plain_groups, f"{overlay}: PrometheusRule equals {rules}")
 
 # Start the server once: its metrics and its health service are what the manifests must match.
-server, grpc_port, metrics_port = bptserve_process.start(BIN_DIR, "--kv-capacity", "4096")
+server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "4096")
 try:
     import urllib.request
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
@@ -186,5 +178,4 @@ finally:
     server.terminate()
     server.wait(timeout=60)
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+sys.exit(check.finish())

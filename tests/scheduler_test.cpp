@@ -39,15 +39,15 @@ const ScheduledChunk* ChunkOf(const StepPlan& plan, int64_t id) {
 
 TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
   KvBlockManager blocks(64, 8);
-  Scheduler s({/*max_running=*/4, /*max_step_tokens=*/16, /*max_waiting=*/8, 4096}, blocks);
+  Scheduler s({/*max_running=*/4, /*max_step_tokens=*/16, /*max_waiting=*/8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 100, 4), now).ok());
+  ASSERT_TRUE(s.Add(Spec(1, 100, 4)).ok());
   auto plan = s.Schedule(now);
   ASSERT_EQ(plan.chunks.size(), 1u);
   EXPECT_EQ(plan.chunks[0].num_tokens, 16);
   EXPECT_FALSE(plan.chunks[0].needs_logits);
   Execute(s, plan);
-  ASSERT_TRUE(s.Add(Spec(2, 3, 20), now).ok());
+  ASSERT_TRUE(s.Add(Spec(2, 3, 20)).ok());
   plan = s.Schedule(now);  // the newcomer is admitted beside the long prefill's chunk
   ASSERT_NE(ChunkOf(plan, 2), nullptr);
   EXPECT_LE(ChunkOf(plan, 1)->num_tokens, 8) << "half a step while another waits";
@@ -73,23 +73,22 @@ TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
 
 TEST(Scheduler, AdmissionRefusesWhatCanNeverFitAndBoundsTheQueue) {
   KvBlockManager blocks(4, 8);  // 32 tokens
-  Scheduler s({2, 16, 2, 4096}, blocks);
-  const auto now = Clock::now();
-  EXPECT_EQ(s.Add(Spec(1, 30, 3), now).code(), StatusCode::kResourceExhausted);
-  EXPECT_TRUE(s.Add(Spec(2, 10, 3), now).ok());
-  EXPECT_TRUE(s.Add(Spec(3, 10, 3), now).ok());
-  const Status full = s.Add(Spec(4, 10, 3), now);
+  Scheduler s({2, 16, 2}, blocks);
+  EXPECT_EQ(s.Add(Spec(1, 30, 3)).code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(s.Add(Spec(2, 10, 3)).ok());
+  EXPECT_TRUE(s.Add(Spec(3, 10, 3)).ok());
+  const Status full = s.Add(Spec(4, 10, 3));
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("queue is full"), std::string::npos);
 }
 
 TEST(Scheduler, PriorityThenArrival) {
   KvBlockManager blocks(64, 8);
-  Scheduler s({1, 64, 8, 4096}, blocks);
+  Scheduler s({1, 64, 8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 4, 1, /*priority=*/5), now).ok());
-  ASSERT_TRUE(s.Add(Spec(2, 4, 1, 0), now).ok());
-  ASSERT_TRUE(s.Add(Spec(3, 4, 1, 0), now).ok());
+  ASSERT_TRUE(s.Add(Spec(1, 4, 1, /*priority=*/5)).ok());
+  ASSERT_TRUE(s.Add(Spec(2, 4, 1, 0)).ok());
+  ASSERT_TRUE(s.Add(Spec(3, 4, 1, 0)).ok());
   std::vector<int64_t> order;
   for (int i = 0; i < 3; ++i) {
     auto plan = s.Schedule(now);
@@ -102,10 +101,10 @@ TEST(Scheduler, PriorityThenArrival) {
 
 TEST(Scheduler, PreemptsTheNewestWhenThePoolRunsShortAndRecomputesIt) {
   KvBlockManager blocks(6, 4);  // 24 tokens
-  Scheduler s({4, 64, 8, 4096}, blocks);
+  Scheduler s({4, 64, 8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 8, 12), now).ok());
-  ASSERT_TRUE(s.Add(Spec(2, 8, 12), now).ok());
+  ASSERT_TRUE(s.Add(Spec(1, 8, 12)).ok());
+  ASSERT_TRUE(s.Add(Spec(2, 8, 12)).ok());
   bool preempted = false;
   for (int step = 0; step < 40 && (s.Contains(1) || s.Contains(2)); ++step) {
     auto plan = s.Schedule(now);
@@ -126,14 +125,14 @@ TEST(Scheduler, PreemptsTheNewestWhenThePoolRunsShortAndRecomputesIt) {
 
 TEST(Scheduler, ExpiredSequencesLeaveWithTheirBlocks) {
   KvBlockManager blocks(16, 4);
-  Scheduler s({4, 64, 8, 4096}, blocks);
+  Scheduler s({4, 64, 8}, blocks);
   const auto now = Clock::now();
   SequenceSpec running = Spec(1, 10, 5), waiting = Spec(2, 10, 5);
   running.deadline = now + std::chrono::seconds(1);
   waiting.deadline = now + std::chrono::seconds(1);
-  ASSERT_TRUE(s.Add(running, now).ok());
+  ASSERT_TRUE(s.Add(running).ok());
   Execute(s, s.Schedule(now));
-  ASSERT_TRUE(s.Add(waiting, now).ok());
+  ASSERT_TRUE(s.Add(waiting).ok());
   const auto plan = s.Schedule(now + std::chrono::seconds(2));
   EXPECT_EQ(std::set<int64_t>(plan.expired.begin(), plan.expired.end()), (std::set<int64_t>{1, 2}));
   EXPECT_TRUE(plan.chunks.empty());
@@ -145,7 +144,7 @@ TEST(Scheduler, ExpiredSequencesLeaveWithTheirBlocks) {
 TEST(Scheduler, RandomizedRunNeverLeaksAndEndsEachRequestOnce) {
   std::mt19937 rng(11);
   KvBlockManager blocks(48, 4);
-  Scheduler s({6, 32, 12, 4096}, blocks);
+  Scheduler s({6, 32, 12}, blocks);
   auto now = Clock::now();
   std::map<int64_t, int> ends;  // id -> terminal events seen
   std::map<int64_t, int> max_new;
@@ -158,7 +157,7 @@ TEST(Scheduler, RandomizedRunNeverLeaksAndEndsEachRequestOnce) {
       spec.use_prefix_cache = rng() % 2;
       if (rng() % 5 == 0) spec.deadline = now + std::chrono::milliseconds(rng() % 400);
       const int64_t id = next_id++;
-      if (s.Add(spec, now).ok()) {
+      if (s.Add(spec).ok()) {
         live.insert(id);
         max_new[id] = spec.max_new_tokens;
       } else {

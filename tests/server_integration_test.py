@@ -24,20 +24,11 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 
 from bptserve_client import Client  # noqa: E402
 
-import bptserve_process  # noqa: E402
+import test_support  # noqa: E402
 
 REQUESTS = 5
-failures = []
+check = test_support.Checks()
 successful_requests = 0  # every Generate this test completes with OK, whichever client made it
-checks = 0
-
-
-def check(condition, message):
-    global checks
-    checks += 1
-    if not condition:
-        failures.append(message)
-        print("FAIL:", message)
 
 
 def free_port():
@@ -56,7 +47,7 @@ def wait_for(predicate, seconds, what):
     raise RuntimeError(f"timed out waiting for {what}")
 
 
-server, grpc_port, metrics_port = bptserve_process.start(BIN_DIR, "--kv-capacity", "32768")
+server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768")
 prometheus = None
 try:
     target = f"127.0.0.1:{grpc_port}"
@@ -168,5 +159,4 @@ finally:
     code = server.wait(timeout=60)
     check(code == 0, f"bptserve exit code {code} after SIGTERM")
 
-print(f"{checks - len(failures)} passed, {len(failures)} failed")
-sys.exit(1 if failures else 0)
+sys.exit(check.finish())

@@ -31,6 +31,16 @@ std::vector<int32_t> RandomPrompt(int64_t n, int vocab, uint64_t seed) {
   return p;
 }
 
+// The engine, or null after printing why it could not be made.
+std::unique_ptr<bpt::Engine> CreateEngine(const bpt::EngineOptions& options) {
+  auto engine = bpt::Engine::Create(options);
+  if (!engine.ok()) {
+    std::cerr << engine.status().ToString() << "\n";
+    return nullptr;
+  }
+  return std::move(engine).value();
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -59,25 +69,22 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
     options.max_running = n;
     options.max_waiting = n;
     options.kv_capacity_tokens = static_cast<int64_t>(n) * (256 + 64) + 1024;
-    auto engine = bpt::Engine::Create(options);
-    if (!engine.ok()) {
-      std::cerr << engine.status().ToString() << "\n";
-      return 1;
-    }
+    auto engine = CreateEngine(options);
+    if (engine == nullptr) return 1;
     std::vector<Timeline> timelines(n);
     const auto start = Clock::now();
     for (int i = 0; i < n; ++i) {
       bpt::GenerationRequest r;
-      r.prompt = RandomPrompt(256, (*engine)->config().vocab_size, 100 + i);
+      r.prompt = RandomPrompt(256, engine->config().vocab_size, 100 + i);
       r.sampling.seed = i;
       r.stopping.max_new_tokens = 64;
       r.stopping.ignore_eos = true;
       r.use_prefix_cache = false;
       timelines[i].submitted = Clock::now();
-      if (!(*engine)->Submit(r, &timelines[i]).ok()) return 1;
+      if (!engine->Submit(r, &timelines[i]).ok()) return 1;
     }
-    while ((*engine)->HasWork())
-      if (!(*engine)->Step().ok()) return 1;
+    while (engine->HasWork())
+      if (!engine->Step().ok()) return 1;
     const double wall = std::chrono::duration<double>(Clock::now() - start).count();
     std::vector<double> ttft, itl;
     int64_t generated = 0;
@@ -97,9 +104,9 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
     options.model_dir = model_dir;
     options.num_threads = threads;
     options.kv_capacity_tokens = cached_doc + 1024;
-    auto engine = bpt::Engine::Create(options);
-    if (!engine.ok()) return 1;
-    auto document = RandomPrompt(cached_doc, (*engine)->config().vocab_size, 5);
+    auto engine = CreateEngine(options);
+    if (engine == nullptr) return 1;
+    auto document = RandomPrompt(cached_doc, engine->config().vocab_size, 5);
     double seconds[2];
     int64_t cached[2];
     for (int round = 0; round < 2; ++round) {
@@ -109,7 +116,7 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
       r.stopping.max_new_tokens = 1;
       r.stopping.ignore_eos = true;
       const auto t0 = Clock::now();
-      auto result = (*engine)->Generate(r, nullptr);
+      auto result = engine->Generate(r, nullptr);
       if (!result.ok()) return 1;
       seconds[round] = std::chrono::duration<double>(Clock::now() - t0).count();
       cached[round] = result->cached_prompt_tokens;
@@ -174,12 +181,9 @@ int main(int argc, char** argv) {
       options.kv_block_size = kv_block;
       options.num_threads = threads;
       options.kv_capacity_tokens = longest + decode_tokens + kv_block;
-      auto engine_or = bpt::Engine::Create(options);
-      if (!engine_or.ok()) {
-        std::cerr << engine_or.status().ToString() << "\n";
-        return 1;
-      }
-      auto& engine = *engine_or.value();
+      auto engine_ptr = CreateEngine(options);
+      if (engine_ptr == nullptr) return 1;
+      auto& engine = *engine_ptr;
       const auto plan = engine.memory_plan();
       for (int64_t n : prompts) {
         const auto prompt = RandomPrompt(n, engine.config().vocab_size, 7);

@@ -1,10 +1,28 @@
-"""Starts the bptserve binary on loopback with ephemeral ports, for the Python tests."""
+"""Shared by the Python tests: the bptserve binary on loopback ports, and counted checks."""
 import os
 import re
 import subprocess
 
 
-def start(bin_dir, *extra_args):
+class Checks:
+    """Records every check; the summary line is read by CI ("N passed, N failed")."""
+
+    def __init__(self):
+        self.total = 0
+        self.failures = []
+
+    def __call__(self, condition, message):
+        self.total += 1
+        if not condition:
+            self.failures.append(message)
+            print("FAIL:", message)
+
+    def finish(self):
+        print(f"{self.total - len(self.failures)} passed, {len(self.failures)} failed")
+        return 1 if self.failures else 0
+
+
+def start_server(bin_dir, *extra_args):
     """Returns (process, grpc_port, metrics_port) once the server says where it listens."""
     server = subprocess.Popen(
         [os.path.join(bin_dir, "bptserve"), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0",
