@@ -15,7 +15,8 @@
 
 namespace bpt {
 
-// A row-major matrix in backend memory; the element type is the backend's (fp32 on the CPU).
+// A row-major matrix in backend memory; the element type is the backend's (fp32 on the CPU,
+// bf16 on CUDA) unless it was allocated as Precision::kFloat32.
 struct Tensor {
   void* data = nullptr;
   int64_t rows = 0;
@@ -50,6 +51,9 @@ struct AttentionShape {
   int64_t sliding_window;  // 0: full causal
 };
 
+// Activations use the backend's compute type; logits that go to the host are kept in fp32.
+enum class Precision { kCompute, kFloat32 };
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -59,12 +63,14 @@ class Backend {
   // copy is consumed, so loading never holds two full copies of the weights.
   virtual StatusOr<Tensor> UploadWeight(HostMatrix&& host) = 0;
   // Backend memory for activations, allocated once at start-up.
-  virtual StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols) = 0;
+  virtual StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) = 0;
   // The KV pool: num_layers x num_blocks x block_size x kv_dim for K, and again for V.
   virtual Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) = 0;
   virtual int64_t KvBytesPerToken(int num_layers, int kv_dim) const = 0;
   // Bytes of activations and scratch allocated so far (weights and KV pool excluded).
   virtual int64_t WorkspaceBytes() const = 0;
+  // Memory the KV pool could take now, once the weights and workspace are allocated.
+  virtual int64_t FreeMemoryBytes() const = 0;
 
   // Makes the step's token ids, positions, KV slots and RoPE angles current for the ops below.
   virtual Status BeginStep(const StepLayout& step, const class Rope& rope) = 0;
@@ -77,6 +83,9 @@ class Backend {
   virtual Status Linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor out) = 0;
   // x += y.  x, y: [n, cols]
   virtual Status Add(Tensor x, const Tensor& y) = 0;
+  // x += y, then out = x / rms(x) * weight: the residual add and the next norm in one pass.
+  // x, y, out: [n, hidden] (out may be y); weight: [1, hidden]
+  virtual Status AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) = 0;
   // Rotates the q and k parts of qkv in place at the step's positions.
   // qkv: [num_tokens, (num_heads + 2 * num_kv_heads) * head_dim]
   virtual Status ApplyRope(Tensor qkv, const AttentionShape& shape) = 0;
@@ -89,7 +98,7 @@ class Backend {
   virtual Status SwiGlu(const Tensor& gate_up, Tensor out) = 0;
   // out[i] = x[rows[i]].  x: [n, cols]; out: [rows.size(), cols]
   virtual Status GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) = 0;
-  // host: [x.rows, x.cols] fp32
+  // host: [x.rows, x.cols] fp32; waits for the step's work to finish.
   virtual Status CopyToHost(const Tensor& x, float* host) = 0;
 };
 

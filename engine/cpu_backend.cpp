@@ -2,6 +2,7 @@
 
 #include <cblas.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -52,7 +53,7 @@ StatusOr<Tensor> CpuBackend::UploadWeight(HostMatrix&& host) {
   return Tensor{weights_.back().data(), host.rows, host.cols, 4};
 }
 
-StatusOr<Tensor> CpuBackend::AllocateActivation(int64_t rows, int64_t cols) {
+StatusOr<Tensor> CpuBackend::AllocateActivation(int64_t rows, int64_t cols, Precision) {
   auto buf = std::make_unique<float[]>(rows * cols);  // value-initialized: resident from the start
   Tensor t{buf.get(), rows, cols, 4};
   allocations_.push_back(std::move(buf));
@@ -80,6 +81,10 @@ int64_t CpuBackend::WorkspaceBytes() const {
   const int64_t step_state = (positions_.capacity() + slots_.capacity()) * sizeof(int64_t) +
                              (rope_cos_.capacity() + rope_sin_.capacity()) * sizeof(float);
   return workspace_bytes_ + step_state;
+}
+
+int64_t CpuBackend::FreeMemoryBytes() const {
+  return static_cast<int64_t>(sysconf(_SC_AVPHYS_PAGES)) * sysconf(_SC_PAGESIZE);
 }
 
 Status CpuBackend::BeginStep(const StepLayout& step, const Rope& rope) {
@@ -155,6 +160,11 @@ Status CpuBackend::Add(Tensor x, const Tensor& y) {
   const int64_t n = x.rows * x.cols;
   for (int64_t i = 0; i < n; ++i) F(x)[i] += F(y)[i];
   return OkStatus();
+}
+
+Status CpuBackend::AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) {
+  BPT_RETURN_IF_ERROR(Add(x, y));
+  return RmsNorm(x, weight, eps, out);
 }
 
 Status CpuBackend::ApplyRope(Tensor qkv, const AttentionShape& shape) {

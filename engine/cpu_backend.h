@@ -22,16 +22,18 @@ class CpuBackend final : public Backend {
 
   std::string name() const override { return "cpu"; }
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
-  StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols) override;
+  StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
   int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
   int64_t WorkspaceBytes() const override;
+  int64_t FreeMemoryBytes() const override;
 
   Status BeginStep(const StepLayout& step, const Rope& rope) override;
   Status Embed(const Tensor& table, Tensor out) override;
   Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
   Status Linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor out) override;
   Status Add(Tensor x, const Tensor& y) override;
+  Status AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) override;
   Status ApplyRope(Tensor qkv, const AttentionShape& shape) override;
   Status AppendKv(int layer, const Tensor& qkv, const AttentionShape& shape) override;
   Status Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) override;

@@ -1,12 +1,11 @@
 #include "engine/engine.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 
-#include "engine/cpu_backend.h"
+#include "engine/backend_factory.h"
 #include "engine/incremental_detokenizer.h"
 #include "engine/model_weights.h"
 #include "engine/sampler.h"
@@ -52,6 +51,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     return InvalidArgument("attention tiles must be >= 1");
   if (options.max_running < 1) return InvalidArgument("max_running must be >= 1");
   if (options.max_waiting < 0) return InvalidArgument("max_waiting must be >= 0");
+  if (!(options.kv_memory_fraction > 0 && options.kv_memory_fraction <= 1))
+    return InvalidArgument("kv_memory_fraction must be in (0, 1]");
   struct stat st {};
   if (stat(options.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("model directory '" + options.model_dir + "' does not exist");
@@ -67,30 +68,40 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   BPT_ASSIGN_OR_RETURN(HostModelWeights weights, LoadModelWeights(options.model_dir, config));
 
-  CpuBackendOptions cpu_options;
-  cpu_options.num_threads = options.num_threads;
-  cpu_options.attention_tiling = options.attention_tiling;
-  auto backend = std::make_unique<CpuBackend>(config, cpu_options);
+  BackendOptions backend_options;
+  backend_options.num_threads = options.num_threads;
+  backend_options.attention_tiling = options.attention_tiling;
+  backend_options.max_sequences_per_step = options.max_running;
+  backend_options.max_step_tokens = options.prefill_block;
+  BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.device, config, backend_options));
+  const std::string device = backend->name();
+  const int64_t kv_bytes_per_token = backend->KvBytesPerToken(config.num_layers, config.kv_dim());
 
-  const int64_t max_len = options.max_model_len > 0 ? options.max_model_len : config.max_position_embeddings;
-  int64_t capacity = options.kv_capacity_tokens;
-  if (capacity <= 0) {
-    // The context limit, unless half of the memory left after the weights holds less: the pool
-    // is reserved lazily, so an unbounded default would fail late, in the middle of a prompt.
-    const int64_t available = static_cast<int64_t>(sysconf(_SC_AVPHYS_PAGES)) * sysconf(_SC_PAGESIZE);
-    const int64_t affordable = (available - weights.TotalBytes()) / 2 /
-                               backend->KvBytesPerToken(config.num_layers, config.kv_dim());
-    capacity = std::max<int64_t>(options.kv_block_size, std::min(max_len, affordable));
-  }
-  const int64_t num_blocks = (capacity + options.kv_block_size - 1) / options.kv_block_size;
-  BPT_RETURN_IF_ERROR(backend->AllocateKvPool(config.num_layers, num_blocks, options.kv_block_size, config.kv_dim()));
-
+  // Weights and workspace first: the KV pool takes its share of what they leave.
   RunnerOptions runner_options;
   runner_options.max_step_tokens = options.prefill_block;
   runner_options.ffn_sub_block = std::min(options.ffn_sub_block, options.prefill_block);
   runner_options.max_logit_rows = options.max_running;
   BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, std::move(weights), std::move(backend), runner_options));
-  return std::unique_ptr<Engine>(new Engine(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options));
+
+  const int64_t max_len = options.max_model_len > 0 ? options.max_model_len : config.max_position_embeddings;
+  int64_t capacity = options.kv_capacity_tokens;
+  if (capacity <= 0) {
+    const int64_t affordable = static_cast<int64_t>(
+        static_cast<double>(runner->backend().FreeMemoryBytes()) * options.kv_memory_fraction / kv_bytes_per_token);
+    // A device's memory is the pool's to take; host memory is shared with the rest of the
+    // machine and the CPU pool is reserved lazily, so there it never exceeds one context.
+    capacity = device == "cpu" ? std::min(max_len, affordable) : affordable;
+    if (capacity < options.kv_block_size)
+      return ResourceExhausted("no memory is left for the KV cache after the weights and workspace (" +
+                               std::to_string(runner->backend().FreeMemoryBytes()) + " bytes free)");
+  }
+  const int64_t num_blocks = (capacity + options.kv_block_size - 1) / options.kv_block_size;
+  BPT_RETURN_IF_ERROR(
+      runner->backend().AllocateKvPool(config.num_layers, num_blocks, options.kv_block_size, config.kv_dim()));
+  auto engine = std::unique_ptr<Engine>(new Engine(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options));
+  engine->device_ = device;
+  return engine;
 }
 
 MemoryPlan Engine::memory_plan() const {

@@ -26,10 +26,12 @@ namespace bpt {
 
 struct EngineOptions {
   std::string model_dir;
+  std::string device = "cpu";       // cpu, cuda, or auto (cuda when a GPU is visible)
   int prefill_block = 256;          // tokens per prefill step (see the bench for the choice)
   int ffn_sub_block = 128;          // FFN rows held at once
   int kv_block_size = 64;           // tokens per KV block
-  int64_t kv_capacity_tokens = 0;   // 0: the context limit, or what half the free memory holds
+  int64_t kv_capacity_tokens = 0;   // 0: from kv_memory_fraction (on the CPU, at most the context limit)
+  double kv_memory_fraction = 0.90; // of the memory left after weights and workspace
   int64_t max_model_len = 0;        // 0: max_position_embeddings from config.json
   int num_threads = 0;              // 0: all hardware threads
   AttentionTiling attention_tiling;
@@ -151,7 +153,7 @@ class Engine {
   std::map<int64_t, std::unique_ptr<Request>> requests_;
   int64_t next_request_id_ = 1;
   int64_t last_step_tokens_ = 0;
-  std::string device_ = "cpu";
+  std::string device_;
   StepLayout step_;                 // reused by every step
   std::vector<float> step_logits_;  // [sequences needing logits, vocab]
 };

@@ -50,15 +50,15 @@ Status ModelRunner::Allocate(HostModelWeights w) {
 
   const int64_t b = options_.max_step_tokens, f = options_.ffn_sub_block, r = options_.max_logit_rows;
   const int64_t h = config_.hidden_size, ffn = config_.intermediate_size;
-  BPT_ASSIGN_OR_RETURN(x_, backend_->AllocateActivation(b, h));
-  BPT_ASSIGN_OR_RETURN(normed_, backend_->AllocateActivation(b, h));
-  BPT_ASSIGN_OR_RETURN(qkv_, backend_->AllocateActivation(b, config_.q_dim() + 2 * config_.kv_dim()));
-  BPT_ASSIGN_OR_RETURN(attn_, backend_->AllocateActivation(b, config_.q_dim()));
-  BPT_ASSIGN_OR_RETURN(gate_up_, backend_->AllocateActivation(f, 2 * ffn));
-  BPT_ASSIGN_OR_RETURN(ffn_act_, backend_->AllocateActivation(f, ffn));
-  BPT_ASSIGN_OR_RETURN(last_, backend_->AllocateActivation(r, h));
-  BPT_ASSIGN_OR_RETURN(last_normed_, backend_->AllocateActivation(r, h));
-  BPT_ASSIGN_OR_RETURN(logits_, backend_->AllocateActivation(r, config_.vocab_size));
+  BPT_ASSIGN_OR_RETURN(x_, backend_->AllocateActivation(b, h, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(normed_, backend_->AllocateActivation(b, h, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(qkv_, backend_->AllocateActivation(b, config_.q_dim() + 2 * config_.kv_dim(), Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(attn_, backend_->AllocateActivation(b, config_.q_dim(), Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(gate_up_, backend_->AllocateActivation(f, 2 * ffn, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(ffn_act_, backend_->AllocateActivation(f, ffn, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(last_, backend_->AllocateActivation(r, h, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(last_normed_, backend_->AllocateActivation(r, h, Precision::kCompute));
+  BPT_ASSIGN_OR_RETURN(logits_, backend_->AllocateActivation(r, config_.vocab_size, Precision::kFloat32));
   logit_rows_.reserve(r);
   return OkStatus();
 }
@@ -85,20 +85,21 @@ Status ModelRunner::Forward(const StepLayout& step, std::vector<float>* logits) 
   Tensor qkv = qkv_.Rows(0, n);        // [n, q_dim + 2 * kv_dim]
   Tensor attn = attn_.Rows(0, n);      // [n, q_dim]
 
+  // Each residual add is fused with the norm that follows it: the next block's input norm,
+  // and after the last layer the residual stream is complete.
   BPT_RETURN_IF_ERROR(be.Embed(embed_, x));
+  BPT_RETURN_IF_ERROR(be.RmsNorm(x, layers_[0].input_norm, eps, normed));
   for (int li = 0; li < config_.num_layers; ++li) {
     const Layer& l = layers_[li];
     // Attention block: the step's keys join the cache before its queries read it.
-    BPT_RETURN_IF_ERROR(be.RmsNorm(x, l.input_norm, eps, normed));
     BPT_RETURN_IF_ERROR(be.Linear(normed, l.qkv, l.has_qkv_bias ? &l.qkv_bias : nullptr, qkv));
     BPT_RETURN_IF_ERROR(be.ApplyRope(qkv, attention_shape_));
     BPT_RETURN_IF_ERROR(be.AppendKv(li, qkv, attention_shape_));
     BPT_RETURN_IF_ERROR(be.Attention(li, qkv, attention_shape_, attn));
     BPT_RETURN_IF_ERROR(be.Linear(attn, l.o_proj, l.has_o_bias ? &l.o_bias : nullptr, normed));
-    BPT_RETURN_IF_ERROR(be.Add(x, normed));
+    BPT_RETURN_IF_ERROR(be.AddRmsNorm(x, normed, l.post_norm, eps, normed));
 
     // Feed-forward block over sub-blocks; each sub-block's output overwrites its own input rows.
-    BPT_RETURN_IF_ERROR(be.RmsNorm(x, l.post_norm, eps, normed));
     for (int64_t r0 = 0; r0 < n; r0 += options_.ffn_sub_block) {
       const int64_t m = std::min<int64_t>(options_.ffn_sub_block, n - r0);
       Tensor gate_up = gate_up_.Rows(0, m);  // [m, 2 * intermediate]
@@ -107,7 +108,11 @@ Status ModelRunner::Forward(const StepLayout& step, std::vector<float>* logits) 
       BPT_RETURN_IF_ERROR(be.SwiGlu(gate_up, act));
       BPT_RETURN_IF_ERROR(be.Linear(act, l.down, nullptr, normed.Rows(r0, m)));
     }
-    BPT_RETURN_IF_ERROR(be.Add(x, normed));
+    if (li + 1 < config_.num_layers) {
+      BPT_RETURN_IF_ERROR(be.AddRmsNorm(x, normed, layers_[li + 1].input_norm, eps, normed));
+    } else {
+      BPT_RETURN_IF_ERROR(be.Add(x, normed));
+    }
   }
 
   logits->clear();

@@ -1,11 +1,10 @@
 #include "engine/tokenizer.h"
 
 #include <dlfcn.h>
-#include <unistd.h>
 
-#include <climits>
 #include <mutex>
 
+#include "engine/shared_library.h"
 #include "engine/spm_shim.h"
 
 namespace bpt {
@@ -24,44 +23,17 @@ namespace {
 
 constexpr const char* kShimName = "libbptserve_spm.so";
 
-std::string ExecutableDir() {
-  char buf[PATH_MAX];
-  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
-  if (n <= 0) return "";
-  std::string path(buf, n);
-  return path.substr(0, path.rfind('/'));
-}
-
-// The shim is looked for where the build and the install put it: BPTSERVE_SPM_SHIM, beside the
-// executable, in ../lib from it, then the loader's own search path.
-void* OpenShim(std::string* error) {
-  std::vector<std::string> candidates;
-  if (const char* env = std::getenv("BPTSERVE_SPM_SHIM")) candidates.push_back(env);
-  const std::string dir = ExecutableDir();
-  if (!dir.empty()) {
-    candidates.push_back(dir + "/" + kShimName);
-    candidates.push_back(dir + "/../lib/" + kShimName);
-  }
-  candidates.push_back(kShimName);
-  for (const auto& path : candidates) {
-    if (void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND)) return handle;
-    const char* e = dlerror();
-    *error += "\n  " + path + ": " + (e ? e : "not loadable");
-  }
-  return nullptr;
-}
-
 StatusOr<const Tokenizer::Api*> LoadApi() {
   static std::once_flag once;
   static Tokenizer::Api api;
   static Status status;
   std::call_once(once, [] {
-    std::string error;
-    void* h = OpenShim(&error);  // kept open for the life of the process
-    if (h == nullptr) {
-      status = FailedPrecondition(std::string("cannot load the SentencePiece shim ") + kShimName + ":" + error);
+    StatusOr<void*> handle = OpenSharedLibrary(kShimName, "BPTSERVE_SPM_SHIM", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    if (!handle.ok()) {
+      status = handle.status();
       return;
     }
+    void* h = *handle;
     auto sym = [&](const char* name) { return dlsym(h, name); };
     api.load = reinterpret_cast<decltype(api.load)>(sym("bpt_spm_load"));
     api.free = reinterpret_cast<decltype(api.free)>(sym("bpt_spm_free"));

@@ -8,6 +8,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "engine/backend_factory.h"
+
 namespace bpt::server {
 namespace {
 
@@ -45,8 +47,7 @@ BptServer::~BptServer() {
 }
 
 Status BptServer::Start() {
-  if (options_.device == "cuda")
-    return FailedPrecondition("--device cuda: this build has no CUDA backend yet; use --device cpu or auto");
+  if (options_.device == "cuda") BPT_RETURN_IF_ERROR(CheckCudaDevice());
   BPT_ASSIGN_OR_RETURN(ApiKeyAuth auth, ApiKeyAuth::Load(options_.api_key_file));
   BPT_ASSIGN_OR_RETURN(auto credentials, Credentials(options_));
   // The context limit is not known before the model loads; token histograms reach 2^21.
@@ -78,7 +79,9 @@ Status BptServer::Start() {
     EngineOptions eo;
     eo.model_dir = options_.model_dir;
     eo.prefill_block = options_.prefill_block;
+    eo.device = options_.device;
     eo.kv_capacity_tokens = options_.kv_capacity_tokens;
+    eo.kv_memory_fraction = options_.kv_memory_fraction;
     eo.num_threads = options_.threads;
     eo.max_running = options_.max_running;
     eo.max_waiting = options_.max_queue;
@@ -102,6 +105,19 @@ Status BptServer::WaitUntilLoaded() {
   std::unique_lock<std::mutex> lock(load_mu_);
   load_cv_.wait(lock, [&] { return load_done_; });
   return load_status_;
+}
+
+std::string BptServer::LoadedSummary() {
+  std::lock_guard<std::mutex> lock(load_mu_);
+  if (engine_ == nullptr) return "no model loaded";
+  const MemoryPlan plan = engine_->memory_plan();
+  constexpr double kMiB = 1024.0 * 1024.0;
+  std::ostringstream s;
+  s.precision(1);
+  s << std::fixed << "device " << engine_->device() << ": weights " << plan.weight_bytes / kMiB << " MiB, workspace "
+    << plan.workspace_bytes / kMiB << " MiB, KV cache " << plan.kv_capacity_tokens << " tokens ("
+    << plan.kv_capacity_tokens * plan.kv_bytes_per_token / kMiB << " MiB)";
+  return s.str();
 }
 
 void BptServer::Drain() {

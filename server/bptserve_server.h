@@ -26,6 +26,8 @@ class BptServer {
   Status Start();
   // Blocks until the model is loaded (OK) or failed to load.
   Status WaitUntilLoaded();
+  // After a successful load: the device and the memory plan, KV capacity in tokens included.
+  std::string LoadedSummary();
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
 

@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
       std::cerr << "bptserve: cannot load the model: " << s.ToString() << std::endl;
       std::_Exit(1);  // nothing to drain: no request was ever admitted
     }
-    std::cout << "model loaded; serving" << std::endl;
+    std::cout << "model loaded (" << server.LoadedSummary() << "); serving" << std::endl;
   });
   loaded.detach();
 

@@ -30,6 +30,7 @@ std::string ServerOptions::Describe() const {
     << "  max running:       " << max_running << "\n"
     << "  prefill block:     " << prefill_block << " tokens\n"
     << "  KV capacity:       " << (kv_capacity_tokens > 0 ? std::to_string(kv_capacity_tokens) + " tokens" : "engine default") << "\n"
+    << "  KV memory share:   " << kv_memory_fraction << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
     << "  drain:             " << drain_seconds << " s\n";
   return s.str();
@@ -51,6 +52,9 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--max-running", o.max_running, "Requests batched into one engine step")->check(CLI::PositiveNumber);
   app.add_option("--prefill-block", o.prefill_block, "Tokens per engine step (prefill chunks and decodes)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--kv-memory-fraction", o.kv_memory_fraction,
+                 "Share of the memory left after weights and workspace that the KV cache takes (with --kv-capacity 0)")
+      ->check(CLI::Range(0.01, 1.0));
   app.add_option("--kv-capacity", o.kv_capacity_tokens, "KV cache capacity in tokens (0: engine default)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);

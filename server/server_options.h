@@ -20,6 +20,7 @@ struct ServerOptions {
   int max_running = 16;            // requests batched into one engine step
   int prefill_block = 256;
   int64_t kv_capacity_tokens = 0;  // 0: the engine's default
+  double kv_memory_fraction = 0.90;  // of the memory left after weights and workspace
   int threads = 0;
   std::string tls_cert, tls_key, tls_client_ca;
   std::string api_key_file;

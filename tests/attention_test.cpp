@@ -72,8 +72,8 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
   const AttentionShape shape{c.num_heads, c.num_kv_heads, d, c.sliding_window};
 
   const int64_t chunk = std::max<int64_t>(c.prefill_block, 4096);
-  auto qkv_or = backend.AllocateActivation(chunk, cols);
-  auto out_or = backend.AllocateActivation(c.prefill_block, q_cols);
+  auto qkv_or = backend.AllocateActivation(chunk, cols, Precision::kFloat32);
+  auto out_or = backend.AllocateActivation(c.prefill_block, q_cols, Precision::kFloat32);
   ASSERT_TRUE(qkv_or.ok() && out_or.ok());
   Tensor qkv_buf = *qkv_or, out_buf = *out_or;
   auto fill = [&](Tensor t, int64_t first_pos) {

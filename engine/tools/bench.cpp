@@ -4,6 +4,9 @@
 //   bench --model DIR                         any model directory
 //   bench --preset demo --streams 1,8,32,64   continuous batching: concurrent streams
 //   bench --preset demo --cached-doc 32768    a second request on a cached document
+//   bench --preset tinyllama --device cuda --prompts 8192,32768,131072 --prefill-blocks 2048
+//         --decode-contexts 1024,32768          prefill and decode on the GPU
+//   bench --preset tinyllama --device cuda --admission   the longest prompt the card admits
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -59,12 +62,40 @@ struct Timeline : bpt::GenerationObserver {
   void OnFinished(const bpt::StatusOr<bpt::GenerationResult>&) override { finished = true; }
 };
 
+// The longest prompt the default memory plan admits: the KV pool takes its share of the memory
+// left after weights and workspace, and admission refuses what the pool cannot hold.
+int RunAdmission(const std::string& model_dir, const std::string& label, const std::string& device) {
+  bpt::EngineOptions options;
+  options.model_dir = model_dir;
+  options.device = device;
+  options.max_model_len = int64_t{1} << 40;  // the pool, not the position limit, decides here
+  auto engine = CreateEngine(options);
+  if (engine == nullptr) return 1;
+  const auto plan = engine->memory_plan();
+  const int64_t capacity = engine->kv_capacity_tokens();
+  auto admitted = [&](int64_t prompt_tokens) {
+    bpt::GenerationRequest r;
+    r.prompt.assign(prompt_tokens, 5);
+    r.stopping.max_new_tokens = 1;
+    return engine->ValidateRequest(r);
+  };
+  const bpt::Status fits = admitted(capacity - 1), too_long = admitted(capacity);
+  nlohmann::json line = {{"bench", "admission"}, {"model", label}, {"device", engine->device()},
+                         {"kv_capacity_tokens", capacity}, {"longest_admitted_prompt", capacity - 1},
+                         {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
+                         {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
+                         {"workspace_bytes", plan.workspace_bytes}, {"kv_bytes_per_token", plan.kv_bytes_per_token}};
+  std::cout << line.dump() << std::endl;
+  return fits.ok() && !too_long.ok() ? 0 : 1;
+}
+
 int RunServingBenchmarks(const std::string& model_dir, const std::string& label, const std::vector<int>& streams,
-                         int64_t cached_doc, int threads) {
+                         int64_t cached_doc, int threads, const std::string& device) {
   using Clock = std::chrono::steady_clock;
   for (int n : streams) {
     bpt::EngineOptions options;
     options.model_dir = model_dir;
+    options.device = device;
     options.num_threads = threads;
     options.max_running = n;
     options.max_waiting = n;
@@ -102,6 +133,7 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
   if (cached_doc > 0) {
     bpt::EngineOptions options;
     options.model_dir = model_dir;
+    options.device = device;
     options.num_threads = threads;
     options.kv_capacity_tokens = cached_doc + 1024;
     auto engine = CreateEngine(options);
@@ -133,7 +165,9 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
 
 int main(int argc, char** argv) {
   CLI::App app{"bptserve engine benchmark (JSON lines on stdout)"};
-  std::string model_dir, preset = "demo";
+  std::string model_dir, preset = "demo", device = "cpu";
+  std::vector<int64_t> decode_contexts;
+  bool admission = false;
   std::vector<int64_t> prompts = {1024, 8192};
   std::vector<int> prefill_blocks = {256};
   std::vector<int> kv_block_sizes = {64};
@@ -151,6 +185,10 @@ int main(int argc, char** argv) {
   app.add_option("--streams", streams, "Concurrent streams to batch (each: 256-token prompt, 64 new tokens)")
       ->delimiter(',');
   app.add_option("--cached-doc", cached_doc, "Document length for the prefix-cache measurement");
+  app.add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  app.add_option("--decode-contexts", decode_contexts, "Cached tokens before decoding (default: the shortest prompt)")
+      ->delimiter(',');
+  app.add_flag("--admission", admission, "Report the longest prompt the default KV pool admits, then exit");
   CLI11_PARSE(app, argc, argv);
 
   std::string label = model_dir;
@@ -171,12 +209,17 @@ int main(int argc, char** argv) {
     label = preset;
   }
 
-  if (!streams.empty() || cached_doc > 0) return RunServingBenchmarks(model_dir, label, streams, cached_doc, threads);
-  const int64_t longest = *std::max_element(prompts.begin(), prompts.end());
+  if (admission) return RunAdmission(model_dir, label, device);
+  if (!streams.empty() || cached_doc > 0)
+    return RunServingBenchmarks(model_dir, label, streams, cached_doc, threads, device);
+  if (decode_contexts.empty()) decode_contexts.push_back(*std::min_element(prompts.begin(), prompts.end()));
+  const int64_t longest = std::max(*std::max_element(prompts.begin(), prompts.end()),
+                                   *std::max_element(decode_contexts.begin(), decode_contexts.end()));
   for (int kv_block : kv_block_sizes) {
     for (int block : prefill_blocks) {
       bpt::EngineOptions options;
       options.model_dir = model_dir;
+      options.device = device;
       options.prefill_block = block;
       options.kv_block_size = kv_block;
       options.num_threads = threads;
@@ -198,15 +241,14 @@ int main(int argc, char** argv) {
           }
           best = std::min(best, s);
         }
-        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"prompt_tokens", n},
+        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"device", engine.device()}, {"prompt_tokens", n},
                                {"prefill_block", block}, {"kv_block_size", kv_block},
                                {"seconds", best}, {"tokens_per_s", n / best},
                                {"weight_bytes", plan.weight_bytes}, {"workspace_bytes", plan.workspace_bytes},
                                {"kv_bytes", plan.kv_bytes_per_token * n}, {"peak_rss_bytes", PeakRssBytes()}};
         std::cout << line.dump() << std::endl;
       }
-      if (decode_tokens > 0) {
-        const int64_t n = *std::min_element(prompts.begin(), prompts.end());
+      for (int64_t n : decode_tokens > 0 ? decode_contexts : std::vector<int64_t>{}) {
         bpt::GenerationRequest request;
         request.prompt = RandomPrompt(n, engine.config().vocab_size, 7);
         request.sampling.temperature = 0;
@@ -219,8 +261,8 @@ int main(int argc, char** argv) {
         }
         const auto& t = result->timings;
         const double decode_steps = static_cast<double>(result->token_ids.size() - 1);
-        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"context_tokens", n},
-                               {"prefill_block", block}, {"kv_block_size", kv_block},
+        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"device", engine.device()},
+                               {"context_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
                                {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
                                {"tokens_per_s", decode_steps / t.decode_s}, {"peak_rss_bytes", PeakRssBytes()}};
         std::cout << line.dump() << std::endl;

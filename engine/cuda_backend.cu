@@ -1,0 +1,508 @@
+#include "engine/cuda_backend.h"
+
+#include <cublas_v2.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "engine/cuda_kernels.cuh"
+#include "engine/rope.h"
+
+namespace bpt {
+
+using cuda::bf16;
+
+namespace {
+
+Status CublasStatus(cublasStatus_t status, const char* what) {
+  if (status == CUBLAS_STATUS_SUCCESS) return OkStatus();
+  return Internal(std::string("cuBLAS error in ") + what + ": " + cublasGetStatusName(status) + " (" +
+                  cublasGetStatusString(status) + ")");
+}
+#define BPT_CUBLAS_RETURN_IF_ERROR(expr) BPT_RETURN_IF_ERROR(CublasStatus((expr), #expr))
+
+Status CheckShape(const char* op, const Tensor& t, int64_t rows, int64_t cols) {
+  if (t.rows != rows || t.cols != cols)
+    return Internal(std::string(op) + ": tensor is [" + std::to_string(t.rows) + ", " + std::to_string(t.cols) +
+                    "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  return OkStatus();
+}
+
+Status CheckBf16(const char* op, const Tensor& t) {
+  if (t.elem_bytes != 2) return Internal(std::string(op) + ": expected a bf16 tensor");
+  return OkStatus();
+}
+
+bf16* B(const Tensor& t) { return static_cast<bf16*>(t.data); }
+
+// cuBLAS's recommended workspace on Hopper; given up front so it never allocates in a step.
+constexpr size_t kCublasWorkspaceBytes = 32u << 20;
+// Split-KV partials per query head of a decoding sequence.
+constexpr int kMaxDecodeSplits = 128;
+// A split shorter than this spends more on its partial than on its keys.
+constexpr int64_t kMinSplitKeys = 256;
+
+template <typename T>
+size_t AlignedBytes(size_t count) {
+  return (count * sizeof(T) + 255) / 256 * 256;
+}
+
+}  // namespace
+
+int CudaDeviceCount() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();  // no driver or no device: not an error for the caller
+    return 0;
+  }
+  return count;
+}
+
+StatusOr<CudaMemoryInfo> CudaMemoryInfoNow(int device_ordinal) {
+  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_ordinal));
+  size_t free_bytes = 0, total_bytes = 0;
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return CudaMemoryInfo{static_cast<int64_t>(free_bytes), static_cast<int64_t>(total_bytes)};
+}
+
+// The step's metadata, laid out identically in pinned host memory and on the device so one
+// copy moves it.
+struct StepBuffers {
+  int32_t* token_ids;                       // [max_tokens]
+  int64_t* slots;                           // [max_tokens]
+  float* rope_cos;                          // [max_tokens, head_dim / 2]
+  float* rope_sin;                          // [max_tokens, head_dim / 2]
+  cuda::AttentionSequence* sequences;       // [max_sequences]
+  cuda::PrefillTile* prefill_tiles;         // [max_tokens]: a tile holds at least one token
+  cuda::DecodeItem* decode_items;           // [max_sequences]
+  int64_t* gather_rows;                     // [max_sequences]
+};
+
+struct CudaBackend::Impl {
+  ModelConfig config;
+  CudaBackendOptions options;
+  cudaStream_t stream = nullptr;
+  cublasHandle_t cublas = nullptr;
+  cudaEvent_t staging_free = nullptr;  // the previous step's metadata has left the host buffer
+  cudaEvent_t gather_free = nullptr;
+  int num_sms = 0;
+  std::vector<void*> device_allocations;
+  int64_t weight_bytes = 0;
+  int64_t workspace_bytes = 0;
+
+  // KV pool: K then V, each [num_layers, num_blocks * block_size, kv_dim] bf16.
+  bf16* k_pool = nullptr;
+  bf16* v_pool = nullptr;
+  int64_t kv_pool_bytes = 0;
+  int64_t kv_layer_stride = 0;  // elements
+  int64_t num_kv_blocks = 0;
+  int kv_block_size = 0;
+  int kv_dim = 0;
+
+  // Per-step metadata.
+  size_t step_bytes = 0;       // every buffer below
+  size_t step_copy_bytes = 0;  // those BeginStep fills (gather_rows is GatherRows's own)
+  void* step_host = nullptr;  // pinned
+  void* step_device = nullptr;
+  StepBuffers host{}, device{};
+  int32_t* block_tables_host = nullptr;  // pinned [max_sequences * num_kv_blocks]
+  int32_t* block_tables_device = nullptr;
+  float* decode_acc = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits, head_dim]
+  float* decode_max = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
+  float* decode_sum = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
+  std::vector<int64_t> positions;  // [max_tokens]
+
+  // The current step.
+  int64_t num_tokens = 0;
+  int num_prefill_tiles = 0;
+  int num_decode_items = 0;
+  int max_splits_in_step = 0;
+  int64_t split_len = 0;
+
+  ~Impl() {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    for (void* p : device_allocations) cudaFree(p);
+    if (step_host != nullptr) cudaFreeHost(step_host);
+    if (block_tables_host != nullptr) cudaFreeHost(block_tables_host);
+    if (staging_free != nullptr) cudaEventDestroy(staging_free);
+    if (gather_free != nullptr) cudaEventDestroy(gather_free);
+    if (cublas != nullptr) cublasDestroy(cublas);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+
+  StatusOr<void*> DeviceAlloc(size_t bytes, const char* what) {
+    void* p = nullptr;
+    const cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess) {
+      cudaGetLastError();
+      return ResourceExhausted(std::string("cannot allocate ") + std::to_string(bytes) + " bytes of device memory for " +
+                               what + ": " + cudaGetErrorString(e));
+    }
+    device_allocations.push_back(p);
+    return p;
+  }
+
+  Status AllocateStepBuffers() {
+    const int64_t t = options.max_step_tokens, s = options.max_sequences_per_step, half = config.head_dim / 2;
+    const size_t sizes[] = {AlignedBytes<int32_t>(t),
+                            AlignedBytes<int64_t>(t),
+                            AlignedBytes<float>(t * half),
+                            AlignedBytes<float>(t * half),
+                            AlignedBytes<cuda::AttentionSequence>(s),
+                            AlignedBytes<cuda::PrefillTile>(t),
+                            AlignedBytes<cuda::DecodeItem>(s),
+                            AlignedBytes<int64_t>(s)};
+    step_bytes = 0;
+    for (size_t b : sizes) step_bytes += b;
+    step_copy_bytes = step_bytes - sizes[std::size(sizes) - 1];
+    BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&step_host, step_bytes, cudaHostAllocDefault));
+    BPT_ASSIGN_OR_RETURN(step_device, DeviceAlloc(step_bytes, "step metadata"));
+    auto carve = [&](void* base, StepBuffers* b) {
+      char* p = static_cast<char*>(base);
+      void** fields[] = {reinterpret_cast<void**>(&b->token_ids),     reinterpret_cast<void**>(&b->slots),
+                         reinterpret_cast<void**>(&b->rope_cos),      reinterpret_cast<void**>(&b->rope_sin),
+                         reinterpret_cast<void**>(&b->sequences),     reinterpret_cast<void**>(&b->prefill_tiles),
+                         reinterpret_cast<void**>(&b->decode_items),  reinterpret_cast<void**>(&b->gather_rows)};
+      for (size_t i = 0; i < std::size(fields); ++i) {
+        *fields[i] = p;
+        p += sizes[i];
+      }
+    };
+    carve(step_host, &host);
+    carve(step_device, &device);
+    workspace_bytes += static_cast<int64_t>(step_bytes);
+    positions.resize(t);
+
+    const size_t partial_heads = static_cast<size_t>(s) * config.num_heads * kMaxDecodeSplits;
+    BPT_ASSIGN_OR_RETURN(void* acc, DeviceAlloc(partial_heads * config.head_dim * sizeof(float), "decode partials"));
+    BPT_ASSIGN_OR_RETURN(void* mx, DeviceAlloc(partial_heads * sizeof(float), "decode partials"));
+    BPT_ASSIGN_OR_RETURN(void* sm, DeviceAlloc(partial_heads * sizeof(float), "decode partials"));
+    decode_acc = static_cast<float*>(acc);
+    decode_max = static_cast<float*>(mx);
+    decode_sum = static_cast<float*>(sm);
+    workspace_bytes += static_cast<int64_t>(partial_heads * (config.head_dim + 2) * sizeof(float));
+    return OkStatus();
+  }
+
+  // Splits so that the decode grid covers the GPU about twice, never shorter than
+  // kMinSplitKeys, never more than the partial buffers hold.
+  void PlanDecodeSplits(int64_t longest_span) {
+    const int64_t blocks_per_split = static_cast<int64_t>(num_decode_items) * config.num_kv_heads;
+    const int64_t wanted = std::max<int64_t>(1, (2LL * num_sms + blocks_per_split - 1) / blocks_per_split);
+    split_len = std::max<int64_t>(kMinSplitKeys, (longest_span + wanted - 1) / wanted);
+    split_len = std::max<int64_t>(split_len, (longest_span + kMaxDecodeSplits - 1) / kMaxDecodeSplits);
+    max_splits_in_step = 0;
+    for (int i = 0; i < num_decode_items; ++i) {
+      cuda::DecodeItem& item = host.decode_items[i];
+      const int64_t span = host.sequences[item.sequence].start_position + 1 - item.key_begin;
+      item.num_splits = static_cast<int32_t>((span + split_len - 1) / split_len);
+      max_splits_in_step = std::max(max_splits_in_step, item.num_splits);
+    }
+  }
+};
+
+CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+CudaBackend::~CudaBackend() = default;
+
+StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& config,
+                                                           const CudaBackendOptions& options) {
+  if (CudaDeviceCount() <= options.device_ordinal)
+    return FailedPrecondition("device cuda: no CUDA device " + std::to_string(options.device_ordinal) +
+                              " is visible (" + std::to_string(CudaDeviceCount()) + " found)");
+  if (!cuda::AttentionHeadDimSupported(config.head_dim))
+    return Unimplemented("device cuda: head_dim " + std::to_string(config.head_dim) +
+                         " is not supported by the attention kernels (32, 64, 128)");
+  const int group = config.num_heads / config.num_kv_heads;
+  if (cuda::kPrefillTileRows % group != 0)
+    return Unimplemented("device cuda: " + std::to_string(group) +
+                         " query heads per KV head; the attention kernels take divisors of 64");
+  if (options.max_step_tokens <= 0 || options.max_sequences_per_step <= 0)
+    return InvalidArgument("device cuda: step sizes must be positive");
+
+  auto impl = std::make_unique<Impl>();
+  impl->config = config;
+  impl->options = options;
+  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device_ordinal));
+  BPT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, options.device_ordinal));
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl->staging_free, cudaEventDisableTiming));
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl->gather_free, cudaEventDisableTiming));
+  BPT_CUBLAS_RETURN_IF_ERROR(cublasCreate(&impl->cublas));
+  BPT_CUBLAS_RETURN_IF_ERROR(cublasSetStream(impl->cublas, impl->stream));
+  BPT_ASSIGN_OR_RETURN(void* cublas_workspace, impl->DeviceAlloc(kCublasWorkspaceBytes, "the cuBLAS workspace"));
+  BPT_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(impl->cublas, cublas_workspace, kCublasWorkspaceBytes));
+  impl->workspace_bytes += static_cast<int64_t>(kCublasWorkspaceBytes);
+  BPT_RETURN_IF_ERROR(impl->AllocateStepBuffers());
+  return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
+}
+
+StatusOr<Tensor> CudaBackend::UploadWeight(HostMatrix&& host) {
+  if (static_cast<int64_t>(host.data.size()) != host.rows * host.cols)
+    return Internal("weight of " + std::to_string(host.data.size()) + " values is not [" + std::to_string(host.rows) +
+                    ", " + std::to_string(host.cols) + "]");
+  std::vector<bf16> converted(host.data.size());
+  for (size_t i = 0; i < converted.size(); ++i) converted[i] = __float2bfloat16(host.data[i]);
+  std::vector<float>().swap(host.data);
+  const size_t bytes = converted.size() * sizeof(bf16);
+  BPT_ASSIGN_OR_RETURN(void* p, impl_->DeviceAlloc(bytes, "weights"));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(p, converted.data(), bytes, cudaMemcpyHostToDevice));
+  impl_->weight_bytes += static_cast<int64_t>(bytes);
+  return Tensor{p, host.rows, host.cols, 2};
+}
+
+StatusOr<Tensor> CudaBackend::AllocateActivation(int64_t rows, int64_t cols, Precision precision) {
+  const int elem = precision == Precision::kFloat32 ? 4 : 2;
+  const size_t bytes = static_cast<size_t>(rows * cols) * elem;
+  BPT_ASSIGN_OR_RETURN(void* p, impl_->DeviceAlloc(bytes, "activations"));
+  impl_->workspace_bytes += static_cast<int64_t>(bytes);
+  return Tensor{p, rows, cols, elem};
+}
+
+Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) {
+  Impl& m = *impl_;
+  m.kv_block_size = block_size;
+  m.kv_dim = kv_dim;
+  m.num_kv_blocks = num_blocks;
+  m.kv_layer_stride = num_blocks * block_size * kv_dim;
+  const size_t half_bytes = static_cast<size_t>(m.kv_layer_stride) * num_layers * sizeof(bf16);
+  BPT_ASSIGN_OR_RETURN(void* k, m.DeviceAlloc(half_bytes, "the KV cache (K)"));
+  BPT_ASSIGN_OR_RETURN(void* v, m.DeviceAlloc(half_bytes, "the KV cache (V)"));
+  m.k_pool = static_cast<bf16*>(k);
+  m.v_pool = static_cast<bf16*>(v);
+  m.kv_pool_bytes = static_cast<int64_t>(2 * half_bytes);
+  // A sequence's block table has at most one entry per pool block.
+  const size_t table_bytes = static_cast<size_t>(m.options.max_sequences_per_step) * num_blocks * sizeof(int32_t);
+  BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&m.block_tables_host), table_bytes, cudaHostAllocDefault));
+  BPT_ASSIGN_OR_RETURN(void* tables, m.DeviceAlloc(table_bytes, "block tables"));
+  m.block_tables_device = static_cast<int32_t*>(tables);
+  m.workspace_bytes += static_cast<int64_t>(table_bytes);
+  return OkStatus();
+}
+
+int64_t CudaBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
+  return 2LL * num_layers * kv_dim * static_cast<int64_t>(sizeof(bf16));
+}
+
+int64_t CudaBackend::WorkspaceBytes() const { return impl_->workspace_bytes; }
+int64_t CudaBackend::weight_bytes() const { return impl_->weight_bytes; }
+int64_t CudaBackend::kv_pool_bytes() const { return impl_->kv_pool_bytes; }
+
+int64_t CudaBackend::FreeMemoryBytes() const {
+  StatusOr<CudaMemoryInfo> info = CudaMemoryInfoNow(impl_->options.device_ordinal);
+  return info.ok() ? info->free_bytes : 0;
+}
+
+Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
+  Impl& m = *impl_;
+  const int64_t n = step.num_tokens();
+  const int num_sequences = static_cast<int>(step.sequences.size());
+  if (n > m.options.max_step_tokens || num_sequences > m.options.max_sequences_per_step)
+    return Internal("step of " + std::to_string(n) + " tokens in " + std::to_string(num_sequences) +
+                    " sequences; the CUDA workspace holds " + std::to_string(m.options.max_step_tokens) + " in " +
+                    std::to_string(m.options.max_sequences_per_step));
+  if (m.k_pool == nullptr) return Internal("BeginStep before AllocateKvPool");
+  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.options.device_ordinal));
+  // The previous step's copy must have read the pinned buffers before they are rewritten.
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.staging_free));
+
+  const int group = m.config.num_heads / m.config.num_kv_heads;
+  const int tile_tokens = cuda::PrefillTileTokens(group);
+  const int64_t window = m.config.sliding_window;
+  std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
+  int64_t row = 0, table_offset = 0, longest_span = 0;
+  m.num_prefill_tiles = 0;
+  m.num_decode_items = 0;
+  for (int i = 0; i < num_sequences; ++i) {
+    const SequenceSlice& s = step.sequences[i];
+    const int64_t end = s.start_position + s.num_tokens;
+    const int64_t blocks = (end + m.kv_block_size - 1) / m.kv_block_size;
+    if (s.block_table == nullptr || static_cast<int64_t>(s.block_table->size()) < blocks)
+      return Internal("block table does not cover position " + std::to_string(end - 1));
+    if (blocks > m.num_kv_blocks) return Internal("block table is longer than the KV pool");
+    const BlockTable& table = *s.block_table;
+    for (int64_t b = 0; b < blocks; ++b) m.block_tables_host[table_offset + b] = static_cast<int32_t>(table[b]);
+    m.host.sequences[i] = {s.start_position, table_offset, s.num_tokens, static_cast<int32_t>(row)};
+    table_offset += blocks;
+    for (int32_t t = 0; t < s.num_tokens; ++t, ++row) {
+      const int64_t pos = s.start_position + t;
+      m.positions[row] = pos;
+      m.host.slots[row] = static_cast<int64_t>(table[pos / m.kv_block_size]) * m.kv_block_size + pos % m.kv_block_size;
+    }
+    if (s.num_tokens == 1) {
+      const int64_t key_begin = window > 0 ? std::max<int64_t>(0, s.start_position - window + 1) : 0;
+      m.host.decode_items[m.num_decode_items++] = {i, 0, key_begin};
+      longest_span = std::max(longest_span, s.start_position + 1 - key_begin);
+    } else {
+      for (int32_t t0 = 0; t0 < s.num_tokens; t0 += tile_tokens)
+        m.host.prefill_tiles[m.num_prefill_tiles++] = {i, t0, std::min(tile_tokens, s.num_tokens - t0)};
+    }
+  }
+  if (row != n) return Internal("step sequences cover " + std::to_string(row) + " of " + std::to_string(n) + " tokens");
+  m.num_tokens = n;
+  if (m.num_decode_items > 0) m.PlanDecodeSplits(longest_span);
+  rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
+
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.step_device, m.step_host, m.step_copy_bytes, cudaMemcpyHostToDevice, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host, table_offset * sizeof(int32_t),
+                                           cudaMemcpyHostToDevice, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.staging_free, m.stream));
+  return OkStatus();
+}
+
+Status CudaBackend::Embed(const Tensor& table, Tensor out) {
+  BPT_RETURN_IF_ERROR(CheckShape("Embed", out, impl_->num_tokens, table.cols));
+  BPT_RETURN_IF_ERROR(CheckBf16("Embed", out));
+  return cuda::LaunchEmbed(B(table), table.rows, impl_->device.token_ids, impl_->num_tokens, table.cols, B(out),
+                           impl_->stream);
+}
+
+Status CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) {
+  BPT_RETURN_IF_ERROR(CheckShape("RmsNorm", out, x.rows, x.cols));
+  BPT_RETURN_IF_ERROR(CheckShape("RmsNorm weight", weight, 1, x.cols));
+  BPT_RETURN_IF_ERROR(CheckBf16("RmsNorm", x));
+  BPT_RETURN_IF_ERROR(CheckBf16("RmsNorm", out));
+  return cuda::LaunchRmsNorm(B(x), B(weight), x.rows, x.cols, eps, B(out), impl_->stream);
+}
+
+Status CudaBackend::AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) {
+  BPT_RETURN_IF_ERROR(CheckShape("AddRmsNorm y", y, x.rows, x.cols));
+  BPT_RETURN_IF_ERROR(CheckShape("AddRmsNorm out", out, x.rows, x.cols));
+  BPT_RETURN_IF_ERROR(CheckShape("AddRmsNorm weight", weight, 1, x.cols));
+  BPT_RETURN_IF_ERROR(CheckBf16("AddRmsNorm", x));
+  return cuda::LaunchAddRmsNorm(B(x), B(y), B(weight), x.rows, x.cols, eps, B(out), impl_->stream);
+}
+
+Status CudaBackend::Linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor out) {
+  BPT_RETURN_IF_ERROR(CheckShape("Linear input", x, out.rows, weight.cols));
+  BPT_RETURN_IF_ERROR(CheckShape("Linear output", out, x.rows, weight.rows));
+  BPT_RETURN_IF_ERROR(CheckBf16("Linear input", x));
+  if (bias != nullptr) {
+    BPT_RETURN_IF_ERROR(CheckShape("Linear bias", *bias, 1, out.cols));
+    BPT_RETURN_IF_ERROR(CheckBf16("Linear output with bias", out));
+  }
+  // cuBLAS is column-major: row-major out[n, o] = x[n, k] W[o, k]^T is, in its view,
+  // out^T[o, n] = W[o, k] x^T[k, n], where row-major W reads as [k, o] (so op T) and x as [k, n].
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType out_type = out.elem_bytes == 4 ? CUDA_R_32F : CUDA_R_16BF;
+  BPT_CUBLAS_RETURN_IF_ERROR(cublasGemmEx(
+      impl_->cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(weight.rows), static_cast<int>(x.rows),
+      static_cast<int>(x.cols), &alpha, weight.data, CUDA_R_16BF, static_cast<int>(weight.cols), x.data, CUDA_R_16BF,
+      static_cast<int>(x.cols), &beta, out.data, out_type, static_cast<int>(out.cols), CUBLAS_COMPUTE_32F,
+      CUBLAS_GEMM_DEFAULT));
+  if (bias != nullptr) return cuda::LaunchAddBias(B(out), B(*bias), out.rows, out.cols, impl_->stream);
+  return OkStatus();
+}
+
+Status CudaBackend::Add(Tensor x, const Tensor& y) {
+  BPT_RETURN_IF_ERROR(CheckShape("Add", y, x.rows, x.cols));
+  BPT_RETURN_IF_ERROR(CheckBf16("Add", x));
+  return cuda::LaunchAdd(B(x), B(y), x.rows * x.cols, impl_->stream);
+}
+
+Status CudaBackend::ApplyRope(Tensor qkv, const AttentionShape& shape) {
+  const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
+  BPT_RETURN_IF_ERROR(CheckShape("ApplyRope", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
+  return cuda::LaunchRope(B(qkv), qkv.rows, qkv.cols, shape.num_heads, shape.num_kv_heads, shape.head_dim,
+                          impl_->device.rope_cos, impl_->device.rope_sin, impl_->stream);
+}
+
+Status CudaBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape& shape) {
+  const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
+  BPT_RETURN_IF_ERROR(CheckShape("AppendKv", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
+  if (kv_cols != impl_->kv_dim) return Internal("AppendKv: the KV pool was sized for another kv_dim");
+  const int64_t offset = layer * impl_->kv_layer_stride;
+  return cuda::LaunchAppendKv(B(qkv), qkv.rows, qkv.cols, q_cols, kv_cols, impl_->device.slots,
+                              impl_->k_pool + offset, impl_->v_pool + offset, impl_->stream);
+}
+
+Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) {
+  Impl& m = *impl_;
+  const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
+  BPT_RETURN_IF_ERROR(CheckShape("Attention input", qkv, m.num_tokens, q_cols + 2 * kv_cols));
+  BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, m.num_tokens, q_cols));
+  const int64_t offset = layer * m.kv_layer_stride;
+  cuda::AttentionArgs args{};
+  args.qkv = B(qkv);
+  args.qkv_stride = qkv.cols;
+  args.k_cache = m.k_pool + offset;
+  args.v_cache = m.v_pool + offset;
+  args.block_tables = m.block_tables_device;
+  args.block_size = m.kv_block_size;
+  args.out = B(out);
+  args.out_stride = out.cols;
+  args.num_heads = shape.num_heads;
+  args.num_kv_heads = shape.num_kv_heads;
+  args.head_dim = shape.head_dim;
+  args.sliding_window = shape.sliding_window;
+  args.scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
+  BPT_RETURN_IF_ERROR(cuda::LaunchPrefillAttention(args, m.device.sequences, m.device.prefill_tiles,
+                                                   m.num_prefill_tiles, m.stream));
+  return cuda::LaunchDecodeAttention(args, m.device.sequences, m.device.decode_items, m.num_decode_items,
+                                     m.max_splits_in_step, kMaxDecodeSplits, m.split_len, m.decode_acc, m.decode_max,
+                                     m.decode_sum, m.stream);
+}
+
+Status CudaBackend::SwiGlu(const Tensor& gate_up, Tensor out) {
+  BPT_RETURN_IF_ERROR(CheckShape("SwiGlu", gate_up, out.rows, 2 * out.cols));
+  return cuda::LaunchSwiGlu(B(gate_up), out.rows, out.cols, B(out), impl_->stream);
+}
+
+Status CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) {
+  Impl& m = *impl_;
+  BPT_RETURN_IF_ERROR(CheckShape("GatherRows", out, static_cast<int64_t>(rows.size()), x.cols));
+  if (static_cast<int64_t>(rows.size()) > m.options.max_sequences_per_step)
+    return Internal("GatherRows: more rows than the workspace holds");
+  for (int64_t r : rows)
+    if (r < 0 || r >= x.rows) return Internal("GatherRows: row " + std::to_string(r) + " is outside the tensor");
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.gather_free));
+  std::memcpy(m.host.gather_rows, rows.data(), rows.size() * sizeof(int64_t));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.device.gather_rows, m.host.gather_rows, rows.size() * sizeof(int64_t),
+                                           cudaMemcpyHostToDevice, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.gather_free, m.stream));
+  return cuda::LaunchGatherRows(B(x), x.cols, m.device.gather_rows, static_cast<int64_t>(rows.size()), B(out),
+                                m.stream);
+}
+
+Status CudaBackend::CopyToHost(const Tensor& x, float* host) {
+  const size_t count = static_cast<size_t>(x.rows * x.cols);
+  if (x.elem_bytes == 4) {
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host, x.data, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream));
+    BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+    return OkStatus();
+  }
+  std::vector<bf16> staged(count);
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staged.data(), x.data, count * sizeof(bf16), cudaMemcpyDeviceToHost, impl_->stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  for (size_t i = 0; i < count; ++i) host[i] = __bfloat162float(staged[i]);
+  return OkStatus();
+}
+
+Status CudaBackend::CopyFromHost(const float* host, Tensor x) {
+  const size_t count = static_cast<size_t>(x.rows * x.cols);
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  if (x.elem_bytes == 4) {
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(x.data, host, count * sizeof(float), cudaMemcpyHostToDevice));
+    return OkStatus();
+  }
+  std::vector<bf16> converted(count);
+  for (size_t i = 0; i < count; ++i) converted[i] = __float2bfloat16(host[i]);
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(x.data, converted.data(), count * sizeof(bf16), cudaMemcpyHostToDevice));
+  return OkStatus();
+}
+
+}  // namespace bpt
+
+extern "C" int bptserve_cuda_device_count() { return bpt::CudaDeviceCount(); }
+
+extern "C" bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config,
+                                                      const bpt::CudaBackendOptions* options, bpt::Status* status) {
+  auto backend = bpt::CudaBackend::Create(*config, *options);
+  if (!backend.ok()) {
+    *status = backend.status();
+    return nullptr;
+  }
+  *status = bpt::OkStatus();
+  return std::move(backend).value().release();
+}

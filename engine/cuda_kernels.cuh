@@ -1,0 +1,115 @@
+// Host launchers of the CUDA backend's kernels. Each checks its arguments, launches on the
+// given stream and returns the launch error as a Status; none synchronizes. Shapes are in
+// elements; every matrix is row-major and bf16 unless its comment says otherwise.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "engine/status.h"
+
+namespace bpt::cuda {
+
+using bf16 = __nv_bfloat16;
+
+// Turns a CUDA error into the Status that fails the request.
+Status CudaStatus(cudaError_t error, const char* what);
+#define BPT_CUDA_RETURN_IF_ERROR(expr)                                      \
+  do {                                                                      \
+    const cudaError_t bpt_cuda_error_ = (expr);                             \
+    if (bpt_cuda_error_ != cudaSuccess) return ::bpt::cuda::CudaStatus(bpt_cuda_error_, #expr); \
+  } while (0)
+
+// ---- elementwise (engine/cuda_elementwise.cu) ----
+
+// out[t] = table[ids[t]].  table: [vocab, hidden]; ids: [n] int32; out: [n, hidden]
+Status LaunchEmbed(const bf16* table, int64_t vocab, const int32_t* ids, int64_t n, int64_t hidden, bf16* out,
+                   cudaStream_t stream);
+// out = x / rms(x) * weight.  x, out: [rows, hidden]; weight: [hidden]
+Status LaunchRmsNorm(const bf16* x, const bf16* weight, int64_t rows, int64_t hidden, float eps, bf16* out,
+                     cudaStream_t stream);
+// x += y, then out = x / rms(x) * weight.  x, y, out: [rows, hidden] (out may alias y)
+Status LaunchAddRmsNorm(bf16* x, const bf16* y, const bf16* weight, int64_t rows, int64_t hidden, float eps,
+                        bf16* out, cudaStream_t stream);
+// x += y.  x, y: [count]
+Status LaunchAdd(bf16* x, const bf16* y, int64_t count, cudaStream_t stream);
+// out[r, c] += bias[c].  out: [rows, cols]
+Status LaunchAddBias(bf16* out, const bf16* bias, int64_t rows, int64_t cols, cudaStream_t stream);
+// Rotates the q and k heads of each row (HF rotate_half layout).
+// qkv: [n, qkv_stride], q heads then k heads from column 0; cos, sin: [n, head_dim / 2] fp32
+Status LaunchRope(bf16* qkv, int64_t n, int64_t qkv_stride, int num_heads, int num_kv_heads, int head_dim,
+                  const float* cos, const float* sin, cudaStream_t stream);
+// k_cache[slot[t]] = k part of row t, v_cache likewise.
+// qkv: [n, qkv_stride] with k at column k_col and v at k_col + kv_dim; slots: [n] int64;
+// k_cache, v_cache: [num_slots, kv_dim]
+Status LaunchAppendKv(const bf16* qkv, int64_t n, int64_t qkv_stride, int64_t k_col, int kv_dim,
+                      const int64_t* slots, bf16* k_cache, bf16* v_cache, cudaStream_t stream);
+// out = silu(gate) * up.  gate_up: [rows, 2 * ffn]; out: [rows, ffn]
+Status LaunchSwiGlu(const bf16* gate_up, int64_t rows, int64_t ffn, bf16* out, cudaStream_t stream);
+// out[i] = x[rows[i]].  x: [*, cols]; rows: [count] int64; out: [count, cols]
+Status LaunchGatherRows(const bf16* x, int64_t cols, const int64_t* rows, int64_t count, bf16* out,
+                        cudaStream_t stream);
+
+// ---- attention (engine/cuda_attention.cu) ----
+
+// One sequence of the step, as the attention kernels read it.
+struct AttentionSequence {
+  int64_t start_position;      // position of the slice's first token
+  int64_t block_table_offset;  // its block table's first entry in the step's concatenated tables
+  int32_t num_tokens;          // tokens of the slice; keys cover [0, start_position + num_tokens)
+  int32_t first_row;           // the step row of the slice's first token
+};
+
+// A prefill work item: up to 64 / group tokens of one sequence, all heads of one KV group.
+struct PrefillTile {
+  int32_t sequence;
+  int32_t first_token;  // within the slice
+  int32_t num_tokens;
+};
+
+// A decode work item: the slice's one query over keys [key_begin, key_end), split into
+// num_splits ranges of split_len keys, one thread block each, combined afterwards.
+struct DecodeItem {
+  int32_t sequence;
+  int32_t num_splits;
+  int64_t key_begin;
+};
+
+struct AttentionArgs {
+  const bf16* qkv;      // [num_tokens, qkv_stride]: q heads, k heads, v heads
+  int64_t qkv_stride;
+  const bf16* k_cache;  // [num_slots, num_kv_heads * head_dim] (this layer)
+  const bf16* v_cache;  // [num_slots, num_kv_heads * head_dim]
+  const int32_t* block_tables;  // concatenated per sequence: block ids
+  int block_size;
+  bf16* out;            // [num_tokens, out_stride]: head h at column h * head_dim
+  int64_t out_stride;
+  int num_heads;
+  int num_kv_heads;
+  int head_dim;
+  int64_t sliding_window;  // 0: full causal
+  float scale;             // softmax scale, 1 / sqrt(head_dim)
+};
+
+// Rows (query token x head of a KV group) held by one prefill thread block.
+constexpr int kPrefillTileRows = 64;
+// Tokens of one PrefillTile for a GQA group size.
+inline int PrefillTileTokens(int group) { return kPrefillTileRows / group; }
+bool AttentionHeadDimSupported(int head_dim);
+
+// Causal attention of the prefill tiles: tiled over keys with an online softmax, K and V read
+// once per tile for all heads of the group. sequences, tiles: device arrays.
+Status LaunchPrefillAttention(const AttentionArgs& args, const AttentionSequence* sequences, const PrefillTile* tiles,
+                              int num_tiles, cudaStream_t stream);
+
+// Flash-decoding: every split writes an unnormalized partial (acc, max, sum) per query head,
+// then a combine pass normalizes across splits into args.out.
+// partial_acc: [num_items, num_heads, max_splits, head_dim] fp32; partial_max, partial_sum:
+// [num_items, num_heads, max_splits] fp32 (log2 domain for the max).
+Status LaunchDecodeAttention(const AttentionArgs& args, const AttentionSequence* sequences, const DecodeItem* items,
+                             int num_items, int max_splits_in_step, int max_splits, int64_t split_len,
+                             float* partial_acc, float* partial_max, float* partial_sum, cudaStream_t stream);
+
+}  // namespace bpt::cuda

@@ -1,0 +1,18 @@
+// Libraries the engine loads at run time rather than links: the SentencePiece shim (its
+// protobuf would clash with gRPC's) and the CUDA backend (cuBLAS's thread-local storage is
+// large enough that threads with small fixed stacks, such as civetweb's, fail to start in a
+// process that links it). Each is looked for where the build and the install put it.
+#pragma once
+
+#include <string>
+
+#include "engine/status.h"
+
+namespace bpt {
+
+// Tries, in order: the path in the environment variable `env_override` (when set), beside
+// the executable, ../lib from it, then the loader's own search path. The handle stays open for
+// the life of the process. The error lists every path tried and why it failed.
+StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_override, int dlopen_flags);
+
+}  // namespace bpt

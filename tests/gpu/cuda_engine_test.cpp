@@ -1,0 +1,211 @@
+// The whole engine on the CUDA backend against the CPU backend: prompt logits on random
+// models, greedy generation, continuous batching and the prefix cache.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "engine/engine.h"
+#include "tests/gpu/cuda_test_util.h"
+#include "tests/test_models.h"
+
+namespace bpt {
+namespace {
+
+using testing::TempDir;
+
+// bf16 weights written to disk, so both backends run the same weights; the CPU keeps every
+// activation in fp32, the GPU rounds each to bf16 (about ten roundings per layer, each within
+// 2^-9): over four layers the logits may differ by a few percent, not more.
+constexpr double kLogitTolerance = 3e-2;
+
+nlohmann::json ModelJson(int head_dim, int heads, int kv_heads) {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"vocab_size", 512},
+          {"hidden_size", heads * head_dim},
+          {"intermediate_size", 3 * heads * head_dim},
+          {"num_hidden_layers", 4},
+          {"num_attention_heads", heads},
+          {"num_key_value_heads", kv_heads},
+          {"head_dim", head_dim},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0},
+          {"max_position_embeddings", 1 << 16},
+          {"bos_token_id", 1},
+          {"eos_token_id", 2},
+          {"tie_word_embeddings", false}};
+}
+
+std::unique_ptr<Engine> MakeEngine(const std::string& dir, const std::string& device, int prefill_block = 128,
+                                   int64_t kv_capacity = 1 << 14, int max_running = 8) {
+  EngineOptions options;
+  options.model_dir = dir;
+  options.device = device;
+  options.prefill_block = prefill_block;
+  options.kv_block_size = 16;
+  options.kv_capacity_tokens = kv_capacity;
+  options.max_running = max_running;
+  options.shuffle_kv_blocks = true;
+  auto engine = Engine::Create(options);
+  EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+  return engine.ok() ? std::move(engine).value() : nullptr;
+}
+
+std::vector<int32_t> RandomPrompt(int length, uint32_t seed, int vocab = 512) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> p(length);
+  for (auto& t : p) t = static_cast<int32_t>(3 + rng() % (vocab - 3));
+  return p;
+}
+
+GenerationRequest Greedy(std::vector<int32_t> prompt, int max_new_tokens, bool use_prefix_cache = false) {
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.sampling.temperature = 0;
+  r.sampling.top_logprobs = 2;
+  r.stopping.max_new_tokens = max_new_tokens;
+  r.stopping.ignore_eos = true;
+  r.use_prefix_cache = use_prefix_cache;
+  return r;
+}
+
+class CudaEngine : public ::testing::TestWithParam<std::tuple<int, int, int>> {
+ protected:
+  void SetUp() override {
+    BPT_SKIP_WITHOUT_CUDA();
+    const auto [head_dim, heads, kv_heads] = GetParam();
+    testing::WriteModelOrDie(dir_.path(), ModelJson(head_dim, heads, kv_heads), DType::kBF16, 7);
+  }
+  TempDir dir_;
+};
+
+TEST_P(CudaEngine, PromptLogitsMatchCpu) {
+  auto cpu = MakeEngine(dir_.path(), "cpu");
+  auto gpu = MakeEngine(dir_.path(), "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  EXPECT_EQ(gpu->device(), "cuda");
+  for (int length : {1, 17, 128, 129, 1000, 3001}) {
+    const auto prompt = RandomPrompt(length, length);
+    auto want = cpu->PromptLogits(prompt);
+    auto got = gpu->PromptLogits(prompt);
+    ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
+    ASSERT_TRUE(testing::AllFinite(*got));
+    EXPECT_LE(testing::RelativeError(*got, *want), kLogitTolerance) << "prompt of " << length << " tokens";
+  }
+}
+
+// Greedy tokens agree with the CPU for 32 steps wherever the CPU's top two candidates are
+// apart by more than bf16 noise can bridge; at a near tie the sequences may part, and the rest
+// is not comparable.
+TEST_P(CudaEngine, GreedyTokensAgreeWithCpu) {
+  auto cpu = MakeEngine(dir_.path(), "cpu");
+  auto gpu = MakeEngine(dir_.path(), "cuda");
+  ASSERT_TRUE(cpu && gpu);
+  constexpr float kNearTie = 0.05f;
+  int compared = 0;
+  for (uint32_t seed : {1u, 2u, 3u}) {
+    const auto request = Greedy(RandomPrompt(200 + 50 * seed, seed), 32);
+    struct TopTwo : GenerationObserver {
+      std::vector<float> margins;
+      bool OnToken(const TokenOutput& t) override {
+        margins.push_back(t.top_logprobs.size() >= 2 ? t.top_logprobs[0].second - t.top_logprobs[1].second : 1e9f);
+        return true;
+      }
+    } cpu_margins;
+    auto want = cpu->Generate(request, &cpu_margins);
+    auto got = gpu->Generate(request, nullptr);
+    ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->token_ids.size(), 32u);
+    for (size_t i = 0; i < 32; ++i) {
+      if (got->token_ids[i] != want->token_ids[i]) {
+        EXPECT_LT(cpu_margins.margins[i], kNearTie) << "seed " << seed << " step " << i << ": tokens differ by a clear margin";
+        break;
+      }
+      ++compared;
+    }
+  }
+  EXPECT_GE(compared, 48) << "too few steps were comparable to say the backends agree";
+}
+
+TEST_P(CudaEngine, BatchedGenerationEqualsOneAtATime) {
+  const std::vector<std::pair<int, int>> shapes = {{1, 9}, {7, 14}, {33, 5}, {64, 12}, {150, 8}, {301, 10}};
+  auto alone = MakeEngine(dir_.path(), "cuda", 64);
+  auto batched = MakeEngine(dir_.path(), "cuda", 64);
+  ASSERT_TRUE(alone && batched);
+  std::vector<std::vector<int32_t>> expected;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    auto r = alone->Generate(Greedy(RandomPrompt(shapes[i].first, 40 + i), shapes[i].second), nullptr);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    expected.push_back(r->token_ids);
+  }
+  struct Keep : GenerationObserver {
+    std::optional<StatusOr<GenerationResult>> result;
+    void OnFinished(const StatusOr<GenerationResult>& r) override { result = r; }
+  };
+  std::vector<Keep> keeps(shapes.size());
+  for (size_t i = 0; i < shapes.size(); ++i)
+    ASSERT_TRUE(batched->Submit(Greedy(RandomPrompt(shapes[i].first, 40 + i), shapes[i].second), &keeps[i]).ok());
+  for (int guard = 0; batched->HasWork(); ++guard) {
+    ASSERT_TRUE(batched->Step().ok());
+    ASSERT_LT(guard, 10000);
+  }
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    ASSERT_TRUE(keeps[i].result && keeps[i].result->ok());
+    EXPECT_EQ((*keeps[i].result)->token_ids, expected[i]) << "request " << i;
+  }
+}
+
+TEST_P(CudaEngine, PrefixCacheReusesBlocksWithSameTokens) {
+  auto engine = MakeEngine(dir_.path(), "cuda", 128);
+  ASSERT_TRUE(engine);
+  const auto document = RandomPrompt(2000, 77);
+  auto first = engine->Generate(Greedy(document, 16, true), nullptr);
+  auto second = engine->Generate(Greedy(document, 16, true), nullptr);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->cached_prompt_tokens, 0);
+  EXPECT_EQ(second->cached_prompt_tokens, (2000 - 1) / 16 * 16);  // full blocks before the last token
+  EXPECT_EQ(second->token_ids, first->token_ids);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CudaEngine,
+                         ::testing::Values(std::tuple{64, 8, 2}, std::tuple{128, 8, 1}, std::tuple{64, 4, 4}),
+                         [](const auto& info) {
+                           return "d" + std::to_string(std::get<0>(info.param)) + "_h" +
+                                  std::to_string(std::get<1>(info.param)) + "_kv" +
+                                  std::to_string(std::get<2>(info.param));
+                         });
+
+// A prompt larger than the KV pool is refused before any work, with the limit in the message.
+TEST(CudaEngineLimits, PromptBeyondThePoolIsRefusedUpFront) {
+  BPT_SKIP_WITHOUT_CUDA();
+  TempDir dir;
+  testing::WriteModelOrDie(dir.path(), ModelJson(64, 8, 2), DType::kBF16, 7);
+  auto engine = MakeEngine(dir.path(), "cuda", 128, 4096);
+  ASSERT_TRUE(engine);
+  GenerationRequest r = Greedy(RandomPrompt(5000, 1), 4);
+  const Status s = engine->Submit(r, nullptr);
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_NE(s.message().find("4096"), std::string::npos) << s.ToString();
+}
+
+// With no capacity given, the pool takes its share of the device memory left after the
+// weights and the workspace.
+TEST(CudaEngineLimits, DefaultPoolTakesTheConfiguredShareOfFreeMemory) {
+  BPT_SKIP_WITHOUT_CUDA();
+  TempDir dir;
+  testing::WriteModelOrDie(dir.path(), ModelJson(64, 8, 2), DType::kBF16, 7);
+  auto before = CudaMemoryInfoNow(0);
+  ASSERT_TRUE(before.ok());
+  EngineOptions options;
+  options.model_dir = dir.path();
+  options.device = "cuda";
+  options.kv_memory_fraction = 0.5;
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const MemoryPlan plan = (*engine)->memory_plan();
+  const double kv_bytes = static_cast<double>(plan.kv_capacity_tokens) * plan.kv_bytes_per_token;
+  const double left = static_cast<double>(before->free_bytes - plan.weight_bytes - plan.workspace_bytes);
+  EXPECT_NEAR(kv_bytes / left, 0.5, 0.02);
+}
+
+}  // namespace
+}  // namespace bpt

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One batched GPU session: every gpu-labelled test and the GPU benchmarks, results as JSON under
+# $OUT. Builds nothing: run it on the GPU host from the repository root, with the build folder
+# and the libraries from `../shared/tools/collect-libs gpu-libs build/bin/*` carried along:
+#   OUT=/tmp/out LD_LIBRARY_PATH=$PWD/gpu-libs tests/gpu/run_on_device.sh [quick]
+# "quick" runs the tests and the 8K/32K benchmarks only.
+set -uo pipefail
+OUT=${OUT:?set OUT to a folder for the results}
+BIN=${BIN:-build/bin}
+mode=${1:-full}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
+status=0
+
+"$BIN/gpu_tests" --gtest_output=json:"$OUT/gpu_tests.json" > "$OUT/gpu_tests.log" 2>&1 || status=1
+"$BIN/gpu_memory_test" --gtest_output=json:"$OUT/gpu_memory_test.json" > "$OUT/gpu_memory_test.log" 2>&1 || status=1
+
+prompts=8192,32768,131072
+[ "$mode" = quick ] && prompts=8192,32768
+"$BIN/bench" --preset tinyllama --device cuda --prompts "$prompts" --prefill-blocks 2048 --repeats 3 \
+  --decode-contexts 1024,32768 --decode-tokens 128 > "$OUT/bench.jsonl" 2> "$OUT/bench.log" || status=1
+"$BIN/bench" --preset tinyllama --device cuda --admission >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log" || status=1
+"$BIN/bench" --preset tinyllama --device cuda --streams 1,8,32,64 >> "$OUT/bench.jsonl" 2>> "$OUT/bench.log" || status=1
+python3 engine/tools/peer_bench.py --prompts "$prompts" --decode-contexts 1024,32768 \
+  > "$OUT/peer.jsonl" 2> "$OUT/peer.log" || status=1
+
+# The short table the reply carries.
+grep -h '"tests"\|"failures"' "$OUT"/gpu_tests.json "$OUT"/gpu_memory_test.json | head -4
+tail -n 3 "$OUT/gpu_tests.log"
+cat "$OUT/bench.jsonl" "$OUT/peer.jsonl"
+exit $status
