@@ -16,6 +16,7 @@ struct BackendOptions {
   AttentionTiling attention_tiling; // CPU attention tiles
   int max_sequences_per_step = 16;  // CUDA: sizes the per-step block-table and decode buffers
   int max_step_tokens = 256;        // CUDA: sizes the per-step metadata buffers
+  bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
 };
 
 // OK when the CUDA plugin loads and sees a device; otherwise FailedPrecondition saying which

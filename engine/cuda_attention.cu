@@ -341,9 +341,6 @@ template <int D>
 Status PrefillFor(const AttentionArgs& a, const AttentionSequence* sequences, const PrefillTile* tiles, int num_tiles,
                   cudaStream_t stream) {
   const size_t bytes = PrefillLayout<D>::kBytes;
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      PrefillAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
-  BPT_CUDA_RETURN_IF_ERROR(configured);
   const dim3 grid(num_tiles, a.num_kv_heads);
   PrefillAttentionKernel<D><<<grid, kPrefillThreads, bytes, stream>>>(a, sequences, tiles);
   return CudaStatus(cudaGetLastError(), "PrefillAttentionKernel");
@@ -354,10 +351,6 @@ Status DecodeFor(const AttentionArgs& a, const AttentionSequence* sequences, con
                  int max_splits_in_step, int max_splits, int64_t split_len, float* acc, float* maxes, float* sums,
                  cudaStream_t stream) {
   const size_t bytes = DecodeSharedBytes(a.num_heads / a.num_kv_heads, D);
-  static const cudaError_t configured = cudaFuncSetAttribute(
-      DecodeAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-      static_cast<int>(DecodeSharedBytes(kMaxGroup, D)));
-  BPT_CUDA_RETURN_IF_ERROR(configured);
   const dim3 grid(max_splits_in_step, a.num_kv_heads, num_items);
   DecodeAttentionKernel<D><<<grid, kDecodeThreads, bytes, stream>>>(a, sequences, items, max_splits, split_len, acc,
                                                                     maxes, sums);
@@ -367,7 +360,22 @@ Status DecodeFor(const AttentionArgs& a, const AttentionSequence* sequences, con
   return CudaStatus(cudaGetLastError(), "DecodeCombineKernel");
 }
 
+template <int D>
+Status ConfigureFor() {
+  BPT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(PrefillLayout<D>::kBytes)));
+  BPT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                static_cast<int>(DecodeSharedBytes(kMaxGroup, D))));
+  return OkStatus();
+}
+
 }  // namespace
+
+Status ConfigureAttentionKernels() {
+  BPT_RETURN_IF_ERROR(ConfigureFor<32>());
+  BPT_RETURN_IF_ERROR(ConfigureFor<64>());
+  return ConfigureFor<128>();
+}
 
 bool AttentionHeadDimSupported(int head_dim) { return head_dim == 32 || head_dim == 64 || head_dim == 128; }
 

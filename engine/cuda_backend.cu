@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <map>
+#include <tuple>
 #include <vector>
 
 #include "engine/cuda_kernels.cuh"
@@ -121,7 +123,19 @@ struct CudaBackend::Impl {
   int max_splits_in_step = 0;
   int64_t split_len = 0;
 
+  // Decode graphs, keyed by what their launches bake in: batch size, split length and grid.
+  enum class GraphMode { kOff, kCapturing, kReplaying };
+  using GraphKey = std::tuple<int, int64_t, int>;
+  std::map<GraphKey, cudaGraphExec_t> graphs;
+  GraphMode graph_mode = GraphMode::kOff;
+  GraphKey graph_key{};
+  int64_t graphs_captured = 0;
+  int64_t graph_replays = 0;
+  bool Replaying() const { return graph_mode == GraphMode::kReplaying; }
+
   ~Impl() {
+    AbandonCapture();
+    for (auto& [key, exec] : graphs) cudaGraphExecDestroy(exec);
     if (stream != nullptr) cudaStreamSynchronize(stream);
     for (void* p : device_allocations) cudaFree(p);
     if (step_host != nullptr) cudaFreeHost(step_host);
@@ -187,19 +201,68 @@ struct CudaBackend::Impl {
   }
 
   // Splits so that the decode grid covers the GPU about twice, never shorter than
-  // kMinSplitKeys, never more than the partial buffers hold.
+  // kMinSplitKeys, never more than the partial buffers hold. The split length and the grid are
+  // powers of two, so a growing context changes them (and needs a new decode graph) rarely.
   void PlanDecodeSplits(int64_t longest_span) {
     const int64_t blocks_per_split = static_cast<int64_t>(num_decode_items) * config.num_kv_heads;
     const int64_t wanted = std::max<int64_t>(1, (2LL * num_sms + blocks_per_split - 1) / blocks_per_split);
-    split_len = std::max<int64_t>(kMinSplitKeys, (longest_span + wanted - 1) / wanted);
-    split_len = std::max<int64_t>(split_len, (longest_span + kMaxDecodeSplits - 1) / kMaxDecodeSplits);
-    max_splits_in_step = 0;
+    const int64_t needed = std::max({kMinSplitKeys, (longest_span + wanted - 1) / wanted,
+                                     (longest_span + kMaxDecodeSplits - 1) / kMaxDecodeSplits});
+    split_len = kMinSplitKeys;
+    while (split_len < needed) split_len *= 2;
+    int most_splits = 0;
     for (int i = 0; i < num_decode_items; ++i) {
       cuda::DecodeItem& item = host.decode_items[i];
       const int64_t span = host.sequences[item.sequence].start_position + 1 - item.key_begin;
       item.num_splits = static_cast<int32_t>((span + split_len - 1) / split_len);
-      max_splits_in_step = std::max(max_splits_in_step, item.num_splits);
+      most_splits = std::max(most_splits, item.num_splits);
     }
+    max_splits_in_step = 1;
+    while (max_splits_in_step < most_splits) max_splits_in_step *= 2;
+  }
+
+  // Ends a capture that the step never finished (an op failed), discarding what it recorded.
+  void AbandonCapture() {
+    if (graph_mode != GraphMode::kCapturing) return;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();
+    graph_mode = GraphMode::kOff;
+  }
+
+  // Decode steps replay a graph captured from the first step of the same shape.
+  Status StartGraph(bool decode_only) {
+    graph_mode = GraphMode::kOff;
+    if (!options.decode_graphs || !decode_only) return OkStatus();
+    graph_key = {num_decode_items, split_len, max_splits_in_step};
+    if (graphs.count(graph_key) != 0) {
+      graph_mode = GraphMode::kReplaying;
+      return OkStatus();
+    }
+    BPT_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    graph_mode = GraphMode::kCapturing;
+    return OkStatus();
+  }
+
+  // Runs the step's graph: instantiated first when this step captured it.
+  Status FinishGraph() {
+    if (graph_mode == GraphMode::kOff) return OkStatus();
+    if (graph_mode == GraphMode::kCapturing) {
+      graph_mode = GraphMode::kOff;
+      cudaGraph_t graph = nullptr;
+      BPT_CUDA_RETURN_IF_ERROR(cudaStreamEndCapture(stream, &graph));
+      cudaGraphExec_t exec = nullptr;
+      const cudaError_t instantiated = cudaGraphInstantiate(&exec, graph, 0);
+      cudaGraphDestroy(graph);
+      BPT_CUDA_RETURN_IF_ERROR(instantiated);
+      graphs[graph_key] = exec;
+      ++graphs_captured;
+    } else {
+      ++graph_replays;
+    }
+    graph_mode = GraphMode::kOff;
+    return cuda::CudaStatus(cudaGraphLaunch(graphs.at(graph_key), stream), "cudaGraphLaunch");
   }
 };
 
@@ -235,6 +298,7 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& co
   BPT_CUBLAS_RETURN_IF_ERROR(cublasSetWorkspace(impl->cublas, cublas_workspace, kCublasWorkspaceBytes));
   impl->workspace_bytes += static_cast<int64_t>(kCublasWorkspaceBytes);
   BPT_RETURN_IF_ERROR(impl->AllocateStepBuffers());
+  BPT_RETURN_IF_ERROR(cuda::ConfigureAttentionKernels());
   return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(impl)));
 }
 
@@ -288,6 +352,8 @@ int64_t CudaBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
 int64_t CudaBackend::WorkspaceBytes() const { return impl_->workspace_bytes; }
 int64_t CudaBackend::weight_bytes() const { return impl_->weight_bytes; }
 int64_t CudaBackend::kv_pool_bytes() const { return impl_->kv_pool_bytes; }
+int64_t CudaBackend::graphs_captured() const { return impl_->graphs_captured; }
+int64_t CudaBackend::graph_replays() const { return impl_->graph_replays; }
 
 int64_t CudaBackend::FreeMemoryBytes() const {
   StatusOr<CudaMemoryInfo> info = CudaMemoryInfoNow(impl_->options.device_ordinal);
@@ -303,6 +369,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
                     " sequences; the CUDA workspace holds " + std::to_string(m.options.max_step_tokens) + " in " +
                     std::to_string(m.options.max_sequences_per_step));
   if (m.k_pool == nullptr) return Internal("BeginStep before AllocateKvPool");
+  m.AbandonCapture();
   BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.options.device_ordinal));
   // The previous step's copy must have read the pinned buffers before they are rewritten.
   BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.staging_free));
@@ -312,6 +379,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   const int64_t window = m.config.sliding_window;
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
   int64_t row = 0, table_offset = 0, longest_span = 0;
+  bool decode_only = true;  // every slice one token that asks for logits: a graph's shape
   m.num_prefill_tiles = 0;
   m.num_decode_items = 0;
   for (int i = 0; i < num_sequences; ++i) {
@@ -325,6 +393,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
     for (int64_t b = 0; b < blocks; ++b) m.block_tables_host[table_offset + b] = static_cast<int32_t>(table[b]);
     m.host.sequences[i] = {s.start_position, table_offset, s.num_tokens, static_cast<int32_t>(row)};
     table_offset += blocks;
+    decode_only = decode_only && s.num_tokens == 1 && s.needs_logits;
     for (int32_t t = 0; t < s.num_tokens; ++t, ++row) {
       const int64_t pos = s.start_position + t;
       m.positions[row] = pos;
@@ -343,17 +412,23 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   m.num_tokens = n;
   if (m.num_decode_items > 0) m.PlanDecodeSplits(longest_span);
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
+  // A graph's logit rows are the step's rows in order; they travel with the metadata.
+  const bool graph = m.options.decode_graphs && decode_only;
+  if (graph)
+    for (int i = 0; i < num_sequences; ++i) m.host.gather_rows[i] = i;
 
-  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.step_device, m.step_host, m.step_copy_bytes, cudaMemcpyHostToDevice, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.step_device, m.step_host, graph ? m.step_bytes : m.step_copy_bytes,
+                                           cudaMemcpyHostToDevice, m.stream));
   BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host, table_offset * sizeof(int32_t),
                                            cudaMemcpyHostToDevice, m.stream));
   BPT_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.staging_free, m.stream));
-  return OkStatus();
+  return m.StartGraph(decode_only);
 }
 
 Status CudaBackend::Embed(const Tensor& table, Tensor out) {
   BPT_RETURN_IF_ERROR(CheckShape("Embed", out, impl_->num_tokens, table.cols));
   BPT_RETURN_IF_ERROR(CheckBf16("Embed", out));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchEmbed(B(table), table.rows, impl_->device.token_ids, impl_->num_tokens, table.cols, B(out),
                            impl_->stream);
 }
@@ -363,6 +438,7 @@ Status CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps, Te
   BPT_RETURN_IF_ERROR(CheckShape("RmsNorm weight", weight, 1, x.cols));
   BPT_RETURN_IF_ERROR(CheckBf16("RmsNorm", x));
   BPT_RETURN_IF_ERROR(CheckBf16("RmsNorm", out));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchRmsNorm(B(x), B(weight), x.rows, x.cols, eps, B(out), impl_->stream);
 }
 
@@ -371,6 +447,7 @@ Status CudaBackend::AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, 
   BPT_RETURN_IF_ERROR(CheckShape("AddRmsNorm out", out, x.rows, x.cols));
   BPT_RETURN_IF_ERROR(CheckShape("AddRmsNorm weight", weight, 1, x.cols));
   BPT_RETURN_IF_ERROR(CheckBf16("AddRmsNorm", x));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchAddRmsNorm(B(x), B(y), B(weight), x.rows, x.cols, eps, B(out), impl_->stream);
 }
 
@@ -382,6 +459,7 @@ Status CudaBackend::Linear(const Tensor& x, const Tensor& weight, const Tensor* 
     BPT_RETURN_IF_ERROR(CheckShape("Linear bias", *bias, 1, out.cols));
     BPT_RETURN_IF_ERROR(CheckBf16("Linear output with bias", out));
   }
+  if (impl_->Replaying()) return OkStatus();
   // cuBLAS is column-major: row-major out[n, o] = x[n, k] W[o, k]^T is, in its view,
   // out^T[o, n] = W[o, k] x^T[k, n], where row-major W reads as [k, o] (so op T) and x as [k, n].
   const float alpha = 1.0f, beta = 0.0f;
@@ -398,12 +476,14 @@ Status CudaBackend::Linear(const Tensor& x, const Tensor& weight, const Tensor* 
 Status CudaBackend::Add(Tensor x, const Tensor& y) {
   BPT_RETURN_IF_ERROR(CheckShape("Add", y, x.rows, x.cols));
   BPT_RETURN_IF_ERROR(CheckBf16("Add", x));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchAdd(B(x), B(y), x.rows * x.cols, impl_->stream);
 }
 
 Status CudaBackend::ApplyRope(Tensor qkv, const AttentionShape& shape) {
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
   BPT_RETURN_IF_ERROR(CheckShape("ApplyRope", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchRope(B(qkv), qkv.rows, qkv.cols, shape.num_heads, shape.num_kv_heads, shape.head_dim,
                           impl_->device.rope_cos, impl_->device.rope_sin, impl_->stream);
 }
@@ -412,6 +492,7 @@ Status CudaBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape&
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
   BPT_RETURN_IF_ERROR(CheckShape("AppendKv", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
   if (kv_cols != impl_->kv_dim) return Internal("AppendKv: the KV pool was sized for another kv_dim");
+  if (impl_->Replaying()) return OkStatus();
   const int64_t offset = layer * impl_->kv_layer_stride;
   return cuda::LaunchAppendKv(B(qkv), qkv.rows, qkv.cols, q_cols, kv_cols, impl_->device.slots,
                               impl_->k_pool + offset, impl_->v_pool + offset, impl_->stream);
@@ -422,6 +503,7 @@ Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
   BPT_RETURN_IF_ERROR(CheckShape("Attention input", qkv, m.num_tokens, q_cols + 2 * kv_cols));
   BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, m.num_tokens, q_cols));
+  if (impl_->Replaying()) return OkStatus();
   const int64_t offset = layer * m.kv_layer_stride;
   cuda::AttentionArgs args{};
   args.qkv = B(qkv);
@@ -446,6 +528,7 @@ Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape
 
 Status CudaBackend::SwiGlu(const Tensor& gate_up, Tensor out) {
   BPT_RETURN_IF_ERROR(CheckShape("SwiGlu", gate_up, out.rows, 2 * out.cols));
+  if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchSwiGlu(B(gate_up), out.rows, out.cols, B(out), impl_->stream);
 }
 
@@ -456,6 +539,13 @@ Status CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows
     return Internal("GatherRows: more rows than the workspace holds");
   for (int64_t r : rows)
     if (r < 0 || r >= x.rows) return Internal("GatherRows: row " + std::to_string(r) + " is outside the tensor");
+  if (m.graph_mode != Impl::GraphMode::kOff) {  // the rows BeginStep sent: one per sequence, in order
+    for (size_t i = 0; i < rows.size(); ++i)
+      if (rows[i] != static_cast<int64_t>(i)) return Internal("GatherRows: a decode graph gathers every row in order");
+    if (m.Replaying()) return OkStatus();
+    return cuda::LaunchGatherRows(B(x), x.cols, m.device.gather_rows, static_cast<int64_t>(rows.size()), B(out),
+                                  m.stream);
+  }
   BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.gather_free));
   std::memcpy(m.host.gather_rows, rows.data(), rows.size() * sizeof(int64_t));
   BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.device.gather_rows, m.host.gather_rows, rows.size() * sizeof(int64_t),
@@ -466,6 +556,7 @@ Status CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows
 }
 
 Status CudaBackend::CopyToHost(const Tensor& x, float* host) {
+  BPT_RETURN_IF_ERROR(impl_->FinishGraph());
   const size_t count = static_cast<size_t>(x.rows * x.cols);
   if (x.elem_bytes == 4) {
     BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host, x.data, count * sizeof(float), cudaMemcpyDeviceToHost, impl_->stream));
@@ -503,6 +594,6 @@ extern "C" bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* co
     *status = backend.status();
     return nullptr;
   }
-  *status = bpt::OkStatus();
-  return std::move(backend).value().release();
+  std::unique_ptr<bpt::CudaBackend> owned = std::move(backend).value();
+  return owned.release();
 }

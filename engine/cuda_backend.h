@@ -17,6 +17,10 @@ struct CudaBackendOptions {
   int device_ordinal = 0;
   int max_sequences_per_step = 16;  // sizes the block-table and decode-partial buffers
   int max_step_tokens = 256;        // sizes the per-step metadata buffers
+  // Decode steps (one token per sequence, all asking for logits) run as CUDA graphs, captured
+  // once per batch size and split plan: the model runner must issue the same ops for the same
+  // step shape, as engine/model_runner.cpp does.
+  bool decode_graphs = false;
 };
 
 // Visible CUDA devices; 0 when there is no driver or no device.
@@ -58,6 +62,8 @@ class CudaBackend final : public Backend {
   Status CopyFromHost(const float* host, Tensor x);
   int64_t weight_bytes() const;
   int64_t kv_pool_bytes() const;
+  int64_t graphs_captured() const;
+  int64_t graph_replays() const;
 
  private:
   struct Impl;
@@ -70,7 +76,7 @@ class CudaBackend final : public Backend {
 // The plugin's entry points, looked up by name after dlopen.
 extern "C" {
 int bptserve_cuda_device_count();
-// Null on failure, with *status saying why.
+// Null on failure, with *status saying why; *status is left as it was on success.
 bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config, const bpt::CudaBackendOptions* options,
                                            bpt::Status* status);
 }

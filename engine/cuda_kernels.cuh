@@ -98,6 +98,9 @@ constexpr int kPrefillTileRows = 64;
 // Tokens of one PrefillTile for a GQA group size.
 inline int PrefillTileTokens(int group) { return kPrefillTileRows / group; }
 bool AttentionHeadDimSupported(int head_dim);
+// Raises the kernels' shared-memory limits; once per process, before any launch (and never
+// during a graph capture).
+Status ConfigureAttentionKernels();
 
 // Causal attention of the prefill tiles: tiled over keys with an online softmax, K and V read
 // once per tile for all heads of the group. sequences, tiles: device arrays.

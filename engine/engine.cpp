@@ -73,6 +73,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   backend_options.attention_tiling = options.attention_tiling;
   backend_options.max_sequences_per_step = options.max_running;
   backend_options.max_step_tokens = options.prefill_block;
+  backend_options.cuda_graphs = options.cuda_graphs;
   BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.device, config, backend_options));
   const std::string device = backend->name();
   const int64_t kv_bytes_per_token = backend->KvBytesPerToken(config.num_layers, config.kv_dim());

@@ -38,6 +38,7 @@ struct EngineOptions {
   bool shuffle_kv_blocks = false;   // tests: hand out KV blocks in a random order
   int max_running = 16;             // sequences batched into one step
   int max_waiting = 64;             // requests queued for a place in the batch
+  bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
 };
 
 enum class FinishReason { kEos, kStop, kLength, kCancelled };

@@ -167,7 +167,7 @@ int main(int argc, char** argv) {
   CLI::App app{"bptserve engine benchmark (JSON lines on stdout)"};
   std::string model_dir, preset = "demo", device = "cpu";
   std::vector<int64_t> decode_contexts;
-  bool admission = false;
+  bool admission = false, no_cuda_graphs = false;
   std::vector<int64_t> prompts = {1024, 8192};
   std::vector<int> prefill_blocks = {256};
   std::vector<int> kv_block_sizes = {64};
@@ -188,6 +188,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   app.add_option("--decode-contexts", decode_contexts, "Cached tokens before decoding (default: the shortest prompt)")
       ->delimiter(',');
+  app.add_flag("--no-cuda-graphs", no_cuda_graphs, "Launch decode steps op by op (to measure what graphs save)");
   app.add_flag("--admission", admission, "Report the longest prompt the default KV pool admits, then exit");
   CLI11_PARSE(app, argc, argv);
 
@@ -220,6 +221,7 @@ int main(int argc, char** argv) {
       bpt::EngineOptions options;
       options.model_dir = model_dir;
       options.device = device;
+      options.cuda_graphs = !no_cuda_graphs;
       options.prefill_block = block;
       options.kv_block_size = kv_block;
       options.num_threads = threads;
@@ -264,7 +266,8 @@ int main(int argc, char** argv) {
         nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"device", engine.device()},
                                {"context_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
                                {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
-                               {"tokens_per_s", decode_steps / t.decode_s}, {"peak_rss_bytes", PeakRssBytes()}};
+                               {"tokens_per_s", decode_steps / t.decode_s}, {"cuda_graphs", !no_cuda_graphs},
+                               {"peak_rss_bytes", PeakRssBytes()}};
         std::cout << line.dump() << std::endl;
       }
     }

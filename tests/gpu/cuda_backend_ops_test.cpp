@@ -9,6 +9,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "engine/cpu_backend.h"
 #include "engine/kv_block_manager.h"
@@ -37,6 +38,14 @@ nlohmann::json BaseConfig() {
           {"rms_norm_eps", 1e-5},
           {"rope_theta", 10000.0},
           {"max_position_embeddings", 4 << 20}};
+}
+
+// Test and property names. (GCC 12 warns falsely on "literal" + std::to_string(...).)
+template <typename... Parts>
+std::string Cat(const Parts&... parts) {
+  std::ostringstream s;
+  (s << ... << parts);
+  return s.str();
 }
 
 ModelConfig Parse(const nlohmann::json& j) {
@@ -165,33 +174,34 @@ TEST_F(CudaOps, RmsNormAndFusedAddRmsNorm) {
   OpsHarness h(Parse(BaseConfig()), 256, 4, 16, 64);
   for (int64_t hidden : {320, 2048, 4097}) {
     const int64_t rows = 37;
+    const std::string size = Cat("_", hidden);
     const Both weight = h.Weight(1, hidden, 3);
     const Both x = h.Activation(rows, hidden), y = h.Activation(rows, hidden), out = h.Activation(rows, hidden);
     h.FillRandom(x, 4, 3.0f);
     h.PoisonGpu(out);
     ASSERT_TRUE(h.cpu().RmsNorm(x.cpu, weight.cpu, 1e-5f, out.cpu).ok());
     ASSERT_TRUE(h.gpu().RmsNorm(x.gpu, weight.gpu, 1e-5f, out.gpu).ok());
-    h.Expect(out, kBf16Tolerance, "rms_norm_" + std::to_string(hidden));
+    h.Expect(out, kBf16Tolerance, "rms_norm" + size);
 
     h.FillRandom(y, 5, 3.0f);
     h.PoisonGpu(out);
     ASSERT_TRUE(h.cpu().AddRmsNorm(x.cpu, y.cpu, weight.cpu, 1e-5f, out.cpu).ok());
     ASSERT_TRUE(h.gpu().AddRmsNorm(x.gpu, y.gpu, weight.gpu, 1e-5f, out.gpu).ok());
-    h.Expect(x, kBf16Tolerance, "add_rms_norm_residual_" + std::to_string(hidden));
-    h.Expect(out, kBf16Tolerance, "add_rms_norm_out_" + std::to_string(hidden));
+    h.Expect(x, kBf16Tolerance, "add_rms_norm_residual" + size);
+    h.Expect(out, kBf16Tolerance, "add_rms_norm_out" + size);
 
     // The model runner writes the norm over its own input (out aliases y).
     h.FillRandom(y, 6, 3.0f);
     ASSERT_TRUE(h.cpu().AddRmsNorm(x.cpu, y.cpu, weight.cpu, 1e-5f, y.cpu).ok());
     ASSERT_TRUE(h.gpu().AddRmsNorm(x.gpu, y.gpu, weight.gpu, 1e-5f, y.gpu).ok());
-    h.Expect(y, kBf16Tolerance, "add_rms_norm_in_place_" + std::to_string(hidden));
+    h.Expect(y, kBf16Tolerance, "add_rms_norm_in_place" + size);
   }
 }
 
 TEST_F(CudaOps, LinearWithAndWithoutBiasAndFp32Output) {
   OpsHarness h(Parse(BaseConfig()), 256, 4, 16, 64);
   for (auto [rows, in, out_features] : {std::tuple{1, 320, 1000}, {53, 200, 300}, {256, 2048, 5632}, {7, 5632, 2048}}) {
-    const std::string name = std::to_string(rows) + "x" + std::to_string(in) + "x" + std::to_string(out_features);
+    const std::string name = Cat(rows, "x", in, "x", out_features);
     const Both w = h.Weight(out_features, in, 7, 0.05f), bias = h.Weight(1, out_features, 8);
     const Both x = h.Activation(rows, in), out = h.Activation(rows, out_features);
     h.FillRandom(x, 9);
@@ -361,7 +371,7 @@ std::vector<AttentionCase> AttentionCases() {
   std::vector<AttentionCase> cases;
   for (int d : {64, 128}) {
     for (auto [heads, kv_heads] : {std::pair{8, 8}, {8, 2}, {32, 4}}) {
-      const std::string shape = "d" + std::to_string(d) + "_h" + std::to_string(heads) + "_kv" + std::to_string(kv_heads);
+      const std::string shape = Cat("d", d, "_h", heads, "_kv", kv_heads);
       cases.push_back({shape + "_one_key", d, heads, kv_heads, {{0, 1}}});
       cases.push_back({shape + "_prompt_63", d, heads, kv_heads, {{0, 63}}});
       cases.push_back({shape + "_prompt_65_block_16", d, heads, kv_heads, {{0, 65}}, 0, 16});

@@ -4,7 +4,9 @@
 
 #include <random>
 
+#include "engine/cuda_backend.h"
 #include "engine/engine.h"
+#include "engine/model_runner.h"
 #include "tests/gpu/cuda_test_util.h"
 #include "tests/test_models.h"
 
@@ -173,6 +175,69 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CudaEngine,
                                   std::to_string(std::get<1>(info.param)) + "_kv" +
                                   std::to_string(std::get<2>(info.param));
                          });
+
+// Decode steps replayed from captured graphs give the logits that op-by-op launches give, for
+// every batch size and as contexts grow past split boundaries (new graphs are captured).
+TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
+  BPT_SKIP_WITHOUT_CUDA();
+  TempDir dir;
+  testing::WriteModelOrDie(dir.path(), ModelJson(64, 8, 2), DType::kBF16, 9);
+  auto config = LoadModelConfig(dir.path());
+  ASSERT_TRUE(config.ok());
+  struct Setup {
+    std::unique_ptr<ModelRunner> runner;
+    CudaBackend* backend;
+  };
+  auto make = [&](bool graphs) {
+    auto weights = LoadModelWeights(dir.path(), *config);
+    EXPECT_TRUE(weights.ok());
+    CudaBackendOptions options;
+    options.max_step_tokens = 512;
+    options.max_sequences_per_step = 4;
+    options.decode_graphs = graphs;
+    auto backend = CudaBackend::Create(*config, options);
+    EXPECT_TRUE(backend.ok()) << backend.status().ToString();
+    CudaBackend* raw = backend->get();
+    EXPECT_TRUE(raw->AllocateKvPool(config->num_layers, 1024, 16, config->kv_dim()).ok());
+    RunnerOptions runner_options;
+    runner_options.max_step_tokens = 512;
+    runner_options.max_logit_rows = 4;
+    auto runner = ModelRunner::Create(*config, std::move(weights).value(), std::move(backend).value(), runner_options);
+    EXPECT_TRUE(runner.ok()) << runner.status().ToString();
+    return Setup{std::move(runner).value(), raw};
+  };
+  Setup with = make(true), without = make(false);
+  KvBlockManager blocks(1024, 16);
+  std::vector<BlockTable> tables(4);
+  std::vector<int64_t> lengths = {300, 5, 1000, 64};
+  for (size_t i = 0; i < tables.size(); ++i) ASSERT_TRUE(blocks.Reserve(&tables[i], lengths[i] + 700).ok());
+  std::vector<float> a, b;
+  for (size_t i = 0; i < tables.size(); ++i) {  // prompts, one sequence per step
+    for (int64_t pos = 0; pos < lengths[i]; pos += 512) {
+      const int32_t n = static_cast<int32_t>(std::min<int64_t>(512, lengths[i] - pos));
+      StepLayout step;
+      step.token_ids = RandomPrompt(n, 11 + i + pos);
+      step.sequences.push_back({pos, n, &tables[i], pos + n == lengths[i]});
+      ASSERT_TRUE(with.runner->Forward(step, &a).ok());
+      ASSERT_TRUE(without.runner->Forward(step, &b).ok());
+    }
+  }
+  std::mt19937 rng(5);
+  for (int iteration = 0; iteration < 600; ++iteration) {  // decodes in batches of 1 to 4
+    const size_t batch = 1 + iteration % 4;
+    StepLayout step;
+    for (size_t i = 0; i < batch; ++i) {
+      step.token_ids.push_back(static_cast<int32_t>(3 + rng() % 500));
+      step.sequences.push_back({lengths[i]++, 1, &tables[i], true});
+    }
+    ASSERT_TRUE(with.runner->Forward(step, &a).ok());
+    ASSERT_TRUE(without.runner->Forward(step, &b).ok());
+    ASSERT_EQ(a, b) << "decode iteration " << iteration;
+  }
+  EXPECT_GE(with.backend->graphs_captured(), 4);
+  EXPECT_GE(with.backend->graph_replays(), 500);
+  EXPECT_EQ(without.backend->graphs_captured(), 0);
+}
 
 // A prompt larger than the KV pool is refused before any work, with the limit in the message.
 TEST(CudaEngineLimits, PromptBeyondThePoolIsRefusedUpFront) {
