@@ -189,7 +189,7 @@ constexpr int kMaxGroup = 64;
 template <int D>
 __global__ void __launch_bounds__(kDecodeThreads)
     DecodeAttentionKernel(AttentionArgs a, const AttentionSequence* sequences, const DecodeItem* items,
-                          int max_splits, int64_t split_len, float* partial_acc, float* partial_max,
+                          int max_splits, float* partial_acc, float* partial_max,
                           float* partial_sum) {
   const DecodeItem item = items[blockIdx.z];
   const int split = blockIdx.x;
@@ -200,8 +200,8 @@ __global__ void __launch_bounds__(kDecodeThreads)
   const int kv_dim = a.num_kv_heads * D;
   const int32_t* table = a.block_tables + seq.block_table_offset;
   const int64_t query_pos = seq.start_position;
-  const int64_t begin = item.key_begin + split * split_len;
-  const int64_t end = min(query_pos + 1, begin + split_len);
+  const int64_t begin = item.key_begin + split * item.split_len;
+  const int64_t end = min(query_pos + 1, begin + item.split_len);
 
   extern __shared__ __align__(16) unsigned char smem[];
   float* q_s = reinterpret_cast<float*>(smem);              // [group, D], scaled, log2 domain
@@ -348,12 +348,12 @@ Status PrefillFor(const AttentionArgs& a, const AttentionSequence* sequences, co
 
 template <int D>
 Status DecodeFor(const AttentionArgs& a, const AttentionSequence* sequences, const DecodeItem* items, int num_items,
-                 int max_splits_in_step, int max_splits, int64_t split_len, float* acc, float* maxes, float* sums,
+                 int max_splits_in_step, int max_splits, float* acc, float* maxes, float* sums,
                  cudaStream_t stream) {
   const size_t bytes = DecodeSharedBytes(a.num_heads / a.num_kv_heads, D);
   const dim3 grid(max_splits_in_step, a.num_kv_heads, num_items);
-  DecodeAttentionKernel<D><<<grid, kDecodeThreads, bytes, stream>>>(a, sequences, items, max_splits, split_len, acc,
-                                                                    maxes, sums);
+  DecodeAttentionKernel<D><<<grid, kDecodeThreads, bytes, stream>>>(a, sequences, items, max_splits, acc, maxes,
+                                                                    sums);
   BPT_CUDA_RETURN_IF_ERROR(cudaGetLastError());
   DecodeCombineKernel<D><<<dim3(num_items, a.num_heads), D, 0, stream>>>(a, sequences, items, max_splits, acc, maxes,
                                                                           sums);
@@ -391,19 +391,19 @@ Status LaunchPrefillAttention(const AttentionArgs& args, const AttentionSequence
 }
 
 Status LaunchDecodeAttention(const AttentionArgs& args, const AttentionSequence* sequences, const DecodeItem* items,
-                             int num_items, int max_splits_in_step, int max_splits, int64_t split_len,
-                             float* partial_acc, float* partial_max, float* partial_sum, cudaStream_t stream) {
+                             int num_items, int max_splits_in_step, int max_splits, float* partial_acc,
+                             float* partial_max, float* partial_sum, cudaStream_t stream) {
   BPT_RETURN_IF_ERROR(CheckArgs(args));
   if (num_items <= 0) return OkStatus();
-  if (max_splits_in_step <= 0 || max_splits_in_step > max_splits || split_len <= 0)
-    return Internal("CUDA decode attention: " + std::to_string(max_splits_in_step) + " splits of " +
-                    std::to_string(split_len) + " keys; the workspace holds " + std::to_string(max_splits));
+  if (max_splits_in_step <= 0 || max_splits_in_step > max_splits)
+    return Internal("CUDA decode attention: " + std::to_string(max_splits_in_step) + " splits; the workspace holds " +
+                    std::to_string(max_splits));
   switch (args.head_dim) {
-    case 32: return DecodeFor<32>(args, sequences, items, num_items, max_splits_in_step, max_splits, split_len,
+    case 32: return DecodeFor<32>(args, sequences, items, num_items, max_splits_in_step, max_splits,
                                   partial_acc, partial_max, partial_sum, stream);
-    case 64: return DecodeFor<64>(args, sequences, items, num_items, max_splits_in_step, max_splits, split_len,
+    case 64: return DecodeFor<64>(args, sequences, items, num_items, max_splits_in_step, max_splits,
                                   partial_acc, partial_max, partial_sum, stream);
-    default: return DecodeFor<128>(args, sequences, items, num_items, max_splits_in_step, max_splits, split_len,
+    default: return DecodeFor<128>(args, sequences, items, num_items, max_splits_in_step, max_splits,
                                    partial_acc, partial_max, partial_sum, stream);
   }
 }

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "engine/cuda_kernels.cuh"
@@ -120,12 +120,11 @@ struct CudaBackend::Impl {
   int64_t num_tokens = 0;
   int num_prefill_tiles = 0;
   int num_decode_items = 0;
-  int max_splits_in_step = 0;
-  int64_t split_len = 0;
+  int max_splits_in_step = 0;  // the decode grid: a power of two, at least every item's splits
 
-  // Decode graphs, keyed by what their launches bake in: batch size, split length and grid.
+  // Decode graphs, keyed by what their launches bake in: the batch size and the decode grid.
   enum class GraphMode { kOff, kCapturing, kReplaying };
-  using GraphKey = std::tuple<int, int64_t, int>;
+  using GraphKey = std::pair<int, int>;
   std::map<GraphKey, cudaGraphExec_t> graphs;
   GraphMode graph_mode = GraphMode::kOff;
   GraphKey graph_key{};
@@ -200,25 +199,33 @@ struct CudaBackend::Impl {
     return OkStatus();
   }
 
-  // Splits so that the decode grid covers the GPU about twice, never shorter than
-  // kMinSplitKeys, never more than the partial buffers hold. The split length and the grid are
-  // powers of two, so a growing context changes them (and needs a new decode graph) rarely.
-  void PlanDecodeSplits(int64_t longest_span) {
-    const int64_t blocks_per_split = static_cast<int64_t>(num_decode_items) * config.num_kv_heads;
-    const int64_t wanted = std::max<int64_t>(1, (2LL * num_sms + blocks_per_split - 1) / blocks_per_split);
-    const int64_t needed = std::max({kMinSplitKeys, (longest_span + wanted - 1) / wanted,
-                                     (longest_span + kMaxDecodeSplits - 1) / kMaxDecodeSplits});
-    split_len = kMinSplitKeys;
-    while (split_len < needed) split_len *= 2;
+  // Splits of a sequence's keys: enough for one sequence to cover the GPU about twice, never
+  // shorter than kMinSplitKeys, never more than the partial buffers hold; the split length
+  // and the grid are powers of two, so a growing context needs a new decode graph rarely. A
+  // sequence's split depends on its own length only: batched or alone, it decodes the same.
+  void PlanDecodeSplits() {
+    const int64_t wanted = std::max<int64_t>(1, (2LL * num_sms + config.num_kv_heads - 1) / config.num_kv_heads);
     int most_splits = 0;
     for (int i = 0; i < num_decode_items; ++i) {
       cuda::DecodeItem& item = host.decode_items[i];
       const int64_t span = host.sequences[item.sequence].start_position + 1 - item.key_begin;
-      item.num_splits = static_cast<int32_t>((span + split_len - 1) / split_len);
+      const int64_t needed = std::max({kMinSplitKeys, (span + wanted - 1) / wanted,
+                                       (span + kMaxDecodeSplits - 1) / kMaxDecodeSplits});
+      item.split_len = kMinSplitKeys;
+      while (item.split_len < needed) item.split_len *= 2;
+      item.num_splits = static_cast<int32_t>((span + item.split_len - 1) / item.split_len);
       most_splits = std::max(most_splits, item.num_splits);
     }
     max_splits_in_step = 1;
     while (max_splits_in_step < most_splits) max_splits_in_step *= 2;
+  }
+
+  // Copies on the backend's stream and waits: a plain cudaMemcpy from pageable memory may
+  // return before its DMA lands, and this non-blocking stream would not wait for it.
+  Status CopyToDeviceNow(void* device_ptr, const void* host_ptr, size_t bytes) {
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(device_ptr, host_ptr, bytes, cudaMemcpyHostToDevice, stream));
+    BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    return OkStatus();
   }
 
   // Ends a capture that the step never finished (an op failed), discarding what it recorded.
@@ -235,7 +242,7 @@ struct CudaBackend::Impl {
   Status StartGraph(bool decode_only) {
     graph_mode = GraphMode::kOff;
     if (!options.decode_graphs || !decode_only) return OkStatus();
-    graph_key = {num_decode_items, split_len, max_splits_in_step};
+    graph_key = {num_decode_items, max_splits_in_step};
     if (graphs.count(graph_key) != 0) {
       graph_mode = GraphMode::kReplaying;
       return OkStatus();
@@ -311,7 +318,7 @@ StatusOr<Tensor> CudaBackend::UploadWeight(HostMatrix&& host) {
   std::vector<float>().swap(host.data);
   const size_t bytes = converted.size() * sizeof(bf16);
   BPT_ASSIGN_OR_RETURN(void* p, impl_->DeviceAlloc(bytes, "weights"));
-  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(p, converted.data(), bytes, cudaMemcpyHostToDevice));
+  BPT_RETURN_IF_ERROR(impl_->CopyToDeviceNow(p, converted.data(), bytes));
   impl_->weight_bytes += static_cast<int64_t>(bytes);
   return Tensor{p, host.rows, host.cols, 2};
 }
@@ -378,7 +385,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   const int tile_tokens = cuda::PrefillTileTokens(group);
   const int64_t window = m.config.sliding_window;
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
-  int64_t row = 0, table_offset = 0, longest_span = 0;
+  int64_t row = 0, table_offset = 0;
   bool decode_only = true;  // every slice one token that asks for logits: a graph's shape
   m.num_prefill_tiles = 0;
   m.num_decode_items = 0;
@@ -401,8 +408,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
     }
     if (s.num_tokens == 1) {
       const int64_t key_begin = window > 0 ? std::max<int64_t>(0, s.start_position - window + 1) : 0;
-      m.host.decode_items[m.num_decode_items++] = {i, 0, key_begin};
-      longest_span = std::max(longest_span, s.start_position + 1 - key_begin);
+      m.host.decode_items[m.num_decode_items++] = {i, 0, key_begin, 0};
     } else {
       for (int32_t t0 = 0; t0 < s.num_tokens; t0 += tile_tokens)
         m.host.prefill_tiles[m.num_prefill_tiles++] = {i, t0, std::min(tile_tokens, s.num_tokens - t0)};
@@ -410,7 +416,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   }
   if (row != n) return Internal("step sequences cover " + std::to_string(row) + " of " + std::to_string(n) + " tokens");
   m.num_tokens = n;
-  if (m.num_decode_items > 0) m.PlanDecodeSplits(longest_span);
+  if (m.num_decode_items > 0) m.PlanDecodeSplits();
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
   // A graph's logit rows are the step's rows in order; they travel with the metadata.
   const bool graph = m.options.decode_graphs && decode_only;
@@ -522,7 +528,7 @@ Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape
   BPT_RETURN_IF_ERROR(cuda::LaunchPrefillAttention(args, m.device.sequences, m.device.prefill_tiles,
                                                    m.num_prefill_tiles, m.stream));
   return cuda::LaunchDecodeAttention(args, m.device.sequences, m.device.decode_items, m.num_decode_items,
-                                     m.max_splits_in_step, kMaxDecodeSplits, m.split_len, m.decode_acc, m.decode_max,
+                                     m.max_splits_in_step, kMaxDecodeSplits, m.decode_acc, m.decode_max,
                                      m.decode_sum, m.stream);
 }
 
@@ -572,15 +578,10 @@ Status CudaBackend::CopyToHost(const Tensor& x, float* host) {
 
 Status CudaBackend::CopyFromHost(const float* host, Tensor x) {
   const size_t count = static_cast<size_t>(x.rows * x.cols);
-  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
-  if (x.elem_bytes == 4) {
-    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(x.data, host, count * sizeof(float), cudaMemcpyHostToDevice));
-    return OkStatus();
-  }
+  if (x.elem_bytes == 4) return impl_->CopyToDeviceNow(x.data, host, count * sizeof(float));
   std::vector<bf16> converted(count);
   for (size_t i = 0; i < count; ++i) converted[i] = __float2bfloat16(host[i]);
-  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy(x.data, converted.data(), count * sizeof(bf16), cudaMemcpyHostToDevice));
-  return OkStatus();
+  return impl_->CopyToDeviceNow(x.data, converted.data(), count * sizeof(bf16));
 }
 
 }  // namespace bpt

@@ -69,12 +69,15 @@ struct PrefillTile {
   int32_t num_tokens;
 };
 
-// A decode work item: the slice's one query over keys [key_begin, key_end), split into
-// num_splits ranges of split_len keys, one thread block each, combined afterwards.
+// A decode work item: the slice's one query over keys [key_begin, its position], split into
+// num_splits ranges of split_len keys, one thread block each, combined afterwards. The split
+// depends on the sequence alone, never on the rest of the batch, so a sequence decodes to the
+// same bits batched or alone.
 struct DecodeItem {
   int32_t sequence;
   int32_t num_splits;
   int64_t key_begin;
+  int64_t split_len;
 };
 
 struct AttentionArgs {
@@ -112,7 +115,7 @@ Status LaunchPrefillAttention(const AttentionArgs& args, const AttentionSequence
 // partial_acc: [num_items, num_heads, max_splits, head_dim] fp32; partial_max, partial_sum:
 // [num_items, num_heads, max_splits] fp32 (log2 domain for the max).
 Status LaunchDecodeAttention(const AttentionArgs& args, const AttentionSequence* sequences, const DecodeItem* items,
-                             int num_items, int max_splits_in_step, int max_splits, int64_t split_len,
+                             int num_items, int max_splits_in_step, int max_splits,
                              float* partial_acc, float* partial_max, float* partial_sum, cudaStream_t stream);
 
 }  // namespace bpt::cuda

@@ -2,6 +2,8 @@
 // models, greedy generation, continuous batching and the prefix cache.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "engine/cuda_backend.h"
@@ -96,16 +98,23 @@ TEST_P(CudaEngine, PromptLogitsMatchCpu) {
 }
 
 // Greedy tokens agree with the CPU for 32 steps wherever the CPU's top two candidates are
-// apart by more than bf16 noise can bridge; at a near tie the sequences may part, and the rest
-// is not comparable.
+// further apart than the backends' logits differ (measured here on the prompts first); at a
+// closer call the sequences may part, and what follows is not comparable.
 TEST_P(CudaEngine, GreedyTokensAgreeWithCpu) {
   auto cpu = MakeEngine(dir_.path(), "cpu");
   auto gpu = MakeEngine(dir_.path(), "cuda");
   ASSERT_TRUE(cpu && gpu);
-  constexpr float kNearTie = 0.05f;
   int compared = 0;
   for (uint32_t seed : {1u, 2u, 3u}) {
     const auto request = Greedy(RandomPrompt(200 + 50 * seed, seed), 32);
+    auto want_logits = cpu->PromptLogits(request.prompt);
+    auto got_logits = gpu->PromptLogits(request.prompt);
+    ASSERT_TRUE(want_logits.ok() && got_logits.ok());
+    float noise = 0;
+    for (size_t i = 0; i < want_logits->size(); ++i)
+      noise = std::max(noise, std::abs((*got_logits)[i] - (*want_logits)[i]));
+    const float near_tie = 2 * noise;
+
     struct TopTwo : GenerationObserver {
       std::vector<float> margins;
       bool OnToken(const TokenOutput& t) override {
@@ -119,7 +128,9 @@ TEST_P(CudaEngine, GreedyTokensAgreeWithCpu) {
     ASSERT_EQ(got->token_ids.size(), 32u);
     for (size_t i = 0; i < 32; ++i) {
       if (got->token_ids[i] != want->token_ids[i]) {
-        EXPECT_LT(cpu_margins.margins[i], kNearTie) << "seed " << seed << " step " << i << ": tokens differ by a clear margin";
+        EXPECT_LT(cpu_margins.margins[i], near_tie)
+            << "seed " << seed << " step " << i << ": the tokens differ where the CPU's margin is "
+            << cpu_margins.margins[i] << " and the logits differ by at most " << noise;
         break;
       }
       ++compared;
