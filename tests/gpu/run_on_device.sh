@@ -9,6 +9,8 @@ OUT=${OUT:?set OUT to a folder for the results}
 BIN=${BIN:-build/bin}
 mode=${1:-full}
 mkdir -p "$OUT"
+# gpu_tests links the CUDA plugin, whose build path on this host may differ from the builder's.
+export LD_LIBRARY_PATH="$PWD/$BIN:${LD_LIBRARY_PATH:-}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
 status=0
 
