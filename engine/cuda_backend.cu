@@ -41,10 +41,6 @@ bf16* B(const Tensor& t) { return static_cast<bf16*>(t.data); }
 
 // cuBLAS's recommended workspace on Hopper; given up front so it never allocates in a step.
 constexpr size_t kCublasWorkspaceBytes = 32u << 20;
-// Split-KV partials per query head of a decoding sequence.
-constexpr int kMaxDecodeSplits = 128;
-// A split shorter than this spends more on its partial than on its keys.
-constexpr int64_t kMinSplitKeys = 256;
 
 template <typename T>
 size_t AlignedBytes(size_t count) {
@@ -116,11 +112,7 @@ struct CudaBackend::Impl {
   float* decode_sum = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
   std::vector<int64_t> positions;  // [max_tokens]
 
-  // The current step.
-  int64_t num_tokens = 0;
-  int num_prefill_tiles = 0;
-  int num_decode_items = 0;
-  int max_splits_in_step = 0;  // the decode grid: a power of two, at least every item's splits
+  cuda::StepPlan plan;  // the current step's
 
   // Decode graphs, keyed by what their launches bake in: the batch size and the decode grid.
   enum class GraphMode { kOff, kCapturing, kReplaying };
@@ -188,7 +180,7 @@ struct CudaBackend::Impl {
     workspace_bytes += static_cast<int64_t>(step_bytes);
     positions.resize(t);
 
-    const size_t partial_heads = static_cast<size_t>(s) * config.num_heads * kMaxDecodeSplits;
+    const size_t partial_heads = static_cast<size_t>(s) * config.num_heads * cuda::kMaxDecodeSplits;
     BPT_ASSIGN_OR_RETURN(void* acc, DeviceAlloc(partial_heads * config.head_dim * sizeof(float), "decode partials"));
     BPT_ASSIGN_OR_RETURN(void* mx, DeviceAlloc(partial_heads * sizeof(float), "decode partials"));
     BPT_ASSIGN_OR_RETURN(void* sm, DeviceAlloc(partial_heads * sizeof(float), "decode partials"));
@@ -197,27 +189,6 @@ struct CudaBackend::Impl {
     decode_sum = static_cast<float*>(sm);
     workspace_bytes += static_cast<int64_t>(partial_heads * (config.head_dim + 2) * sizeof(float));
     return OkStatus();
-  }
-
-  // Splits of a sequence's keys: enough for one sequence to cover the GPU about twice, never
-  // shorter than kMinSplitKeys, never more than the partial buffers hold; the split length
-  // and the grid are powers of two, so a growing context needs a new decode graph rarely. A
-  // sequence's split depends on its own length only: batched or alone, it decodes the same.
-  void PlanDecodeSplits() {
-    const int64_t wanted = std::max<int64_t>(1, (2LL * num_sms + config.num_kv_heads - 1) / config.num_kv_heads);
-    int most_splits = 0;
-    for (int i = 0; i < num_decode_items; ++i) {
-      cuda::DecodeItem& item = host.decode_items[i];
-      const int64_t span = host.sequences[item.sequence].start_position + 1 - item.key_begin;
-      const int64_t needed = std::max({kMinSplitKeys, (span + wanted - 1) / wanted,
-                                       (span + kMaxDecodeSplits - 1) / kMaxDecodeSplits});
-      item.split_len = kMinSplitKeys;
-      while (item.split_len < needed) item.split_len *= 2;
-      item.num_splits = static_cast<int32_t>((span + item.split_len - 1) / item.split_len);
-      most_splits = std::max(most_splits, item.num_splits);
-    }
-    max_splits_in_step = 1;
-    while (max_splits_in_step < most_splits) max_splits_in_step *= 2;
   }
 
   // Copies on the backend's stream and waits: a plain cudaMemcpy from pageable memory may
@@ -239,10 +210,10 @@ struct CudaBackend::Impl {
   }
 
   // Decode steps replay a graph captured from the first step of the same shape.
-  Status StartGraph(bool decode_only) {
+  Status StartGraph() {
     graph_mode = GraphMode::kOff;
-    if (!options.decode_graphs || !decode_only) return OkStatus();
-    graph_key = {num_decode_items, max_splits_in_step};
+    if (!options.decode_graphs || !plan.decode_only) return OkStatus();
+    graph_key = {plan.num_decode_items, plan.max_splits_in_step};
     if (graphs.count(graph_key) != 0) {
       graph_mode = GraphMode::kReplaying;
       return OkStatus();
@@ -369,73 +340,45 @@ int64_t CudaBackend::FreeMemoryBytes() const {
 
 Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   Impl& m = *impl_;
-  const int64_t n = step.num_tokens();
-  const int num_sequences = static_cast<int>(step.sequences.size());
-  if (n > m.options.max_step_tokens || num_sequences > m.options.max_sequences_per_step)
-    return Internal("step of " + std::to_string(n) + " tokens in " + std::to_string(num_sequences) +
-                    " sequences; the CUDA workspace holds " + std::to_string(m.options.max_step_tokens) + " in " +
-                    std::to_string(m.options.max_sequences_per_step));
   if (m.k_pool == nullptr) return Internal("BeginStep before AllocateKvPool");
   m.AbandonCapture();
   BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.options.device_ordinal));
   // The previous step's copy must have read the pinned buffers before they are rewritten.
   BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.staging_free));
 
-  const int group = m.config.num_heads / m.config.num_kv_heads;
-  const int tile_tokens = cuda::PrefillTileTokens(group);
-  const int64_t window = m.config.sliding_window;
+  const cuda::StepPlanLimits limits{m.kv_block_size,
+                                    m.num_kv_blocks,
+                                    m.options.max_step_tokens,
+                                    m.options.max_sequences_per_step,
+                                    m.config.num_heads / m.config.num_kv_heads,
+                                    m.config.num_kv_heads,
+                                    m.config.sliding_window,
+                                    m.num_sms};
+  const cuda::StepPlanBuffers buffers{m.host.sequences, m.host.prefill_tiles, m.host.decode_items,
+                                      m.block_tables_host, m.host.slots,      m.positions.data()};
+  BPT_ASSIGN_OR_RETURN(m.plan, cuda::PlanStep(step, limits, buffers));
+  const int64_t n = m.plan.num_tokens;
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
-  int64_t row = 0, table_offset = 0;
-  bool decode_only = true;  // every slice one token that asks for logits: a graph's shape
-  m.num_prefill_tiles = 0;
-  m.num_decode_items = 0;
-  for (int i = 0; i < num_sequences; ++i) {
-    const SequenceSlice& s = step.sequences[i];
-    const int64_t end = s.start_position + s.num_tokens;
-    const int64_t blocks = (end + m.kv_block_size - 1) / m.kv_block_size;
-    if (s.block_table == nullptr || static_cast<int64_t>(s.block_table->size()) < blocks)
-      return Internal("block table does not cover position " + std::to_string(end - 1));
-    if (blocks > m.num_kv_blocks) return Internal("block table is longer than the KV pool");
-    const BlockTable& table = *s.block_table;
-    for (int64_t b = 0; b < blocks; ++b) m.block_tables_host[table_offset + b] = static_cast<int32_t>(table[b]);
-    m.host.sequences[i] = {s.start_position, table_offset, s.num_tokens, static_cast<int32_t>(row)};
-    table_offset += blocks;
-    decode_only = decode_only && s.num_tokens == 1 && s.needs_logits;
-    for (int32_t t = 0; t < s.num_tokens; ++t, ++row) {
-      const int64_t pos = s.start_position + t;
-      m.positions[row] = pos;
-      m.host.slots[row] = static_cast<int64_t>(table[pos / m.kv_block_size]) * m.kv_block_size + pos % m.kv_block_size;
-    }
-    if (s.num_tokens == 1) {
-      const int64_t key_begin = window > 0 ? std::max<int64_t>(0, s.start_position - window + 1) : 0;
-      m.host.decode_items[m.num_decode_items++] = {i, 0, key_begin, 0};
-    } else {
-      for (int32_t t0 = 0; t0 < s.num_tokens; t0 += tile_tokens)
-        m.host.prefill_tiles[m.num_prefill_tiles++] = {i, t0, std::min(tile_tokens, s.num_tokens - t0)};
-    }
-  }
-  if (row != n) return Internal("step sequences cover " + std::to_string(row) + " of " + std::to_string(n) + " tokens");
-  m.num_tokens = n;
-  if (m.num_decode_items > 0) m.PlanDecodeSplits();
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
   // A graph's logit rows are the step's rows in order; they travel with the metadata.
-  const bool graph = m.options.decode_graphs && decode_only;
+  const bool graph = m.options.decode_graphs && m.plan.decode_only;
   if (graph)
-    for (int i = 0; i < num_sequences; ++i) m.host.gather_rows[i] = i;
+    for (size_t i = 0; i < step.sequences.size(); ++i) m.host.gather_rows[i] = static_cast<int64_t>(i);
 
   BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.step_device, m.step_host, graph ? m.step_bytes : m.step_copy_bytes,
                                            cudaMemcpyHostToDevice, m.stream));
-  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host, table_offset * sizeof(int32_t),
-                                           cudaMemcpyHostToDevice, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host,
+                                           m.plan.block_table_entries * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                           m.stream));
   BPT_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.staging_free, m.stream));
-  return m.StartGraph(decode_only);
+  return m.StartGraph();
 }
 
 Status CudaBackend::Embed(const Tensor& table, Tensor out) {
-  BPT_RETURN_IF_ERROR(CheckShape("Embed", out, impl_->num_tokens, table.cols));
+  BPT_RETURN_IF_ERROR(CheckShape("Embed", out, impl_->plan.num_tokens, table.cols));
   BPT_RETURN_IF_ERROR(CheckBf16("Embed", out));
   if (impl_->Replaying()) return OkStatus();
-  return cuda::LaunchEmbed(B(table), table.rows, impl_->device.token_ids, impl_->num_tokens, table.cols, B(out),
+  return cuda::LaunchEmbed(B(table), table.rows, impl_->device.token_ids, impl_->plan.num_tokens, table.cols, B(out),
                            impl_->stream);
 }
 
@@ -488,7 +431,7 @@ Status CudaBackend::Add(Tensor x, const Tensor& y) {
 
 Status CudaBackend::ApplyRope(Tensor qkv, const AttentionShape& shape) {
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
-  BPT_RETURN_IF_ERROR(CheckShape("ApplyRope", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
+  BPT_RETURN_IF_ERROR(CheckShape("ApplyRope", qkv, impl_->plan.num_tokens, q_cols + 2 * kv_cols));
   if (impl_->Replaying()) return OkStatus();
   return cuda::LaunchRope(B(qkv), qkv.rows, qkv.cols, shape.num_heads, shape.num_kv_heads, shape.head_dim,
                           impl_->device.rope_cos, impl_->device.rope_sin, impl_->stream);
@@ -496,7 +439,7 @@ Status CudaBackend::ApplyRope(Tensor qkv, const AttentionShape& shape) {
 
 Status CudaBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape& shape) {
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
-  BPT_RETURN_IF_ERROR(CheckShape("AppendKv", qkv, impl_->num_tokens, q_cols + 2 * kv_cols));
+  BPT_RETURN_IF_ERROR(CheckShape("AppendKv", qkv, impl_->plan.num_tokens, q_cols + 2 * kv_cols));
   if (kv_cols != impl_->kv_dim) return Internal("AppendKv: the KV pool was sized for another kv_dim");
   if (impl_->Replaying()) return OkStatus();
   const int64_t offset = layer * impl_->kv_layer_stride;
@@ -507,8 +450,8 @@ Status CudaBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape&
 Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) {
   Impl& m = *impl_;
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
-  BPT_RETURN_IF_ERROR(CheckShape("Attention input", qkv, m.num_tokens, q_cols + 2 * kv_cols));
-  BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, m.num_tokens, q_cols));
+  BPT_RETURN_IF_ERROR(CheckShape("Attention input", qkv, m.plan.num_tokens, q_cols + 2 * kv_cols));
+  BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, m.plan.num_tokens, q_cols));
   if (impl_->Replaying()) return OkStatus();
   const int64_t offset = layer * m.kv_layer_stride;
   cuda::AttentionArgs args{};
@@ -526,9 +469,9 @@ Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape
   args.sliding_window = shape.sliding_window;
   args.scale = 1.0f / std::sqrt(static_cast<float>(shape.head_dim));
   BPT_RETURN_IF_ERROR(cuda::LaunchPrefillAttention(args, m.device.sequences, m.device.prefill_tiles,
-                                                   m.num_prefill_tiles, m.stream));
-  return cuda::LaunchDecodeAttention(args, m.device.sequences, m.device.decode_items, m.num_decode_items,
-                                     m.max_splits_in_step, kMaxDecodeSplits, m.decode_acc, m.decode_max,
+                                                   m.plan.num_prefill_tiles, m.stream));
+  return cuda::LaunchDecodeAttention(args, m.device.sequences, m.device.decode_items, m.plan.num_decode_items,
+                                     m.plan.max_splits_in_step, cuda::kMaxDecodeSplits, m.decode_acc, m.decode_max,
                                      m.decode_sum, m.stream);
 }
 

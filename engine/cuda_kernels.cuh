@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "engine/cuda_step_plan.h"
 #include "engine/status.h"
 
 namespace bpt::cuda {
@@ -54,32 +55,6 @@ Status LaunchGatherRows(const bf16* x, int64_t cols, const int64_t* rows, int64_
 
 // ---- attention (engine/cuda_attention.cu) ----
 
-// One sequence of the step, as the attention kernels read it.
-struct AttentionSequence {
-  int64_t start_position;      // position of the slice's first token
-  int64_t block_table_offset;  // its block table's first entry in the step's concatenated tables
-  int32_t num_tokens;          // tokens of the slice; keys cover [0, start_position + num_tokens)
-  int32_t first_row;           // the step row of the slice's first token
-};
-
-// A prefill work item: up to 64 / group tokens of one sequence, all heads of one KV group.
-struct PrefillTile {
-  int32_t sequence;
-  int32_t first_token;  // within the slice
-  int32_t num_tokens;
-};
-
-// A decode work item: the slice's one query over keys [key_begin, its position], split into
-// num_splits ranges of split_len keys, one thread block each, combined afterwards. The split
-// depends on the sequence alone, never on the rest of the batch, so a sequence decodes to the
-// same bits batched or alone.
-struct DecodeItem {
-  int32_t sequence;
-  int32_t num_splits;
-  int64_t key_begin;
-  int64_t split_len;
-};
-
 struct AttentionArgs {
   const bf16* qkv;      // [num_tokens, qkv_stride]: q heads, k heads, v heads
   int64_t qkv_stride;
@@ -96,10 +71,6 @@ struct AttentionArgs {
   float scale;             // softmax scale, 1 / sqrt(head_dim)
 };
 
-// Rows (query token x head of a KV group) held by one prefill thread block.
-constexpr int kPrefillTileRows = 64;
-// Tokens of one PrefillTile for a GQA group size.
-inline int PrefillTileTokens(int group) { return kPrefillTileRows / group; }
 bool AttentionHeadDimSupported(int head_dim);
 // Raises the kernels' shared-memory limits; once per process, before any launch (and never
 // during a graph capture).
