@@ -11,6 +11,7 @@
 #include "engine/kv_block_manager.h"
 #include "engine/model_config.h"
 #include "engine/model_weights.h"
+#include "engine/sampler.h"
 #include "engine/status.h"
 
 namespace bpt {
@@ -100,6 +101,15 @@ class Backend {
   virtual Status GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) = 0;
   // host: [x.rows, x.cols] fp32; waits for the step's work to finish.
   virtual Status CopyToHost(const Tensor& x, float* host) = 0;
+
+  // Sampling where the logits are, so that only the chosen ids (with their logprobs) reach the
+  // host. Backends that do not override it have the runner copy the logits out instead.
+  virtual bool SamplesOnDevice() const { return false; }
+  // Row i of logits sampled as Sampler::Sample would with rows[i]; waits for the step's work.
+  // logits: [rows.size(), vocab] fp32
+  virtual Status Sample(const Tensor& logits, const std::vector<SamplingRow>& rows, std::vector<SampledToken>* out) {
+    return Unimplemented(name() + " backend samples on the host");
+  }
 };
 
 }  // namespace bpt

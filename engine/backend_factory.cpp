@@ -62,6 +62,7 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, cons
   cuda.max_sequences_per_step = options.max_sequences_per_step;
   cuda.max_step_tokens = options.max_step_tokens;
   cuda.decode_graphs = options.cuda_graphs;
+  cuda.device_sampling = options.device_sampling;
   Status status;
   Backend* backend = (*LoadCudaPlugin())->create_backend(&config, &cuda, &status);
   if (backend == nullptr) return status;

@@ -17,6 +17,7 @@ struct BackendOptions {
   int max_sequences_per_step = 16;  // CUDA: sizes the per-step block-table and decode buffers
   int max_step_tokens = 256;        // CUDA: sizes the per-step metadata buffers
   bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
+  bool device_sampling = true;      // CUDA: Backend::Sample on the device
 };
 
 // OK when the CUDA plugin loads and sees a device; otherwise FailedPrecondition saying which

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -114,6 +115,15 @@ struct CudaBackend::Impl {
 
   cuda::StepPlan plan;  // the current step's
 
+  // Device sampling: per-row parameters and penalties in, chosen tokens out.
+  cuda::SampleRowParams* sample_params_host = nullptr;  // pinned [max_sequences]
+  cuda::SampleRowParams* sample_params_device = nullptr;
+  cuda::PenaltyEntry* penalties_host = nullptr;  // pinned [max_sequences * vocab]
+  cuda::PenaltyEntry* penalties_device = nullptr;
+  cuda::SampleResult* sample_results_host = nullptr;  // pinned [max_sequences]
+  cuda::SampleResult* sample_results_device = nullptr;
+  float* sample_scratch = nullptr;  // [max_sequences, vocab] penalized logits
+
   // Decode graphs, keyed by what their launches bake in: the batch size and the decode grid.
   enum class GraphMode { kOff, kCapturing, kReplaying };
   using GraphKey = std::pair<int, int>;
@@ -130,6 +140,9 @@ struct CudaBackend::Impl {
     if (stream != nullptr) cudaStreamSynchronize(stream);
     for (void* p : device_allocations) cudaFree(p);
     if (step_host != nullptr) cudaFreeHost(step_host);
+    for (void* p : {static_cast<void*>(sample_params_host), static_cast<void*>(penalties_host),
+                    static_cast<void*>(sample_results_host)})
+      if (p != nullptr) cudaFreeHost(p);
     if (block_tables_host != nullptr) cudaFreeHost(block_tables_host);
     if (staging_free != nullptr) cudaEventDestroy(staging_free);
     if (gather_free != nullptr) cudaEventDestroy(gather_free);
@@ -188,6 +201,25 @@ struct CudaBackend::Impl {
     decode_max = static_cast<float*>(mx);
     decode_sum = static_cast<float*>(sm);
     workspace_bytes += static_cast<int64_t>(partial_heads * (config.head_dim + 2) * sizeof(float));
+    return options.device_sampling ? AllocateSamplingBuffers() : OkStatus();
+  }
+
+  Status AllocateSamplingBuffers() {
+    const size_t rows = options.max_sequences_per_step, vocab = config.vocab_size;
+    auto both = [&](auto** host_ptr, auto** device_ptr, size_t count, const char* what) -> Status {
+      const size_t bytes = count * sizeof(**host_ptr);
+      BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(host_ptr), bytes, cudaHostAllocDefault));
+      BPT_ASSIGN_OR_RETURN(void* d, DeviceAlloc(bytes, what));
+      *device_ptr = static_cast<std::remove_reference_t<decltype(*device_ptr)>>(d);
+      workspace_bytes += static_cast<int64_t>(bytes);
+      return OkStatus();
+    };
+    BPT_RETURN_IF_ERROR(both(&sample_params_host, &sample_params_device, rows, "sampling parameters"));
+    BPT_RETURN_IF_ERROR(both(&penalties_host, &penalties_device, rows * vocab, "sampling penalties"));
+    BPT_RETURN_IF_ERROR(both(&sample_results_host, &sample_results_device, rows, "sampling results"));
+    BPT_ASSIGN_OR_RETURN(void* scratch, DeviceAlloc(rows * vocab * sizeof(float), "sampling scratch"));
+    sample_scratch = static_cast<float*>(scratch);
+    workspace_bytes += static_cast<int64_t>(rows * vocab * sizeof(float));
     return OkStatus();
   }
 
@@ -516,6 +548,65 @@ Status CudaBackend::CopyToHost(const Tensor& x, float* host) {
   BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(staged.data(), x.data, count * sizeof(bf16), cudaMemcpyDeviceToHost, impl_->stream));
   BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
   for (size_t i = 0; i < count; ++i) host[i] = __bfloat162float(staged[i]);
+  return OkStatus();
+}
+
+bool CudaBackend::SamplesOnDevice() const { return impl_->options.device_sampling; }
+
+Status CudaBackend::Sample(const Tensor& logits, const std::vector<SamplingRow>& rows,
+                           std::vector<SampledToken>* out) {
+  Impl& m = *impl_;
+  const int vocab = m.config.vocab_size;
+  if (!m.options.device_sampling) return FailedPrecondition("device sampling is off");
+  BPT_RETURN_IF_ERROR(CheckShape("Sample", logits, static_cast<int64_t>(rows.size()), vocab));
+  if (logits.elem_bytes != 4) return Internal("Sample: logits must be fp32");
+  if (static_cast<int64_t>(rows.size()) > m.options.max_sequences_per_step)
+    return Internal("Sample: more rows than the workspace holds");
+  BPT_RETURN_IF_ERROR(m.FinishGraph());
+
+  // The previous Sample waited for its results, so the pinned buffers are free.
+  int32_t entries = 0;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const SamplingRow& row = rows[r];
+    const SamplingParams& sp = *row.params;
+    const int32_t begin = entries;
+    for (int32_t token : *row.prompt_tokens) {
+      const auto it = row.output_counts->find(token);
+      m.penalties_host[entries++] = {token, it == row.output_counts->end() ? 0 : it->second, 1};
+    }
+    for (const auto& [token, count] : *row.output_counts)
+      if (!std::binary_search(row.prompt_tokens->begin(), row.prompt_tokens->end(), token))
+        m.penalties_host[entries++] = {token, count, 0};
+    m.sample_params_host[r] = {sp.temperature,        sp.top_k,
+                               sp.top_p,              sp.min_p,
+                               sp.repetition_penalty, sp.presence_penalty,
+                               sp.frequency_penalty,  static_cast<float>(row.uniform),
+                               sp.top_logprobs,       begin,
+                               entries - begin};
+  }
+  const size_t n = rows.size();
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.sample_params_device, m.sample_params_host,
+                                           n * sizeof(cuda::SampleRowParams), cudaMemcpyHostToDevice, m.stream));
+  if (entries > 0)
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.penalties_device, m.penalties_host, entries * sizeof(cuda::PenaltyEntry),
+                                             cudaMemcpyHostToDevice, m.stream));
+  BPT_RETURN_IF_ERROR(cuda::LaunchSample(static_cast<const float*>(logits.data), static_cast<int>(n), vocab,
+                                         m.sample_params_device, m.penalties_device, m.sample_scratch,
+                                         m.sample_results_device, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.sample_results_host, m.sample_results_device,
+                                           n * sizeof(cuda::SampleResult), cudaMemcpyDeviceToHost, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(m.stream));
+
+  out->resize(n);
+  for (size_t r = 0; r < n; ++r) {
+    const cuda::SampleResult& result = m.sample_results_host[r];
+    SampledToken& token = (*out)[r];
+    token.token_id = result.token;
+    token.logprob = result.logprob;
+    token.top_logprobs.clear();
+    for (int k = 0; k < std::min(rows[r].params->top_logprobs, cuda::kMaxTopLogprobs); ++k)
+      token.top_logprobs.emplace_back(result.top_ids[k], result.top_logprobs[k]);
+  }
   return OkStatus();
 }
 

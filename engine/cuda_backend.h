@@ -21,6 +21,8 @@ struct CudaBackendOptions {
   // once per batch size and split plan: the model runner must issue the same ops for the same
   // step shape, as engine/model_runner.cpp does.
   bool decode_graphs = false;
+  // Backend::Sample on the device; otherwise the engine samples from copied-out logits.
+  bool device_sampling = false;
 };
 
 // Visible CUDA devices; 0 when there is no driver or no device.
@@ -57,6 +59,8 @@ class CudaBackend final : public Backend {
   Status SwiGlu(const Tensor& gate_up, Tensor out) override;
   Status GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) override;
   Status CopyToHost(const Tensor& x, float* host) override;
+  bool SamplesOnDevice() const override;
+  Status Sample(const Tensor& logits, const std::vector<SamplingRow>& rows, std::vector<SampledToken>* out) override;
 
   // Tests: fills a backend tensor from host fp32 values (converted to the tensor's type).
   Status CopyFromHost(const float* host, Tensor x);

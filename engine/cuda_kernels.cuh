@@ -89,4 +89,44 @@ Status LaunchDecodeAttention(const AttentionArgs& args, const AttentionSequence*
                              int num_items, int max_splits_in_step, int max_splits,
                              float* partial_acc, float* partial_max, float* partial_sum, cudaStream_t stream);
 
+// ---- sampling (engine/cuda_sampling.cu) ----
+
+// One row's sampling parameters, as engine/sampler.cpp applies them.
+struct SampleRowParams {
+  float temperature;  // 0: greedy
+  int32_t top_k;      // 0: off
+  float top_p;        // 1: off
+  float min_p;        // 0: off
+  float repetition_penalty;
+  float presence_penalty;
+  float frequency_penalty;
+  float uniform;      // the draw in [0, 1), from the request's generator on the host
+  int32_t top_logprobs;
+  int32_t penalty_begin;  // the row's entries in the penalty array
+  int32_t penalty_count;
+};
+
+// A token that a penalty applies to: in the prompt (repetition penalty) and/or generated.
+struct PenaltyEntry {
+  int32_t token;
+  int32_t count;      // times generated
+  int32_t in_prompt;
+};
+
+constexpr int kMaxTopLogprobs = 20;
+
+struct SampleResult {
+  int32_t token;
+  float logprob;  // of the unmodified distribution
+  int32_t top_ids[kMaxTopLogprobs];
+  float top_logprobs[kMaxTopLogprobs];
+};
+
+// One block per row: log-softmax of the raw logits (logprobs, top logprobs), penalties into
+// scratch, then greedy, or temperature with top-k, top-p and min-p as thresholds on the
+// penalized logits and the draw by prefix sum in token order.
+// logits, scratch: [rows, vocab] fp32; params, results: [rows]
+Status LaunchSample(const float* logits, int rows, int vocab, const SampleRowParams* params,
+                    const PenaltyEntry* penalties, float* scratch, SampleResult* results, cudaStream_t stream);
+
 }  // namespace bpt::cuda

@@ -74,6 +74,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   backend_options.max_sequences_per_step = options.max_running;
   backend_options.max_step_tokens = options.prefill_block;
   backend_options.cuda_graphs = options.cuda_graphs;
+  backend_options.device_sampling = options.device_sampling;
   BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.device, config, backend_options));
   const std::string device = backend->name();
   const int64_t kv_bytes_per_token = backend->KvBytesPerToken(config.num_layers, config.kv_dim());
@@ -221,9 +222,8 @@ void Engine::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result)
   if (r->observer != nullptr) r->observer->OnFinished(result);
 }
 
-StatusOr<bool> Engine::ProcessLogits(int64_t id, Request& r, float* logits) {
+StatusOr<bool> Engine::ProcessToken(int64_t id, Request& r, const SampledToken& sampled) {
   GenerationResult& result = r.result;
-  const SampledToken sampled = r.sampler.Sample(logits, config_.vocab_size);
   const int32_t token = sampled.token_id;
   r.sampler.Accept(token);
   result.token_ids.push_back(token);
@@ -292,7 +292,17 @@ Status Engine::Step() {
     if (r.result.timings.queue_s == 0 && scheduler_.first_scheduled(c.seq_id))
       r.result.timings.queue_s = std::chrono::duration<double>(*scheduler_.first_scheduled(c.seq_id) - r.submitted).count();
   }
-  const Status forward = runner_->Forward(step_, &step_logits_);
+  // Sampling where the logits are: on the device when the backend can, else here.
+  const bool device_sampling = runner_->backend().SamplesOnDevice();
+  Status forward;
+  if (device_sampling) {
+    step_sampling_.clear();
+    for (const ScheduledChunk& c : plan.chunks)
+      if (c.needs_logits) step_sampling_.push_back(requests_.at(c.seq_id)->sampler.NextRow());
+    forward = runner_->ForwardAndSample(step_, step_sampling_, &step_sampled_);
+  } else {
+    forward = runner_->Forward(step_, &step_logits_);
+  }
   if (!forward.ok()) {  // a backend failure fails this step's requests, not the engine
     for (const ScheduledChunk& c : plan.chunks) FinishRequest(c.seq_id, forward);
     return OkStatus();
@@ -314,9 +324,12 @@ Status Engine::Step() {
       if (r.observer != nullptr && !r.observer->OnPrefillProgress(progress, prompt_length)) r.cancel = true;
     }
     if (!c.needs_logits) continue;
-    float* logits = step_logits_.data() + row++ * config_.vocab_size;
+    const size_t logits_row = row++;
     if (r.cancel) continue;
-    StatusOr<bool> finished = ProcessLogits(c.seq_id, r, logits);
+    const SampledToken sampled =
+        device_sampling ? step_sampled_[logits_row]
+                        : r.sampler.Sample(step_logits_.data() + logits_row * config_.vocab_size, config_.vocab_size);
+    StatusOr<bool> finished = ProcessToken(c.seq_id, r, sampled);
     if (!finished.ok()) {
       ended.emplace_back(c.seq_id, finished.status());
     } else if (*finished) {

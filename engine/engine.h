@@ -17,6 +17,7 @@
 #include "engine/kv_block_manager.h"
 #include "engine/model_config.h"
 #include "engine/model_runner.h"
+#include "engine/sampler.h"
 #include "engine/sampling_params.h"
 #include "engine/scheduler.h"
 #include "engine/status.h"
@@ -39,6 +40,7 @@ struct EngineOptions {
   int max_running = 16;             // sequences batched into one step
   int max_waiting = 64;             // requests queued for a place in the batch
   bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
+  bool device_sampling = true;      // CUDA: sample on the device; only chosen ids come back
 };
 
 enum class FinishReason { kEos, kStop, kLength, kCancelled };
@@ -139,8 +141,8 @@ class Engine {
   struct Request;
   Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
          int64_t num_kv_blocks, const EngineOptions& options);
-  // Samples the request's next token from its logits row and streams it; true when finished.
-  StatusOr<bool> ProcessLogits(int64_t id, Request& r, float* logits);
+  // Streams the request's next token and checks its stop conditions; true when finished.
+  StatusOr<bool> ProcessToken(int64_t id, Request& r, const SampledToken& sampled);
   void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
   bool IsEos(int32_t id) const;
 
@@ -156,7 +158,9 @@ class Engine {
   int64_t last_step_tokens_ = 0;
   std::string device_;
   StepLayout step_;                 // reused by every step
-  std::vector<float> step_logits_;  // [sequences needing logits, vocab]
+  std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
+  std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
+  std::vector<SampledToken> step_sampled_;
 };
 
 }  // namespace bpt

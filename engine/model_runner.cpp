@@ -64,6 +64,24 @@ Status ModelRunner::Allocate(HostModelWeights w) {
 }
 
 Status ModelRunner::Forward(const StepLayout& step, std::vector<float>* logits) {
+  BPT_ASSIGN_OR_RETURN(Tensor out, ComputeLogits(step));
+  logits->resize(out.rows * config_.vocab_size);
+  if (out.rows == 0) return OkStatus();
+  return backend_->CopyToHost(out, logits->data());
+}
+
+Status ModelRunner::ForwardAndSample(const StepLayout& step, const std::vector<SamplingRow>& rows,
+                                     std::vector<SampledToken>* sampled) {
+  BPT_ASSIGN_OR_RETURN(Tensor out, ComputeLogits(step));
+  if (out.rows != static_cast<int64_t>(rows.size()))
+    return Internal("the step has " + std::to_string(out.rows) + " rows of logits and " +
+                    std::to_string(rows.size()) + " sampling rows");
+  sampled->clear();
+  if (out.rows == 0) return OkStatus();
+  return backend_->Sample(out, rows, sampled);
+}
+
+StatusOr<Tensor> ModelRunner::ComputeLogits(const StepLayout& step) {
   const int64_t n = step.num_tokens();
   if (n == 0 || n > options_.max_step_tokens)
     return Internal("step of " + std::to_string(n) + " tokens; the workspace holds 1 to " +
@@ -115,17 +133,15 @@ Status ModelRunner::Forward(const StepLayout& step, std::vector<float>* logits) 
     }
   }
 
-  logits->clear();
-  if (logit_rows_.empty()) return OkStatus();
   const int64_t k = static_cast<int64_t>(logit_rows_.size());
+  if (k == 0) return logits_.Rows(0, 0);
   Tensor last = last_.Rows(0, k);                // [k, hidden]
   Tensor last_normed = last_normed_.Rows(0, k);  // [k, hidden]
   Tensor out = logits_.Rows(0, k);               // [k, vocab]
   BPT_RETURN_IF_ERROR(be.GatherRows(x, logit_rows_, last));
   BPT_RETURN_IF_ERROR(be.RmsNorm(last, final_norm_, eps, last_normed));
   BPT_RETURN_IF_ERROR(be.Linear(last_normed, lm_head_, nullptr, out));
-  logits->resize(k * config_.vocab_size);
-  return be.CopyToHost(out, logits->data());
+  return out;
 }
 
 }  // namespace bpt

@@ -30,6 +30,10 @@ class ModelRunner {
 
   // Runs one step. logits: [number of sequences with needs_logits, vocab], in step order.
   Status Forward(const StepLayout& step, std::vector<float>* logits);
+  // Runs one step and samples each sequence that needs logits on the backend
+  // (Backend::SamplesOnDevice), rows[i] for the i-th of them; sampled: one per row.
+  Status ForwardAndSample(const StepLayout& step, const std::vector<SamplingRow>& rows,
+                          std::vector<SampledToken>* sampled);
 
   Backend& backend() { return *backend_; }
   int64_t weight_bytes() const { return weight_bytes_; }
@@ -42,6 +46,9 @@ class ModelRunner {
 
   ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend, const RunnerOptions& options);
   Status Allocate(HostModelWeights host_weights);
+  // The forward pass up to the logits, left in backend memory: [k, vocab] for the k sequences
+  // that need logits (zero rows when none does).
+  StatusOr<Tensor> ComputeLogits(const StepLayout& step);
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;

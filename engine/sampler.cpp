@@ -29,6 +29,11 @@ double Sampler::NextUniform() { return static_cast<double>(SplitMix64(rng_state_
 
 void Sampler::Accept(int32_t token_id) { ++output_counts_[token_id]; }
 
+SamplingRow Sampler::NextRow() {
+  const double uniform = params_.temperature == 0.0f ? 0.0 : NextUniform();
+  return {&params_, uniform, &prompt_tokens_, &output_counts_};
+}
+
 SampledToken Sampler::Sample(float* logits, int vocab_size) {
   SampledToken result{};
   // Log-probabilities of the raw distribution, for reporting.

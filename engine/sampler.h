@@ -17,6 +17,15 @@ struct SampledToken {
   std::vector<std::pair<int32_t, float>> top_logprobs;  // most likely first
 };
 
+// What a backend needs to sample one row of logits as Sampler::Sample would there
+// (Backend::Sample): the parameters, the draw, and the penalty state.
+struct SamplingRow {
+  const SamplingParams* params;
+  double uniform;                                        // the draw in [0, 1); unused when greedy
+  const std::vector<int32_t>* prompt_tokens;             // distinct, sorted; empty without a repetition penalty
+  const std::unordered_map<int32_t, int>* output_counts;  // generated tokens and how often
+};
+
 class Sampler {
  public:
   // prompt_ids feed the repetition penalty; the caller has validated params.
@@ -24,6 +33,9 @@ class Sampler {
 
   // logits: [vocab]; modified in place.
   SampledToken Sample(float* logits, int vocab_size);
+  // The same choice made elsewhere: draws from this sampler's generator exactly as Sample
+  // would, so a seed gives one sequence of draws wherever the sampling runs.
+  SamplingRow NextRow();
   // Records a token the sequence has generated (for penalties).
   void Accept(int32_t token_id);
 
