@@ -604,7 +604,7 @@ Status CudaBackend::Sample(const Tensor& logits, const std::vector<SamplingRow>&
     token.token_id = result.token;
     token.logprob = result.logprob;
     token.top_logprobs.clear();
-    for (int k = 0; k < std::min(rows[r].params->top_logprobs, cuda::kMaxTopLogprobs); ++k)
+    for (int k = 0; k < std::min({rows[r].params->top_logprobs, cuda::kMaxTopLogprobs, vocab}); ++k)
       token.top_logprobs.emplace_back(result.top_ids[k], result.top_logprobs[k]);
   }
   return OkStatus();

@@ -99,7 +99,7 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = tid; i < vocab; i += kThreads) z += expf(raw[i] - raw_max);
   const float log_z = raw_max + logf(BlockSum(z, shared_f));
 
-  for (int k = 0; k < p.top_logprobs && k < kMaxTopLogprobs; ++k) {
+  for (int k = 0; k < p.top_logprobs && k < kMaxTopLogprobs && k < vocab; ++k) {
     Best best{-INFINITY, INT_MAX};
     for (int i = tid; i < vocab; i += kThreads) {
       bool taken = false;
@@ -173,21 +173,21 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();
     }
     const float target = p.uniform * prefix[kThreads - 1];
-    const float before = prefix[tid] - local;
+    const float before = tid > 0 ? prefix[tid - 1] : 0.0f;  // exactly where the previous range ends
     if (local > 0 && before <= target && target < prefix[tid]) {
       float cumulative = before;
+      int last = -1;  // the range's last candidate, should rounding leave the target unreached
       for (int i = begin; i < end; ++i) {
         if (pen[i] < threshold) continue;
+        last = i;
         cumulative += expf((pen[i] - top) / t);
-        if (cumulative > target) {
-          chosen_shared = i;
-          break;
-        }
+        if (cumulative > target) break;
       }
+      chosen_shared = last;
     }
     __syncthreads();
     chosen = chosen_shared;
-    if (chosen < 0) {  // rounding put the target past the last candidate: take that one
+    if (chosen < 0) {  // rounding put the target past the total: the last candidate
       Best last{-INFINITY, INT_MAX};
       for (int i = tid; i < vocab; i += kThreads)
         if (pen[i] >= threshold) last = Better(last, {static_cast<float>(i), i});
