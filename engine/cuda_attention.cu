@@ -1,14 +1,14 @@
 // Attention over the paged KV cache, in two kernels:
-// - prefill: a thread block takes 64 rows (query tokens x the heads of one KV group), walks
-//   the sequence's keys in tiles of 64 read through the block table, computes scores on the
-//   tensor cores (bf16 in, fp32 out), and keeps an online softmax (running max and sum per
-//   row, the output rescaled in shared memory), so no score matrix beyond one tile exists;
+// - prefill (FlashAttention-2 style): a thread block takes 64 rows (query tokens x the heads
+//   of one KV group), 16 per warp, and walks the sequence's keys in tiles of 64 staged in
+//   shared memory through the block table. Scores, the online softmax (running max and sum
+//   per row) and the output stay in registers: S = Q K^T and O += P V are mma.sync m16n8k16
+//   (bf16 in, fp32 accumulate), P passing from the first product's accumulators to the second
+//   product's operand without leaving registers. No score matrix beyond one tile exists;
 // - decode (flash-decoding): one query per sequence, its keys split into ranges that run in
 //   parallel thread blocks, each writing an unnormalized partial; a combine kernel merges them,
 //   so one sequence with a million cached tokens still fills the GPU.
 // Softmax runs in the log2 domain (scores pre-multiplied by log2(e)) so each exponent is exp2.
-#include <mma.h>
-
 #include <cfloat>
 #include <string>
 
@@ -17,42 +17,55 @@
 namespace bpt::cuda {
 namespace {
 
-namespace wmma = nvcuda::wmma;
-
-constexpr int kBr = kPrefillTileRows;  // query rows per block
-constexpr int kBc = 64;                // keys per tile
-constexpr int kPrefillThreads = 128;   // 4 warps, 16 rows each
+constexpr int kBc = 64;               // keys per tile
+constexpr int kPrefillThreads = 128;  // 4 warps, 16 rows each: kPrefillTileRows rows
 constexpr float kLog2e = 1.4426950408889634f;
 
-// Shared-memory row strides, padded against bank conflicts; wmma needs multiples of 8 (bf16)
-// or 4 (fp32) elements and 32-byte aligned fragment pointers, which these keep.
+// K and V tiles in shared memory, [kBc, D + 8]: the 16-byte pad spreads a column's rows over
+// all banks for the fragment loads below.
 template <int D>
-struct PrefillLayout {
-  static constexpr int kLdQ = D + 8, kLdK = D + 8, kLdS = kBc + 4, kLdP = kBc + 8, kLdO = D + 4;
-  static constexpr size_t kQ = 0;
-  static constexpr size_t kK = kQ + sizeof(bf16) * kBr * kLdQ;
-  static constexpr size_t kV = kK + sizeof(bf16) * kBc * kLdK;
-  static constexpr size_t kS = kV + sizeof(bf16) * kBc * kLdK;
-  static constexpr size_t kP = kS + sizeof(float) * kBr * kLdS;
-  static constexpr size_t kO = kP + sizeof(bf16) * kBr * kLdP;
-  static constexpr size_t kBytes = kO + sizeof(float) * kBr * kLdO;
-};
+constexpr int kLdKv = D + 8;
+template <int D>
+constexpr size_t PrefillSharedBytes() {
+  return 2 * sizeof(bf16) * kBc * kLdKv<D>;
+}
 
 __device__ __forceinline__ int64_t Slot(const int32_t* table, int block_size, int64_t key) {
   return static_cast<int64_t>(table[key / block_size]) * block_size + key % block_size;
 }
 
+__device__ __forceinline__ uint32_t Pack(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // lo in the low half: the lower index
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ uint32_t Pack(bf16 lo, bf16 hi) {
+  return static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&lo)) |
+         (static_cast<uint32_t>(*reinterpret_cast<const uint16_t*>(&hi)) << 16);
+}
+
+// d += a b for one m16n8k16 tile. Fragments, with g = lane / 4 and t = lane % 4 (PTX ISA):
+// a: {(g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..)} of [16 rows, 16 k];
+// b: {(k 2t..2t+1, n g), (k 2t+8.., n g)} of [16 k, 8 n];
+// d: {(g, 2t), (g, 2t+1), (g+8, 2t), (g+8, 2t+1)} of [16 rows, 8 n].
+__device__ __forceinline__ void Mma(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 template <int D>
 __global__ void __launch_bounds__(kPrefillThreads)
     PrefillAttentionKernel(AttentionArgs a, const AttentionSequence* sequences, const PrefillTile* tiles) {
-  using L = PrefillLayout<D>;
-  extern __shared__ __align__(128) unsigned char smem[];
-  bf16* q_s = reinterpret_cast<bf16*>(smem + L::kQ);    // [kBr, kLdQ]
-  bf16* k_s = reinterpret_cast<bf16*>(smem + L::kK);    // [kBc, kLdK]
-  bf16* v_s = reinterpret_cast<bf16*>(smem + L::kV);    // [kBc, kLdK]
-  float* s_s = reinterpret_cast<float*>(smem + L::kS);  // [kBr, kLdS] scores, log2 domain
-  bf16* p_s = reinterpret_cast<bf16*>(smem + L::kP);    // [kBr, kLdP] probabilities
-  float* o_s = reinterpret_cast<float*>(smem + L::kO);  // [kBr, kLdO] unnormalized output
+  constexpr int kLd = kLdKv<D>;
+  constexpr int kKSteps = D / 16;  // k-steps of S = Q K^T
+  constexpr int kDTiles = D / 8;   // n-tiles of O
+  constexpr int kKeyTiles = kBc / 8;  // n-tiles of S
+  extern __shared__ __align__(16) unsigned char smem[];
+  bf16* k_s = reinterpret_cast<bf16*>(smem);  // [kBc, kLd]
+  bf16* v_s = k_s + kBc * kLd;                // [kBc, kLd]
 
   const PrefillTile tile = tiles[blockIdx.x];
   const AttentionSequence seq = sequences[tile.sequence];
@@ -63,30 +76,46 @@ __global__ void __launch_bounds__(kPrefillThreads)
   const int64_t first_pos = seq.start_position + tile.first_token;
   const int64_t last_pos = first_pos + tile.num_tokens - 1;
   const int64_t first_row = seq.first_row + tile.first_token;
-  constexpr int kVecs = D / 8;  // 16-byte vectors per head row
-
-  // Row r of the block is token r / group of the tile, query head kv_head * group + r % group.
-  for (int i = threadIdx.x; i < kBr * kVecs; i += kPrefillThreads) {
-    const int r = i / kVecs, c = (i % kVecs) * 8;
-    const int t = r / group, h = kv_head * group + r % group;
-    uint4 v = make_uint4(0, 0, 0, 0);
-    if (t < tile.num_tokens) v = *reinterpret_cast<const uint4*>(a.qkv + (first_row + t) * a.qkv_stride + h * D + c);
-    *reinterpret_cast<uint4*>(q_s + r * L::kLdQ + c) = v;
-  }
-  for (int i = threadIdx.x; i < kBr * L::kLdO; i += kPrefillThreads) o_s[i] = 0.0f;
 
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int row = warp * 16 + lane / 2;  // the softmax row of this lane; two lanes per row
-  const int half = lane % 2;             // which 32 of the tile's 64 keys it takes
-  const int row_token = row / group;
-  const bool row_valid = row_token < tile.num_tokens;
-  const int64_t row_pos = first_pos + row_token;
+  const int g = lane / 4, t = lane % 4;
+  // This thread's two rows of the block, g and g + 8 of its warp's 16. Row r of the block is
+  // token r / group of the tile and query head kv_head * group + r % group.
+  int row_token[2], row_head[2];
+  bool row_valid[2];
+  int64_t row_pos[2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int r = warp * 16 + g + 8 * i;
+    row_token[i] = r / group;
+    row_head[i] = kv_head * group + r % group;
+    row_valid[i] = row_token[i] < tile.num_tokens;
+    row_pos[i] = first_pos + row_token[i];
+  }
+
+  // Q fragments for every k-step, straight from the step's qkv rows.
+  uint32_t q[kKSteps][4];
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const bf16* q_row = a.qkv + (first_row + row_token[i]) * a.qkv_stride + row_head[i] * D;
+#pragma unroll
+    for (int kk = 0; kk < kKSteps; ++kk) {
+      q[kk][i] = row_valid[i] ? *reinterpret_cast<const uint32_t*>(q_row + kk * 16 + 2 * t) : 0u;
+      q[kk][i + 2] = row_valid[i] ? *reinterpret_cast<const uint32_t*>(q_row + kk * 16 + 2 * t + 8) : 0u;
+    }
+  }
+
+  float o[kDTiles][4];
+#pragma unroll
+  for (int n = 0; n < kDTiles; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float row_max[2] = {-INFINITY, -INFINITY};
+  float row_sum[2] = {0.0f, 0.0f};  // this thread's share; the row's four threads add up at the end
   const float score_scale = a.scale * kLog2e;
-  float row_max = -INFINITY, row_sum = 0.0f;
 
   const int64_t key_end = last_pos + 1;
   int64_t key_begin = a.sliding_window > 0 ? max(int64_t{0}, first_pos - a.sliding_window + 1) : 0;
   key_begin -= key_begin % kBc;
+  constexpr int kVecs = D / 8;  // 16-byte vectors per head row
 
   for (int64_t k0 = key_begin; k0 < key_end; k0 += kBc) {
     __syncthreads();  // every warp is done with the previous tile's K and V
@@ -99,84 +128,91 @@ __global__ void __launch_bounds__(kPrefillThreads)
         k = *reinterpret_cast<const uint4*>(a.k_cache + offset);
         v = *reinterpret_cast<const uint4*>(a.v_cache + offset);
       }
-      *reinterpret_cast<uint4*>(k_s + j * L::kLdK + c) = k;
-      *reinterpret_cast<uint4*>(v_s + j * L::kLdK + c) = v;
+      *reinterpret_cast<uint4*>(k_s + j * kLd + c) = k;
+      *reinterpret_cast<uint4*>(v_s + j * kLd + c) = v;
     }
     __syncthreads();
 
-    // S = Q K^T for this warp's 16 rows: [16, D] x [D, kBc].
-    {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> s[kBc / 16];
-      for (int n = 0; n < kBc / 16; ++n) wmma::fill_fragment(s[n], 0.0f);
+    // S = Q K^T: [16, D] x [D, kBc] per warp; K row-major is K^T column-major, as mma wants.
+    float s[kKeyTiles][4];
 #pragma unroll
-      for (int kk = 0; kk < D / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> q;
-        wmma::load_matrix_sync(q, q_s + warp * 16 * L::kLdQ + kk * 16, L::kLdQ);
+    for (int n = 0; n < kKeyTiles; ++n) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      const bf16* k_row = k_s + (n * 8 + g) * kLd + 2 * t;
 #pragma unroll
-        for (int n = 0; n < kBc / 16; ++n) {
-          wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> k;  // K^T
-          wmma::load_matrix_sync(k, k_s + n * 16 * L::kLdK + kk * 16, L::kLdK);
-          wmma::mma_sync(s[n], q, k, s[n]);
-        }
-      }
-#pragma unroll
-      for (int n = 0; n < kBc / 16; ++n)
-        wmma::store_matrix_sync(s_s + warp * 16 * L::kLdS + n * 16, s[n], L::kLdS, wmma::mem_row_major);
+      for (int kk = 0; kk < kKSteps; ++kk)
+        Mma(s[n], q[kk], *reinterpret_cast<const uint32_t*>(k_row + kk * 16),
+            *reinterpret_cast<const uint32_t*>(k_row + kk * 16 + 8));
     }
-    __syncwarp();
 
-    // Online softmax of the row's 32 keys; the pair of lanes shares the row's max and sum.
-    float* s_row = s_s + row * L::kLdS + half * 32;
-    float tile_max = -INFINITY;
-    for (int c = 0; c < 32; ++c) {
-      const int64_t key = k0 + half * 32 + c;
-      const bool visible = row_valid && key <= row_pos && (a.sliding_window == 0 || key > row_pos - a.sliding_window);
-      const float s = visible ? s_row[c] * score_scale : -INFINITY;
-      s_row[c] = s;
-      tile_max = fmaxf(tile_max, s);
-    }
-    tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 1));
-    const float new_max = fmaxf(row_max, tile_max);
-    const float base = new_max == -INFINITY ? 0.0f : new_max;  // a row with nothing visible yet
-    const float alpha = exp2f(row_max - base);
-    float tile_sum = 0.0f;
-    bf16* p_row = p_s + row * L::kLdP + half * 32;
-    for (int c = 0; c < 32; ++c) {
-      const float p = exp2f(s_row[c] - base);
-      p_row[c] = __float2bfloat16(p);
-      tile_sum += p;
-    }
-    tile_sum += __shfl_xor_sync(0xffffffffu, tile_sum, 1);
-    row_sum = row_sum * alpha + tile_sum;
-    row_max = new_max;
-    float* o_row = o_s + row * L::kLdO + half * (D / 2);
-    for (int c = 0; c < D / 2; ++c) o_row[c] *= alpha;
-    __syncwarp();
-
-    // O += P V for this warp's 16 rows: [16, kBc] x [kBc, D].
+    // Online softmax; the four threads of a row (same g) share its max through shuffles.
+    float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-    for (int n = 0; n < D / 16; ++n) {
-      wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
-      wmma::load_matrix_sync(o, o_s + warp * 16 * L::kLdO + n * 16, L::kLdO, wmma::mem_row_major);
+    for (int n = 0; n < kKeyTiles; ++n) {
 #pragma unroll
-      for (int kk = 0; kk < kBc / 16; ++kk) {
-        wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> p;
-        wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> v;
-        wmma::load_matrix_sync(p, p_s + warp * 16 * L::kLdP + kk * 16, L::kLdP);
-        wmma::load_matrix_sync(v, v_s + kk * 16 * L::kLdK + n * 16, L::kLdK);
-        wmma::mma_sync(o, p, v, o);
+      for (int e = 0; e < 4; ++e) {
+        const int i = e / 2;
+        const int64_t key = k0 + n * 8 + 2 * t + (e % 2);
+        const bool visible = row_valid[i] && key <= row_pos[i] &&
+                             (a.sliding_window == 0 || key > row_pos[i] - a.sliding_window);
+        s[n][e] = visible ? s[n][e] * score_scale : -INFINITY;
+        tile_max[i] = fmaxf(tile_max[i], s[n][e]);
       }
-      wmma::store_matrix_sync(o_s + warp * 16 * L::kLdO + n * 16, o, L::kLdO, wmma::mem_row_major);
     }
-    __syncwarp();
+    float alpha[2], base[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 1));
+      tile_max[i] = fmaxf(tile_max[i], __shfl_xor_sync(0xffffffffu, tile_max[i], 2));
+      const float new_max = fmaxf(row_max[i], tile_max[i]);
+      base[i] = new_max == -INFINITY ? 0.0f : new_max;  // a row with nothing visible yet
+      alpha[i] = exp2f(row_max[i] - base[i]);
+      row_max[i] = new_max;
+      row_sum[i] *= alpha[i];
+    }
+#pragma unroll
+    for (int n = 0; n < kDTiles; ++n) {
+      o[n][0] *= alpha[0];
+      o[n][1] *= alpha[0];
+      o[n][2] *= alpha[1];
+      o[n][3] *= alpha[1];
+    }
+#pragma unroll
+    for (int n = 0; n < kKeyTiles; ++n) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        s[n][e] = exp2f(s[n][e] - base[e / 2]);
+        row_sum[e / 2] += s[n][e];
+      }
+    }
+
+    // O += P V: the accumulators of key tiles 2j and 2j+1 are exactly the A fragment of
+    // k-step j; V's fragment pairs two keys of one column.
+#pragma unroll
+    for (int j = 0; j < kBc / 16; ++j) {
+      const uint32_t p[4] = {Pack(s[2 * j][0], s[2 * j][1]), Pack(s[2 * j][2], s[2 * j][3]),
+                             Pack(s[2 * j + 1][0], s[2 * j + 1][1]), Pack(s[2 * j + 1][2], s[2 * j + 1][3])};
+      const bf16* v0 = v_s + (j * 16 + 2 * t) * kLd + g;
+#pragma unroll
+      for (int n = 0; n < kDTiles; ++n) {
+        const bf16* v = v0 + n * 8;
+        Mma(o[n], p, Pack(v[0], v[kLd]), Pack(v[8 * kLd], v[9 * kLd]));
+      }
+    }
   }
 
-  if (row_valid) {
-    const float inv_sum = row_sum > 0.0f ? 1.0f / row_sum : 0.0f;
-    const int h = kv_head * group + row % group;
-    bf16* out = a.out + (first_row + row_token) * a.out_stride + h * D + half * (D / 2);
-    const float* o_row = o_s + row * L::kLdO + half * (D / 2);
-    for (int c = 0; c < D / 2; ++c) out[c] = __float2bfloat16(o_row[c] * inv_sum);
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    float sum = row_sum[i];
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+    if (!row_valid[i]) continue;
+    const float inv_sum = sum > 0.0f ? 1.0f / sum : 0.0f;
+    bf16* out = a.out + (first_row + row_token[i]) * a.out_stride + row_head[i] * D + 2 * t;
+#pragma unroll
+    for (int n = 0; n < kDTiles; ++n)
+      *reinterpret_cast<__nv_bfloat162*>(out + n * 8) =
+          __floats2bfloat162_rn(o[n][2 * i] * inv_sum, o[n][2 * i + 1] * inv_sum);
   }
 }
 
@@ -340,7 +376,7 @@ Status CheckArgs(const AttentionArgs& a) {
 template <int D>
 Status PrefillFor(const AttentionArgs& a, const AttentionSequence* sequences, const PrefillTile* tiles, int num_tiles,
                   cudaStream_t stream) {
-  const size_t bytes = PrefillLayout<D>::kBytes;
+  const size_t bytes = PrefillSharedBytes<D>();
   const dim3 grid(num_tiles, a.num_kv_heads);
   PrefillAttentionKernel<D><<<grid, kPrefillThreads, bytes, stream>>>(a, sequences, tiles);
   return CudaStatus(cudaGetLastError(), "PrefillAttentionKernel");
@@ -363,7 +399,7 @@ Status DecodeFor(const AttentionArgs& a, const AttentionSequence* sequences, con
 template <int D>
 Status ConfigureFor() {
   BPT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(PrefillAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                static_cast<int>(PrefillLayout<D>::kBytes)));
+                                                static_cast<int>(PrefillSharedBytes<D>())));
   BPT_CUDA_RETURN_IF_ERROR(cudaFuncSetAttribute(DecodeAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                 static_cast<int>(DecodeSharedBytes(kMaxGroup, D))));
   return OkStatus();
