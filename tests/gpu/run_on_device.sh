@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One batched GPU session: every gpu-labelled test and the GPU benchmarks, results as JSON under
-# $OUT. Builds nothing: run it on the GPU host from the repository root, with the build folder
-# and the libraries from `../shared/tools/collect-libs gpu-libs build/bin/*` carried along:
+# $OUT. Builds nothing: run it on the GPU host from the repository root, with build/bin and the
+# libraries from `../shared/tools/collect-libs gpu-libs` (README, GPU) carried along:
 #   OUT=/tmp/out LD_LIBRARY_PATH=$PWD/gpu-libs tests/gpu/run_on_device.sh [quick]
 # "quick" runs the tests and the 8K/32K benchmarks only.
 set -uo pipefail
