@@ -1,5 +1,5 @@
 // The server over TLS and mTLS (certificates made by openssl here), and the real binary's
-// SIGTERM drain and exit code.
+// SIGTERM drain and exit code, and its refusal of a GPU it does not have.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "engine/backend_factory.h"
 #include "server_test_util.h"
 #include "test_models.h"
 
@@ -127,6 +128,24 @@ TEST(ServerProcess, SigtermDrainsAndExitsZero) {
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
   fclose(stdout_of_server);
+}
+
+// --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1
+// before it listens.
+TEST(ServerProcess, DeviceCudaWithoutAGpuExitsWithTheReason) {
+  if (CheckCudaDevice().ok()) GTEST_SKIP() << "this machine has a CUDA device";
+  const std::string command = std::string(BPTSERVE_BIN_DIR) +
+                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port -1 --device cuda 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  char buffer[512];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  const int status = pclose(pipe);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find("FAILED_PRECONDITION: device cuda:"), std::string::npos) << output;
+  EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
 }
 
 }  // namespace
