@@ -52,6 +52,14 @@ struct AttentionShape {
   int64_t sliding_window;  // 0: full causal
 };
 
+// Every backend op checks its tensors with this before touching them.
+inline Status CheckShape(const char* op, const Tensor& t, int64_t rows, int64_t cols) {
+  if (t.rows != rows || t.cols != cols)
+    return Internal(std::string(op) + ": tensor is [" + std::to_string(t.rows) + ", " + std::to_string(t.cols) +
+                    "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  return OkStatus();
+}
+
 // Activations use the backend's compute type; logits that go to the host are kept in fp32.
 enum class Precision { kCompute, kFloat32 };
 

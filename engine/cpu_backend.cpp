@@ -22,14 +22,6 @@ int ResolveThreads(int requested) {
 
 float* F(const Tensor& t) { return static_cast<float*>(t.data); }
 
-Status CheckShape(const char* op, const Tensor& t, int64_t rows, int64_t cols) {
-  if (t.rows != rows || t.cols != cols)
-    return Internal(std::string(op) + ": tensor is [" + std::to_string(t.rows) + ", " +
-                    std::to_string(t.cols) + "], expected [" + std::to_string(rows) + ", " +
-                    std::to_string(cols) + "]");
-  return OkStatus();
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(const ModelConfig& config, const CpuBackendOptions& options)

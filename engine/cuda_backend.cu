@@ -26,13 +26,6 @@ Status CublasStatus(cublasStatus_t status, const char* what) {
 }
 #define BPT_CUBLAS_RETURN_IF_ERROR(expr) BPT_RETURN_IF_ERROR(CublasStatus((expr), #expr))
 
-Status CheckShape(const char* op, const Tensor& t, int64_t rows, int64_t cols) {
-  if (t.rows != rows || t.cols != cols)
-    return Internal(std::string(op) + ": tensor is [" + std::to_string(t.rows) + ", " + std::to_string(t.cols) +
-                    "], expected [" + std::to_string(rows) + ", " + std::to_string(cols) + "]");
-  return OkStatus();
-}
-
 Status CheckBf16(const char* op, const Tensor& t) {
   if (t.elem_bytes != 2) return Internal(std::string(op) + ": expected a bf16 tensor");
   return OkStatus();
