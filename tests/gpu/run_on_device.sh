@@ -26,8 +26,25 @@ prompts=8192,32768,131072
 python3 engine/tools/peer_bench.py --prompts "$prompts" --decode-contexts 1024,32768 \
   > "$OUT/peer.jsonl" 2> "$OUT/peer.log" || status=1
 
-# The short table the reply carries.
+# The short table the reply carries: test counts, then each figure beside the peer's.
 grep -h '"tests"\|"failures"' "$OUT"/gpu_tests.json "$OUT"/gpu_memory_test.json | head -4
 tail -n 3 "$OUT/gpu_tests.log"
-cat "$OUT/bench.jsonl" "$OUT/peer.jsonl"
+python3 - "$OUT/bench.jsonl" "$OUT/peer.jsonl" <<'PY' | tee "$OUT/summary.txt"
+import json, sys
+ours = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+peer = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")]
+for o in ours:
+    if o["bench"] == "prefill":
+        p = next((x for x in peer if x["bench"] == "peer_prefill" and x["prompt_tokens"] == o["prompt_tokens"]), None)
+        ratio = f'{p["seconds"] / o["seconds"]:.2f}x the peer\'s speed' if p else "no peer figure"
+        print(f'prefill {o["prompt_tokens"]:>7}: {o["seconds"]:.3f} s ({ratio})')
+    elif o["bench"] == "decode":
+        p = next((x for x in peer if x["bench"] == "peer_decode" and x["context_tokens"] == o["context_tokens"]), None)
+        ratio = f'{o["tokens_per_s"] / p["tokens_per_s"]:.1f}x the peer\'s speed' if p else "no peer figure"
+        print(f'decode at {o["context_tokens"]:>6}: {o["tokens_per_s"]:.0f} tok/s ({ratio})')
+    elif o["bench"] == "admission":
+        print(f'longest prompt admitted: {o["longest_admitted_prompt"]} tokens')
+    elif o["bench"] == "streams":
+        print(f'{o["streams"]:>3} streams: {o["generated_tokens_per_s"]:.0f} generated tok/s')
+PY
 exit $status
