@@ -81,13 +81,11 @@ struct CudaBackend::Impl {
   cudaEvent_t gather_free = nullptr;
   int num_sms = 0;
   std::vector<void*> device_allocations;
-  int64_t weight_bytes = 0;
   int64_t workspace_bytes = 0;
 
   // KV pool: K then V, each [num_layers, num_blocks * block_size, kv_dim] bf16.
   bf16* k_pool = nullptr;
   bf16* v_pool = nullptr;
-  int64_t kv_pool_bytes = 0;
   int64_t kv_layer_stride = 0;  // elements
   int64_t num_kv_blocks = 0;
   int kv_block_size = 0;
@@ -315,7 +313,6 @@ StatusOr<Tensor> CudaBackend::UploadWeight(HostMatrix&& host) {
   const size_t bytes = converted.size() * sizeof(bf16);
   BPT_ASSIGN_OR_RETURN(void* p, impl_->DeviceAlloc(bytes, "weights"));
   BPT_RETURN_IF_ERROR(impl_->CopyToDeviceNow(p, converted.data(), bytes));
-  impl_->weight_bytes += static_cast<int64_t>(bytes);
   return Tensor{p, host.rows, host.cols, 2};
 }
 
@@ -338,7 +335,6 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   BPT_ASSIGN_OR_RETURN(void* v, m.DeviceAlloc(half_bytes, "the KV cache (V)"));
   m.k_pool = static_cast<bf16*>(k);
   m.v_pool = static_cast<bf16*>(v);
-  m.kv_pool_bytes = static_cast<int64_t>(2 * half_bytes);
   // A sequence's block table has at most one entry per pool block.
   const size_t table_bytes = static_cast<size_t>(m.options.max_sequences_per_step) * num_blocks * sizeof(int32_t);
   BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&m.block_tables_host), table_bytes, cudaHostAllocDefault));
@@ -353,8 +349,6 @@ int64_t CudaBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
 }
 
 int64_t CudaBackend::WorkspaceBytes() const { return impl_->workspace_bytes; }
-int64_t CudaBackend::weight_bytes() const { return impl_->weight_bytes; }
-int64_t CudaBackend::kv_pool_bytes() const { return impl_->kv_pool_bytes; }
 int64_t CudaBackend::graphs_captured() const { return impl_->graphs_captured; }
 int64_t CudaBackend::graph_replays() const { return impl_->graph_replays; }
 

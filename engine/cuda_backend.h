@@ -64,8 +64,6 @@ class CudaBackend final : public Backend {
 
   // Tests: fills a backend tensor from host fp32 values (converted to the tensor's type).
   Status CopyFromHost(const float* host, Tensor x);
-  int64_t weight_bytes() const;
-  int64_t kv_pool_bytes() const;
   int64_t graphs_captured() const;
   int64_t graph_replays() const;
 
