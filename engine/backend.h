@@ -76,6 +76,8 @@ class Backend {
   // The KV pool: num_layers x num_blocks x block_size x kv_dim for K, and again for V.
   virtual Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) = 0;
   virtual int64_t KvBytesPerToken(int num_layers, int kv_dim) const = 0;
+  // Bytes of weights held, in the backend's own format.
+  virtual int64_t WeightBytes() const = 0;
   // Bytes of activations and scratch allocated so far (weights and KV pool excluded).
   virtual int64_t WorkspaceBytes() const = 0;
   // Memory the KV pool could take now, once the weights and workspace are allocated.

@@ -42,6 +42,7 @@ StatusOr<Tensor> CpuBackend::UploadWeight(HostMatrix&& host) {
     return Internal("weight of " + std::to_string(host.data.size()) + " values is not [" +
                     std::to_string(host.rows) + ", " + std::to_string(host.cols) + "]");
   weights_.push_back(std::move(host.data));
+  weight_bytes_ += static_cast<int64_t>(weights_.back().size() * sizeof(float));
   return Tensor{weights_.back().data(), host.rows, host.cols, 4};
 }
 

@@ -25,6 +25,7 @@ class CpuBackend final : public Backend {
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
   int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
+  int64_t WeightBytes() const override { return weight_bytes_; }
   int64_t WorkspaceBytes() const override;
   int64_t FreeMemoryBytes() const override;
 
@@ -46,6 +47,7 @@ class CpuBackend final : public Backend {
   CpuAttention attention_;
   std::vector<std::unique_ptr<float[]>> allocations_;
   std::vector<std::vector<float>> weights_;
+  int64_t weight_bytes_ = 0;
   int64_t workspace_bytes_ = 0;
 
   // The KV pool is mapped lazily: pages become resident as blocks are first written.

@@ -81,6 +81,7 @@ struct CudaBackend::Impl {
   cudaEvent_t gather_free = nullptr;
   int num_sms = 0;
   std::vector<void*> device_allocations;
+  int64_t weight_bytes = 0;
   int64_t workspace_bytes = 0;
 
   // KV pool: K then V, each [num_layers, num_blocks * block_size, kv_dim] bf16.
@@ -313,6 +314,7 @@ StatusOr<Tensor> CudaBackend::UploadWeight(HostMatrix&& host) {
   const size_t bytes = converted.size() * sizeof(bf16);
   BPT_ASSIGN_OR_RETURN(void* p, impl_->DeviceAlloc(bytes, "weights"));
   BPT_RETURN_IF_ERROR(impl_->CopyToDeviceNow(p, converted.data(), bytes));
+  impl_->weight_bytes += static_cast<int64_t>(bytes);
   return Tensor{p, host.rows, host.cols, 2};
 }
 
@@ -348,6 +350,7 @@ int64_t CudaBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
   return 2LL * num_layers * kv_dim * static_cast<int64_t>(sizeof(bf16));
 }
 
+int64_t CudaBackend::WeightBytes() const { return impl_->weight_bytes; }
 int64_t CudaBackend::WorkspaceBytes() const { return impl_->workspace_bytes; }
 int64_t CudaBackend::graphs_captured() const { return impl_->graphs_captured; }
 int64_t CudaBackend::graph_replays() const { return impl_->graph_replays; }

@@ -44,6 +44,7 @@ class CudaBackend final : public Backend {
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
   int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
+  int64_t WeightBytes() const override;
   int64_t WorkspaceBytes() const override;
   int64_t FreeMemoryBytes() const override;
 

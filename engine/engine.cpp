@@ -107,7 +107,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
 }
 
 MemoryPlan Engine::memory_plan() const {
-  return {runner_->weight_bytes(), runner_->backend().WorkspaceBytes(),
+  return {runner_->backend().WeightBytes(), runner_->backend().WorkspaceBytes(),
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};
 }
 

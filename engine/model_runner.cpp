@@ -23,7 +23,6 @@ StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& co
 }
 
 Status ModelRunner::Allocate(HostModelWeights w) {
-  weight_bytes_ = w.TotalBytes();
   auto upload = [&](HostMatrix& m, Tensor* out) -> Status {
     BPT_ASSIGN_OR_RETURN(*out, backend_->UploadWeight(std::move(m)));
     return OkStatus();

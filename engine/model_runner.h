@@ -36,7 +36,6 @@ class ModelRunner {
                           std::vector<SampledToken>* sampled);
 
   Backend& backend() { return *backend_; }
-  int64_t weight_bytes() const { return weight_bytes_; }
 
  private:
   struct Layer {
@@ -55,7 +54,6 @@ class ModelRunner {
   RunnerOptions options_;
   Rope rope_;
   AttentionShape attention_shape_;
-  int64_t weight_bytes_ = 0;
 
   Tensor embed_;       // [vocab, hidden]
   std::vector<Layer> layers_;

@@ -40,15 +40,6 @@ StatusOr<HostMatrix> Load(const SafetensorsModel& st, const std::string& name,
 
 }  // namespace
 
-int64_t HostModelWeights::TotalBytes() const {
-  auto bytes = [](const HostMatrix& m) { return static_cast<int64_t>(m.data.size() * sizeof(float)); };
-  int64_t total = bytes(embed) + bytes(final_norm) + bytes(lm_head);
-  for (const auto& l : layers)
-    total += bytes(l.input_norm) + bytes(l.qkv) + bytes(l.qkv_bias) + bytes(l.o_proj) +
-             bytes(l.o_bias) + bytes(l.post_norm) + bytes(l.gate_up) + bytes(l.down);
-  return total;
-}
-
 StatusOr<HostModelWeights> LoadModelWeights(const std::string& model_dir, const ModelConfig& c) {
   BPT_ASSIGN_OR_RETURN(auto st, SafetensorsModel::Open(model_dir));
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), ffn = c.intermediate_size;

@@ -34,7 +34,6 @@ struct HostModelWeights {
   std::vector<HostLayerWeights> layers;
   HostMatrix final_norm;  // [1, hidden]
   HostMatrix lm_head;     // [vocab, hidden]; empty when tied to embed
-  int64_t TotalBytes() const;
 };
 
 // Reads every tensor the config needs; a missing tensor or a wrong shape is an error naming it.
