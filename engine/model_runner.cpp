@@ -10,43 +10,42 @@ ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> bac
       rope_(config),
       attention_shape_{config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window} {}
 
-StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config,
-                                                           HostModelWeights host_weights,
+StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config, const std::string& model_dir,
                                                            std::unique_ptr<Backend> backend,
                                                            const RunnerOptions& options) {
   if (options.max_step_tokens <= 0) return InvalidArgument("prefill block size must be positive");
   if (options.ffn_sub_block <= 0) return InvalidArgument("FFN sub-block size must be positive");
   if (options.max_logit_rows <= 0) return InvalidArgument("max_logit_rows must be positive");
   std::unique_ptr<ModelRunner> runner(new ModelRunner(config, std::move(backend), options));
-  BPT_RETURN_IF_ERROR(runner->Allocate(std::move(host_weights)));
+  runner->layers_.resize(config.num_layers);
+  BPT_RETURN_IF_ERROR(StreamModelWeights(model_dir, config, [&](WeightSlot slot, int layer, HostMatrix&& weight) {
+    return runner->Upload(slot, layer, std::move(weight));
+  }));
+  if (config.tie_word_embeddings) runner->lm_head_ = runner->embed_;
+  BPT_RETURN_IF_ERROR(runner->AllocateWorkspace());
   return runner;
 }
 
-Status ModelRunner::Allocate(HostModelWeights w) {
-  auto upload = [&](HostMatrix& m, Tensor* out) -> Status {
-    BPT_ASSIGN_OR_RETURN(*out, backend_->UploadWeight(std::move(m)));
-    return OkStatus();
-  };
-  BPT_RETURN_IF_ERROR(upload(w.embed, &embed_));
-  BPT_RETURN_IF_ERROR(upload(w.final_norm, &final_norm_));
-  if (w.lm_head.empty()) {
-    lm_head_ = embed_;
-  } else {
-    BPT_RETURN_IF_ERROR(upload(w.lm_head, &lm_head_));
+Status ModelRunner::Upload(WeightSlot slot, int layer, HostMatrix&& weight) {
+  BPT_ASSIGN_OR_RETURN(Tensor t, backend_->UploadWeight(std::move(weight)));
+  Layer* l = layer >= 0 ? &layers_.at(layer) : nullptr;
+  switch (slot) {
+    case WeightSlot::kEmbed: embed_ = t; break;
+    case WeightSlot::kFinalNorm: final_norm_ = t; break;
+    case WeightSlot::kLmHead: lm_head_ = t; break;
+    case WeightSlot::kInputNorm: l->input_norm = t; break;
+    case WeightSlot::kPostNorm: l->post_norm = t; break;
+    case WeightSlot::kQkv: l->qkv = t; break;
+    case WeightSlot::kQkvBias: l->qkv_bias = t, l->has_qkv_bias = true; break;
+    case WeightSlot::kOProj: l->o_proj = t; break;
+    case WeightSlot::kOBias: l->o_bias = t, l->has_o_bias = true; break;
+    case WeightSlot::kGateUp: l->gate_up = t; break;
+    case WeightSlot::kDown: l->down = t; break;
   }
-  for (auto& hl : w.layers) {
-    Layer l;
-    BPT_RETURN_IF_ERROR(upload(hl.input_norm, &l.input_norm));
-    BPT_RETURN_IF_ERROR(upload(hl.qkv, &l.qkv));
-    if ((l.has_qkv_bias = !hl.qkv_bias.empty())) BPT_RETURN_IF_ERROR(upload(hl.qkv_bias, &l.qkv_bias));
-    BPT_RETURN_IF_ERROR(upload(hl.o_proj, &l.o_proj));
-    if ((l.has_o_bias = !hl.o_bias.empty())) BPT_RETURN_IF_ERROR(upload(hl.o_bias, &l.o_bias));
-    BPT_RETURN_IF_ERROR(upload(hl.post_norm, &l.post_norm));
-    BPT_RETURN_IF_ERROR(upload(hl.gate_up, &l.gate_up));
-    BPT_RETURN_IF_ERROR(upload(hl.down, &l.down));
-    layers_.push_back(l);
-  }
+  return OkStatus();
+}
 
+Status ModelRunner::AllocateWorkspace() {
   const int64_t b = options_.max_step_tokens, f = options_.ffn_sub_block, r = options_.max_logit_rows;
   const int64_t h = config_.hidden_size, ffn = config_.intermediate_size;
   BPT_ASSIGN_OR_RETURN(x_, backend_->AllocateActivation(b, h, Precision::kCompute));

@@ -22,9 +22,9 @@ struct RunnerOptions {
 
 class ModelRunner {
  public:
-  // Uploads the weights to the backend (the host copy is released) and allocates the workspace.
-  static StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config,
-                                                       HostModelWeights host_weights,
+  // Reads the weights of model_dir into the backend one at a time (each host copy released as
+  // it is uploaded) and allocates the workspace.
+  static StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config, const std::string& model_dir,
                                                        std::unique_ptr<Backend> backend,
                                                        const RunnerOptions& options);
 
@@ -44,7 +44,8 @@ class ModelRunner {
   };
 
   ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend, const RunnerOptions& options);
-  Status Allocate(HostModelWeights host_weights);
+  Status Upload(WeightSlot slot, int layer, HostMatrix&& weight);
+  Status AllocateWorkspace();
   // The forward pass up to the logits, left in backend memory: [k, vocab] for the k sequences
   // that need logits (zero rows when none does).
   StatusOr<Tensor> ComputeLogits(const StepLayout& step);

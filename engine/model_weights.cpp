@@ -40,45 +40,46 @@ StatusOr<HostMatrix> Load(const SafetensorsModel& st, const std::string& name,
 
 }  // namespace
 
-StatusOr<HostModelWeights> LoadModelWeights(const std::string& model_dir, const ModelConfig& c) {
+Status StreamModelWeights(const std::string& model_dir, const ModelConfig& c, const WeightSink& sink) {
   BPT_ASSIGN_OR_RETURN(auto st, SafetensorsModel::Open(model_dir));
   const int64_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), ffn = c.intermediate_size;
-  HostModelWeights w;
-  BPT_ASSIGN_OR_RETURN(w.embed, Load(*st, "model.embed_tokens.weight", {c.vocab_size, h}));
-  BPT_ASSIGN_OR_RETURN(w.final_norm, Load(*st, "model.norm.weight", {h}));
-  if (!c.tie_word_embeddings) {
-    BPT_ASSIGN_OR_RETURN(w.lm_head, Load(*st, "lm_head.weight", {c.vocab_size, h}));
-  }
+  auto send = [&](WeightSlot slot, int layer, const std::string& name, const std::vector<int64_t>& shape) -> Status {
+    BPT_ASSIGN_OR_RETURN(HostMatrix m, Load(*st, name, shape));
+    return sink(slot, layer, std::move(m));
+  };
+  BPT_RETURN_IF_ERROR(send(WeightSlot::kEmbed, -1, "model.embed_tokens.weight", {c.vocab_size, h}));
+  BPT_RETURN_IF_ERROR(send(WeightSlot::kFinalNorm, -1, "model.norm.weight", {h}));
+  if (!c.tie_word_embeddings)
+    BPT_RETURN_IF_ERROR(send(WeightSlot::kLmHead, -1, "lm_head.weight", {c.vocab_size, h}));
   for (int i = 0; i < c.num_layers; ++i) {
     const std::string p = "model.layers." + std::to_string(i) + ".";
-    HostLayerWeights l;
-    BPT_ASSIGN_OR_RETURN(l.input_norm, Load(*st, p + "input_layernorm.weight", {h}));
-    BPT_ASSIGN_OR_RETURN(l.post_norm, Load(*st, p + "post_attention_layernorm.weight", {h}));
-    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.q_proj.weight", {q, h}, &l.qkv));
-    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.k_proj.weight", {kv, h}, &l.qkv));
-    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.v_proj.weight", {kv, h}, &l.qkv));
+    BPT_RETURN_IF_ERROR(send(WeightSlot::kInputNorm, i, p + "input_layernorm.weight", {h}));
+    BPT_RETURN_IF_ERROR(send(WeightSlot::kPostNorm, i, p + "post_attention_layernorm.weight", {h}));
+    HostMatrix qkv;
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.q_proj.weight", {q, h}, &qkv));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.k_proj.weight", {kv, h}, &qkv));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "self_attn.v_proj.weight", {kv, h}, &qkv));
+    BPT_RETURN_IF_ERROR(sink(WeightSlot::kQkv, i, std::move(qkv)));
     if (c.qkv_bias) {
       // Biases are vectors: concatenated along columns of a single row.
       HostMatrix qb, kb, vb;
       BPT_ASSIGN_OR_RETURN(qb, Load(*st, p + "self_attn.q_proj.bias", {q}));
       BPT_ASSIGN_OR_RETURN(kb, Load(*st, p + "self_attn.k_proj.bias", {kv}));
       BPT_ASSIGN_OR_RETURN(vb, Load(*st, p + "self_attn.v_proj.bias", {kv}));
-      l.qkv_bias.rows = 1;
-      l.qkv_bias.cols = q + 2 * kv;
-      l.qkv_bias.data = std::move(qb.data);
-      l.qkv_bias.data.insert(l.qkv_bias.data.end(), kb.data.begin(), kb.data.end());
-      l.qkv_bias.data.insert(l.qkv_bias.data.end(), vb.data.begin(), vb.data.end());
+      HostMatrix bias{std::move(qb.data), 1, q + 2 * kv};
+      bias.data.insert(bias.data.end(), kb.data.begin(), kb.data.end());
+      bias.data.insert(bias.data.end(), vb.data.begin(), vb.data.end());
+      BPT_RETURN_IF_ERROR(sink(WeightSlot::kQkvBias, i, std::move(bias)));
     }
-    BPT_ASSIGN_OR_RETURN(l.o_proj, Load(*st, p + "self_attn.o_proj.weight", {h, q}));
-    if (c.o_bias) {
-      BPT_ASSIGN_OR_RETURN(l.o_bias, Load(*st, p + "self_attn.o_proj.bias", {h}));
-    }
-    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.gate_proj.weight", {ffn, h}, &l.gate_up));
-    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.up_proj.weight", {ffn, h}, &l.gate_up));
-    BPT_ASSIGN_OR_RETURN(l.down, Load(*st, p + "mlp.down_proj.weight", {h, ffn}));
-    w.layers.push_back(std::move(l));
+    BPT_RETURN_IF_ERROR(send(WeightSlot::kOProj, i, p + "self_attn.o_proj.weight", {h, q}));
+    if (c.o_bias) BPT_RETURN_IF_ERROR(send(WeightSlot::kOBias, i, p + "self_attn.o_proj.bias", {h}));
+    HostMatrix gate_up;
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.gate_proj.weight", {ffn, h}, &gate_up));
+    BPT_RETURN_IF_ERROR(AppendRows(*st, p + "mlp.up_proj.weight", {ffn, h}, &gate_up));
+    BPT_RETURN_IF_ERROR(sink(WeightSlot::kGateUp, i, std::move(gate_up)));
+    BPT_RETURN_IF_ERROR(send(WeightSlot::kDown, i, p + "mlp.down_proj.weight", {h, ffn}));
   }
-  return w;
+  return OkStatus();
 }
 
 }  // namespace bpt

@@ -200,8 +200,6 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
     CudaBackend* backend;
   };
   auto make = [&](bool graphs) {
-    auto weights = LoadModelWeights(dir.path(), *config);
-    EXPECT_TRUE(weights.ok());
     CudaBackendOptions options;
     options.max_step_tokens = 512;
     options.max_sequences_per_step = 4;
@@ -213,7 +211,7 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
     RunnerOptions runner_options;
     runner_options.max_step_tokens = 512;
     runner_options.max_logit_rows = 4;
-    auto runner = ModelRunner::Create(*config, std::move(weights).value(), std::move(backend).value(), runner_options);
+    auto runner = ModelRunner::Create(*config, dir.path(), std::move(backend).value(), runner_options);
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
     return Setup{std::move(runner).value(), raw};
   };
