@@ -36,9 +36,15 @@ Status ModelRunner::Upload(WeightSlot slot, int layer, HostMatrix&& weight) {
     case WeightSlot::kInputNorm: l->input_norm = t; break;
     case WeightSlot::kPostNorm: l->post_norm = t; break;
     case WeightSlot::kQkv: l->qkv = t; break;
-    case WeightSlot::kQkvBias: l->qkv_bias = t, l->has_qkv_bias = true; break;
+    case WeightSlot::kQkvBias:
+      l->qkv_bias = t;
+      l->has_qkv_bias = true;
+      break;
     case WeightSlot::kOProj: l->o_proj = t; break;
-    case WeightSlot::kOBias: l->o_bias = t, l->has_o_bias = true; break;
+    case WeightSlot::kOBias:
+      l->o_bias = t;
+      l->has_o_bias = true;
+      break;
     case WeightSlot::kGateUp: l->gate_up = t; break;
     case WeightSlot::kDown: l->down = t; break;
   }

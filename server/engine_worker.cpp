@@ -52,6 +52,11 @@ class EngineWorker::JobObserver : public GenerationObserver {
   bool has_last_ = false;
 };
 
+Status EngineWorker::QueueFull() const {
+  return ResourceExhausted("the request queue is full (" + std::to_string(max_queue_) +
+                           " waiting, --max-queue); retry later");
+}
+
 EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, Metrics* metrics)
     : engine_(engine), max_queue_(max_queue), max_prompt_tokens_(max_prompt_tokens), metrics_(metrics) {
   if (metrics_ != nullptr) metrics_->SetKvCache(0, engine_.kv_capacity_tokens());
@@ -72,9 +77,8 @@ Status EngineWorker::Submit(GenerationJob job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) return Status(StatusCode::kUnavailable, "the server is shutting down");
-    if (inbox_.size() + engine_waiting_ >= max_queue_)
-      return ResourceExhausted("the request queue is full (" + std::to_string(max_queue_) +
-                               " waiting, --max-queue); retry later");
+    // The inbox is bounded here; the engine's own queue when the worker admits (Admit).
+    if (inbox_.size() + admitting_ >= max_queue_) return QueueFull();
     inbox_.push_back({std::move(job), std::chrono::steady_clock::now()});
   }
   cv_.notify_one();
@@ -96,42 +100,34 @@ bool EngineWorker::Idle() const {
   return inbox_.empty() && in_engine_ == 0;
 }
 
-void EngineWorker::Admit(Inbound inbound) {
+std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) {
   GenerationJob& job = inbound.job;
   const double inbox_s = SecondsBetween(inbound.enqueued, std::chrono::steady_clock::now());
   if (job.sink->Cancelled() || cancel_all_.load()) {
     GenerationResult cancelled;
     cancelled.finish_reason = FinishReason::kCancelled;
-    job.sink->OnFinished(cancelled);
-    return;
+    return cancelled;
   }
   if (job.request.prompt.empty()) {
     auto ids = engine_.EncodePrompt(job.prompt_text);
-    if (!ids.ok()) {
-      job.sink->OnFinished(ids.status());
-      return;
-    }
+    if (!ids.ok()) return ids.status();
     job.request.prompt = std::move(ids).value();
   }
   const int64_t prompt_tokens = static_cast<int64_t>(job.request.prompt.size());
-  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) {
-    job.sink->OnFinished(InvalidArgument("prompt has " + std::to_string(prompt_tokens) +
-                                         " tokens; this server accepts at most " +
-                                         std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)"));
-    return;
-  }
+  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_)
+    return InvalidArgument("prompt has " + std::to_string(prompt_tokens) + " tokens; this server accepts at most " +
+                           std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)");
   if (job.default_max_new_tokens) {  // unset: as much as fits, up to the default
     const int64_t room = std::min(engine_.max_model_len(), engine_.kv_capacity_tokens()) - prompt_tokens;
     job.request.stopping.max_new_tokens =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(job.request.stopping.max_new_tokens, room)));
   }
+  if (engine_.num_waiting() >= max_queue_) return QueueFull();
   auto observer = std::make_unique<JobObserver>(*this, job.sink, inbox_s, cancel_all_, metrics_);
   const Status submitted = engine_.Submit(std::move(job.request), observer.get());
-  if (!submitted.ok()) {
-    job.sink->OnFinished(submitted);
-    return;
-  }
+  if (!submitted.ok()) return submitted;
   observers_.emplace(observer.get(), std::move(observer));
+  return std::nullopt;
 }
 
 void EngineWorker::PublishGauges() {
@@ -154,8 +150,16 @@ void EngineWorker::Loop() {
       cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || engine_.HasWork(); });
       if (stop_ && inbox_.empty() && !engine_.HasWork()) return;
       arrived.swap(inbox_);
+      admitting_ = arrived.size();
     }
-    for (auto& a : arrived) Admit(std::move(a));
+    for (auto& a : arrived) {
+      const std::optional<StatusOr<GenerationResult>> refused = Admit(a);
+      {  // no longer counted before its client can hear of it
+        std::lock_guard<std::mutex> lock(mu_);
+        --admitting_;
+      }
+      if (refused) a.job.sink->OnFinished(*refused);
+    }
     if (engine_.HasWork()) {
       const Status s = engine_.Step();  // an error here has already failed the step's requests
       (void)s;
@@ -164,7 +168,6 @@ void EngineWorker::Loop() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       in_engine_ = observers_.size();
-      engine_waiting_ = engine_.num_waiting();
     }
     PublishGauges();
     if (metrics_ != nullptr) {

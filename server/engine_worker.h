@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -58,7 +59,9 @@ class EngineWorker {
   };
   class JobObserver;
   void Loop();
-  void Admit(Inbound inbound);
+  Status QueueFull() const;
+  // Moves the job into the engine; what to finish it with when it cannot go there.
+  std::optional<StatusOr<GenerationResult>> Admit(Inbound& inbound);
   // Running, waiting and KV gauges: after every step, and as each request ends, so a client
   // that sees its stream end never reads a gauge that still counts it.
   void PublishGauges();
@@ -72,7 +75,7 @@ class EngineWorker {
   std::condition_variable cv_;
   std::vector<Inbound> inbox_;
   size_t in_engine_ = 0;          // jobs the engine holds (waiting or running)
-  size_t engine_waiting_ = 0;     // of which waiting, as of the last step
+  size_t admitting_ = 0;          // taken from the inbox, not yet in the engine or refused
   bool accepting_ = true;
   bool stop_ = false;
   std::atomic<bool> cancel_all_{false};
