@@ -17,7 +17,6 @@ struct HostMatrix {
   std::vector<float> data;  // row-major [rows, cols]
   int64_t rows = 0;
   int64_t cols = 0;
-  bool empty() const { return data.empty(); }
 };
 
 enum class WeightSlot {
