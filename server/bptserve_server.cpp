@@ -51,9 +51,7 @@ Status BptServer::Start() {
   BPT_ASSIGN_OR_RETURN(auto credentials, Credentials(options_));
   // The context limit is not known before the model loads; token histograms reach 2^21.
   metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
-  if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartExposer(options_.host, options_.metrics_port));
-  // After the exposer's threads exist: the CUDA plugin brings cuBLAS's large thread-local storage
-  // (see engine/shared_library.h).
+  if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
   if (options_.device == "cuda") BPT_RETURN_IF_ERROR(CheckCudaDevice());
   service_ = std::make_unique<InferenceService>(options_, std::move(auth), metrics_.get());
 

@@ -115,15 +115,8 @@ Metrics::~Metrics() {
   memory_updater_.join();
 }
 
-Status Metrics::StartExposer(const std::string& host, int port) {
-  try {  // prometheus-cpp reports a bind failure by throwing; it stops here
-    exposer_ = std::make_unique<prometheus::Exposer>(host + ":" + std::to_string(port));
-  } catch (const std::exception& e) {
-    return Status(StatusCode::kUnavailable, "cannot serve metrics on " + host + ":" + std::to_string(port) + ": " + e.what());
-  }
-  exposer_->RegisterCollectable(registry_);
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  port_ = ports.empty() ? port : ports.front();
+Status Metrics::StartEndpoint(const std::string& host, int port) {
+  BPT_ASSIGN_OR_RETURN(endpoint_, MetricsEndpoint::Start(host, port, registry_));
   return OkStatus();
 }
 

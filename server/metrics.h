@@ -4,7 +4,6 @@
 #pragma once
 
 #include <prometheus/counter.h>
-#include <prometheus/exposer.h>
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
@@ -19,6 +18,7 @@
 
 #include "engine/engine.h"
 #include "engine/status.h"
+#include "server/metrics_endpoint.h"
 
 namespace bpt::server {
 
@@ -37,8 +37,8 @@ class Metrics {
   ~Metrics();
 
   // Serves /metrics on host:port (0: any free port); port() then tells which.
-  Status StartExposer(const std::string& host, int port);
-  int port() const { return port_; }
+  Status StartEndpoint(const std::string& host, int port);
+  int port() const { return endpoint_ ? endpoint_->port() : -1; }
 
   void RecordSuccess(const RequestRecord& r);
   void RecordError(grpc::StatusCode code);
@@ -56,8 +56,7 @@ class Metrics {
   void UpdateProcessMemory();
 
   std::shared_ptr<prometheus::Registry> registry_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
-  int port_ = -1;
+  std::unique_ptr<MetricsEndpoint> endpoint_;
 
   prometheus::Histogram* time_to_first_token_;
   prometheus::Histogram* inter_token_latency_;

@@ -74,24 +74,9 @@ TEST(ServerTls, TlsAndMutualTls) {
 }
 
 TEST(ServerProcess, SigtermDrainsAndExitsZero) {
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  const std::string binary = std::string(BPTSERVE_BIN_DIR) + "/bptserve";
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    execl(binary.c_str(), binary.c_str(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
-          "--kv-capacity", "32768", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  close(out[1]);
-  FILE* stdout_of_server = fdopen(out[0], "r");
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--kv-capacity", "32768"});
   int port = 0;
-  char line[512];
-  while (port == 0 && fgets(line, sizeof(line), stdout_of_server) != nullptr)
-    sscanf(line, "listening on port %d", &port);
+  sscanf(server.WaitForLine("listening on port").c_str(), "listening on port %d", &port);
   ASSERT_GT(port, 0) << "the server never said where it listens";
 
   auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
@@ -117,17 +102,15 @@ TEST(ServerProcess, SigtermDrainsAndExitsZero) {
   auto reader = stub->Generate(&context, request);
   bptserve::v1::GenerateResponse r;
   ASSERT_TRUE(reader->Read(&r));
-  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  ASSERT_EQ(kill(server.pid(), SIGTERM), 0);
   int tokens = r.has_tokens() ? r.tokens().token_ids_size() : 0;
   while (reader->Read(&r))
     if (r.has_tokens()) tokens += r.tokens().token_ids_size();
   EXPECT_TRUE(reader->Finish().ok());
   EXPECT_EQ(tokens, 200);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  const int status = server.Wait();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  fclose(stdout_of_server);
 }
 
 // --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1

@@ -1,12 +1,14 @@
 #include "server_test_util.h"
 
 #include <arpa/inet.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace bpt::testing {
 
-std::string HttpGet(int port, const std::string& path) {
+std::string HttpExchange(int port, const std::string& request) {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -16,7 +18,6 @@ std::string HttpGet(int port, const std::string& path) {
     close(fd);
     return "";
   }
-  const std::string request = "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
   if (write(fd, request.data(), request.size()) < 0) {
     close(fd);
     return "";
@@ -26,8 +27,56 @@ std::string HttpGet(int port, const std::string& path) {
   ssize_t n;
   while ((n = read(fd, buf, sizeof(buf))) > 0) response.append(buf, n);
   close(fd);
+  return response;
+}
+
+std::string HttpGet(int port, const std::string& path) {
+  const std::string response = HttpExchange(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   const size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+ServerProcess::ServerProcess(const std::vector<std::string>& args) {
+  int out[2];
+  if (pipe(out) != 0) return;
+  const std::string binary = std::string(BPTSERVE_BIN_DIR) + "/bptserve";
+  std::vector<char*> argv{const_cast<char*>(binary.c_str())};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_ = fork();
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    close(out[0]);
+    execv(binary.c_str(), argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  stdout_ = fdopen(out[0], "r");
+}
+
+ServerProcess::~ServerProcess() {
+  if (pid_ > 0 && !reaped_) {
+    kill(pid_, SIGKILL);
+    Wait();
+  }
+  if (stdout_ != nullptr) fclose(stdout_);
+}
+
+std::string ServerProcess::WaitForLine(const std::string& prefix) {
+  char line[4096];
+  while (stdout_ != nullptr && fgets(line, sizeof(line), stdout_) != nullptr)
+    if (std::string(line).rfind(prefix, 0) == 0) return line;
+  return "";
+}
+
+bool ServerProcess::Running() {
+  if (!reaped_ && waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+  return !reaped_;
+}
+
+int ServerProcess::Wait() {
+  if (!reaped_ && waitpid(pid_, &status_, 0) == pid_) reaped_ = true;
+  return status_;
 }
 
 }  // namespace bpt::testing

@@ -4,8 +4,10 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "bptserve/v1/bptserve.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -97,7 +99,28 @@ inline Stream Generate(bptserve::v1::Inference::Stub& stub, const bptserve::v1::
   return out;
 }
 
-// GET http://127.0.0.1:port/path (the metrics endpoint), body only.
+// Sends `request` as is to 127.0.0.1:port and returns everything the server wrote back before
+// closing (the metrics endpoint).
+std::string HttpExchange(int port, const std::string& request);
+// GET http://127.0.0.1:port/path, body only.
 std::string HttpGet(int port, const std::string& path);
+
+// The real bptserve binary as a child process, its stdout read line by line.
+class ServerProcess {
+ public:
+  explicit ServerProcess(const std::vector<std::string>& args);
+  ~ServerProcess();  // SIGKILL if still running
+  // Reads stdout until a line starting with `prefix`; that line, or "" at end of output.
+  std::string WaitForLine(const std::string& prefix);
+  pid_t pid() const { return pid_; }
+  bool Running();
+  int Wait();  // the waitpid status
+
+ private:
+  pid_t pid_ = -1;
+  FILE* stdout_ = nullptr;
+  bool reaped_ = false;
+  int status_ = 0;
+};
 
 }  // namespace bpt::testing
