@@ -108,12 +108,19 @@ MemoryPlan Engine::memory_plan() const {
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};
 }
 
-StatusOr<std::vector<int32_t>> Engine::EncodePrompt(const std::string& text) const {
+StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens) const {
   if (tokenizer_ == nullptr)
     return FailedPrecondition("this model is served in token-ids mode (no tokenizer.model): send token ids, not text");
-  BPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, tokenizer_->Encode(text));
   const int bos = !config_.bos_token_ids.empty() ? config_.bos_token_ids[0] : tokenizer_->bos_id();
-  if (bos >= 0) ids.insert(ids.begin(), bos);
+  const int64_t max_text_ids = max_tokens - (bos >= 0 ? 1 : 0);
+  if (max_text_ids < 0) return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
+  StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text, static_cast<size_t>(max_text_ids));
+  if (!ids.ok()) {
+    if (ids.status().code() == StatusCode::kInvalidArgument)
+      return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
+    return ids.status();
+  }
+  if (bos >= 0) ids->insert(ids->begin(), bos);
   return ids;
 }
 

@@ -4,15 +4,144 @@
 
 #include <sentencepiece_processor.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 #include <vector>
 
 struct bpt_spm {
   sentencepiece::SentencePieceProcessor processor;
+  int max_piece_bytes = 0;
+  bool splits_before_spaces = false;
 };
 
 namespace {
+
+constexpr char kSpaceSymbol[] = "\xe2\x96\x81";  // U+2581, SentencePiece's escaped ' '
+
+// The few NormalizerSpec fields that decide whether text keeps its length and its spaces.
+// Debian ships no sentencepiece_model.pb.h, so they are read from the serialized ModelProto.
+struct NormalizerFacts {
+  std::string name;
+  bool has_charsmap = false;
+  bool add_dummy_prefix = true;
+  bool remove_extra_whitespaces = true;
+  bool escape_whitespaces = true;
+  bool parsed = false;
+};
+
+bool ReadVarint(const std::string& s, size_t* pos, uint64_t* value) {
+  *value = 0;
+  for (int shift = 0; shift < 64 && *pos < s.size(); shift += 7) {
+    const uint8_t b = static_cast<uint8_t>(s[(*pos)++]);
+    *value |= static_cast<uint64_t>(b & 0x7f) << shift;
+    if ((b & 0x80) == 0) return true;
+  }
+  return false;
+}
+
+// Calls field(number, wire_type, varint, bytes) for each field of one message; false when the
+// bytes are not a well-formed message.
+template <typename Field>
+bool ForEachField(const std::string& message, Field field) {
+  size_t pos = 0;
+  while (pos < message.size()) {
+    uint64_t key = 0, value = 0;
+    if (!ReadVarint(message, &pos, &key)) return false;
+    const int wire_type = static_cast<int>(key & 7);
+    std::string bytes;
+    if (wire_type == 0) {
+      if (!ReadVarint(message, &pos, &value)) return false;
+    } else if (wire_type == 2) {
+      if (!ReadVarint(message, &pos, &value) || value > message.size() - pos) return false;
+      bytes = message.substr(pos, value);
+      pos += value;
+    } else if (wire_type == 5) {
+      pos += 4;
+    } else if (wire_type == 1) {
+      pos += 8;
+    } else {
+      return false;
+    }
+    if (pos > message.size()) return false;
+    field(static_cast<int>(key >> 3), wire_type, value, bytes);
+  }
+  return true;
+}
+
+NormalizerFacts ReadNormalizerFacts(const std::string& model_proto) {
+  NormalizerFacts facts;
+  constexpr int kNormalizerSpec = 3;  // ModelProto.normalizer_spec
+  std::string spec;
+  bool found = false;
+  if (!ForEachField(model_proto, [&](int number, int wire_type, uint64_t, const std::string& bytes) {
+        if (number == kNormalizerSpec && wire_type == 2) {
+          spec = bytes;
+          found = true;
+        }
+      }))
+    return facts;
+  if (!found) return facts;
+  facts.parsed = ForEachField(spec, [&](int number, int wire_type, uint64_t value, const std::string& bytes) {
+    switch (number) {
+      case 1: facts.name = bytes; break;
+      case 2: facts.has_charsmap = !bytes.empty(); break;
+      case 3: facts.add_dummy_prefix = value != 0; break;
+      case 4: facts.remove_extra_whitespaces = value != 0; break;
+      case 5: facts.escape_whitespaces = value != 0; break;
+      default: break;
+    }
+  });
+  return facts;
+}
+
+// Bytes of text a piece decodes to: the escaped space is one byte, a byte piece one byte.
+int PieceBytes(const sentencepiece::SentencePieceProcessor& p, int id) {
+  if (p.IsControl(id)) return 0;
+  if (p.IsByte(id)) return 1;
+  const std::string& piece = p.IdToPiece(id);
+  int bytes = 0;
+  for (size_t i = 0; i < piece.size();) {
+    if (piece.compare(i, 3, kSpaceSymbol) == 0) {
+      i += 3;
+      bytes += 1;
+    } else {
+      ++i;
+      ++bytes;
+    }
+  }
+  return bytes;
+}
+
+// Whether some piece holds another character right before an escaped space: such a piece could
+// join the two sides of a cut made before that space.
+bool SomePieceCrossesBeforeASpace(const sentencepiece::SentencePieceProcessor& p) {
+  for (int id = 0; id < p.GetPieceSize(); ++id) {
+    const std::string& piece = p.IdToPiece(id);
+    for (size_t at = piece.find(kSpaceSymbol, 1); at != std::string::npos; at = piece.find(kSpaceSymbol, at + 1))
+      if (at < 3 || piece.compare(at - 3, 3, kSpaceSymbol) != 0) return true;
+  }
+  return false;
+}
+
+// Identity normalization that keeps every space and escapes it keeps a text's characters one
+// for one, so cuts and length bounds on the raw text hold for what the model sees.
+void AnalyzeModel(bpt_spm* spm) {
+  const auto& p = spm->processor;
+  const NormalizerFacts facts = ReadNormalizerFacts(p.serialized_model_proto());
+  const bool text_kept = facts.parsed && facts.name == "identity" && !facts.has_charsmap &&
+                         !facts.remove_extra_whitespaces && facts.escape_whitespaces;
+  bool has_bytes = false;
+  int longest = 0;
+  for (int id = 0; id < p.GetPieceSize(); ++id) {
+    has_bytes |= p.IsByte(id);
+    longest = std::max(longest, PieceBytes(p, id));
+  }
+  // Without byte fallback an unknown run becomes one <unk> of any length.
+  spm->max_piece_bytes = text_kept && has_bytes ? longest : 0;
+  spm->splits_before_spaces = text_kept && !SomePieceCrossesBeforeASpace(p);
+}
 
 void WriteError(const std::string& message, char* err, size_t capacity) {
   if (err == nullptr || capacity == 0) return;
@@ -33,6 +162,7 @@ bpt_spm* bpt_spm_load(const char* model_path, char* err, size_t err_capacity) {
     delete spm;
     return nullptr;
   }
+  AnalyzeModel(spm);
   return spm;
 }
 
@@ -41,6 +171,8 @@ void bpt_spm_free(bpt_spm* spm) { delete spm; }
 int bpt_spm_vocab_size(const bpt_spm* spm) { return spm->processor.GetPieceSize(); }
 int bpt_spm_bos_id(const bpt_spm* spm) { return spm->processor.bos_id(); }
 int bpt_spm_eos_id(const bpt_spm* spm) { return spm->processor.eos_id(); }
+int bpt_spm_max_piece_bytes(const bpt_spm* spm) { return spm->max_piece_bytes; }
+int bpt_spm_splits_before_spaces(const bpt_spm* spm) { return spm->splits_before_spaces ? 1 : 0; }
 
 long bpt_spm_encode(const bpt_spm* spm, const char* text, size_t length, int* ids, size_t capacity) {
   std::vector<int> out;

@@ -19,6 +19,13 @@ void bpt_spm_free(bpt_spm* spm);
 int bpt_spm_vocab_size(const bpt_spm* spm);
 int bpt_spm_bos_id(const bpt_spm* spm); /* -1 when the model has none */
 int bpt_spm_eos_id(const bpt_spm* spm);
+/* The most bytes of text one id stands for: a text of n bytes has at least n / this many ids.
+ * 0 when no such bound holds (normalization may shrink the text, or <unk> may cover a run). */
+int bpt_spm_max_piece_bytes(const bpt_spm* spm);
+/* 1 when a text cut just before a ' ' that follows another character encodes as the ids of its
+ * parts, concatenated (the part after the cut encoded as the continuation of a text); 0 when
+ * the model cannot promise it. */
+int bpt_spm_splits_before_spaces(const bpt_spm* spm);
 /* Encodes text without BOS/EOS. Writes up to capacity ids; returns how many the text needs,
  * or -1 on error. */
 long bpt_spm_encode(const bpt_spm* spm, const char* text, size_t length, int* ids, size_t capacity);

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <mutex>
 
 #include "engine/shared_library.h"
@@ -15,6 +16,8 @@ struct Tokenizer::Api {
   decltype(&bpt_spm_vocab_size) vocab_size;
   decltype(&bpt_spm_bos_id) bos_id;
   decltype(&bpt_spm_eos_id) eos_id;
+  decltype(&bpt_spm_max_piece_bytes) max_piece_bytes;
+  decltype(&bpt_spm_splits_before_spaces) splits_before_spaces;
   decltype(&bpt_spm_encode) encode;
   decltype(&bpt_spm_decode) decode;
 };
@@ -22,6 +25,17 @@ struct Tokenizer::Api {
 namespace {
 
 constexpr const char* kShimName = "libbptserve_spm.so";
+// Put before a chunk that starts with a space, it makes the chunk encode as the middle of a
+// text (no dummy prefix of its own); its own ids are then dropped.
+constexpr std::string_view kContinuationPrefix = "a";
+
+// Where a chunk that starts near `from` may begin: just before a ' ' that follows another
+// character; text.size() when there is none.
+size_t NextCut(std::string_view text, size_t from) {
+  for (size_t i = std::max<size_t>(from, 1); i < text.size(); ++i)
+    if (text[i] == ' ' && text[i - 1] != ' ') return i;
+  return text.size();
+}
 
 StatusOr<const Tokenizer::Api*> LoadApi() {
   static std::once_flag once;
@@ -40,9 +54,13 @@ StatusOr<const Tokenizer::Api*> LoadApi() {
     api.vocab_size = reinterpret_cast<decltype(api.vocab_size)>(sym("bpt_spm_vocab_size"));
     api.bos_id = reinterpret_cast<decltype(api.bos_id)>(sym("bpt_spm_bos_id"));
     api.eos_id = reinterpret_cast<decltype(api.eos_id)>(sym("bpt_spm_eos_id"));
+    api.max_piece_bytes = reinterpret_cast<decltype(api.max_piece_bytes)>(sym("bpt_spm_max_piece_bytes"));
+    api.splits_before_spaces =
+        reinterpret_cast<decltype(api.splits_before_spaces)>(sym("bpt_spm_splits_before_spaces"));
     api.encode = reinterpret_cast<decltype(api.encode)>(sym("bpt_spm_encode"));
     api.decode = reinterpret_cast<decltype(api.decode)>(sym("bpt_spm_decode"));
-    if (!api.load || !api.free || !api.vocab_size || !api.bos_id || !api.eos_id || !api.encode || !api.decode)
+    if (!api.load || !api.free || !api.vocab_size || !api.bos_id || !api.eos_id || !api.max_piece_bytes ||
+        !api.splits_before_spaces || !api.encode || !api.decode)
       status = FailedPrecondition(std::string(kShimName) + " lacks a bpt_spm_* symbol");
   });
   if (!status.ok()) return status;
@@ -56,7 +74,15 @@ Tokenizer::Tokenizer(const Api* api, bpt_spm* handle)
       handle_(handle),
       vocab_size_(api->vocab_size(handle)),
       bos_id_(api->bos_id(handle)),
-      eos_id_(api->eos_id(handle)) {}
+      eos_id_(api->eos_id(handle)),
+      max_piece_bytes_(api->max_piece_bytes(handle)),
+      splits_before_spaces_(api->splits_before_spaces(handle) != 0) {
+  if (splits_before_spaces_) {
+    StatusOr<std::vector<int32_t>> prefix = EncodeWhole(kContinuationPrefix);
+    if (prefix.ok() && !prefix->empty()) continuation_prefix_ = std::move(prefix).value();
+    else splits_before_spaces_ = false;
+  }
+}
 
 Tokenizer::~Tokenizer() { api_->free(handle_); }
 
@@ -69,7 +95,40 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_pa
   return std::unique_ptr<Tokenizer>(new Tokenizer(api, handle));
 }
 
-StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text) const {
+StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t max_ids, size_t chunk_bytes) const {
+  const auto too_many = [&] {
+    return InvalidArgument("the text has more than " + std::to_string(max_ids) + " tokens");
+  };
+  // Fewer bytes than ids is impossible: refuse before any work.
+  if (max_ids != kNoLimit && max_piece_bytes_ > 0 && text.size() / max_piece_bytes_ > max_ids) return too_many();
+  if (!splits_before_spaces_ || text.size() <= chunk_bytes) {
+    BPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodeWhole(text));
+    if (ids.size() > max_ids) return too_many();
+    return ids;
+  }
+  std::vector<int32_t> ids;
+  std::string continuation;
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = NextCut(text, begin + chunk_bytes);
+    const std::string_view chunk = text.substr(begin, end - begin);
+    if (begin == 0) {
+      BPT_ASSIGN_OR_RETURN(ids, EncodeWhole(chunk));
+    } else {
+      continuation.assign(kContinuationPrefix);
+      continuation.append(chunk);
+      BPT_ASSIGN_OR_RETURN(std::vector<int32_t> part, EncodeWhole(continuation));
+      if (part.size() < continuation_prefix_.size() ||
+          !std::equal(continuation_prefix_.begin(), continuation_prefix_.end(), part.begin()))
+        return Internal("the tokenizer did not keep a chunk's continuation prefix apart");
+      ids.insert(ids.end(), part.begin() + continuation_prefix_.size(), part.end());
+    }
+    if (ids.size() > max_ids) return too_many();
+    begin = end;
+  }
+  return ids;
+}
+
+StatusOr<std::vector<int32_t>> Tokenizer::EncodeWhole(std::string_view text) const {
   std::vector<int> ids(text.size() + 8);  // SentencePiece emits at most one id per byte
   long n = api_->encode(handle_, text.data(), text.size(), ids.data(), ids.size());
   if (n < 0) return InvalidArgument("the tokenizer could not encode the text");

@@ -89,7 +89,8 @@ Status BptServer::Start() {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
       engine_ = std::move(engine).value();
-      worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens, metrics_.get());
+      worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens,
+                                               options_.tokenizer_threads, metrics_.get());
       service_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
     } else {

@@ -57,14 +57,23 @@ Status EngineWorker::QueueFull() const {
                            " waiting, --max-queue); retry later");
 }
 
-EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, Metrics* metrics)
-    : engine_(engine), max_queue_(max_queue), max_prompt_tokens_(max_prompt_tokens), metrics_(metrics) {
+EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, int tokenizer_threads,
+                           Metrics* metrics, PromptEncodeFn encode)
+    : engine_(engine),
+      max_queue_(max_queue),
+      max_prompt_tokens_(max_prompt_tokens),
+      metrics_(metrics),
+      encode_(encode ? std::move(encode) : [&engine](std::string_view text, int64_t max_tokens) {
+        return engine.EncodePrompt(text, max_tokens);
+      }) {
   if (metrics_ != nullptr) metrics_->SetKvCache(0, engine_.kv_capacity_tokens());
+  tokenizer_pool_ = std::make_unique<TokenizerPool>(tokenizer_threads, std::max<size_t>(max_queue_, 1));
   thread_ = std::thread([this] { Loop(); });
 }
 
 EngineWorker::~EngineWorker() {
   CancelAll();
+  tokenizer_pool_.reset();  // each tokenization ends in the inbox or refused; the loop ends the rest
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
@@ -74,15 +83,72 @@ EngineWorker::~EngineWorker() {
 }
 
 Status EngineWorker::Submit(GenerationJob job) {
+  const bool needs_tokens = job.request.prompt.empty();
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!accepting_) return Status(StatusCode::kUnavailable, "the server is shutting down");
-    // The inbox is bounded here; the engine's own queue when the worker admits (Admit).
-    if (inbox_.size() + admitting_ >= max_queue_) return QueueFull();
-    inbox_.push_back({std::move(job), std::chrono::steady_clock::now()});
+    // The pool and the inbox are bounded here; the engine's own queue when the worker admits.
+    if (needs_tokens) {
+      if (tokenizing_ >= max_queue_) return QueueFull();
+      ++tokenizing_;
+    } else {
+      if (inbox_.size() + admitting_ >= max_queue_) return QueueFull();
+      inbox_.push_back({std::move(job), std::chrono::steady_clock::now()});
+    }
+  }
+  if (needs_tokens) {
+    auto shared = std::make_shared<GenerationJob>(std::move(job));
+    const auto submitted = std::chrono::steady_clock::now();
+    if (!tokenizer_pool_->TryRun([this, shared, submitted] { Tokenize(std::move(*shared), submitted); })) {
+      std::lock_guard<std::mutex> lock(mu_);
+      --tokenizing_;
+      return QueueFull();
+    }
+    return OkStatus();
   }
   cv_.notify_one();
   return OkStatus();
+}
+
+int64_t EngineWorker::PromptTokenLimit() const {
+  const int64_t context = engine_.max_model_len() - 1;  // at least one token is generated
+  return max_prompt_tokens_ > 0 ? std::min(max_prompt_tokens_, context) : context;
+}
+
+Status EngineWorker::PromptTooLong(const std::string& count) const {
+  if (max_prompt_tokens_ > 0 && max_prompt_tokens_ < engine_.max_model_len())
+    return InvalidArgument("prompt has " + count + " tokens; this server accepts at most " +
+                           std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)");
+  return InvalidArgument("prompt has " + count + " tokens; the model's context limit is " +
+                         std::to_string(engine_.max_model_len()) + " tokens including at least one generated");
+}
+
+void EngineWorker::Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted) {
+  std::optional<StatusOr<GenerationResult>> refused;
+  if (job.sink->Cancelled() || cancel_all_.load()) {
+    GenerationResult cancelled;
+    cancelled.finish_reason = FinishReason::kCancelled;
+    refused = cancelled;
+  } else {
+    const int64_t limit = PromptTokenLimit();
+    StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, limit);
+    if (ids.ok()) {
+      job.request.prompt = std::move(ids).value();
+      std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
+    } else if (ids.status().code() == StatusCode::kInvalidArgument) {
+      refused = PromptTooLong("more than " + std::to_string(limit));
+    } else {
+      refused = ids.status();
+    }
+  }
+  std::shared_ptr<GenerationSink> sink = job.sink;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --tokenizing_;
+    if (!refused) inbox_.push_back({std::move(job), submitted});
+  }
+  if (refused) sink->OnFinished(*refused);
+  cv_.notify_one();
 }
 
 void EngineWorker::StopAccepting() {
@@ -97,7 +163,7 @@ void EngineWorker::CancelAll() {
 
 bool EngineWorker::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return inbox_.empty() && in_engine_ == 0;
+  return inbox_.empty() && in_engine_ == 0 && tokenizing_ == 0;
 }
 
 std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) {
@@ -108,15 +174,8 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
     cancelled.finish_reason = FinishReason::kCancelled;
     return cancelled;
   }
-  if (job.request.prompt.empty()) {
-    auto ids = engine_.EncodePrompt(job.prompt_text);
-    if (!ids.ok()) return ids.status();
-    job.request.prompt = std::move(ids).value();
-  }
   const int64_t prompt_tokens = static_cast<int64_t>(job.request.prompt.size());
-  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_)
-    return InvalidArgument("prompt has " + std::to_string(prompt_tokens) + " tokens; this server accepts at most " +
-                           std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)");
+  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) return PromptTooLong(std::to_string(prompt_tokens));
   if (job.default_max_new_tokens) {  // unset: as much as fits, up to the default
     const int64_t room = std::min(engine_.max_model_len(), engine_.kv_capacity_tokens()) - prompt_tokens;
     job.request.stopping.max_new_tokens =
@@ -135,7 +194,7 @@ void EngineWorker::PublishGauges() {
   size_t inbox;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    inbox = inbox_.size();
+    inbox = inbox_.size() + tokenizing_;
   }
   metrics_->SetRunning(static_cast<int>(engine_.num_running()));
   metrics_->SetWaiting(static_cast<int>(engine_.num_waiting() + inbox));

@@ -1,22 +1,26 @@
 // The thread that owns the engine. gRPC threads only enqueue jobs and never wait on the engine;
-// the worker moves them into the engine's scheduler and steps it while any request is in
-// flight (continuous batching). Each job reports through its sink, on this thread, ending with
-// exactly one OnFinished.
+// a text prompt is tokenized first on the tokenizer pool, then the worker moves the job into the
+// engine's scheduler and steps it while any request is in flight (continuous batching). Each
+// job reports through its sink, ending with exactly one OnFinished: on this thread, or on a
+// tokenizer thread when its text is refused.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include "engine/engine.h"
 #include "server/metrics.h"
+#include "server/tokenizer_pool.h"
 
 namespace bpt::server {
 
@@ -31,8 +35,11 @@ class GenerationSink {
   virtual void OnFinished(const StatusOr<GenerationResult>& result) = 0;
 };
 
+// Tokenizes a prompt text, stopping past max_tokens: Engine::EncodePrompt, or a test's own.
+using PromptEncodeFn = std::function<StatusOr<std::vector<int32_t>>(std::string_view text, int64_t max_tokens)>;
+
 struct GenerationJob {
-  std::string prompt_text;      // tokenized on the worker when request.prompt is empty
+  std::string prompt_text;      // tokenized on the tokenizer pool when request.prompt is empty
   GenerationRequest request;
   bool default_max_new_tokens = false;  // the client left it unset: clamp it to what fits
   std::shared_ptr<GenerationSink> sink;
@@ -40,8 +47,10 @@ struct GenerationJob {
 
 class EngineWorker {
  public:
-  // max_prompt_tokens: the server's own limit (0: the model's).
-  EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, Metrics* metrics);
+  // max_prompt_tokens: the server's own limit (0: the model's). max_queue bounds the jobs
+  // being tokenized, waiting for the worker and waiting in the engine, each count on its own.
+  EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, int tokenizer_threads, Metrics* metrics,
+               PromptEncodeFn encode = nullptr);
   ~EngineWorker();
 
   // ResourceExhausted when the queue is full; Unavailable once draining.
@@ -59,6 +68,11 @@ class EngineWorker {
   };
   class JobObserver;
   void Loop();
+  // On a tokenizer thread: the job's text to ids, then into the inbox (or refused).
+  void Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted);
+  // The most tokens a text prompt may have, and the refusal past it.
+  int64_t PromptTokenLimit() const;
+  Status PromptTooLong(const std::string& count) const;
   Status QueueFull() const;
   // Moves the job into the engine; what to finish it with when it cannot go there.
   std::optional<StatusOr<GenerationResult>> Admit(Inbound& inbound);
@@ -70,18 +84,22 @@ class EngineWorker {
   const size_t max_queue_;
   const int64_t max_prompt_tokens_;
   Metrics* metrics_;
+  const PromptEncodeFn encode_;
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Inbound> inbox_;
   size_t in_engine_ = 0;          // jobs the engine holds (waiting or running)
   size_t admitting_ = 0;          // taken from the inbox, not yet in the engine or refused
+  size_t tokenizing_ = 0;         // on the tokenizer pool
   bool accepting_ = true;
   bool stop_ = false;
   std::atomic<bool> cancel_all_{false};
   int64_t preemptions_seen_ = 0;  // worker thread only
   std::map<const JobObserver*, std::unique_ptr<JobObserver>> observers_;  // worker thread only
   std::thread thread_;
+  // Last: destroyed first, so every tokenization has handed its job on before the loop stops.
+  std::unique_ptr<TokenizerPool> tokenizer_pool_;
 };
 
 }  // namespace bpt::server

@@ -31,6 +31,7 @@ std::string ServerOptions::Describe() const {
     << "  prefill block:     " << prefill_block << " tokens\n"
     << "  KV capacity:       " << (kv_capacity_tokens > 0 ? std::to_string(kv_capacity_tokens) + " tokens" : "engine default") << "\n"
     << "  KV memory share:   " << kv_memory_fraction << "\n"
+    << "  tokenizer threads: " << tokenizer_threads << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
     << "  drain:             " << drain_seconds << " s\n";
   return s.str();
@@ -58,6 +59,8 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--kv-capacity", o.kv_capacity_tokens, "KV cache capacity in tokens (0: engine default)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--tokenizer-threads", o.tokenizer_threads, "Threads that tokenize text prompts")
+      ->check(CLI::PositiveNumber);
   auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain (enables TLS)");
   auto* key = app.add_option("--tls-key", o.tls_key, "PEM private key");
   app.add_option("--tls-client-ca", o.tls_client_ca, "PEM CA: require and verify client certificates (mTLS)")

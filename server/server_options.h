@@ -22,6 +22,7 @@ struct ServerOptions {
   int64_t kv_capacity_tokens = 0;  // 0: the engine's default
   double kv_memory_fraction = 0.90;  // of the memory left after weights and workspace
   int threads = 0;
+  int tokenizer_threads = 2;       // threads that tokenize text prompts, off the engine's thread
   std::string tls_cert, tls_key, tls_client_ca;
   std::string api_key_file;
   double drain_seconds = 30;

@@ -115,6 +115,51 @@ TEST_P(TokenizerTest, RandomIdsStreamToTheFullDecode) {
   }
 }
 
+// A long text from every sample, glued with runs of spaces, words and digits of random lengths,
+// so chunk cuts land everywhere a cut may fall.
+std::string LongMixedText(size_t min_bytes) {
+  std::mt19937 rng(7);
+  std::string text;
+  while (text.size() < min_bytes) {
+    text += Samples()[rng() % Samples().size()];
+    text += std::string(rng() % 4, ' ');
+    if (rng() % 5 == 0) text += std::to_string(rng());
+    if (rng() % 50 == 0) text += std::string(1000 + rng() % 3000, 'x');  // one long word
+  }
+  return text;
+}
+
+TEST_P(TokenizerTest, ChunkedEncodingGivesTheWholeTextsIds) {
+  ASSERT_TRUE(tokenizer_->splits_before_spaces()) << "both models normalize by identity and keep spaces";
+  const std::string text = LongMixedText(150 * 1024);
+  const auto whole = tokenizer_->Encode(text, Tokenizer::kNoLimit, Tokenizer::kNoLimit);
+  ASSERT_TRUE(whole.ok());
+  for (size_t chunk_bytes : {size_t{1}, size_t{7}, size_t{100}, size_t{4096}, Tokenizer::kChunkBytes}) {
+    const auto chunked = tokenizer_->Encode(text, Tokenizer::kNoLimit, chunk_bytes);
+    ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
+    EXPECT_TRUE(*chunked == *whole) << "chunks of " << chunk_bytes << " bytes: " << chunked->size() << " ids vs "
+                                    << whole->size();
+  }
+}
+
+TEST_P(TokenizerTest, EncodingStopsPastTheLimit) {
+  const std::string text = LongMixedText(300 * 1024);
+  const auto whole = tokenizer_->Encode(text);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_TRUE(tokenizer_->Encode(text, whole->size()).ok());
+  const auto over = tokenizer_->Encode(text, whole->size() - 1);
+  EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(over.status().message().find("more than " + std::to_string(whole->size() - 1) + " tokens"),
+            std::string::npos);
+  // No model text packs more bytes into an id than the longest piece holds.
+  ASSERT_GT(tokenizer_->max_piece_bytes(), 0);
+  EXPECT_GE(whole->size() * tokenizer_->max_piece_bytes(), text.size());
+  // Past limit x longest piece the answer needs no tokenization at all; right below it, it does.
+  const size_t limit = 1000;
+  const std::string just_over(limit * tokenizer_->max_piece_bytes() + tokenizer_->max_piece_bytes(), 'x');
+  EXPECT_EQ(tokenizer_->Encode(just_over, limit).status().code(), StatusCode::kInvalidArgument);
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, TokenizerTest, ::testing::Values("demo", "llama2"),
                          [](const auto& info) { return info.param; });
 

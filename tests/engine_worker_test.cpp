@@ -1,0 +1,148 @@
+// The engine worker with the tokenizer pool: a text prompt is tokenized off the engine's
+// thread, so a stream already running keeps producing tokens while a huge prompt is tokenized,
+// and the huge prompt is refused as soon as it passes the limit.
+#include "server/engine_worker.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <mutex>
+
+#include "server_test_util.h"
+
+namespace bpt {
+namespace {
+
+class RecordingSink : public server::GenerationSink {
+ public:
+  bool Cancelled() const override { return cancelled.load(); }
+  void OnPrefillProgress(int64_t, int64_t) override {}
+  void OnToken(const TokenOutput&) override {
+    std::lock_guard<std::mutex> lock(mu);
+    ++tokens;
+    cv.notify_all();
+  }
+  void OnFinished(const StatusOr<GenerationResult>& result) override {
+    std::lock_guard<std::mutex> lock(mu);
+    status = result.ok() ? OkStatus() : result.status();
+    ++finished;
+    cv.notify_all();
+  }
+  // Waits for pred under the sink's lock; false if it never held within a minute, which only a
+  // stalled engine thread explains.
+  template <typename Pred>
+  bool WaitFor(Pred pred) {
+    std::unique_lock<std::mutex> lock(mu);
+    return cv.wait_for(lock, std::chrono::minutes(1), pred);
+  }
+
+  std::atomic<bool> cancelled{false};
+  std::mutex mu;
+  std::condition_variable cv;
+  int tokens = 0;
+  int finished = 0;
+  Status status;
+};
+
+std::unique_ptr<Engine> DemoEngine() {
+  EngineOptions options;
+  options.model_dir = testing::DemoModelDir();
+  options.kv_capacity_tokens = 8192;
+  options.prefill_block = 64;
+  auto engine = Engine::Create(options);
+  EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+  return std::move(engine).value();
+}
+
+std::string Words(size_t bytes) {
+  std::string text;
+  for (size_t i = 0; text.size() < bytes; ++i) text += (i % 7 == 0 ? " The" : " long document") + std::to_string(i % 100);
+  return text;
+}
+
+TEST(EngineWorker, StreamsKeepTheirPaceWhileAHugePromptIsTokenized) {
+  std::unique_ptr<Engine> engine = DemoEngine();
+  auto running = std::make_shared<RecordingSink>();
+  std::mutex mu;
+  std::condition_variable cv;
+  bool tokenizing = false;
+  bool running_stream_advanced = false;
+  // The huge prompt's tokenization lasts until the running stream has produced 20 more tokens:
+  // on the engine's thread that could never happen.
+  server::PromptEncodeFn encode = [&](std::string_view text, int64_t max_tokens) {
+    if (text.size() > 1000) {
+      int start;
+      {
+        std::lock_guard<std::mutex> lock(running->mu);
+        start = running->tokens;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        tokenizing = true;
+      }
+      cv.notify_all();
+      running_stream_advanced = running->WaitFor([&] { return running->tokens >= start + 20; });
+    }
+    return engine->EncodePrompt(text, max_tokens);
+  };
+  server::EngineWorker worker(*engine, 8, /*max_prompt_tokens=*/4096, /*tokenizer_threads=*/1, nullptr, encode);
+
+  server::GenerationJob first;
+  first.prompt_text = "a stream that runs throughout";
+  first.request.stopping.max_new_tokens = 4000;
+  first.request.stopping.ignore_eos = true;
+  first.sink = running;
+  ASSERT_TRUE(worker.Submit(std::move(first)).ok());
+  ASSERT_TRUE(running->WaitFor([&] { return running->tokens > 0; }));
+
+  auto huge = std::make_shared<RecordingSink>();
+  server::GenerationJob second;
+  second.prompt_text = Words(20 * 1024 * 1024);
+  second.request.stopping.max_new_tokens = 1;
+  second.sink = huge;
+  ASSERT_TRUE(worker.Submit(std::move(second)).ok());
+  ASSERT_TRUE(huge->WaitFor([&] { return huge->finished == 1; }));
+  EXPECT_TRUE(tokenizing);
+  EXPECT_TRUE(running_stream_advanced) << "the running stream stalled while the huge prompt was tokenized";
+  EXPECT_EQ(huge->status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(huge->status.message().find("prompt has more than 4096 tokens"), std::string::npos) << huge->status.ToString();
+  EXPECT_NE(huge->status.message().find("--max-prompt-tokens"), std::string::npos);
+
+  running->cancelled = true;
+  ASSERT_TRUE(running->WaitFor([&] { return running->finished == 1; }));
+}
+
+// Tokenized for real past the limit: stopped after a few chunks, refused with the limit, and a
+// prompt right at the limit still runs.
+TEST(EngineWorker, TextPastTheLimitIsRefusedAfterTokenizing) {
+  std::unique_ptr<Engine> engine = DemoEngine();
+  const int64_t limit = 3000;
+  server::EngineWorker worker(*engine, 8, limit, 2, nullptr);
+  const int piece_bytes = engine->tokenizer()->max_piece_bytes();
+  ASSERT_GT(piece_bytes, 0);
+  // Below the up-front bound, so it must be tokenized to be refused.
+  const std::string text = Words(static_cast<size_t>(limit) * piece_bytes - 1);
+  ASSERT_GT(engine->EncodePrompt(text)->size(), static_cast<size_t>(limit));
+  auto sink = std::make_shared<RecordingSink>();
+  server::GenerationJob job;
+  job.prompt_text = text;
+  job.request.stopping.max_new_tokens = 1;
+  job.sink = sink;
+  ASSERT_TRUE(worker.Submit(std::move(job)).ok());
+  ASSERT_TRUE(sink->WaitFor([&] { return sink->finished == 1; }));
+  EXPECT_EQ(sink->status.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(sink->status.message().find("more than 3000 tokens"), std::string::npos) << sink->status.ToString();
+
+  auto fits = std::make_shared<RecordingSink>();
+  server::GenerationJob ok_job;
+  ok_job.prompt_text = Words(2000);
+  ok_job.request.stopping.max_new_tokens = 2;
+  ok_job.sink = fits;
+  ASSERT_TRUE(worker.Submit(std::move(ok_job)).ok());
+  ASSERT_TRUE(fits->WaitFor([&] { return fits->finished == 1; }));
+  EXPECT_TRUE(fits->status.ok()) << fits->status.ToString();
+  EXPECT_EQ(fits->tokens, 2);
+}
+
+}  // namespace
+}  // namespace bpt
