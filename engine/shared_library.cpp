@@ -20,7 +20,8 @@ std::string ExecutableDir() {
 
 }  // namespace
 
-StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_override, int dlopen_flags) {
+StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_override, int dlopen_flags,
+                                  bool own_namespace) {
   std::vector<std::string> candidates;
   if (const char* env = std::getenv(env_override)) candidates.push_back(env);
   const std::string dir = ExecutableDir();
@@ -31,7 +32,8 @@ StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_
   candidates.push_back(file_name);
   std::string errors;
   for (const auto& path : candidates) {
-    if (void* handle = dlopen(path.c_str(), dlopen_flags)) return handle;
+    void* handle = own_namespace ? dlmopen(LM_ID_NEWLM, path.c_str(), dlopen_flags) : dlopen(path.c_str(), dlopen_flags);
+    if (handle != nullptr) return handle;
     const char* e = dlerror();
     errors += "\n  " + path + ": " + (e ? e : "not loadable");
   }

@@ -13,6 +13,9 @@ namespace bpt {
 // Tries, in order: the path in the environment variable `env_override` (when set), beside
 // the executable, ../lib from it, then the loader's own search path. The handle stays open for
 // the life of the process. The error lists every path tried and why it failed.
-StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_override, int dlopen_flags);
+// own_namespace: load it and its dependencies into a link-map namespace of their own
+// (dlmopen(LM_ID_NEWLM)), where none of their symbols can meet the process's.
+StatusOr<void*> OpenSharedLibrary(const std::string& file_name, const char* env_override, int dlopen_flags,
+                                  bool own_namespace = false);
 
 }  // namespace bpt

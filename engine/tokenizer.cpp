@@ -25,6 +25,21 @@ struct Tokenizer::Api {
 namespace {
 
 constexpr const char* kShimName = "libbptserve_spm.so";
+
+// AddressSanitizer refuses RTLD_DEEPBIND; there the shim (built without instrumentation) gets a
+// link-map namespace of its own, which keeps its protobuf away from gRPC's just as well.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kShimInOwnNamespace = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kShimInOwnNamespace = true;
+#else
+constexpr bool kShimInOwnNamespace = false;
+#endif
+#else
+constexpr bool kShimInOwnNamespace = false;
+#endif
+constexpr int kShimFlags = kShimInOwnNamespace ? RTLD_NOW | RTLD_LOCAL : RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND;
 // Put before a chunk that starts with a space, it makes the chunk encode as the middle of a
 // text (no dummy prefix of its own); its own ids are then dropped.
 constexpr std::string_view kContinuationPrefix = "a";
@@ -42,7 +57,7 @@ StatusOr<const Tokenizer::Api*> LoadApi() {
   static Tokenizer::Api api;
   static Status status;
   std::call_once(once, [] {
-    StatusOr<void*> handle = OpenSharedLibrary(kShimName, "BPTSERVE_SPM_SHIM", RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    StatusOr<void*> handle = OpenSharedLibrary(kShimName, "BPTSERVE_SPM_SHIM", kShimFlags, kShimInOwnNamespace);
     if (!handle.ok()) {
       status = handle.status();
       return;
