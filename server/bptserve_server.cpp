@@ -1,6 +1,5 @@
 #include "server/bptserve_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
@@ -55,13 +54,12 @@ Status BptServer::Start() {
   // After the exposer's threads exist: the CUDA plugin brings cuBLAS's large thread-local storage
   // (see engine/shared_library.h).
   if (options_.device == "cuda") BPT_RETURN_IF_ERROR(CheckCudaDevice());
-  service_ = std::make_unique<InferenceService>(options_, std::move(auth), metrics_.get());
+  dispatcher_ = std::make_unique<GenericDispatcher>(options_, std::move(auth), metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.host + ":" + std::to_string(options_.port), credentials, &port_);
-  builder.RegisterService(service_.get());
+  builder.RegisterCallbackGenericService(dispatcher_.get());
   builder.SetMaxReceiveMessageSize(options_.max_message_mb * 1024 * 1024);
   // A prefill can run for minutes with nothing to send: keep idle connections up, accept the
   // client's keepalive pings, and ping clients that vanished.
@@ -92,7 +90,7 @@ Status BptServer::Start() {
     if (engine.ok()) {
       engine_ = std::move(engine).value();
       worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens, metrics_.get());
-      service_->SetReady(engine_.get(), worker_.get());
+      dispatcher_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
     } else {
       load_status_ = engine.status();
@@ -124,7 +122,7 @@ std::string BptServer::LoadedSummary() {
 
 void BptServer::Drain() {
   server_->GetHealthCheckService()->SetServingStatus(kReadinessService, false);
-  service_->StopAccepting();
+  dispatcher_->StopAccepting();
   {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (worker_) worker_->StopAccepting();
@@ -132,7 +130,7 @@ void BptServer::Drain() {
   // In flight means the engine still works on it, or its stream has not delivered its end.
   auto idle = [&] {
     std::lock_guard<std::mutex> lock(load_mu_);
-    return (!worker_ || worker_->Idle()) && service_->open_streams() == 0;
+    return (!worker_ || worker_->Idle()) && dispatcher_->open_streams() == 0;
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options_.drain_seconds);
   while (!idle() && std::chrono::steady_clock::now() < deadline)
