@@ -1,13 +1,16 @@
 // The server over TLS and mTLS (certificates made by openssl here), and the real binary's
-// SIGTERM drain and exit code, and its refusal of a GPU it does not have.
+// SIGTERM drain and exit code, its memory under unauthenticated large requests, and its refusal
+// of a GPU it does not have.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "engine/backend_factory.h"
 #include "server_test_util.h"
@@ -73,41 +76,77 @@ TEST(ServerTls, TlsAndMutualTls) {
   }
 }
 
-TEST(ServerProcess, SigtermDrainsAndExitsZero) {
-  int out[2];
-  ASSERT_EQ(pipe(out), 0);
-  const std::string binary = std::string(BPTSERVE_BIN_DIR) + "/bptserve";
-  const pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    execl(binary.c_str(), binary.c_str(), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
-          "--kv-capacity", "32768", static_cast<char*>(nullptr));
-    _exit(127);
+// The bptserve binary on a loopback port, its stdout read until it says where it listens.
+struct ServerProcess {
+  explicit ServerProcess(std::vector<std::string> extra_args) {
+    int out[2];
+    EXPECT_EQ(pipe(out), 0);
+    const std::string binary = std::string(BPTSERVE_BIN_DIR) + "/bptserve";
+    std::vector<std::string> args = {binary, "--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1",
+                                     "--kv-capacity", "32768"};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    pid = fork();
+    EXPECT_GE(pid, 0);
+    if (pid == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      close(out[0]);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      execv(binary.c_str(), argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    stdout_of_server = fdopen(out[0], "r");
+    char line[512];
+    while (port == 0 && fgets(line, sizeof(line), stdout_of_server) != nullptr)
+      sscanf(line, "listening on port %d", &port);
+    channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
   }
-  close(out[1]);
-  FILE* stdout_of_server = fdopen(out[0], "r");
-  int port = 0;
-  char line[512];
-  while (port == 0 && fgets(line, sizeof(line), stdout_of_server) != nullptr)
-    sscanf(line, "listening on port %d", &port);
-  ASSERT_GT(port, 0) << "the server never said where it listens";
+  ~ServerProcess() {
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    if (stdout_of_server != nullptr) fclose(stdout_of_server);
+  }
 
-  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  auto stub = bptserve::v1::Inference::NewStub(channel);
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  bool ready = false;
-  for (int i = 0; i < 500 && !ready; ++i) {  // bounded: at most ~10 s
-    grpc::ClientContext context;
-    grpc::health::v1::HealthCheckRequest request;
-    request.set_service("bptserve.v1.Inference");
-    grpc::health::v1::HealthCheckResponse response;
-    ready = health->Check(&context, request, &response).ok() &&
-            response.status() == grpc::health::v1::HealthCheckResponse::SERVING;
-    if (!ready) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  bool WaitUntilReady() {
+    auto health = grpc::health::v1::Health::NewStub(channel);
+    for (int i = 0; i < 500; ++i) {  // bounded: at most ~10 s
+      grpc::ClientContext context;
+      grpc::health::v1::HealthCheckRequest request;
+      request.set_service("bptserve.v1.Inference");
+      grpc::health::v1::HealthCheckResponse response;
+      if (health->Check(&context, request, &response).ok() &&
+          response.status() == grpc::health::v1::HealthCheckResponse::SERVING)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
   }
-  ASSERT_TRUE(ready);
+
+  // A /proc/<pid>/status field in bytes: VmRSS (resident now) or VmHWM (the peak so far).
+  int64_t MemoryBytes(const std::string& field) const {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
+    return -1;
+  }
+
+  pid_t pid = -1;
+  FILE* stdout_of_server = nullptr;
+  int port = 0;
+  std::shared_ptr<grpc::Channel> channel;
+};
+
+TEST(ServerProcess, SigtermDrainsAndExitsZero) {
+  ServerProcess server({});
+  ASSERT_GT(server.port, 0) << "the server never said where it listens";
+  ASSERT_TRUE(server.WaitUntilReady());
+  auto stub = bptserve::v1::Inference::NewStub(server.channel);
+  const pid_t pid = server.pid;
 
   bptserve::v1::GenerateRequest request;
   request.set_text("drain me");
@@ -125,9 +164,50 @@ TEST(ServerProcess, SigtermDrainsAndExitsZero) {
   EXPECT_EQ(tokens, 200);
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  server.pid = -1;
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
-  fclose(stdout_of_server);
+}
+
+// Unauthenticated requests are refused from their metadata, before their messages are read: four
+// concurrent 200 MiB requests leave the server's peak memory where it was. (Read first, as before,
+// they took it up by at least the 800 MiB they carried.)
+TEST(ServerProcess, UnauthenticatedLargeRequestsAreRefusedBeforeTheirMessageIsRead) {
+  testing::TempDir dir;
+  std::ofstream(dir / "keys") << "secret-one\n";
+  ServerProcess server({"--api-key-file", dir / "keys"});
+  ASSERT_GT(server.port, 0) << "the server never said where it listens";
+  ASSERT_TRUE(server.WaitUntilReady());
+
+  constexpr int kRequests = 4;
+  constexpr size_t kPromptBytes = size_t{200} << 20;
+  bptserve::v1::GenerateRequest request;
+  request.set_text(std::string(kPromptBytes, 'a'));
+  grpc::Slice slice(request.SerializeAsString());
+  request.Clear();
+  const grpc::ByteBuffer bytes(&slice, 1);  // shared by the four calls: one copy in this process
+
+  const int64_t rss_before = server.MemoryBytes("VmRSS"), peak_before = server.MemoryBytes("VmHWM");
+  std::vector<grpc::Status> statuses(kRequests);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i)
+    clients.emplace_back([&, i] {
+      statuses[i] = testing::RawCall(server.channel, "/bptserve.v1.Inference/Generate", bytes,
+                                     {{"authorization", i % 2 ? "Bearer wrong" : "Basic c2VjcmV0LW9uZQ=="}});
+    });
+  for (auto& c : clients) c.join();
+  const int64_t rss_after = server.MemoryBytes("VmRSS"), peak_after = server.MemoryBytes("VmHWM");
+  std::cout << "server memory: VmRSS " << (rss_before >> 20) << " -> " << (rss_after >> 20) << " MiB, VmHWM "
+            << (peak_before >> 20) << " -> " << (peak_after >> 20) << " MiB after " << kRequests << " x "
+            << (kPromptBytes >> 20) << " MiB unauthenticated requests\n";
+  for (const auto& s : statuses) EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_LT(peak_after - peak_before, int64_t{64} << 20) << "the server read what it should have refused";
+
+  auto stub = bptserve::v1::Inference::NewStub(server.channel);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer secret-one");
+  bptserve::v1::ModelInfo info;
+  EXPECT_TRUE(stub->GetModelInfo(&context, {}, &info).ok());
 }
 
 // --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1

@@ -1,6 +1,7 @@
 // An in-process bptserve on ephemeral loopback ports, and a client for it.
 #pragma once
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -99,5 +100,11 @@ inline Stream Generate(bptserve::v1::Inference::Stub& stub, const bptserve::v1::
 
 // GET http://127.0.0.1:port/path (the metrics endpoint), body only.
 std::string HttpGet(int port, const std::string& path);
+
+// One message of raw bytes to `method` (e.g. "/bptserve.v1.Inference/Generate") with the given
+// metadata, through a generic stub, as a client that does not use the .proto would send it.
+// Any response messages are dropped; the status comes back.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const grpc::ByteBuffer& request, const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 }  // namespace bpt::testing
