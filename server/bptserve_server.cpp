@@ -68,6 +68,10 @@ Status BptServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  // No window growth from bandwidth probes: a stream whose message is not being read (one being
+  // refused unauthenticated) can then make the server buffer only its initial 64 KiB window. A
+  // message being read still arrives at full speed: a pending read opens the window to its size.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0)
     return Status(StatusCode::kUnavailable, "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
