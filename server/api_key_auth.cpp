@@ -1,6 +1,9 @@
 #include "server/api_key_auth.h"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
+#include <iterator>
 
 namespace bpt::server {
 namespace {
@@ -34,15 +37,22 @@ StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
 
 grpc::Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
   if (keys_.empty()) return grpc::Status::OK;
-  const auto& metadata = context.client_metadata();
-  const auto it = metadata.find("authorization");
-  if (it == metadata.end())
-    return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <key>' metadata"};
-  const std::string value(it->second.data(), it->second.size());
-  const std::string prefix = "Bearer ";
-  if (value.compare(0, prefix.size(), prefix) != 0)
+  const auto [first, last] = context.client_metadata().equal_range("authorization");
+  if (first == last) return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <key>' metadata"};
+  // Two credentials: which one a proxy or a log reads is anyone's guess, so neither is taken.
+  if (std::next(first) != last)
+    return {grpc::StatusCode::UNAUTHENTICATED, "more than one 'authorization' metadata entry; send exactly one"};
+  const std::string value(first->second.data(), first->second.size());
+  // RFC 7235: the scheme is case-insensitive; one or more spaces separate it from the token.
+  const size_t space = value.find(' ');
+  const std::string scheme = value.substr(0, space);
+  const size_t token = space == std::string::npos ? std::string::npos : value.find_first_not_of(' ', space);
+  const bool bearer = scheme.size() == 6 && std::equal(scheme.begin(), scheme.end(), "bearer", [](char a, char b) {
+                        return std::tolower(static_cast<unsigned char>(a)) == b;
+                      });
+  if (!bearer || token == std::string::npos)
     return {grpc::StatusCode::UNAUTHENTICATED, "'authorization' metadata must be 'Bearer <key>'"};
-  const std::string key = value.substr(prefix.size());
+  const std::string key = value.substr(token);
   bool match = false;
   for (const auto& k : keys_) match |= ConstantTimeEquals(k, key);
   if (!match) return {grpc::StatusCode::UNAUTHENTICATED, "the API key is not valid"};

@@ -1,4 +1,5 @@
-// API keys: requests carry `authorization: Bearer <key>`; keys come from a file, one per line.
+// API keys: requests carry one `authorization: Bearer <key>` (the scheme in any case); keys come
+// from a file, one per line.
 #pragma once
 
 #include <grpcpp/server_context.h>
@@ -15,7 +16,8 @@ class ApiKeyAuth {
   // An empty path accepts every request.
   static StatusOr<ApiKeyAuth> Load(const std::string& path);
   bool enabled() const { return !keys_.empty(); }
-  // UNAUTHENTICATED naming what is missing or wrong; OK when keys are off.
+  // From the initial metadata alone, so a call is refused before its message is read.
+  // UNAUTHENTICATED naming what is missing, ambiguous or wrong; OK when keys are off.
   grpc::Status Check(const grpc::ServerContextBase& context) const;
 
  private:

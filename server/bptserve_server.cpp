@@ -1,6 +1,5 @@
 #include "server/bptserve_server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
 #include <chrono>
@@ -53,13 +52,12 @@ Status BptServer::Start() {
   metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
   if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
   if (options_.device == "cuda") BPT_RETURN_IF_ERROR(CheckCudaDevice());
-  service_ = std::make_unique<InferenceService>(options_, std::move(auth), metrics_.get());
+  dispatcher_ = std::make_unique<GenericDispatcher>(options_, std::move(auth), metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options_.host + ":" + std::to_string(options_.port), credentials, &port_);
-  builder.RegisterService(service_.get());
+  builder.RegisterCallbackGenericService(dispatcher_.get());
   builder.SetMaxReceiveMessageSize(options_.max_message_mb * 1024 * 1024);
   // A prefill can run for minutes with nothing to send: keep idle connections up, accept the
   // client's keepalive pings, and ping clients that vanished.
@@ -68,6 +66,10 @@ Status BptServer::Start() {
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10 * 1000);
+  // No window growth from bandwidth probes: a stream whose message is not being read (one being
+  // refused unauthenticated) can then make the server buffer only its initial 64 KiB window. A
+  // message being read still arrives at full speed: a pending read opens the window to its size.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   server_ = builder.BuildAndStart();
   if (!server_ || port_ == 0)
     return Status(StatusCode::kUnavailable, "cannot listen on " + options_.host + ":" + std::to_string(options_.port));
@@ -91,7 +93,7 @@ Status BptServer::Start() {
       engine_ = std::move(engine).value();
       worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
-      service_->SetReady(engine_.get(), worker_.get());
+      dispatcher_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
     } else {
       load_status_ = engine.status();
@@ -123,7 +125,7 @@ std::string BptServer::LoadedSummary() {
 
 void BptServer::Drain() {
   server_->GetHealthCheckService()->SetServingStatus(kReadinessService, false);
-  service_->StopAccepting();
+  dispatcher_->StopAccepting();
   {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (worker_) worker_->StopAccepting();
@@ -131,7 +133,7 @@ void BptServer::Drain() {
   // In flight means the engine still works on it, or its stream has not delivered its end.
   auto idle = [&] {
     std::lock_guard<std::mutex> lock(load_mu_);
-    return (!worker_ || worker_->Idle()) && service_->open_streams() == 0;
+    return (!worker_ || worker_->Idle()) && dispatcher_->open_streams() == 0;
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options_.drain_seconds);
   while (!idle() && std::chrono::steady_clock::now() < deadline)

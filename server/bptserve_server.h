@@ -1,5 +1,6 @@
-// The whole server: gRPC service, health, reflection, metrics and the engine worker. The port
-// opens before the model loads, so liveness answers at once and readiness once it is loaded.
+// The whole server: the gRPC API and reflection (generic_dispatcher.h), health, metrics and the
+// engine worker. The port opens before the model loads, so liveness answers at once and
+// readiness once it is loaded.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -9,7 +10,7 @@
 
 #include "engine/engine.h"
 #include "server/engine_worker.h"
-#include "server/inference_service.h"
+#include "server/generic_dispatcher.h"
 #include "server/metrics.h"
 #include "server/server_options.h"
 
@@ -38,7 +39,7 @@ class BptServer {
  private:
   ServerOptions options_;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<InferenceService> service_;
+  std::unique_ptr<GenericDispatcher> dispatcher_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 

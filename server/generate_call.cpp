@@ -1,6 +1,10 @@
 #include "server/generate_call.h"
 
+#include <grpcpp/impl/codegen/proto_utils.h>
+
 #include "server/grpc_status.h"
+#include "server/request_conversion.h"
+#include "server/request_parsing.h"
 
 namespace bpt::server {
 namespace {
@@ -17,22 +21,52 @@ bptserve::v1::FinishReason ToProto(FinishReason r) {
 
 }  // namespace
 
-GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const bptserve::v1::GenerateOptions& options,
+GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker,
                            Metrics* metrics, std::atomic<int>* open_streams)
-    : prefill_progress_(options.prefill_progress()),
-      request_uses_prefix_cache_(!options.bypass_prefix_cache()),
+    : context_(context),
+      engine_(engine),
+      worker_(worker),
       metrics_(metrics),
       open_streams_(open_streams),
       deadline_(context->deadline()),
       start_(std::chrono::steady_clock::now()) {}
 
-std::shared_ptr<GenerateCall> GenerateCall::Start(grpc::CallbackServerContext* context,
-                                                  const bptserve::v1::GenerateOptions& options, Metrics* metrics,
-                                                  std::atomic<int>* open_streams) {
-  std::shared_ptr<GenerateCall> call(new GenerateCall(context, options, metrics, open_streams));
+GenerateCall* GenerateCall::Start(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker,
+                                  Metrics* metrics, std::atomic<int>* open_streams) {
+  std::shared_ptr<GenerateCall> call(new GenerateCall(context, engine, worker, metrics, open_streams));
   call->self_ = call;
   open_streams->fetch_add(1);
-  return call;
+  call->StartRead(&call->request_bytes_);
+  return call.get();
+}
+
+void GenerateCall::OnReadDone(bool ok) {
+  if (!ok) {
+    Fail(context_->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")
+                                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Generate carried no GenerateRequest"));
+    return;
+  }
+  bptserve::v1::GenerateRequest request;
+  const Status parsed = ParseRequest(&request_bytes_, &request);
+  request_bytes_.Clear();  // the prompt is in `request` now; a long one is not held twice
+  if (!parsed.ok()) {
+    Fail(ToGrpcStatus(parsed));
+    return;
+  }
+  prefill_progress_ = request.options().prefill_progress();
+  request_uses_prefix_cache_ = !request.options().bypass_prefix_cache();
+  GenerationJob job;
+  const Status converted = ToGenerationJob(request, engine_, &job);
+  if (!converted.ok()) {
+    Fail(ToGrpcStatus(converted));
+    return;
+  }
+  {
+    std::lock_guard<std::recursive_mutex> lock(mu_);
+    job.sink = self_;
+  }
+  const Status submitted = worker_.Submit(std::move(job));
+  if (!submitted.ok()) Fail(ToGrpcStatus(submitted));
 }
 
 void GenerateCall::Fail(const grpc::Status& status) {
@@ -136,11 +170,20 @@ void GenerateCall::Complete(const grpc::Status& status) {
 void GenerateCall::WriteNextLocked() {
   if (writing_ || finish_called_) return;
   if (!pending_.empty() && !write_failed_) {
-    in_flight_ = std::move(pending_.front());
+    bool own_buffer = false;
+    in_flight_.Clear();  // its last message is sent; the serializer writes into an empty buffer only
+    const grpc::Status serialized =
+        grpc::SerializationTraits<bptserve::v1::GenerateResponse>::Serialize(pending_.front(), &in_flight_, &own_buffer);
     pending_.pop_front();
-    writing_ = true;
-    StartWrite(&in_flight_);
-    return;
+    if (serialized.ok()) {
+      writing_ = true;
+      StartWrite(&in_flight_);
+      return;
+    }
+    write_failed_ = true;
+    pending_.clear();
+    final_status_ = serialized;
+    if (metrics_ != nullptr) metrics_->RecordError(serialized.error_code());
   }
   if (final_status_) {
     finish_called_ = true;

@@ -33,6 +33,7 @@ std::string ServerOptions::Describe() const {
     << "  KV memory share:   " << kv_memory_fraction << "\n"
     << "  tokenizer threads: " << tokenizer_threads << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
+    << "  reflection:        " << (api_key_file.empty() || reflection_without_key ? "open" : "needs a key") << "\n"
     << "  drain:             " << drain_seconds << " s\n";
   return s.str();
 }
@@ -68,6 +69,8 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   cert->needs(key);
   key->needs(cert);
   app.add_option("--api-key-file", o.api_key_file, "File of accepted API keys, one per line (bearer tokens)");
+  app.add_flag("--reflection-without-key", o.reflection_without_key,
+               "With --api-key-file: answer server reflection without a key (it lists the API, nothing else)");
   app.add_option("--drain-seconds", o.drain_seconds, "On SIGTERM, how long in-flight requests may finish")
       ->check(CLI::NonNegativeNumber);
   try {

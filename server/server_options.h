@@ -25,6 +25,7 @@ struct ServerOptions {
   int tokenizer_threads = 2;       // threads that tokenize text prompts, off the engine's thread
   std::string tls_cert, tls_key, tls_client_ca;
   std::string api_key_file;
+  bool reflection_without_key = false;  // with API keys on: serve reflection to callers without one
   double drain_seconds = 30;
 
   std::string Describe() const;  // one line per setting, printed at start

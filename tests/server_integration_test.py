@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""bptserve as a process, seen from outside: server reflection (as grpcurl uses it), the Python
-client, `promtool check metrics` on a scrape, and a real Prometheus server that scrapes the
-server and answers a query with the number of requests this test made.
+"""bptserve as a process, seen from outside: server reflection (as grpcurl uses it, with API keys
+off and on), the Python client, `promtool check metrics` on a scrape, and a real Prometheus server
+that scrapes the server and answers a query with the number of requests this test made.
 
 usage: server_integration_test.py BIN_DIR PYTHON_CLIENT_DIR
 """
@@ -46,6 +46,49 @@ def wait_for(predicate, seconds, what):
         time.sleep(0.1)
     raise RuntimeError(f"timed out waiting for {what}")
 
+
+class WithApiKey(grpc.StreamStreamClientInterceptor):
+    """Adds `authorization: Bearer KEY` to each stream-stream call (reflection is one)."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        metadata = list(details.metadata or []) + [("authorization", f"Bearer {self.key}")]
+        return continuation(details._replace(metadata=metadata), requests)
+
+
+def reflected_services(channel):
+    """The services reflection lists, or the status code that refused it."""
+    try:
+        return ProtoReflectionDescriptorDatabase(channel).get_services()
+    except grpc.RpcError as e:
+        return e.code()
+
+
+# With API keys on, reflection describes the API only to a caller with a key, unless the
+# operator exposes it with --reflection-without-key.
+with tempfile.TemporaryDirectory() as keys_dir:
+    keys = os.path.join(keys_dir, "keys")
+    with open(keys, "w") as f:
+        f.write("reflection-key\n")
+    for flags, without_key in (((), grpc.StatusCode.UNAUTHENTICATED), (("--reflection-without-key",), None)):
+        keyed, keyed_port, _ = test_support.start_server(BIN_DIR, "--api-key-file", keys, *flags)
+        try:
+            plain = grpc.insecure_channel(f"127.0.0.1:{keyed_port}")
+            with_key = grpc.intercept_channel(plain, WithApiKey("reflection-key"))
+            listed = reflected_services(with_key)
+            check(isinstance(listed, list) and "bptserve.v1.Inference" in listed,
+                  f"keys on {flags}: reflection with a key lists {listed}")
+            listed = reflected_services(plain)
+            if without_key is None:
+                check(isinstance(listed, list) and "bptserve.v1.Inference" in listed,
+                      f"keys on {flags}: reflection without a key lists {listed}")
+            else:
+                check(listed == without_key, f"keys on {flags}: reflection without a key: {listed}")
+        finally:
+            keyed.terminate()
+            keyed.wait(timeout=60)
 
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768")
 prometheus = None

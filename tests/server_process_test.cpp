@@ -6,8 +6,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "engine/backend_factory.h"
 #include "server_test_util.h"
@@ -111,6 +113,51 @@ TEST(ServerProcess, SigtermDrainsAndExitsZero) {
   const int status = server.Wait();
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+// Unauthenticated requests are refused from their metadata, before their messages are read: four
+// concurrent 200 MiB requests leave the server's peak memory where it was (37 MiB). Read first, as
+// before, they took it from 38 MiB to 1567 MiB.
+TEST(ServerProcess, UnauthenticatedLargeRequestsAreRefusedBeforeTheirMessageIsRead) {
+  testing::TempDir dir;
+  std::ofstream(dir / "keys") << "secret-one\n";
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--kv-capacity", "32768",
+                                 "--api-key-file", dir / "keys"});
+  int port = 0;
+  sscanf(server.WaitForLine("listening on port").c_str(), "listening on port %d", &port);
+  ASSERT_GT(port, 0) << "the server never said where it listens";
+  ASSERT_NE(server.WaitForLine("model loaded"), "");
+  auto channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+
+  constexpr int kRequests = 4;
+  constexpr size_t kPromptBytes = size_t{200} << 20;
+  bptserve::v1::GenerateRequest request;
+  request.set_text(std::string(kPromptBytes, 'a'));
+  grpc::Slice slice(request.SerializeAsString());
+  request.Clear();
+  const grpc::ByteBuffer bytes(&slice, 1);  // shared by the four calls: one copy in this process
+
+  const int64_t rss_before = server.MemoryBytes("VmRSS"), peak_before = server.MemoryBytes("VmHWM");
+  std::vector<grpc::Status> statuses(kRequests);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kRequests; ++i)
+    clients.emplace_back([&, i] {
+      statuses[i] = testing::RawCall(channel, "/bptserve.v1.Inference/Generate", bytes,
+                                     {{"authorization", i % 2 ? "Bearer wrong" : "Basic c2VjcmV0LW9uZQ=="}});
+    });
+  for (auto& c : clients) c.join();
+  const int64_t rss_after = server.MemoryBytes("VmRSS"), peak_after = server.MemoryBytes("VmHWM");
+  std::cout << "server memory: VmRSS " << (rss_before >> 20) << " -> " << (rss_after >> 20) << " MiB, VmHWM "
+            << (peak_before >> 20) << " -> " << (peak_after >> 20) << " MiB after " << kRequests << " x "
+            << (kPromptBytes >> 20) << " MiB unauthenticated requests\n";
+  for (const auto& s : statuses) EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAUTHENTICATED) << s.error_message();
+  EXPECT_LT(peak_after - peak_before, int64_t{64} << 20) << "the server read what it should have refused";
+
+  auto stub = bptserve::v1::Inference::NewStub(channel);
+  grpc::ClientContext context;
+  context.AddMetadata("authorization", "Bearer secret-one");
+  bptserve::v1::ModelInfo info;
+  EXPECT_TRUE(stub->GetModelInfo(&context, {}, &info).ok());
 }
 
 // --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "engine/engine.h"
+#include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server_test_util.h"
 #include "test_models.h"
 
@@ -220,6 +221,68 @@ TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
   ExpectServing(*server_);
 }
 
+grpc::ByteBuffer Bytes(const std::string& bytes) {
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+// `message` serialized, with each "BAD!" replaced by four bytes that are not UTF-8 (a lead byte
+// without its continuation, then two stray continuation bytes): what a client that skips
+// protobuf's UTF-8 check, or none at all, can send.
+grpc::ByteBuffer WithInvalidUtf8(const google::protobuf::Message& message) {
+  std::string bytes = message.SerializeAsString();
+  for (size_t at = bytes.find("BAD!"); at != std::string::npos; at = bytes.find("BAD!", at))
+    bytes.replace(at, 4, "\xc3\x28\xa0\xa1");
+  return Bytes(bytes);
+}
+
+TEST_F(ServerTest, InvalidUtf8AndGarbageBytesNameTheFieldAndAreCounted) {
+  const std::string generate = "/bptserve.v1.Inference/Generate";
+  GenerateRequest text = TextRequest("BAD!");
+  GenerateRequest stop = TextRequest("fine");
+  stop.mutable_stopping()->add_stop("ok");
+  stop.mutable_stopping()->add_stop("BAD!");
+  GenerateRequest request_id = TextRequest("fine");
+  request_id.set_request_id("BAD!");
+  bptserve::v1::TokenizeRequest tokenize;
+  tokenize.set_text("tokenize BAD!");
+  struct Case {
+    const char* method;
+    grpc::ByteBuffer bytes;
+    const char* fragment;
+  };
+  const std::vector<Case> cases = {
+      {generate.c_str(), WithInvalidUtf8(text), "text: not valid UTF-8"},
+      {generate.c_str(), WithInvalidUtf8(stop), "stopping.stop[1]: not valid UTF-8"},
+      {generate.c_str(), WithInvalidUtf8(request_id), "request_id: not valid UTF-8"},
+      {"/bptserve.v1.Inference/Tokenize", WithInvalidUtf8(tokenize), "text: not valid UTF-8"},
+      {generate.c_str(), Bytes("\xff\xff\xff"), "not a valid bptserve.v1.GenerateRequest message"},
+      {generate.c_str(), Bytes(TextRequest("cut short").SerializeAsString().substr(0, 5)),
+       "not a valid bptserve.v1.GenerateRequest message"},
+      {"/bptserve.v1.Inference/Detokenize", Bytes("\x0a\x05\x01"), "not a valid bptserve.v1.DetokenizeRequest message"},
+  };
+  const std::string series = "bptserve_request_errors_total{code=\"INVALID_ARGUMENT\"}";
+  const double before = MetricValue(Metrics(), series);
+  for (const auto& c : cases) {
+    const grpc::Status s = testing::RawCall(server_->channel, c.method, c.bytes);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << c.fragment << ": " << s.error_message();
+    EXPECT_NE(s.error_message().find(c.fragment), std::string::npos) << s.error_message();
+  }
+  EXPECT_EQ(MetricValue(Metrics(), series), before + static_cast<double>(cases.size()));
+
+  // Valid UTF-8 beyond ASCII, in every one of those fields, is served as before.
+  GenerateRequest valid = TextRequest("Grüße, 世界 🌍", 3);
+  valid.set_request_id("réquête-1");
+  valid.mutable_stopping()->add_stop("ünlikely");
+  const auto s = Generate(*server_->stub, valid);
+  EXPECT_TRUE(s.status.ok()) << s.status.error_message();
+  EXPECT_EQ(s.token_ids.size(), 3u);
+  const grpc::Status unknown = testing::RawCall(server_->channel, "/bptserve.v1.Inference/Nope", Bytes(""));
+  EXPECT_EQ(unknown.error_code(), grpc::StatusCode::UNIMPLEMENTED);
+  EXPECT_NE(unknown.error_message().find("/bptserve.v1.Inference/Nope"), std::string::npos) << unknown.error_message();
+  ExpectServing(*server_);
+}
+
 TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
   const std::string before = Metrics();
   std::string document;
@@ -364,6 +427,23 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   ExpectServing(t);
 }
 
+// ListServices through a reflection stream, as grpcurl starts.
+grpc::Status ListServices(const std::shared_ptr<grpc::Channel>& channel, const std::string& authorization,
+                          std::vector<std::string>* services) {
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(channel);
+  grpc::ClientContext context;
+  if (!authorization.empty()) context.AddMetadata("authorization", authorization);
+  auto stream = stub->ServerReflectionInfo(&context);
+  grpc::reflection::v1alpha::ServerReflectionRequest request;
+  request.set_list_services("");
+  stream->Write(request);
+  stream->WritesDone();
+  grpc::reflection::v1alpha::ServerReflectionResponse response;
+  while (stream->Read(&response))
+    for (const auto& s : response.list_services_response().service()) services->push_back(s.name());
+  return stream->Finish();
+}
+
 TEST(ServerAuth, ApiKeys) {
   testing::TempDir dir;
   std::ofstream(dir / "keys") << "# keys\nsecret-one\nsecret-two\n";
@@ -382,6 +462,53 @@ TEST(ServerAuth, ApiKeys) {
   s = Generate(*t.stub, TextRequest("hi", 2), &right);
   EXPECT_TRUE(s.status.ok()) << s.status.error_message();
   EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::SERVING);  // exempt
+
+  // RFC 7235: the scheme is case-insensitive.
+  for (const char* scheme : {"bearer", "BEARER", "beArer"}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", std::string(scheme) + " secret-one");
+    s = Generate(*t.stub, TextRequest("hi", 2), &context);
+    EXPECT_TRUE(s.status.ok()) << scheme << ": " << s.status.error_message();
+  }
+  // Two credentials, whichever is right: which one counts is ambiguous, so neither does.
+  for (const auto& [first, second] : {std::pair{"Bearer secret-one", "Bearer secret-three"},
+                                      std::pair{"Bearer secret-three", "Bearer secret-one"}}) {
+    grpc::ClientContext context;
+    context.AddMetadata("authorization", first);
+    context.AddMetadata("authorization", second);
+    s = Generate(*t.stub, TextRequest("hi", 2), &context);
+    EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_NE(s.status.error_message().find("more than one 'authorization'"), std::string::npos) << s.status.error_message();
+  }
+  grpc::ClientContext no_token;
+  no_token.AddMetadata("authorization", "Bearer ");
+  s = Generate(*t.stub, TextRequest("hi", 2), &no_token);
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
+
+  // Reflection describes the API: only to a caller with a key.
+  std::vector<std::string> services;
+  grpc::Status listed = ListServices(t.channel, "", &services);
+  EXPECT_EQ(listed.error_code(), grpc::StatusCode::UNAUTHENTICATED) << listed.error_message();
+  EXPECT_TRUE(services.empty());
+  listed = ListServices(t.channel, "Bearer secret-one", &services);
+  EXPECT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(services, (std::vector<std::string>{"bptserve.v1.Inference", "grpc.health.v1.Health",
+                                                "grpc.reflection.v1alpha.ServerReflection"}));
+}
+
+TEST(ServerAuth, ReflectionWithoutKeyOnlyWhenAsked) {
+  testing::TempDir dir;
+  std::ofstream(dir / "keys") << "secret-one\n";
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.api_key_file = dir / "keys";
+  options.reflection_without_key = true;
+  TestServer t(options);
+  std::vector<std::string> services;
+  const grpc::Status listed = ListServices(t.channel, "", &services);
+  EXPECT_TRUE(listed.ok()) << listed.error_message();
+  EXPECT_EQ(services.size(), 3u);
+  const auto s = Generate(*t.stub, TextRequest("hi", 2));  // the API itself still needs the key
+  EXPECT_EQ(s.status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
 }
 
 TEST(ServerHealth, NotServingUntilLoadedThenServing) {

@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <future>
+
 namespace bpt::testing {
 
 std::string HttpExchange(int port, const std::string& request) {
@@ -77,6 +80,26 @@ bool ServerProcess::Running() {
 int ServerProcess::Wait() {
   if (!reaped_ && waitpid(pid_, &status_, 0) == pid_) reaped_ = true;
   return status_;
+}
+
+int64_t ServerProcess::MemoryBytes(const std::string& field) const {
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
+  return -1;
+}
+
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const grpc::ByteBuffer& request, const std::vector<std::pair<std::string, std::string>>& metadata) {
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext context;
+  for (const auto& [key, value] : metadata) context.AddMetadata(key, value);
+  grpc::ByteBuffer response;
+  std::promise<grpc::Status> done;
+  stub.UnaryCall(&context, method, grpc::StubOptions(), &request, &response,
+                 [&done](grpc::Status status) { done.set_value(std::move(status)); });
+  return done.get_future().get();
 }
 
 }  // namespace bpt::testing

@@ -1,6 +1,7 @@
 // An in-process bptserve on ephemeral loopback ports, and a client for it.
 #pragma once
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
@@ -115,6 +116,8 @@ class ServerProcess {
   pid_t pid() const { return pid_; }
   bool Running();
   int Wait();  // the waitpid status
+  // A /proc/<pid>/status field in bytes: VmRSS (resident now) or VmHWM (the peak so far).
+  int64_t MemoryBytes(const std::string& field) const;
 
  private:
   pid_t pid_ = -1;
@@ -122,5 +125,11 @@ class ServerProcess {
   bool reaped_ = false;
   int status_ = 0;
 };
+
+// One message of raw bytes to `method` (e.g. "/bptserve.v1.Inference/Generate") with the given
+// metadata, through a generic stub, as a client that does not use the .proto would send it.
+// Any response messages are dropped; the status comes back.
+grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,
+                     const grpc::ByteBuffer& request, const std::vector<std::pair<std::string, std::string>>& metadata = {});
 
 }  // namespace bpt::testing

@@ -1,0 +1,95 @@
+#include "server/generic_dispatcher.h"
+
+#include <string_view>
+
+#include "bptserve/v1/bptserve.pb.h"
+#include "grpc/health/v1/health.pb.h"
+#include "grpc/reflection/v1alpha/reflection.pb.h"
+#include "server/generate_call.h"
+#include "server/inference_service.h"
+#include "server/reflection_service.h"
+#include "server/unary_call.h"
+
+namespace bpt::server {
+namespace {
+
+using namespace bptserve::v1;
+
+// The service its message's file defines.
+const std::string& ServiceOf(const google::protobuf::Descriptor* message) {
+  return message->file()->service(0)->full_name();
+}
+
+constexpr std::string_view kInference = "/bptserve.v1.Inference/";
+constexpr std::string_view kReflection = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo";
+// v1 is v1alpha under another package name, message for message: grpcurl asks for it first.
+constexpr std::string_view kReflectionV1 = "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo";
+
+class RefusedCall final : public grpc::ServerGenericBidiReactor {
+ public:
+  explicit RefusedCall(const grpc::Status& status) { Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+GenericDispatcher::GenericDispatcher(const ServerOptions& options, ApiKeyAuth auth, Metrics* metrics)
+    : options_(options),
+      auth_(std::move(auth)),
+      metrics_(metrics),
+      // The health service is gRPC's own; its descriptor is linked in so reflection can describe it.
+      services_{ServiceOf(GenerateRequest::descriptor()), ServiceOf(grpc::health::v1::HealthCheckRequest::descriptor()),
+                ServiceOf(grpc::reflection::v1alpha::ServerReflectionRequest::descriptor())} {}
+
+void GenericDispatcher::SetReady(Engine* engine, EngineWorker* worker) {
+  engine_ = engine;
+  worker_ = worker;
+}
+
+grpc::Status GenericDispatcher::AdmitInference(const grpc::CallbackServerContext& context) const {
+  grpc::Status auth = auth_.Check(context);
+  if (!auth.ok()) return auth;
+  if (!accepting_.load()) return {grpc::StatusCode::UNAVAILABLE, "the server is shutting down"};
+  if (engine_.load() == nullptr) return {grpc::StatusCode::UNAVAILABLE, "the model is still loading"};
+  return grpc::Status::OK;
+}
+
+grpc::ServerGenericBidiReactor* GenericDispatcher::Refuse(const grpc::Status& status) {
+  if (metrics_ != nullptr) metrics_->RecordError(status.error_code());
+  return new RefusedCall(status);
+}
+
+grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCallbackServerContext* context) {
+  const std::string& method = context->method();
+  if (method == kReflection || method == kReflectionV1) {
+    if (!options_.reflection_without_key) {
+      grpc::Status auth = auth_.Check(*context);
+      if (!auth.ok()) return Refuse(auth);
+    }
+    return new ReflectionCall(&services_, metrics_);
+  }
+  if (method.rfind(kInference, 0) != 0)
+    return Refuse({grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method});
+  const std::string_view name = std::string_view(method).substr(kInference.size());
+  if (name != "Generate" && name != "Tokenize" && name != "Detokenize" && name != "GetModelInfo")
+    return Refuse({grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method});
+  grpc::Status admitted = AdmitInference(*context);
+  if (!admitted.ok()) return Refuse(admitted);
+
+  const Engine& engine = *engine_.load();
+  if (name == "Generate") return GenerateCall::Start(context, engine, *worker_.load(), metrics_, &open_streams_);
+  if (name == "Tokenize")
+    return UnaryCall::Start<TokenizeRequest, TokenizeResponse>(
+        context, metrics_, [&engine](const TokenizeRequest& q, TokenizeResponse* a) { return Tokenize(engine, q, a); });
+  if (name == "Detokenize")
+    return UnaryCall::Start<DetokenizeRequest, DetokenizeResponse>(
+        context, metrics_,
+        [&engine](const DetokenizeRequest& q, DetokenizeResponse* a) { return Detokenize(engine, q, a); });
+  return UnaryCall::Start<GetModelInfoRequest, ModelInfo>(context, metrics_,
+                                                          [this, &engine](const GetModelInfoRequest&, ModelInfo* a) {
+                                                            DescribeModel(engine, options_, a);
+                                                            return OkStatus();
+                                                          });
+}
+
+}  // namespace bpt::server

@@ -1,0 +1,82 @@
+// Arbitrary bytes as a Generate request's message, through what the server does with it: parse
+// and check (server/request_parsing.h), then conversion into an engine job
+// (server/request_conversion.h) against a tiny random model in token-ids mode. Neither may crash,
+// leak or read out of bounds; and bytes refused for invalid UTF-8 must be bytes that protobuf's
+// own parser refuses too (the check names a field, it never invents a refusal).
+#include <google/protobuf/stubs/logging.h>
+#include <grpcpp/grpcpp.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+
+#include "engine/random_model.h"
+#include "server/request_conversion.h"
+#include "server/request_parsing.h"
+
+namespace {
+
+bpt::Engine* engine = nullptr;
+
+// The model, written once to a temporary directory and loaded.
+bpt::Engine* MakeEngine() {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / "bptserve-request-conversion-fuzz";
+  bpt::RandomModelSpec spec;
+  spec.config = {{"architectures", {"LlamaForCausalLM"}},
+                 {"vocab_size", 97},
+                 {"hidden_size", 48},
+                 {"intermediate_size", 80},
+                 {"num_hidden_layers", 1},
+                 {"num_attention_heads", 4},
+                 {"num_key_value_heads", 2},
+                 {"head_dim", 12},
+                 {"rms_norm_eps", 1e-5},
+                 {"rope_theta", 10000.0},
+                 {"max_position_embeddings", 4096},
+                 {"bos_token_id", 1},
+                 {"eos_token_id", 2},
+                 {"tie_word_embeddings", false}};
+  spec.dtype = bpt::DType::kF32;
+  const bpt::Status written = bpt::WriteRandomModel(dir.string(), spec);
+  if (!written.ok()) {
+    std::cerr << "cannot write the model: " << written.ToString() << "\n";
+    std::abort();
+  }
+  bpt::EngineOptions options;
+  options.model_dir = dir.string();
+  options.kv_capacity_tokens = 2048;
+  options.num_threads = 1;
+  auto created = bpt::Engine::Create(options);
+  if (!created.ok()) {
+    std::cerr << "cannot load the model: " << created.status().ToString() << "\n";
+    std::abort();
+  }
+  return std::move(created).value().release();
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // protobuf's parser logs each invalid UTF-8 string it refuses; the comparison below makes many.
+  google::protobuf::SetLogHandler([](google::protobuf::LogLevel, const char*, int, const std::string&) {});
+  engine = MakeEngine();
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  grpc::Slice slice(data, size);
+  grpc::ByteBuffer bytes(&slice, 1);
+  bptserve::v1::GenerateRequest request;
+  const bpt::Status parsed = bpt::server::ParseRequest(&bytes, &request);
+  if (!parsed.ok()) {
+    if (parsed.message().find("not valid UTF-8") != std::string::npos &&
+        bptserve::v1::GenerateRequest().ParseFromArray(data, static_cast<int>(size))) {
+      std::cerr << "refused bytes that protobuf parses: " << parsed.message() << "\n";
+      std::abort();
+    }
+    return 0;
+  }
+  bpt::server::GenerationJob job;
+  (void)bpt::server::ToGenerationJob(request, *engine, &job);
+  return 0;
+}
