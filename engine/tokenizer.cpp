@@ -146,7 +146,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t m
 StatusOr<std::vector<int32_t>> Tokenizer::EncodeWhole(std::string_view text) const {
   std::vector<int> ids(text.size() + 8);  // SentencePiece emits at most one id per byte
   long n = api_->encode(handle_, text.data(), text.size(), ids.data(), ids.size());
-  if (n < 0) return InvalidArgument("the tokenizer could not encode the text");
+  if (n < 0) return Internal("the tokenizer could not encode the text");
   if (static_cast<size_t>(n) > ids.size()) {
     ids.resize(n);
     n = api_->encode(handle_, text.data(), text.size(), ids.data(), ids.size());

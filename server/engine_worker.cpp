@@ -110,16 +110,34 @@ Status EngineWorker::Submit(GenerationJob job) {
   return OkStatus();
 }
 
+void EngineWorker::TokenizeText(std::string_view text, bool add_bos,
+                                std::function<void(StatusOr<std::vector<int32_t>>)> done) {
+  const int64_t limit = PromptTokenLimit();
+  auto task = [this, text, add_bos, limit, done] {
+    const Tokenizer* tokenizer = engine_.tokenizer();
+    StatusOr<std::vector<int32_t>> ids =
+        add_bos ? encode_(text, limit)
+        : tokenizer == nullptr
+            ? StatusOr<std::vector<int32_t>>(FailedPrecondition("this model is served in token-ids mode (no tokenizer.model)"))
+            : tokenizer->Encode(text, static_cast<size_t>(limit));
+    if (!ids.ok() && ids.status().code() == StatusCode::kInvalidArgument)
+      ids = PromptTooLong("text", "more than " + std::to_string(limit));
+    done(std::move(ids));
+  };
+  if (!tokenizer_pool_->TryRun(task))
+    done(ResourceExhausted("the tokenizer queue is full (" + std::to_string(max_queue_) + ", --max-queue); retry later"));
+}
+
 int64_t EngineWorker::PromptTokenLimit() const {
   const int64_t context = engine_.max_model_len() - 1;  // at least one token is generated
   return max_prompt_tokens_ > 0 ? std::min(max_prompt_tokens_, context) : context;
 }
 
-Status EngineWorker::PromptTooLong(const std::string& count) const {
+Status EngineWorker::PromptTooLong(const std::string& what, const std::string& count) const {
   if (max_prompt_tokens_ > 0 && max_prompt_tokens_ < engine_.max_model_len())
-    return InvalidArgument("prompt has " + count + " tokens; this server accepts at most " +
+    return InvalidArgument(what + " has " + count + " tokens; this server accepts at most " +
                            std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)");
-  return InvalidArgument("prompt has " + count + " tokens; the model's context limit is " +
+  return InvalidArgument(what + " has " + count + " tokens; the model's context limit is " +
                          std::to_string(engine_.max_model_len()) + " tokens including at least one generated");
 }
 
@@ -136,7 +154,7 @@ void EngineWorker::Tokenize(GenerationJob job, std::chrono::steady_clock::time_p
       job.request.prompt = std::move(ids).value();
       std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
     } else if (ids.status().code() == StatusCode::kInvalidArgument) {
-      refused = PromptTooLong("more than " + std::to_string(limit));
+      refused = PromptTooLong("prompt", "more than " + std::to_string(limit));
     } else {
       refused = ids.status();
     }
@@ -175,7 +193,7 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
     return cancelled;
   }
   const int64_t prompt_tokens = static_cast<int64_t>(job.request.prompt.size());
-  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) return PromptTooLong(std::to_string(prompt_tokens));
+  if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) return PromptTooLong("prompt", std::to_string(prompt_tokens));
   if (job.default_max_new_tokens) {  // unset: as much as fits, up to the default
     const int64_t room = std::min(engine_.max_model_len(), engine_.kv_capacity_tokens()) - prompt_tokens;
     job.request.stopping.max_new_tokens =

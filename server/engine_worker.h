@@ -55,6 +55,10 @@ class EngineWorker {
 
   // ResourceExhausted when the queue is full; Unavailable once draining.
   Status Submit(GenerationJob job);
+  // The Tokenize RPC: text to ids on the tokenizer pool, BOS first when add_bos, under the same
+  // limit as prompts. done runs once, on a tokenizer thread (or here, when the pool is full);
+  // text must stay alive until then.
+  void TokenizeText(std::string_view text, bool add_bos, std::function<void(StatusOr<std::vector<int32_t>>)> done);
   // Draining: refuse new jobs, let the queued and running ones finish.
   void StopAccepting();
   // The drain deadline passed: every queued and running job ends cancelled.
@@ -72,7 +76,8 @@ class EngineWorker {
   void Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted);
   // The most tokens a text prompt may have, and the refusal past it.
   int64_t PromptTokenLimit() const;
-  Status PromptTooLong(const std::string& count) const;
+  // what: "prompt" or "text".
+  Status PromptTooLong(const std::string& what, const std::string& count) const;
   Status QueueFull() const;
   // Moves the job into the engine; what to finish it with when it cannot go there.
   std::optional<StatusOr<GenerationResult>> Admit(Inbound& inbound);

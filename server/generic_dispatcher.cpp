@@ -42,8 +42,8 @@ GenericDispatcher::GenericDispatcher(const ServerOptions& options, ApiKeyAuth au
                 ServiceOf(grpc::reflection::v1alpha::ServerReflectionRequest::descriptor())} {}
 
 void GenericDispatcher::SetReady(Engine* engine, EngineWorker* worker) {
+  worker_ = worker;  // first: a call admitted once engine_ is set finds the worker
   engine_ = engine;
-  worker_ = worker;
 }
 
 grpc::Status GenericDispatcher::AdmitInference(const grpc::CallbackServerContext& context) const {
@@ -78,9 +78,13 @@ grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCa
 
   const Engine& engine = *engine_.load();
   if (name == "Generate") return GenerateCall::Start(context, engine, *worker_.load(), metrics_, &open_streams_);
-  if (name == "Tokenize")
-    return UnaryCall::Start<TokenizeRequest, TokenizeResponse>(
-        context, metrics_, [&engine](const TokenizeRequest& q, TokenizeResponse* a) { return Tokenize(engine, q, a); });
+  if (name == "Tokenize") {
+    EngineWorker* worker = worker_.load();
+    return UnaryCall::StartAsync<TokenizeRequest, TokenizeResponse>(
+        context, metrics_, [worker](const TokenizeRequest& q, TokenizeResponse* a, UnaryCall::Done done) {
+          Tokenize(*worker, q, a, std::move(done));
+        });
+  }
   if (name == "Detokenize")
     return UnaryCall::Start<DetokenizeRequest, DetokenizeResponse>(
         context, metrics_,

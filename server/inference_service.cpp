@@ -2,17 +2,12 @@
 
 namespace bpt::server {
 
-Status Tokenize(const Engine& engine, const bptserve::v1::TokenizeRequest& request,
-                bptserve::v1::TokenizeResponse* response) {
-  StatusOr<std::vector<int32_t>> ids = request.add_bos()
-                                           ? engine.EncodePrompt(request.text())
-                                           : (engine.tokenizer() == nullptr
-                                                  ? StatusOr<std::vector<int32_t>>(FailedPrecondition(
-                                                        "this model is served in token-ids mode (no tokenizer.model)"))
-                                                  : engine.tokenizer()->Encode(request.text()));
-  if (!ids.ok()) return ids.status();
-  response->mutable_token_ids()->Assign(ids->begin(), ids->end());
-  return OkStatus();
+void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request,
+              bptserve::v1::TokenizeResponse* response, std::function<void(const Status&)> done) {
+  worker.TokenizeText(request.text(), request.add_bos(), [response, done](StatusOr<std::vector<int32_t>> ids) {
+    if (ids.ok()) response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+    done(ids.ok() ? OkStatus() : ids.status());
+  });
 }
 
 Status Detokenize(const Engine& engine, const bptserve::v1::DetokenizeRequest& request,

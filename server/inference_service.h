@@ -3,14 +3,18 @@
 // parses the request first.
 #pragma once
 
+#include <functional>
+
 #include "bptserve/v1/bptserve.pb.h"
 #include "engine/engine.h"
+#include "server/engine_worker.h"
 #include "server/server_options.h"
 
 namespace bpt::server {
 
-Status Tokenize(const Engine& engine, const bptserve::v1::TokenizeRequest& request,
-                bptserve::v1::TokenizeResponse* response);
+// On the worker's tokenizer pool, never the gRPC thread; done once with the outcome.
+void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request,
+              bptserve::v1::TokenizeResponse* response, std::function<void(const Status&)> done);
 Status Detokenize(const Engine& engine, const bptserve::v1::DetokenizeRequest& request,
                   bptserve::v1::DetokenizeResponse* response);
 void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve::v1::ModelInfo* info);

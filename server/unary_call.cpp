@@ -25,9 +25,16 @@ void UnaryCall::OnReadDone(bool ok) {
                                                 "the call carried no " + request_->GetDescriptor()->full_name()));
     return;
   }
-  Status handled = ParseRequest(&request_bytes_, request_.get());
+  const Status parsed = ParseRequest(&request_bytes_, request_.get());
   request_bytes_.Clear();
-  if (handled.ok()) handled = handler_(*request_, response_.get());
+  if (!parsed.ok()) {
+    Answer(parsed);
+    return;
+  }
+  handler_(*request_, response_.get(), [this](const Status& handled) { Answer(handled); });
+}
+
+void UnaryCall::Answer(const Status& handled) {
   if (!handled.ok()) {
     Fail(ToGrpcStatus(handled));
     return;

@@ -401,6 +401,17 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   s = Generate(*t.stub, TextRequest(long_prompt));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.status.error_message().find("at most 100 (--max-prompt-tokens)"), std::string::npos) << s.status.error_message();
+  {  // Tokenize has the prompts' limit, and stops at it
+    grpc::ClientContext context;
+    bptserve::v1::TokenizeRequest tokenize;
+    tokenize.set_text(long_prompt);
+    bptserve::v1::TokenizeResponse ids;
+    const grpc::Status refused = t.stub->Tokenize(&context, tokenize, &ids);
+    EXPECT_EQ(refused.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(refused.error_message().find("text has more than 100 tokens; this server accepts at most 100"),
+              std::string::npos)
+        << refused.error_message();
+  }
 
   // One request decoding, one waiting: the third finds the queue full.
   grpc::ClientContext running_context, waiting_context;
