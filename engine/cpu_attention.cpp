@@ -154,25 +154,6 @@ int64_t CpuAttention::ScratchBytes() const {
   return total;
 }
 
-void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
-                       const std::vector<SequenceSlice>& sequences, const int64_t* positions,
-                       float* out, int64_t out_stride, ThreadPool& pool) {
-  items_.clear();
-  int64_t row = 0;
-  for (const auto& seq : sequences) {
-    for (int32_t t = 0; t < seq.num_tokens; t += tiling_.query_tile) {
-      const int32_t n = std::min(tiling_.query_tile, seq.num_tokens - t);
-      for (int g = 0; g < shape_.num_kv_heads; ++g) items_.push_back({row + t, n, g, seq.block_table});
-    }
-    row += seq.num_tokens;
-  }
-  // Larger tiles (later positions) first, so the slowest items do not start last.
-  pool.ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread) {
-    const WorkItem& item = items_[items_.size() - 1 - i];
-    RunTile(item, q, q_stride, kv, positions, out, out_stride, scratch_[thread]);
-  });
-}
-
 // x86-64-v3 (AVX2 + FMA) is chosen by ISA level at load time, so any vendor's CPU gets it.
 __attribute__((target_clones("arch=x86-64-v3", "default")))
 void CpuAttention::RunTile(const WorkItem& item, const float* q, int64_t q_stride,
@@ -254,6 +235,27 @@ void CpuAttention::RunTile(const WorkItem& item, const float* q, int64_t q_strid
     const float* acc = &s.acc[static_cast<size_t>(r) * d];
     for (int i = 0; i < d; ++i) o[i] = acc[i] * inv;
   }
+}
+
+// After RunTile: clang refuses to make a function multiversioned (target_clones) once it
+// has been called.
+void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
+                       const std::vector<SequenceSlice>& sequences, const int64_t* positions,
+                       float* out, int64_t out_stride, ThreadPool& pool) {
+  items_.clear();
+  int64_t row = 0;
+  for (const auto& seq : sequences) {
+    for (int32_t t = 0; t < seq.num_tokens; t += tiling_.query_tile) {
+      const int32_t n = std::min(tiling_.query_tile, seq.num_tokens - t);
+      for (int g = 0; g < shape_.num_kv_heads; ++g) items_.push_back({row + t, n, g, seq.block_table});
+    }
+    row += seq.num_tokens;
+  }
+  // Larger tiles (later positions) first, so the slowest items do not start last.
+  pool.ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread) {
+    const WorkItem& item = items_[items_.size() - 1 - i];
+    RunTile(item, q, q_stride, kv, positions, out, out_stride, scratch_[thread]);
+  });
 }
 
 }  // namespace bpt

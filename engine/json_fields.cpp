@@ -41,9 +41,25 @@ class ParseErrorRecorder : public nlohmann::json_sax<json> {
   std::size_t position = 0;  // bytes read, the offending one included
 };
 
-// A value as messages quote it: short, and valid UTF-8 whatever the input held.
+std::string RenderScalar(const json& value) {
+  if (value.is_array()) return "[...]";
+  if (value.is_object()) return "{...}";
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+// A value as messages quote it: short, valid UTF-8 whatever the input held, and one level deep
+// (dump() recurses, and a hostile file nests as deep as it likes).
 std::string Render(const json& value) {
-  std::string text = value.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string text;
+  if (value.is_array()) {
+    text = "[";
+    for (size_t i = 0; i < value.size() && text.size() <= 40; ++i) text += (i ? "," : "") + RenderScalar(value[i]);
+    text += "]";
+  } else if (value.is_object()) {
+    text = "{...}";
+  } else {
+    text = RenderScalar(value);
+  }
   if (text.size() > 40) text = text.substr(0, 37) + "...";
   return text;
 }

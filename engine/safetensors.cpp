@@ -244,6 +244,7 @@ StatusOr<TensorView> SafetensorsModel::Find(const std::string& name) const {
 }
 
 void ConvertToF32(const TensorView& view, float* out) {
+  if (view.num_bytes == 0) return;  // an empty tensor's `out` may be null, which memcpy must not see
   const size_t n = view.num_bytes / DTypeSize(view.dtype);
   switch (view.dtype) {
     case DType::kF32:

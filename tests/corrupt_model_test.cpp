@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "engine/engine.h"
+#include "engine/safetensors.h"
 #include "test_models.h"
 
 namespace bpt {
@@ -298,6 +299,8 @@ std::vector<Row> Rows() {
          const std::string text = ReadFile(dir + "/config.json");
          WriteFile(dir + "/config.json", text.substr(0, text.size() / 2));
        }, kBad, "config.json: not valid JSON"},
+      {"config_deep_nesting", SetKeyText("rope_scaling", std::string(100000, '[') + std::string(100000, ']')), kBad,
+       "'rope_scaling' must be an object, got [[...]]"},
       {"config_directory", MakeDirectory("config.json"), kBad, "config.json' is a directory"},
       {"config_huge", ConfigText("{\"pad\": \"" + std::string(2 << 20, 'x') + "\"}"), kBad, "config.json' is larger than"},
       {"config_missing", [](const std::string& dir) { fs::remove(dir + "/config.json"); }, kMissing, "config.json"},
@@ -442,6 +445,13 @@ Status Load(const std::string& dir) {
   return engine.ok() ? OkStatus() : engine.status();
 }
 
+// Row names as gtest allows them ("head_dim_2^21" -> "head_dim_2_21").
+std::string TestName(std::string name) {
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return name;
+}
+
 class CorruptModel : public ::testing::TestWithParam<Row> {};
 
 TEST_P(CorruptModel, FailsCleanlyNamingTheProblem) {
@@ -488,12 +498,58 @@ TEST(CorruptModelMemory, UnbackedSizesFailBeforeAllocating) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Table, CorruptModel, ::testing::ValuesIn(Rows()),
-                         [](const ::testing::TestParamInfo<Row>& info) {
-                           std::string name = info.param.name;
-                           for (char& ch : name)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return name;
-                         });
+                         [](const ::testing::TestParamInfo<Row>& info) { return TestName(info.param.name); });
+
+// Whole safetensors files given as bytes, straight to the parser: the libFuzzer finds
+// (tests/fuzz/safetensors_header_fuzz) and shapes of input no model writer produces. A file
+// that parses has every tensor converted, as the harness does.
+struct BytesRow {
+  std::string name;
+  std::string header;  // the JSON text; its length is prepended
+  std::string data;
+  StatusCode code;
+  std::string fragment;
+};
+
+std::vector<BytesRow> BytesRows() {
+  return {
+      // Fuzz find: converting an empty F32 tensor passed memcpy a null destination.
+      {"fuzz_empty_f32_tensor", R"({"empty":{"dtype":"F32","shape":[0,3],"data_offsets":[0,0]}})", "", kOk, ""},
+      {"no_tensors", "{}", "", kOk, ""},
+      {"scalar", R"({"s":{"dtype":"BF16","shape":[],"data_offsets":[0,2]}})", "ab", kOk, ""},
+      {"trailing_garbage_after_json", "{}x", "", kLoss, "header: not valid JSON"},
+      {"invalid_utf8_name", "{\"\xff\":{}}", "", kLoss, "header: not valid JSON"},
+      {"deep_nesting", "{\"a\":" + std::string(100000, '[') + std::string(100000, ']') + "}", "", kLoss,
+       "tensor 'a': must be a JSON object"},
+      {"duplicate_offsets_zero_length", R"({"a":{"dtype":"F16","shape":[0],"data_offsets":[0,0]},"b":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}})",
+       "xy", kOk, ""},
+      {"offsets_near_2^64", R"({"a":{"dtype":"F16","shape":[1],"data_offsets":[18446744073709551614,18446744073709551615]}})", "", kLoss,
+       "'data_offsets[0]' must be in [0, 9223372036854775807]"},
+  };
+}
+
+class CorruptSafetensorsBytes : public ::testing::TestWithParam<BytesRow> {};
+
+TEST_P(CorruptSafetensorsBytes, ParseCleanly) {
+  const BytesRow& row = GetParam();
+  const uint64_t header_len = row.header.size();
+  const std::string file = std::string(reinterpret_cast<const char*>(&header_len), 8) + row.header + row.data;
+  auto tensors = ParseSafetensors(reinterpret_cast<const uint8_t*>(file.data()), file.size(), "bytes.safetensors");
+  if (row.code != kOk) {
+    ASSERT_FALSE(tensors.ok()) << "parsed although corrupt";
+    EXPECT_EQ(tensors.status().code(), row.code) << tensors.status().ToString();
+    EXPECT_NE(tensors.status().message().find(row.fragment), std::string::npos) << tensors.status().ToString();
+    return;
+  }
+  ASSERT_TRUE(tensors.ok()) << tensors.status().ToString();
+  for (const auto& [name, view] : *tensors) {
+    std::vector<float> converted(view.num_bytes / DTypeSize(view.dtype));
+    ConvertToF32(view, converted.data());
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, CorruptSafetensorsBytes, ::testing::ValuesIn(BytesRows()),
+                         [](const ::testing::TestParamInfo<BytesRow>& info) { return TestName(info.param.name); });
 
 }  // namespace
 }  // namespace bpt
