@@ -188,12 +188,6 @@ StatusOr<double> JsonFields::Number(std::string_view key, NumberRange range) con
   return ToNumber(key, *v, range);
 }
 
-StatusOr<bool> JsonFields::Bool(std::string_view key) const {
-  BPT_ASSIGN_OR_RETURN(const json* v, Required(key));
-  if (!v->is_boolean()) return TypeError(key, *v, "true or false");
-  return v->get<bool>();
-}
-
 StatusOr<std::string> JsonFields::String(std::string_view key) const {
   BPT_ASSIGN_OR_RETURN(const json* v, Required(key));
   if (!v->is_string()) return TypeError(key, *v, "a string");

@@ -48,15 +48,11 @@ class JsonFields {
   const std::string& where() const { return where_; }
   // The key as messages name it, with the path of the enclosing objects.
   std::string Name(std::string_view key) const;
-  bool Has(std::string_view key) const { return object_->contains(key); }
   std::vector<std::string> Keys() const;
-  // The raw value; for callers that dispatch on its type themselves.
-  const nlohmann::json* Find(std::string_view key) const;
 
   // Required fields: missing or null is an error.
   StatusOr<int64_t> Int(std::string_view key, IntRange range) const;
   StatusOr<double> Number(std::string_view key, NumberRange range) const;
-  StatusOr<bool> Bool(std::string_view key) const;
   StatusOr<std::string> String(std::string_view key) const;
   StatusOr<JsonFields> Object(std::string_view key) const;
   StatusOr<std::vector<int64_t>> IntList(std::string_view key, IntRange range) const;
@@ -75,6 +71,7 @@ class JsonFields {
  private:
   JsonFields(const nlohmann::json* object, std::string where, std::string key_prefix)
       : object_(object), where_(std::move(where)), key_prefix_(std::move(key_prefix)) {}
+  const nlohmann::json* Find(std::string_view key) const;  // nullptr when absent
   // The value of a required key, or an error when it is missing or null.
   StatusOr<const nlohmann::json*> Required(std::string_view key) const;
   // The value of an optional key; nullptr when absent (or null and null is kAbsent).

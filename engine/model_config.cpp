@@ -14,7 +14,8 @@ using namespace model_limits;
 constexpr size_t kMaxConfigBytes = 1 << 20;
 
 constexpr NumberRange kFinite{-std::numeric_limits<double>::max(), std::numeric_limits<double>::max()};
-constexpr NumberRange kNonNegative{0.0, 1e6};
+// Multipliers and exponents of the RoPE scalings: any real one is far below the bound.
+constexpr NumberRange kFactor{0.0, 1e6};
 
 bool SupportedArchitecture(const std::string& a) {
   return a == "LlamaForCausalLM" || a == "MistralForCausalLM" || a == "Qwen2ForCausalLM";
@@ -46,13 +47,13 @@ Status ParseRopeScaling(const JsonFields& config, ModelConfig* c) {
   else return InvalidArgument(where + ": unsupported rope_type '" + *type +
                               "' (supported: default, linear, dynamic, llama3, yarn)");
   BPT_ASSIGN_OR_RETURN(s.factor, rs.Number("factor", {1.0, 1e6}));
-  BPT_ASSIGN_OR_RETURN(s.low_freq_factor, rs.NumberOr("low_freq_factor", s.low_freq_factor, kNonNegative));
-  BPT_ASSIGN_OR_RETURN(s.high_freq_factor, rs.NumberOr("high_freq_factor", s.high_freq_factor, kNonNegative));
+  BPT_ASSIGN_OR_RETURN(s.low_freq_factor, rs.NumberOr("low_freq_factor", s.low_freq_factor, kFactor));
+  BPT_ASSIGN_OR_RETURN(s.high_freq_factor, rs.NumberOr("high_freq_factor", s.high_freq_factor, kFactor));
   BPT_ASSIGN_OR_RETURN(s.original_max_position_embeddings,
                        rs.IntOr("original_max_position_embeddings", 0, {1, kMaxPositions}, Null::kAbsent));
-  BPT_ASSIGN_OR_RETURN(s.beta_fast, rs.NumberOr("beta_fast", s.beta_fast, kNonNegative));
-  BPT_ASSIGN_OR_RETURN(s.beta_slow, rs.NumberOr("beta_slow", s.beta_slow, kNonNegative));
-  BPT_ASSIGN_OR_RETURN(s.attention_factor, rs.NumberOr("attention_factor", s.attention_factor, kNonNegative, Null::kAbsent));
+  BPT_ASSIGN_OR_RETURN(s.beta_fast, rs.NumberOr("beta_fast", s.beta_fast, kFactor));
+  BPT_ASSIGN_OR_RETURN(s.beta_slow, rs.NumberOr("beta_slow", s.beta_slow, kFactor));
+  BPT_ASSIGN_OR_RETURN(s.attention_factor, rs.NumberOr("attention_factor", s.attention_factor, kFactor, Null::kAbsent));
   BPT_ASSIGN_OR_RETURN(s.mscale, rs.NumberOr("mscale", s.mscale, kFinite, Null::kAbsent));
   BPT_ASSIGN_OR_RETURN(s.mscale_all_dim, rs.NumberOr("mscale_all_dim", s.mscale_all_dim, kFinite, Null::kAbsent));
   BPT_ASSIGN_OR_RETURN(s.truncate, rs.BoolOr("truncate", s.truncate));
