@@ -2,11 +2,13 @@
 // it is broken, and loading must give a clean error Status whose message names the problem (the
 // key, the tensor or the file). Rows that expect kOk are valid variations that must still load.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <thread>
 
 #include "engine/engine.h"
 #include "engine/safetensors.h"
@@ -499,6 +501,20 @@ TEST(CorruptModelMemory, UnbackedSizesFailBeforeAllocating) {
 
 INSTANTIATE_TEST_SUITE_P(Table, CorruptModel, ::testing::ValuesIn(Rows()),
                          [](const ::testing::TestParamInfo<Row>& info) { return TestName(info.param.name); });
+
+// config.json may be a FIFO (the server's readiness test streams it in): the size limit is
+// applied while reading, not taken from stat.
+TEST(CorruptModelFiles, ConfigStreamedThroughAFifoLoads) {
+  TempDir dir;
+  ASSERT_NO_FATAL_FAILURE(testing::WriteModelOrDie(dir.path(), testing::SmallConfig()));
+  const std::string text = ReadFile(dir / "config.json");
+  fs::remove(dir / "config.json");
+  ASSERT_EQ(mkfifo((dir / "config.json").c_str(), 0600), 0);
+  std::thread writer([&] { std::ofstream(dir / "config.json") << text; });  // opens once Load does
+  const Status s = Load(dir.path());
+  writer.join();
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
 
 // Whole safetensors files given as bytes, straight to the parser: the libFuzzer finds
 // (tests/fuzz/safetensors_header_fuzz) and shapes of input no model writer produces. A file
