@@ -86,7 +86,7 @@ StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Open(const std::string& mo
 
 Status ModelWeights::Stream(const WeightSink& sink) const {
   const std::vector<WeightPart> parts = PartsOf(config_);
-  HostMatrix weight;
+  HostMatrix weight;  // the slot's weight as its parts so far add up: [rows, cols]
   for (size_t i = 0; i < parts.size(); ++i) {
     BPT_ASSIGN_OR_RETURN(TensorView view, tensors_->Find(parts[i].name));
     Append(view, parts[i], &weight);
