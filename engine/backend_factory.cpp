@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 
 #include <mutex>
+#include <new>
 
 #include "engine/cpu_backend.h"
 #include "engine/cuda_backend.h"
@@ -55,7 +56,13 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, cons
     CpuBackendOptions cpu;
     cpu.num_threads = options.num_threads;
     cpu.attention_tiling = options.attention_tiling;
-    return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, cpu));
+    // Its attention scratch is sized by the (file-checked) config; a machine too small for it
+    // is an error to report, not an exception to end the process with.
+    try {
+      return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, cpu));
+    } catch (const std::bad_alloc&) {
+      return ResourceExhausted("out of host memory while allocating the CPU backend's attention scratch");
+    }
   }
   BPT_RETURN_IF_ERROR(CheckCudaDevice());
   CudaBackendOptions cuda;

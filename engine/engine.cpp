@@ -65,6 +65,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
       return InvalidArgument("tokenizer.model has " + std::to_string(tokenizer->vocab_size()) +
                              " pieces, more than the model's vocab_size " + std::to_string(config.vocab_size));
   }
+  // Before the backend exists: it allocates from the config's sizes, which the files must back.
+  BPT_ASSIGN_OR_RETURN(auto weights, ModelWeights::Open(options.model_dir, config));
   BackendOptions backend_options;
   backend_options.num_threads = options.num_threads;
   backend_options.attention_tiling = options.attention_tiling;
@@ -81,7 +83,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   runner_options.max_step_tokens = options.prefill_block;
   runner_options.ffn_sub_block = std::min(options.ffn_sub_block, options.prefill_block);
   runner_options.max_logit_rows = options.max_running;
-  BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, options.model_dir, std::move(backend), runner_options));
+  BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, *weights, std::move(backend), runner_options));
+  weights.reset();  // unmaps the files
 
   const int64_t max_len = options.max_model_len > 0 ? options.max_model_len : config.max_position_embeddings;
   int64_t capacity = options.kv_capacity_tokens;

@@ -1,12 +1,29 @@
 // The model's architecture as read from a Hugging Face config.json.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "engine/status.h"
 
 namespace bpt {
+
+// The largest model a config.json may describe. Each bound is several times the largest
+// published model's (Llama 3.1 405B: 126 layers, hidden 16384, 128 heads, vocab 128256), and
+// keeps every size derived from them (q_dim, KV bytes per token, parameter counts) far inside
+// int64 and the int fields below.
+namespace model_limits {
+inline constexpr int64_t kMaxVocabSize = 1 << 22;
+inline constexpr int64_t kMaxHiddenSize = 1 << 16;
+inline constexpr int64_t kMaxIntermediateSize = 1 << 18;
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxHeads = 1024;
+inline constexpr int64_t kMaxHeadDim = 1024;
+inline constexpr int64_t kMaxAttentionDim = 1 << 17;  // num_heads * head_dim
+inline constexpr int64_t kMaxPositions = 1 << 27;     // max_position_embeddings, sliding_window
+inline constexpr int64_t kMaxParameters = int64_t{1} << 40;
+}  // namespace model_limits
 
 enum class RopeScalingType { kNone, kLinear, kDynamic, kLlama3, kYarn };
 
@@ -51,7 +68,8 @@ struct ModelConfig {
   int kv_dim() const { return num_kv_heads * head_dim; }
 };
 
-// Parses and validates config.json text; `source` names the file in messages.
+// Parses and validates config.json text; `source` names the file in messages. Every field is
+// type- and range-checked (model_limits); that the weights match is checked when they are opened.
 StatusOr<ModelConfig> ParseModelConfig(const std::string& json_text, const std::string& source);
 StatusOr<ModelConfig> LoadModelConfig(const std::string& model_dir);
 

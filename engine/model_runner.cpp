@@ -1,5 +1,7 @@
 #include "engine/model_runner.h"
 
+#include <new>
+
 namespace bpt {
 
 ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend,
@@ -10,20 +12,26 @@ ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> bac
       rope_(config),
       attention_shape_{config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window} {}
 
-StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config, const std::string& model_dir,
+StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config, const ModelWeights& weights,
                                                            std::unique_ptr<Backend> backend,
                                                            const RunnerOptions& options) {
   if (options.max_step_tokens <= 0) return InvalidArgument("prefill block size must be positive");
   if (options.ffn_sub_block <= 0) return InvalidArgument("FFN sub-block size must be positive");
   if (options.max_logit_rows <= 0) return InvalidArgument("max_logit_rows must be positive");
-  std::unique_ptr<ModelRunner> runner(new ModelRunner(config, std::move(backend), options));
-  runner->layers_.resize(config.num_layers);
-  BPT_RETURN_IF_ERROR(StreamModelWeights(model_dir, config, [&](WeightSlot slot, int layer, HostMatrix&& weight) {
-    return runner->Upload(slot, layer, std::move(weight));
-  }));
-  if (config.tie_word_embeddings) runner->lm_head_ = runner->embed_;
-  BPT_RETURN_IF_ERROR(runner->AllocateWorkspace());
-  return runner;
+  // The sizes are the files' own, but a model can still be larger than this machine's memory:
+  // that is an error to report, not an exception to end the process with.
+  try {
+    std::unique_ptr<ModelRunner> runner(new ModelRunner(config, std::move(backend), options));
+    runner->layers_.resize(config.num_layers);
+    BPT_RETURN_IF_ERROR(weights.Stream([&](WeightSlot slot, int layer, HostMatrix&& weight) {
+      return runner->Upload(slot, layer, std::move(weight));
+    }));
+    if (config.tie_word_embeddings) runner->lm_head_ = runner->embed_;
+    BPT_RETURN_IF_ERROR(runner->AllocateWorkspace());
+    return runner;
+  } catch (const std::bad_alloc&) {
+    return ResourceExhausted("out of host memory while loading the model's weights and workspace");
+  }
 }
 
 Status ModelRunner::Upload(WeightSlot slot, int layer, HostMatrix&& weight) {

@@ -22,9 +22,10 @@ struct RunnerOptions {
 
 class ModelRunner {
  public:
-  // Reads the weights of model_dir into the backend one at a time (each host copy released as
-  // it is uploaded) and allocates the workspace.
-  static StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config, const std::string& model_dir,
+  // Streams the weights into the backend one at a time (each host copy released as it is
+  // uploaded) and allocates the workspace. `weights` were opened with `config`, so every size
+  // allocated here is backed by the files.
+  static StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config, const ModelWeights& weights,
                                                        std::unique_ptr<Backend> backend,
                                                        const RunnerOptions& options);
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,9 +37,26 @@ enum class WeightSlot {
 // layer: the decoder layer, or -1 for the model-level weights.
 using WeightSink = std::function<Status(WeightSlot slot, int layer, HostMatrix&& weight)>;
 
-// Reads every tensor the config needs, model-level weights first, then layer by layer, and
-// hands each to sink as soon as it is complete. A missing tensor or a wrong shape is an error
-// naming it.
-Status StreamModelWeights(const std::string& model_dir, const ModelConfig& config, const WeightSink& sink);
+class SafetensorsModel;
+
+// The weights of a model directory, checked against its config when opened: every tensor the
+// config needs is present with its expected shape (and the safetensors parser has checked that
+// the file holds its bytes). Only the headers are read, so a config whose sizes the files do not
+// back is refused before anything is allocated from those sizes.
+class ModelWeights {
+ public:
+  static StatusOr<std::unique_ptr<ModelWeights>> Open(const std::string& model_dir, const ModelConfig& config);
+  ~ModelWeights();
+
+  // Converts each weight to fp32, model-level weights first, then layer by layer, and hands it
+  // to sink as soon as it is complete.
+  Status Stream(const WeightSink& sink) const;
+
+ private:
+  ModelWeights(const ModelConfig& config, std::unique_ptr<SafetensorsModel> tensors);
+
+  ModelConfig config_;
+  std::unique_ptr<SafetensorsModel> tensors_;
+};
 
 }  // namespace bpt

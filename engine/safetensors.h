@@ -23,6 +23,16 @@ struct TensorView {
   std::string file;     // for messages
 };
 
+// The largest header accepted; the reference implementation's limit too.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
+
+// Parses a whole safetensors file held in memory: the 8-byte little-endian header length, the
+// JSON header, then the data section, which the tensors must tile exactly (no overlap, no gap,
+// nothing left over) with byte counts that match their dtype and shape. The views point into
+// `file`; `path` names it in messages. Every problem is a DataLoss Status.
+StatusOr<std::map<std::string, TensorView>> ParseSafetensors(const uint8_t* file, size_t file_size,
+                                                             const std::string& path);
+
 class SafetensorsFile {
  public:
   static StatusOr<std::unique_ptr<SafetensorsFile>> Open(const std::string& path);
@@ -39,7 +49,8 @@ class SafetensorsFile {
   std::map<std::string, TensorView> tensors_;
 };
 
-// All tensors of a model directory: model.safetensors, or the shards its index names.
+// All tensors of a model directory: model.safetensors, or the shards its index names. The index
+// and the shards must agree on which shard holds each tensor.
 class SafetensorsModel {
  public:
   static StatusOr<std::unique_ptr<SafetensorsModel>> Open(const std::string& model_dir);

@@ -3,10 +3,13 @@
 #include "engine/spm_shim.h"
 
 #include <sentencepiece_processor.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <exception>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -152,18 +155,36 @@ void WriteError(const std::string& message, char* err, size_t capacity) {
 
 }  // namespace
 
+// No exception may leave these functions: the caller is C, and SentencePiece throws (a
+// directory given as the model makes its ifstream throw std::ios_failure; memory runs out on a
+// hostile model). Each entry point catches everything and reports an error instead.
 extern "C" {
 
 bpt_spm* bpt_spm_load(const char* model_path, char* err, size_t err_capacity) {
-  auto* spm = new bpt_spm;
-  const auto status = spm->processor.Load(model_path);
-  if (!status.ok()) {
-    WriteError(status.ToString(), err, err_capacity);
-    delete spm;
-    return nullptr;
+  try {
+    struct stat st {};
+    if (stat(model_path, &st) != 0 || !S_ISREG(st.st_mode)) {
+      WriteError(std::string(model_path) + " is not a regular file", err, err_capacity);
+      return nullptr;
+    }
+    auto spm = std::make_unique<bpt_spm>();
+    const auto status = spm->processor.Load(model_path);
+    if (!status.ok()) {
+      WriteError(status.ToString(), err, err_capacity);
+      return nullptr;
+    }
+    return spm.release();
+  } catch (const std::exception& e) {
+    WriteError(std::string("SentencePiece failed: ") + e.what(), err, err_capacity);
+  } catch (...) {
+    WriteError("SentencePiece failed with an unknown exception", err, err_capacity);
   }
+<<<<<<< HEAD
   AnalyzeModel(spm);
   return spm;
+=======
+  return nullptr;
+>>>>>>> hardening-model
 }
 
 void bpt_spm_free(bpt_spm* spm) { delete spm; }
@@ -175,20 +196,28 @@ int bpt_spm_max_piece_bytes(const bpt_spm* spm) { return spm->max_piece_bytes; }
 int bpt_spm_splits_before_spaces(const bpt_spm* spm) { return spm->splits_before_spaces ? 1 : 0; }
 
 long bpt_spm_encode(const bpt_spm* spm, const char* text, size_t length, int* ids, size_t capacity) {
-  std::vector<int> out;
-  if (!spm->processor.Encode(std::string(text, length), &out).ok()) return -1;
-  std::memcpy(ids, out.data(), std::min(out.size(), capacity) * sizeof(int));
-  return static_cast<long>(out.size());
+  try {
+    std::vector<int> out;
+    if (!spm->processor.Encode(std::string(text, length), &out).ok()) return -1;
+    std::memcpy(ids, out.data(), std::min(out.size(), capacity) * sizeof(int));
+    return static_cast<long>(out.size());
+  } catch (...) {
+    return -1;
+  }
 }
 
 long bpt_spm_decode(const bpt_spm* spm, const int* ids, size_t count, char* text, size_t capacity) {
-  const int vocab = spm->processor.GetPieceSize();
-  for (size_t i = 0; i < count; ++i)
-    if (ids[i] < 0 || ids[i] >= vocab) return -1;
-  std::string out;
-  if (!spm->processor.Decode(std::vector<int>(ids, ids + count), &out).ok()) return -1;
-  std::memcpy(text, out.data(), std::min(out.size(), capacity));
-  return static_cast<long>(out.size());
+  try {
+    const int vocab = spm->processor.GetPieceSize();
+    for (size_t i = 0; i < count; ++i)
+      if (ids[i] < 0 || ids[i] >= vocab) return -1;
+    std::string out;
+    if (!spm->processor.Decode(std::vector<int>(ids, ids + count), &out).ok()) return -1;
+    std::memcpy(text, out.data(), std::min(out.size(), capacity));
+    return static_cast<long>(out.size());
+  } catch (...) {
+    return -1;
+  }
 }
 
 }  // extern "C"

@@ -1,6 +1,8 @@
 #include "engine/tokenizer.h"
 
 #include <dlfcn.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <mutex>
@@ -104,6 +106,9 @@ Tokenizer::~Tokenizer() { api_->free(handle_); }
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path) {
   BPT_ASSIGN_OR_RETURN(const Api* api, LoadApi());
   if (access(model_path.c_str(), R_OK) != 0) return NotFound("no readable tokenizer at '" + model_path + "'");
+  struct stat st {};
+  if (stat(model_path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+    return InvalidArgument("tokenizer '" + model_path + "' is not a regular file");
   char err[512] = {0};
   bpt_spm* handle = api->load(model_path.c_str(), err, sizeof(err));
   if (handle == nullptr) return InvalidArgument("cannot load tokenizer '" + model_path + "': " + err);

@@ -21,6 +21,8 @@ struct Runner {
 Runner MakeRunner(const std::string& dir) {
   auto config = LoadModelConfig(dir);
   EXPECT_TRUE(config.ok());
+  auto weights = ModelWeights::Open(dir, *config);
+  EXPECT_TRUE(weights.ok()) << weights.status().ToString();
   auto backend = std::make_unique<CpuBackend>(*config, CpuBackendOptions{});
   auto blocks = std::make_unique<KvBlockManager>(128, 8);
   blocks->ShuffleFreeBlocks(4);
@@ -29,7 +31,7 @@ Runner MakeRunner(const std::string& dir) {
   options.max_step_tokens = 128;
   options.ffn_sub_block = 16;
   options.max_logit_rows = 4;
-  auto runner = ModelRunner::Create(*config, dir, std::move(backend), options);
+  auto runner = ModelRunner::Create(*config, **weights, std::move(backend), options);
   EXPECT_TRUE(runner.ok()) << runner.status().ToString();
   return {std::move(runner).value(), std::move(blocks)};
 }

@@ -195,6 +195,8 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
   testing::WriteModelOrDie(dir.path(), ModelJson(64, 8, 2), DType::kBF16, 9);
   auto config = LoadModelConfig(dir.path());
   ASSERT_TRUE(config.ok());
+  auto weights = ModelWeights::Open(dir.path(), *config);
+  ASSERT_TRUE(weights.ok()) << weights.status().ToString();
   struct Setup {
     std::unique_ptr<ModelRunner> runner;
     CudaBackend* backend;
@@ -211,7 +213,7 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
     RunnerOptions runner_options;
     runner_options.max_step_tokens = 512;
     runner_options.max_logit_rows = 4;
-    auto runner = ModelRunner::Create(*config, dir.path(), std::move(backend).value(), runner_options);
+    auto runner = ModelRunner::Create(*config, **weights, std::move(backend).value(), runner_options);
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
     return Setup{std::move(runner).value(), raw};
   };
