@@ -237,12 +237,8 @@ void CpuAttention::RunTile(const WorkItem& item, const float* q, int64_t q_strid
   }
 }
 
-<<<<<<< HEAD
-// After RunTile: clang takes a multiversioned function only when it is defined before its first use.
-=======
 // After RunTile: clang refuses to make a function multiversioned (target_clones) once it
 // has been called.
->>>>>>> hardening-model
 void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
                        const std::vector<SequenceSlice>& sequences, const int64_t* positions,
                        float* out, int64_t out_stride, ThreadPool& pool) {

@@ -173,18 +173,14 @@ bpt_spm* bpt_spm_load(const char* model_path, char* err, size_t err_capacity) {
       WriteError(status.ToString(), err, err_capacity);
       return nullptr;
     }
+    AnalyzeModel(spm.get());
     return spm.release();
   } catch (const std::exception& e) {
     WriteError(std::string("SentencePiece failed: ") + e.what(), err, err_capacity);
   } catch (...) {
     WriteError("SentencePiece failed with an unknown exception", err, err_capacity);
   }
-<<<<<<< HEAD
-  AnalyzeModel(spm);
-  return spm;
-=======
   return nullptr;
->>>>>>> hardening-model
 }
 
 void bpt_spm_free(bpt_spm* spm) { delete spm; }
