@@ -134,8 +134,9 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t m
     if (begin == 0) {
       BPT_ASSIGN_OR_RETURN(ids, EncodeWhole(chunk));
     } else {
-      continuation.assign(kContinuationPrefix);
-      continuation.append(chunk);
+      continuation.resize(kContinuationPrefix.size() + chunk.size());
+      std::copy(kContinuationPrefix.begin(), kContinuationPrefix.end(), continuation.begin());
+      std::copy(chunk.begin(), chunk.end(), continuation.begin() + kContinuationPrefix.size());
       BPT_ASSIGN_OR_RETURN(std::vector<int32_t> part, EncodeWhole(continuation));
       if (part.size() < continuation_prefix_.size() ||
           !std::equal(continuation_prefix_.begin(), continuation_prefix_.end(), part.begin()))
