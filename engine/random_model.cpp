@@ -187,6 +187,23 @@ Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec) {
   return OkStatus();
 }
 
+nlohmann::json SmallConfig() {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"vocab_size", 97},
+          {"hidden_size", 48},
+          {"intermediate_size", 80},
+          {"num_hidden_layers", 2},
+          {"num_attention_heads", 4},
+          {"num_key_value_heads", 2},
+          {"head_dim", 12},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 10000.0},
+          {"max_position_embeddings", 4096},
+          {"bos_token_id", 1},
+          {"eos_token_id", 2},
+          {"tie_word_embeddings", false}};
+}
+
 nlohmann::json TinyLlamaConfig() {
   return {{"architectures", {"LlamaForCausalLM"}},
           {"vocab_size", 32000},

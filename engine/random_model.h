@@ -26,5 +26,7 @@ Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec);
 nlohmann::json TinyLlamaConfig();              // TinyLlama-1.1B: 22 layers, hidden 2048, GQA 32/4
 // Small enough to answer at once on a CPU. Untied: a random tied head repeats its input token.
 nlohmann::json DemoModelConfig(int vocab_size);
+// A Llama config small enough for fp64 reference checks (tests and fuzzers); callers override fields.
+nlohmann::json SmallConfig();
 
 }  // namespace bpt

@@ -12,6 +12,7 @@
 
 #include "engine/engine.h"
 #include "engine/safetensors.h"
+#include "proc_status.h"
 #include "test_models.h"
 
 namespace bpt {
@@ -429,14 +430,6 @@ std::vector<Row> Rows() {
   return rows;
 }
 
-// kB fields of /proc/self/status (VmRSS: now, VmHWM: peak), in bytes.
-int64_t StatusBytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  return -1;
-}
 
 Status Load(const std::string& dir) {
   EngineOptions options;
@@ -486,7 +479,7 @@ TEST(CorruptModelMemory, UnbackedSizesFailBeforeAllocating) {
       {"q_proj", {{"num_hidden_layers", 1024}, {"num_attention_heads", 128}, {"num_key_value_heads", 1}, {"head_dim", 1024}}},
       {"embed_tokens", {{"vocab_size", 4000000}, {"hidden_size", 65536}, {"intermediate_size", 262144}, {"num_hidden_layers", 4}}},
   };
-  const int64_t baseline = StatusBytes("VmRSS");
+  const int64_t baseline = testing::ProcStatusBytes("self", "VmRSS");
   for (const auto& [fragment, overrides] : claims) {
     json c = testing::SmallConfig();
     for (const auto& [key, value] : overrides.items()) c[key] = value;
@@ -495,7 +488,7 @@ TEST(CorruptModelMemory, UnbackedSizesFailBeforeAllocating) {
     EXPECT_FALSE(s.ok()) << fragment;
     EXPECT_NE(s.message().find(fragment), std::string::npos) << s.ToString();
   }
-  const int64_t peak = StatusBytes("VmHWM");
+  const int64_t peak = testing::ProcStatusBytes("self", "VmHWM");
   EXPECT_LT(peak - baseline, int64_t{100} << 20) << "peak RSS grew by " << (peak - baseline) << " bytes";
 }
 

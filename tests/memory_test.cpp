@@ -7,19 +7,12 @@
 #include <string>
 
 #include "engine/engine.h"
+#include "proc_status.h"
 #include "test_models.h"
 
 namespace bpt {
 namespace {
 
-// kB fields of /proc/self/status: VmRSS (now) and VmHWM (peak).
-int64_t StatusBytes(const std::string& field) {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  return -1;
-}
 
 TEST(Memory, PrefillPeakIsWeightsKvAndWorkspace) {
   testing::TempDir dir;
@@ -34,7 +27,7 @@ TEST(Memory, PrefillPeakIsWeightsKvAndWorkspace) {
   config["max_position_embeddings"] = 70000;
   testing::WriteModelOrDie(dir / "model", config, DType::kBF16);
 
-  const int64_t baseline = StatusBytes("VmRSS");
+  const int64_t baseline = testing::ProcStatusBytes("self", "VmRSS");
   ASSERT_GT(baseline, 0);
   EngineOptions options;
   options.model_dir = dir / "model";
@@ -53,9 +46,9 @@ TEST(Memory, PrefillPeakIsWeightsKvAndWorkspace) {
     ASSERT_TRUE(logits.ok()) << logits.status().ToString();
   };
   prefill(16384);
-  const int64_t peak_16k = StatusBytes("VmHWM");
+  const int64_t peak_16k = testing::ProcStatusBytes("self", "VmHWM");
   prefill(65536);
-  const int64_t peak_64k = StatusBytes("VmHWM");
+  const int64_t peak_64k = testing::ProcStatusBytes("self", "VmHWM");
 
   const int64_t kv_16k = plan.kv_bytes_per_token * 16384, kv_64k = plan.kv_bytes_per_token * 65536;
   const int64_t budget = plan.weight_bytes + kv_64k + plan.workspace_bytes;

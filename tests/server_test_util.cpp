@@ -1,5 +1,7 @@
 #include "server_test_util.h"
 
+#include "proc_status.h"
+
 #include <arpa/inet.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -83,11 +85,7 @@ int ServerProcess::Wait() {
 }
 
 int64_t ServerProcess::MemoryBytes(const std::string& field) const {
-  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
-  std::string line;
-  while (std::getline(status, line))
-    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
-  return -1;
+  return ProcStatusBytes(std::to_string(pid_), field);
 }
 
 grpc::Status RawCall(const std::shared_ptr<grpc::Channel>& channel, const std::string& method,

@@ -30,23 +30,7 @@ class TempDir {
   std::string path_;
 };
 
-// A Llama config small enough for fp64 reference checks; callers override fields.
-inline nlohmann::json SmallConfig() {
-  return {{"architectures", {"LlamaForCausalLM"}},
-          {"vocab_size", 97},
-          {"hidden_size", 48},
-          {"intermediate_size", 80},
-          {"num_hidden_layers", 2},
-          {"num_attention_heads", 4},
-          {"num_key_value_heads", 2},
-          {"head_dim", 12},
-          {"rms_norm_eps", 1e-5},
-          {"rope_theta", 10000.0},
-          {"max_position_embeddings", 4096},
-          {"bos_token_id", 1},
-          {"eos_token_id", 2},
-          {"tie_word_embeddings", false}};
-}
+using ::bpt::SmallConfig;
 
 inline void WriteModelOrDie(const std::string& dir, const nlohmann::json& config, DType dtype = DType::kF32,
                             uint64_t seed = 1, int shards = 1, const std::string& tokenizer = "") {

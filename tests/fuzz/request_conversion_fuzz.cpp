@@ -22,20 +22,8 @@ bpt::Engine* engine = nullptr;
 bpt::Engine* MakeEngine() {
   const std::filesystem::path dir = std::filesystem::temp_directory_path() / "bptserve-request-conversion-fuzz";
   bpt::RandomModelSpec spec;
-  spec.config = {{"architectures", {"LlamaForCausalLM"}},
-                 {"vocab_size", 97},
-                 {"hidden_size", 48},
-                 {"intermediate_size", 80},
-                 {"num_hidden_layers", 1},
-                 {"num_attention_heads", 4},
-                 {"num_key_value_heads", 2},
-                 {"head_dim", 12},
-                 {"rms_norm_eps", 1e-5},
-                 {"rope_theta", 10000.0},
-                 {"max_position_embeddings", 4096},
-                 {"bos_token_id", 1},
-                 {"eos_token_id", 2},
-                 {"tie_word_embeddings", false}};
+  spec.config = bpt::SmallConfig();
+  spec.config["num_hidden_layers"] = 1;
   spec.dtype = bpt::DType::kF32;
   const bpt::Status written = bpt::WriteRandomModel(dir.string(), spec);
   if (!written.ok()) {
