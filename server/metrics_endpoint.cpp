@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <future>
 #include <mutex>
 #include <vector>
 
@@ -29,9 +30,10 @@ class BoundedConnectionQueue final : public httplib::TaskQueue {
   }
 
   void enqueue(std::function<void()> fn) override {
+    // Only the accepting thread enqueues, and it calls shutdown() after its last enqueue.
     std::unique_lock<std::mutex> lock(mu_);
-    space_.wait(lock, [&] { return jobs_.size() < kQueuedConnections || shutdown_; });
-    jobs_.push_back(std::move(fn));  // after shutdown too: the job closes its socket
+    space_.wait(lock, [&] { return jobs_.size() < kQueuedConnections; });
+    jobs_.push_back(std::move(fn));
     ready_.notify_one();
   }
 
@@ -41,7 +43,6 @@ class BoundedConnectionQueue final : public httplib::TaskQueue {
       shutdown_ = true;
     }
     ready_.notify_all();
-    space_.notify_all();
     for (auto& t : workers_) t.join();
   }
 
@@ -97,12 +98,21 @@ StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(const std::str
     return Status(StatusCode::kUnavailable, "cannot serve metrics on " + host + ":" + std::to_string(port));
   endpoint->port_ = bound;
   endpoint->http_ = std::move(http);
-  endpoint->listener_ = std::thread([server = endpoint->http_.get()] { server->listen_after_bind(); });
+  std::promise<void> listening_ended;
+  endpoint->listening_ended_ = listening_ended.get_future();
+  endpoint->listener_ = std::thread([server = endpoint->http_.get(), ended = std::move(listening_ended)]() mutable {
+    server->listen_after_bind();
+    ended.set_value();
+  });
   return endpoint;
 }
 
 MetricsEndpoint::~MetricsEndpoint() {
-  http_->stop();
+  // cpp-httplib's stop() does nothing until the listening thread has marked the server running,
+  // which it may not have yet when start-up fails right after binding: stop until it has ended.
+  do {
+    http_->stop();
+  } while (listening_ended_.wait_for(std::chrono::milliseconds(10)) != std::future_status::ready);
   listener_.join();
 }
 

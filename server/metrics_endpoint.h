@@ -7,6 +7,7 @@
 
 #include <prometheus/registry.h>
 
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -36,6 +37,7 @@ class MetricsEndpoint {
   std::unique_ptr<httplib::Server> http_;
   int port_ = -1;
   std::thread listener_;
+  std::future<void> listening_ended_;
 };
 
 }  // namespace bpt::server

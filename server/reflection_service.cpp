@@ -67,13 +67,13 @@ ServerReflectionResponse ReflectionCall::Answer(const ServerReflectionRequest& q
       break;
     case ServerReflectionRequest::kFileByFilename:
       if (const auto* file = pool.FindFileByName(q.file_by_filename()))
-        AddFile(file, a.mutable_file_descriptor_response());
+        AddFile(file, a.mutable_file_descriptor_response(), true);
       else
         not_found("file '" + q.file_by_filename() + "'");
       break;
     case ServerReflectionRequest::kFileContainingSymbol:
       if (const auto* file = pool.FindFileContainingSymbol(q.file_containing_symbol()))
-        AddFile(file, a.mutable_file_descriptor_response());
+        AddFile(file, a.mutable_file_descriptor_response(), true);
       else
         not_found("symbol '" + q.file_containing_symbol() + "'");
       break;
@@ -82,7 +82,7 @@ ServerReflectionResponse ReflectionCall::Answer(const ServerReflectionRequest& q
       const auto* type = pool.FindMessageTypeByName(e.containing_type());
       const auto* extension = type == nullptr ? nullptr : pool.FindExtensionByNumber(type, e.extension_number());
       if (extension != nullptr)
-        AddFile(extension->file(), a.mutable_file_descriptor_response());
+        AddFile(extension->file(), a.mutable_file_descriptor_response(), true);
       else
         not_found("extension " + std::to_string(e.extension_number()) + " of '" + e.containing_type() + "'");
       break;
@@ -108,13 +108,14 @@ ServerReflectionResponse ReflectionCall::Answer(const ServerReflectionRequest& q
   return a;
 }
 
+// The requested file always; its dependencies once per stream, as grpc-go's reflection does.
 void ReflectionCall::AddFile(const google::protobuf::FileDescriptor* file,
-                             grpc::reflection::v1alpha::FileDescriptorResponse* out) {
-  if (!sent_files_.insert(file->name()).second) return;
+                             grpc::reflection::v1alpha::FileDescriptorResponse* out, bool requested) {
+  if (!sent_files_.insert(file->name()).second && !requested) return;
   google::protobuf::FileDescriptorProto proto;
   file->CopyTo(&proto);
   proto.SerializeToString(out->add_file_descriptor_proto());
-  for (int i = 0; i < file->dependency_count(); ++i) AddFile(file->dependency(i), out);
+  for (int i = 0; i < file->dependency_count(); ++i) AddFile(file->dependency(i), out, false);
 }
 
 }  // namespace bpt::server

@@ -28,7 +28,8 @@ class ReflectionCall final : public grpc::ServerGenericBidiReactor {
  private:
   grpc::reflection::v1alpha::ServerReflectionResponse Answer(const grpc::reflection::v1alpha::ServerReflectionRequest& q);
   // The file and each dependency this stream has not sent yet (the protocol lets a server skip those).
-  void AddFile(const google::protobuf::FileDescriptor* file, grpc::reflection::v1alpha::FileDescriptorResponse* out);
+  void AddFile(const google::protobuf::FileDescriptor* file, grpc::reflection::v1alpha::FileDescriptorResponse* out,
+               bool requested);
   void End(const grpc::Status& status);
 
   const std::vector<std::string>* const services_;

@@ -5,6 +5,7 @@
 #include <google/protobuf/wire_format_lite.h>
 #include <grpcpp/support/proto_buffer_reader.h>
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -91,6 +92,8 @@ Scan FindInvalidUtf8(CodedInputStream& in, const Descriptor& type, const std::st
     if (field->is_repeated()) name.append("[").append(std::to_string(seen[field->number()]++)).append("]");
     uint32_t length = 0;
     if (!in.ReadVarint32(&length)) return Scan::kMalformed;
+    // A length past its parent's end is malformed; a limit pushed for it would not hold.
+    if (length > static_cast<uint32_t>(std::max(in.BytesUntilLimit(), 0))) return Scan::kMalformed;
     if (field->type() == FieldDescriptor::TYPE_STRING) {
       Utf8Validator utf8;
       for (uint32_t left = length; left > 0;) {

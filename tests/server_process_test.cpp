@@ -1,7 +1,10 @@
 // The server over TLS and mTLS (certificates made by openssl here), and the real binary's
 // SIGTERM drain and exit code, and its refusal of a GPU it does not have.
 #include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -160,12 +163,31 @@ TEST(ServerProcess, UnauthenticatedLargeRequestsAreRefusedBeforeTheirMessageIsRe
   EXPECT_TRUE(stub->GetModelInfo(&context, {}, &info).ok());
 }
 
+// The gRPC port is taken: the process says so and exits 1, its metrics endpoint (already serving)
+// shut down on the way out rather than holding the process.
+TEST(ServerProcess, PortInUseExitsWithTheReason) {
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);  // no SO_REUSEPORT: nobody else may bind it
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const std::string port = std::to_string(ntohs(addr.sin_port));
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", port, "--metrics-port", "0"});
+  const int status = server.Wait();
+  close(taken);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1);
+}
+
 // --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1
 // before it listens.
 TEST(ServerProcess, DeviceCudaWithoutAGpuExitsWithTheReason) {
   if (CheckCudaDevice().ok()) GTEST_SKIP() << "this machine has a CUDA device";
   const std::string command = std::string(BPTSERVE_BIN_DIR) +
-                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port -1 --device cuda 2>&1";
+                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --device cuda 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   std::string output;

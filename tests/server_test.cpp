@@ -1,6 +1,7 @@
 // The gRPC server on loopback: streaming equals the engine, cancellation, deadlines, every bad
 // input with its code and field, API keys, queue limits, health and drain. After each case
 // the server keeps serving.
+#include <google/protobuf/descriptor.pb.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -453,6 +454,33 @@ grpc::Status ListServices(const std::shared_ptr<grpc::Channel>& channel, const s
   while (stream->Read(&response))
     for (const auto& s : response.list_services_response().service()) services->push_back(s.name());
   return stream->Finish();
+}
+
+// Two questions about one file on one stream: each answer carries the file itself; only the
+// dependencies already sent on the stream are left out.
+TEST_F(ServerTest, ReflectionAnswersTheSameFileTwiceOnOneStream) {
+  auto stub = grpc::reflection::v1alpha::ServerReflection::NewStub(server_->channel);
+  grpc::ClientContext context;
+  auto stream = stub->ServerReflectionInfo(&context);
+  std::vector<std::vector<std::string>> answers;
+  for (const char* symbol : {"bptserve.v1.Inference", "bptserve.v1.GenerateRequest"}) {
+    grpc::reflection::v1alpha::ServerReflectionRequest request;
+    request.set_file_containing_symbol(symbol);
+    ASSERT_TRUE(stream->Write(request));
+    grpc::reflection::v1alpha::ServerReflectionResponse response;
+    ASSERT_TRUE(stream->Read(&response));
+    answers.emplace_back();
+    for (const std::string& bytes : response.file_descriptor_response().file_descriptor_proto()) {
+      google::protobuf::FileDescriptorProto file;
+      ASSERT_TRUE(file.ParseFromString(bytes));
+      answers.back().push_back(file.name());
+    }
+  }
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
+  ASSERT_FALSE(answers[0].empty());
+  EXPECT_EQ(answers[0][0], "bptserve/v1/bptserve.proto");
+  EXPECT_EQ(answers[1], std::vector<std::string>{"bptserve/v1/bptserve.proto"});
 }
 
 TEST(ServerAuth, ApiKeys) {
