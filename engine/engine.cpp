@@ -111,10 +111,10 @@ MemoryPlan Engine::memory_plan() const {
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};
 }
 
-StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens) const {
+StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
   if (tokenizer_ == nullptr)
     return FailedPrecondition("this model is served in token-ids mode (no tokenizer.model): send token ids, not text");
-  const int bos = !config_.bos_token_ids.empty() ? config_.bos_token_ids[0] : tokenizer_->bos_id();
+  const int bos = !add_bos ? -1 : !config_.bos_token_ids.empty() ? config_.bos_token_ids[0] : tokenizer_->bos_id();
   const int64_t max_text_ids = max_tokens - (bos >= 0 ? 1 : 0);
   if (max_text_ids < 0) return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
   StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text, static_cast<size_t>(max_text_ids));

@@ -113,9 +113,11 @@ class Engine {
   MemoryPlan memory_plan() const;
   const std::string& device() const { return device_; }
 
-  // Tokenizes text and prepends BOS as the model's config says. Safe to call from any thread.
-  // Past max_tokens (BOS included) it stops at once with InvalidArgument.
-  StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX) const;
+  // Tokenizes text and, with add_bos, prepends BOS as the model's config says. Safe to call from
+  // any thread. Past max_tokens (BOS included) it stops at once with InvalidArgument, the only
+  // InvalidArgument it returns.
+  StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX,
+                                              bool add_bos = true) const;
   // Every check Submit makes before queueing; errors name the field and the limit.
   Status ValidateRequest(const GenerationRequest& request) const;
 

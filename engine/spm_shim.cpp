@@ -31,6 +31,7 @@ struct NormalizerFacts {
   bool add_dummy_prefix = true;
   bool remove_extra_whitespaces = true;
   bool escape_whitespaces = true;
+  bool byte_fallback = false;  // TrainerSpec's: unknown characters become byte pieces, not <unk>
   bool parsed = false;
 };
 
@@ -75,17 +76,24 @@ bool ForEachField(const std::string& message, Field field) {
 
 NormalizerFacts ReadNormalizerFacts(const std::string& model_proto) {
   NormalizerFacts facts;
+  constexpr int kTrainerSpec = 2;     // ModelProto.trainer_spec
   constexpr int kNormalizerSpec = 3;  // ModelProto.normalizer_spec
-  std::string spec;
+  constexpr int kByteFallback = 35;   // TrainerSpec.byte_fallback
+  std::string spec, trainer;
   bool found = false;
   if (!ForEachField(model_proto, [&](int number, int wire_type, uint64_t, const std::string& bytes) {
         if (number == kNormalizerSpec && wire_type == 2) {
           spec = bytes;
           found = true;
         }
+        if (number == kTrainerSpec && wire_type == 2) trainer = bytes;
       }))
     return facts;
   if (!found) return facts;
+  if (!ForEachField(trainer, [&](int number, int wire_type, uint64_t value, const std::string&) {
+        if (number == kByteFallback && wire_type == 0) facts.byte_fallback = value != 0;
+      }))
+    return facts;
   facts.parsed = ForEachField(spec, [&](int number, int wire_type, uint64_t value, const std::string& bytes) {
     switch (number) {
       case 1: facts.name = bytes; break;
@@ -135,15 +143,14 @@ void AnalyzeModel(bpt_spm* spm) {
   const NormalizerFacts facts = ReadNormalizerFacts(p.serialized_model_proto());
   const bool text_kept = facts.parsed && facts.name == "identity" && !facts.has_charsmap &&
                          !facts.remove_extra_whitespaces && facts.escape_whitespaces;
-  bool has_bytes = false;
   int longest = 0;
-  for (int id = 0; id < p.GetPieceSize(); ++id) {
-    has_bytes |= p.IsByte(id);
-    longest = std::max(longest, PieceBytes(p, id));
-  }
-  // Without byte fallback an unknown run becomes one <unk> of any length.
-  spm->max_piece_bytes = text_kept && has_bytes ? longest : 0;
-  spm->splits_before_spaces = text_kept && !SomePieceCrossesBeforeASpace(p);
+  for (int id = 0; id < p.GetPieceSize(); ++id) longest = std::max(longest, PieceBytes(p, id));
+  // Without byte fallback a run of unknown characters becomes one <unk> of any length, and it
+  // may run across a cut unless the escaped space is a piece of its own.
+  const bool space_is_known = p.PieceToId(kSpaceSymbol) != p.unk_id();
+  spm->max_piece_bytes = text_kept && facts.byte_fallback ? longest : 0;
+  spm->splits_before_spaces =
+      text_kept && (facts.byte_fallback || space_is_known) && !SomePieceCrossesBeforeASpace(p);
 }
 
 void WriteError(const std::string& message, char* err, size_t capacity) {

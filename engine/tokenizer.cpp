@@ -115,7 +115,11 @@ StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_pa
   return std::unique_ptr<Tokenizer>(new Tokenizer(api, handle));
 }
 
-StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t max_ids, size_t chunk_bytes) const {
+StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t max_ids, size_t chunk_bytes,
+                                                 size_t* bytes_encoded) const {
+  size_t encoded = 0;
+  if (bytes_encoded == nullptr) bytes_encoded = &encoded;
+  *bytes_encoded = 0;
   const auto too_many = [&] {
     return InvalidArgument("the text has more than " + std::to_string(max_ids) + " tokens");
   };
@@ -123,6 +127,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t m
   if (max_ids != kNoLimit && max_piece_bytes_ > 0 && text.size() / max_piece_bytes_ > max_ids) return too_many();
   if (!splits_before_spaces_ || text.size() <= chunk_bytes) {
     BPT_ASSIGN_OR_RETURN(std::vector<int32_t> ids, EncodeWhole(text));
+    *bytes_encoded = text.size();
     if (ids.size() > max_ids) return too_many();
     return ids;
   }
@@ -143,6 +148,7 @@ StatusOr<std::vector<int32_t>> Tokenizer::Encode(std::string_view text, size_t m
         return Internal("the tokenizer did not keep a chunk's continuation prefix apart");
       ids.insert(ids.end(), part.begin() + continuation_prefix_.size(), part.end());
     }
+    *bytes_encoded = end;
     if (ids.size() > max_ids) return too_many();
     begin = end;
   }

@@ -32,8 +32,10 @@ class Tokenizer {
   // InvalidArgument as soon as the text is known to need more than max_ids ids: where the model
   // allows it (splits_before_spaces), the text is encoded chunk_bytes at a time, cut before
   // spaces, with exactly the ids of encoding it whole.
+  // bytes_encoded, when given, tells how much of the text the model went through before the
+  // answer (0 for a refusal up front).
   StatusOr<std::vector<int32_t>> Encode(std::string_view text, size_t max_ids = kNoLimit,
-                                        size_t chunk_bytes = kChunkBytes) const;
+                                        size_t chunk_bytes = kChunkBytes, size_t* bytes_encoded = nullptr) const;
   // A text of n bytes needs at least n / max_piece_bytes() ids; 0 when the model gives no such
   // bound.
   int max_piece_bytes() const { return max_piece_bytes_; }

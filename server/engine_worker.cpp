@@ -63,8 +63,8 @@ EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tok
       max_queue_(max_queue),
       max_prompt_tokens_(max_prompt_tokens),
       metrics_(metrics),
-      encode_(encode ? std::move(encode) : [&engine](std::string_view text, int64_t max_tokens) {
-        return engine.EncodePrompt(text, max_tokens);
+      encode_(encode ? std::move(encode) : [&engine](std::string_view text, bool add_bos, int64_t max_tokens) {
+        return engine.EncodePrompt(text, max_tokens, add_bos);
       }) {
   if (metrics_ != nullptr) metrics_->SetKvCache(0, engine_.kv_capacity_tokens());
   tokenizer_pool_ = std::make_unique<TokenizerPool>(tokenizer_threads, std::max<size_t>(max_queue_, 1));
@@ -110,22 +110,31 @@ Status EngineWorker::Submit(GenerationJob job) {
   return OkStatus();
 }
 
+Status EngineWorker::TokenizerQueueFull() const {
+  return ResourceExhausted("the tokenizer queue is full (" + std::to_string(max_queue_) + ", --max-queue); retry later");
+}
+
 void EngineWorker::TokenizeText(std::string_view text, bool add_bos,
                                 std::function<void(StatusOr<std::vector<int32_t>>)> done) {
   const int64_t limit = PromptTokenLimit();
   auto task = [this, text, add_bos, limit, done] {
-    const Tokenizer* tokenizer = engine_.tokenizer();
-    StatusOr<std::vector<int32_t>> ids =
-        add_bos ? encode_(text, limit)
-        : tokenizer == nullptr
-            ? StatusOr<std::vector<int32_t>>(FailedPrecondition("this model is served in token-ids mode (no tokenizer.model)"))
-            : tokenizer->Encode(text, static_cast<size_t>(limit));
+    StatusOr<std::vector<int32_t>> ids = encode_(text, add_bos, limit);
     if (!ids.ok() && ids.status().code() == StatusCode::kInvalidArgument)
       ids = PromptTooLong("text", "more than " + std::to_string(limit));
     done(std::move(ids));
   };
-  if (!tokenizer_pool_->TryRun(task))
-    done(ResourceExhausted("the tokenizer queue is full (" + std::to_string(max_queue_) + ", --max-queue); retry later"));
+  if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
+}
+
+void EngineWorker::DetokenizeIds(std::span<const int32_t> ids, std::function<void(StatusOr<std::string>)> done) {
+  auto task = [this, ids, done] {
+    if (engine_.tokenizer() == nullptr) {
+      done(FailedPrecondition("this model is served in token-ids mode (no tokenizer.model)"));
+      return;
+    }
+    done(engine_.tokenizer()->Decode(ids));
+  };
+  if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
 }
 
 int64_t EngineWorker::PromptTokenLimit() const {
@@ -142,14 +151,10 @@ Status EngineWorker::PromptTooLong(const std::string& what, const std::string& c
 }
 
 void EngineWorker::Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted) {
-  std::optional<StatusOr<GenerationResult>> refused;
-  if (job.sink->Cancelled() || cancel_all_.load()) {
-    GenerationResult cancelled;
-    cancelled.finish_reason = FinishReason::kCancelled;
-    refused = cancelled;
-  } else {
+  std::optional<Status> refused;
+  if (!job.sink->Cancelled() && !cancel_all_.load()) {  // a cancelled job ends in Admit
     const int64_t limit = PromptTokenLimit();
-    StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, limit);
+    StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, /*add_bos=*/true, limit);
     if (ids.ok()) {
       job.request.prompt = std::move(ids).value();
       std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
@@ -159,13 +164,11 @@ void EngineWorker::Tokenize(GenerationJob job, std::chrono::steady_clock::time_p
       refused = ids.status();
     }
   }
-  std::shared_ptr<GenerationSink> sink = job.sink;
-  {
+  {  // refused or not, the worker ends it: gauges and every OnFinished stay on its thread
     std::lock_guard<std::mutex> lock(mu_);
     --tokenizing_;
-    if (!refused) inbox_.push_back({std::move(job), submitted});
+    inbox_.push_back({std::move(job), submitted, std::move(refused)});
   }
-  if (refused) sink->OnFinished(*refused);
   cv_.notify_one();
 }
 
@@ -181,12 +184,13 @@ void EngineWorker::CancelAll() {
 
 bool EngineWorker::Idle() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return inbox_.empty() && in_engine_ == 0 && tokenizing_ == 0;
+  return inbox_.empty() && admitting_ == 0 && in_engine_ == 0 && tokenizing_ == 0;
 }
 
 std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) {
   GenerationJob& job = inbound.job;
   const double inbox_s = SecondsBetween(inbound.enqueued, std::chrono::steady_clock::now());
+  if (inbound.refused) return *inbound.refused;
   if (job.sink->Cancelled() || cancel_all_.load()) {
     GenerationResult cancelled;
     cancelled.finish_reason = FinishReason::kCancelled;
@@ -204,6 +208,8 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
   const Status submitted = engine_.Submit(std::move(job.request), observer.get());
   if (!submitted.ok()) return submitted;
   observers_.emplace(observer.get(), std::move(observer));
+  std::lock_guard<std::mutex> lock(mu_);
+  in_engine_ = observers_.size();
   return std::nullopt;
 }
 
@@ -235,7 +241,10 @@ void EngineWorker::Loop() {
         std::lock_guard<std::mutex> lock(mu_);
         --admitting_;
       }
-      if (refused) a.job.sink->OnFinished(*refused);
+      if (refused) {
+        PublishGauges();  // a client that hears of its refusal never reads a gauge counting it
+        a.job.sink->OnFinished(*refused);
+      }
     }
     if (engine_.HasWork()) {
       const Status s = engine_.Step();  // an error here has already failed the step's requests

@@ -1,8 +1,7 @@
 // The thread that owns the engine. gRPC threads only enqueue jobs and never wait on the engine;
 // a text prompt is tokenized first on the tokenizer pool, then the worker moves the job into the
 // engine's scheduler and steps it while any request is in flight (continuous batching). Each
-// job reports through its sink, ending with exactly one OnFinished: on this thread, or on a
-// tokenizer thread when its text is refused.
+// job reports through its sink, on this thread, ending with exactly one OnFinished.
 #pragma once
 
 #include <atomic>
@@ -13,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -36,7 +36,9 @@ class GenerationSink {
 };
 
 // Tokenizes a prompt text, stopping past max_tokens: Engine::EncodePrompt, or a test's own.
-using PromptEncodeFn = std::function<StatusOr<std::vector<int32_t>>(std::string_view text, int64_t max_tokens)>;
+// InvalidArgument only when the text passes max_tokens.
+using PromptEncodeFn =
+    std::function<StatusOr<std::vector<int32_t>>(std::string_view text, bool add_bos, int64_t max_tokens)>;
 
 struct GenerationJob {
   std::string prompt_text;      // tokenized on the tokenizer pool when request.prompt is empty
@@ -59,6 +61,8 @@ class EngineWorker {
   // limit as prompts. done runs once, on a tokenizer thread (or here, when the pool is full);
   // text must stay alive until then.
   void TokenizeText(std::string_view text, bool add_bos, std::function<void(StatusOr<std::vector<int32_t>>)> done);
+  // The Detokenize RPC, likewise on the tokenizer pool; ids must stay alive until done.
+  void DetokenizeIds(std::span<const int32_t> ids, std::function<void(StatusOr<std::string>)> done);
   // Draining: refuse new jobs, let the queued and running ones finish.
   void StopAccepting();
   // The drain deadline passed: every queued and running job ends cancelled.
@@ -69,6 +73,7 @@ class EngineWorker {
   struct Inbound {
     GenerationJob job;
     std::chrono::steady_clock::time_point enqueued;
+    std::optional<Status> refused;  // set by the tokenizer: the worker only ends the job
   };
   class JobObserver;
   void Loop();
@@ -79,6 +84,7 @@ class EngineWorker {
   // what: "prompt" or "text".
   Status PromptTooLong(const std::string& what, const std::string& count) const;
   Status QueueFull() const;
+  Status TokenizerQueueFull() const;
   // Moves the job into the engine; what to finish it with when it cannot go there.
   std::optional<StatusOr<GenerationResult>> Admit(Inbound& inbound);
   // Running, waiting and KV gauges: after every step, and as each request ends, so a client

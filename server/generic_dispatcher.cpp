@@ -85,10 +85,13 @@ grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCa
           Tokenize(*worker, q, a, std::move(done));
         });
   }
-  if (name == "Detokenize")
-    return UnaryCall::Start<DetokenizeRequest, DetokenizeResponse>(
-        context, metrics_,
-        [&engine](const DetokenizeRequest& q, DetokenizeResponse* a) { return Detokenize(engine, q, a); });
+  if (name == "Detokenize") {
+    EngineWorker* worker = worker_.load();
+    return UnaryCall::StartAsync<DetokenizeRequest, DetokenizeResponse>(
+        context, metrics_, [worker](const DetokenizeRequest& q, DetokenizeResponse* a, UnaryCall::Done done) {
+          Detokenize(*worker, q, a, std::move(done));
+        });
+  }
   return UnaryCall::Start<GetModelInfoRequest, ModelInfo>(context, metrics_,
                                                           [this, &engine](const GetModelInfoRequest&, ModelInfo* a) {
                                                             DescribeModel(engine, options_, a);

@@ -10,15 +10,13 @@ void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request
   });
 }
 
-Status Detokenize(const Engine& engine, const bptserve::v1::DetokenizeRequest& request,
-                  bptserve::v1::DetokenizeResponse* response) {
-  if (engine.tokenizer() == nullptr)
-    return FailedPrecondition("this model is served in token-ids mode (no tokenizer.model)");
-  const std::vector<int32_t> ids(request.token_ids().begin(), request.token_ids().end());
-  StatusOr<std::string> text = engine.tokenizer()->Decode(ids);
-  if (!text.ok()) return text.status();
-  response->set_text(*text);
-  return OkStatus();
+void Detokenize(EngineWorker& worker, const bptserve::v1::DetokenizeRequest& request,
+                bptserve::v1::DetokenizeResponse* response, std::function<void(const Status&)> done) {
+  const std::span<const int32_t> ids(request.token_ids().data(), static_cast<size_t>(request.token_ids_size()));
+  worker.DetokenizeIds(ids, [response, done](StatusOr<std::string> text) {
+    if (text.ok()) response->set_text(std::move(text).value());
+    done(text.ok() ? OkStatus() : text.status());
+  });
 }
 
 void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve::v1::ModelInfo* info) {

@@ -12,11 +12,12 @@
 
 namespace bpt::server {
 
-// On the worker's tokenizer pool, never the gRPC thread; done once with the outcome.
+// Tokenize and Detokenize run on the worker's tokenizer pool, never on the gRPC thread; done
+// runs once with the outcome.
 void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request,
               bptserve::v1::TokenizeResponse* response, std::function<void(const Status&)> done);
-Status Detokenize(const Engine& engine, const bptserve::v1::DetokenizeRequest& request,
-                  bptserve::v1::DetokenizeResponse* response);
+void Detokenize(EngineWorker& worker, const bptserve::v1::DetokenizeRequest& request,
+                bptserve::v1::DetokenizeResponse* response, std::function<void(const Status&)> done);
 void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve::v1::ModelInfo* info);
 
 }  // namespace bpt::server

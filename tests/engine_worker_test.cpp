@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 
 #include "server_test_util.h"
@@ -69,7 +70,7 @@ TEST(EngineWorker, StreamsKeepTheirPaceWhileAHugePromptIsTokenized) {
   bool running_stream_advanced = false;
   // The huge prompt's tokenization lasts until the running stream has produced 20 more tokens:
   // on the engine's thread that could never happen.
-  server::PromptEncodeFn encode = [&](std::string_view text, int64_t max_tokens) {
+  server::PromptEncodeFn encode = [&](std::string_view text, bool add_bos, int64_t max_tokens) {
     if (text.size() > 1000) {
       int start;
       {
@@ -83,7 +84,7 @@ TEST(EngineWorker, StreamsKeepTheirPaceWhileAHugePromptIsTokenized) {
       cv.notify_all();
       running_stream_advanced = running->WaitFor([&] { return running->tokens >= start + 20; });
     }
-    return engine->EncodePrompt(text, max_tokens);
+    return engine->EncodePrompt(text, max_tokens, add_bos);
   };
   server::EngineWorker worker(*engine, 8, /*max_prompt_tokens=*/4096, /*tokenizer_threads=*/1, nullptr, encode);
 
@@ -110,6 +111,28 @@ TEST(EngineWorker, StreamsKeepTheirPaceWhileAHugePromptIsTokenized) {
 
   running->cancelled = true;
   ASSERT_TRUE(running->WaitFor([&] { return running->finished == 1; }));
+}
+
+// The Tokenize RPC's work happens on the pool: TokenizeText returns to its caller (a gRPC thread)
+// while the tokenization it started is still held back.
+TEST(EngineWorker, TokenizeTextReturnsBeforeTheTokenizerRuns) {
+  std::unique_ptr<Engine> engine = DemoEngine();
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  server::PromptEncodeFn encode = [&](std::string_view text, bool add_bos, int64_t max_tokens) {
+    released.wait_for(std::chrono::minutes(1));  // inline, this would only pass after a minute
+    return engine->EncodePrompt(text, max_tokens, add_bos);
+  };
+  server::EngineWorker worker(*engine, 8, 0, 1, nullptr, encode);
+  const std::string text = "count these tokens";
+  std::promise<StatusOr<std::vector<int32_t>>> result;
+  worker.TokenizeText(text, true, [&](StatusOr<std::vector<int32_t>> ids) { result.set_value(std::move(ids)); });
+  auto ids = result.get_future();
+  EXPECT_EQ(ids.wait_for(std::chrono::seconds(0)), std::future_status::timeout) << "tokenized on the caller's thread";
+  release.set_value();
+  const StatusOr<std::vector<int32_t>> got = ids.get();
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, *engine->EncodePrompt(text));
 }
 
 // Tokenized for real past the limit: stopped after a few chunks, refused with the limit, and a

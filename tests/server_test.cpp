@@ -402,6 +402,8 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   s = Generate(*t.stub, TextRequest(long_prompt));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_NE(s.status.error_message().find("at most 100 (--max-prompt-tokens)"), std::string::npos) << s.status.error_message();
+  // The refused prompt counts nowhere once its client has heard.
+  EXPECT_EQ(MetricValue(testing::HttpGet(t.server->metrics_port(), "/metrics"), "bptserve_num_requests_waiting"), 0);
   {  // Tokenize has the prompts' limit, and stops at it
     grpc::ClientContext context;
     bptserve::v1::TokenizeRequest tokenize;
