@@ -156,11 +156,12 @@ try:
                          capture_output=True, text=True)
     check(out.returncode == 0, "cli generate with --prompt")
     successful_requests += out.returncode == 0
-    out = subprocess.run([cli, "--server", target, "generate", "--max-new-tokens", "3"], input="from stdin",
+    # The connection options after the subcommand, as a new user types them.
+    out = subprocess.run([cli, "generate", "--server", target, "--max-new-tokens", "3"], input="from stdin",
                          capture_output=True, text=True)
     check(out.returncode == 0 and out.stdout.strip() != "", f"cli generate from stdin: {out.stderr}")
     successful_requests += out.returncode == 0
-    out = subprocess.run([cli, "--server", target, "health"], capture_output=True, text=True)
+    out = subprocess.run([cli, "health", "--server", target], capture_output=True, text=True)
     check(out.returncode == 0 and out.stdout.strip() == "SERVING", f"cli health {out.stdout}")
 
     # promtool on a scrape.

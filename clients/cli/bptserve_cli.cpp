@@ -85,6 +85,8 @@ const char* FinishName(bptserve::v1::FinishReason r) {
 int main(int argc, char** argv) {
   CLI::App app{"bptserve command-line client"};
   app.require_subcommand(1);
+  // The connection options may come before or after the subcommand (`generate --server ...`).
+  app.fallthrough();
   Connection conn;
   app.add_option("--server", conn.server, "host:port of the server");
   app.add_option("--tls-ca", conn.tls_ca, "PEM CA certificate: connect with TLS");
