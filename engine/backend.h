@@ -67,6 +67,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
+  // The element type of the weights and the KV cache it holds, as GetModelInfo names it.
+  virtual std::string dtype() const = 0;
 
   // Takes a host fp32 matrix into backend memory that lives as long as the backend; the host
   // copy is consumed, so loading never holds two full copies of the weights.

@@ -21,6 +21,7 @@ class CpuBackend final : public Backend {
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }
+  std::string dtype() const override { return "float32"; }
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;

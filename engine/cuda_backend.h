@@ -40,6 +40,7 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
+  std::string dtype() const override { return "bfloat16"; }
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;

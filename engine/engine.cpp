@@ -106,6 +106,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   return engine;
 }
 
+std::string Engine::dtype() const { return runner_->backend().dtype(); }
+
 MemoryPlan Engine::memory_plan() const {
   return {runner_->backend().WeightBytes(), runner_->backend().WorkspaceBytes(),
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};

@@ -112,6 +112,7 @@ class Engine {
   int64_t kv_free_tokens() const { return kv_blocks_.num_free_blocks() * kv_blocks_.block_size(); }
   MemoryPlan memory_plan() const;
   const std::string& device() const { return device_; }
+  std::string dtype() const;  // what the backend holds: float32 on the CPU, bfloat16 on CUDA
 
   // Tokenizes text and, with add_bos, prepends BOS as the model's config says. Safe to call from
   // any thread. Past max_tokens (BOS included) it stops at once with InvalidArgument, the only

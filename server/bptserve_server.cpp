@@ -117,7 +117,7 @@ std::string BptServer::LoadedSummary() {
   constexpr double kMiB = 1024.0 * 1024.0;
   std::ostringstream s;
   s.precision(1);
-  s << std::fixed << "device " << engine_->device() << ": weights " << plan.weight_bytes / kMiB << " MiB, workspace "
+  s << std::fixed << "device " << engine_->device() << " (" << engine_->dtype() << "): weights " << plan.weight_bytes / kMiB << " MiB, workspace "
     << plan.workspace_bytes / kMiB << " MiB, KV cache " << plan.kv_capacity_tokens << " tokens ("
     << plan.kv_capacity_tokens * plan.kv_bytes_per_token / kMiB << " MiB)";
   return s.str();

@@ -93,7 +93,7 @@ Status EngineWorker::Submit(GenerationJob job) {
       ++tokenizing_;
     } else {
       if (inbox_.size() + admitting_ >= max_queue_) return QueueFull();
-      inbox_.push_back({std::move(job), std::chrono::steady_clock::now()});
+      inbox_.push_back({std::move(job), std::chrono::steady_clock::now(), std::nullopt});
     }
   }
   if (needs_tokens) {

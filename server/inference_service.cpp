@@ -24,7 +24,7 @@ void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve:
   info->set_model_dir(options.model_dir);
   info->set_context_limit_tokens(engine.max_model_len());
   info->set_kv_capacity_tokens(engine.kv_capacity_tokens());
-  info->set_dtype("float32");
+  info->set_dtype(engine.dtype());
   info->set_device(engine.device());
   info->set_vocab_size(engine.config().vocab_size);
   info->set_token_ids_mode(engine.tokenizer() == nullptr);

@@ -362,6 +362,7 @@ TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_EQ(info.context_limit_tokens(), 1048576);
   EXPECT_EQ(info.kv_capacity_tokens(), 32768);
   EXPECT_EQ(info.device(), "cpu");
+  EXPECT_EQ(info.dtype(), "float32");
   EXPECT_FALSE(info.token_ids_mode());
 }
 

@@ -87,6 +87,7 @@ TEST_P(CudaEngine, PromptLogitsMatchCpu) {
   auto gpu = MakeEngine(dir_.path(), "cuda");
   ASSERT_TRUE(cpu && gpu);
   EXPECT_EQ(gpu->device(), "cuda");
+  EXPECT_EQ(gpu->dtype(), "bfloat16");
   for (int length : {1, 17, 128, 129, 1000, 3001}) {
     const auto prompt = RandomPrompt(length, length);
     auto want = cpu->PromptLogits(prompt);
