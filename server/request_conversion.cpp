@@ -2,14 +2,14 @@
 
 namespace bpt::server {
 
-Status ToGenerationJob(const bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job) {
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job) {
   GenerationRequest& r = job->request;
   switch (in.prompt_case()) {
     case bptserve::v1::GenerateRequest::kText:
       if (in.text().empty()) return InvalidArgument("prompt: 'text' is empty");
       if (engine.tokenizer() == nullptr)
         return FailedPrecondition("prompt: this model is served in token-ids mode (no tokenizer.model); send 'token_ids'");
-      job->prompt_text = in.text();
+      job->prompt_text = std::move(*in.mutable_text());
       break;
     case bptserve::v1::GenerateRequest::kTokenIds:
       if (in.token_ids().ids().empty()) return InvalidArgument("prompt: 'token_ids' is empty");

@@ -11,6 +11,7 @@ inline constexpr int kDefaultMaxNewTokens = 256;
 
 // Fills job.request (token-id prompts) or job.prompt_text (text, tokenized on the worker).
 // Errors name the field and the limit.
-Status ToGenerationJob(const bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job);
+// The text prompt moves out of `in`, so a long one is held once.
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job);
 
 }  // namespace bpt::server
