@@ -1,14 +1,14 @@
-#include "engine/engine.h"
+#include "engine.h"
 
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
 
-#include "engine/backend_factory.h"
-#include "engine/incremental_detokenizer.h"
-#include "engine/sampler.h"
-#include "engine/stop_string_matcher.h"
+#include "backend_factory.h"
+#include "incremental_detokenizer.h"
+#include "sampler.h"
+#include "stop_string_matcher.h"
 
 namespace bpt {
 namespace {

@@ -1,4 +1,4 @@
-#include "server/api_key_auth.h"
+#include "api_key_auth.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,4 +1,4 @@
-#include "server/bptserve_server.h"
+#include "bptserve_server.h"
 
 #include <grpcpp/health_check_service_interface.h>
 
@@ -7,7 +7,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "engine/backend_factory.h"
+#include "backend_factory.h"
 
 namespace bpt::server {
 namespace {

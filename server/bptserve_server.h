@@ -8,11 +8,11 @@
 #include <memory>
 #include <thread>
 
-#include "engine/engine.h"
-#include "server/engine_worker.h"
-#include "server/generic_dispatcher.h"
-#include "server/metrics.h"
-#include "server/server_options.h"
+#include "engine.h"
+#include "engine_worker.h"
+#include "generic_dispatcher.h"
+#include "metrics.h"
+#include "server_options.h"
 
 namespace bpt::server {
 

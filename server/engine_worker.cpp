@@ -1,4 +1,4 @@
-#include "server/engine_worker.h"
+#include "engine_worker.h"
 
 namespace bpt::server {
 namespace {

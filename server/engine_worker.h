@@ -18,9 +18,9 @@
 #include <thread>
 #include <vector>
 
-#include "engine/engine.h"
-#include "server/metrics.h"
-#include "server/tokenizer_pool.h"
+#include "engine.h"
+#include "metrics.h"
+#include "tokenizer_pool.h"
 
 namespace bpt::server {
 

@@ -1,10 +1,10 @@
-#include "server/generate_call.h"
+#include "generate_call.h"
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "server/grpc_status.h"
-#include "server/request_conversion.h"
-#include "server/request_parsing.h"
+#include "grpc_status.h"
+#include "request_conversion.h"
+#include "request_parsing.h"
 
 namespace bpt::server {
 namespace {

@@ -15,8 +15,8 @@
 #include <optional>
 
 #include "bptserve/v1/bptserve.pb.h"
-#include "server/engine_worker.h"
-#include "server/metrics.h"
+#include "engine_worker.h"
+#include "metrics.h"
 
 namespace bpt::server {
 

@@ -1,14 +1,14 @@
-#include "server/generic_dispatcher.h"
+#include "generic_dispatcher.h"
 
 #include <string_view>
 
 #include "bptserve/v1/bptserve.pb.h"
 #include "grpc/health/v1/health.pb.h"
 #include "grpc/reflection/v1alpha/reflection.pb.h"
-#include "server/generate_call.h"
-#include "server/inference_service.h"
-#include "server/reflection_service.h"
-#include "server/unary_call.h"
+#include "generate_call.h"
+#include "inference_service.h"
+#include "reflection_service.h"
+#include "unary_call.h"
 
 namespace bpt::server {
 namespace {

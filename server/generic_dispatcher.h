@@ -11,11 +11,11 @@
 #include <string>
 #include <vector>
 
-#include "engine/engine.h"
-#include "server/api_key_auth.h"
-#include "server/engine_worker.h"
-#include "server/metrics.h"
-#include "server/server_options.h"
+#include "engine.h"
+#include "api_key_auth.h"
+#include "engine_worker.h"
+#include "metrics.h"
+#include "server_options.h"
 
 namespace bpt::server {
 

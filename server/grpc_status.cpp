@@ -1,4 +1,4 @@
-#include "server/grpc_status.h"
+#include "grpc_status.h"
 
 namespace bpt::server {
 

@@ -3,7 +3,7 @@
 
 #include <grpcpp/support/status.h>
 
-#include "engine/status.h"
+#include "status.h"
 
 namespace bpt::server {
 

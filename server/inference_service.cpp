@@ -1,4 +1,4 @@
-#include "server/inference_service.h"
+#include "inference_service.h"
 
 namespace bpt::server {
 

@@ -6,9 +6,9 @@
 #include <functional>
 
 #include "bptserve/v1/bptserve.pb.h"
-#include "engine/engine.h"
-#include "server/engine_worker.h"
-#include "server/server_options.h"
+#include "engine.h"
+#include "engine_worker.h"
+#include "server_options.h"
 
 namespace bpt::server {
 

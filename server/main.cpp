@@ -3,7 +3,7 @@
 
 #include <iostream>
 
-#include "server/bptserve_server.h"
+#include "bptserve_server.h"
 
 int main(int argc, char** argv) {
   int exit_code = 0;

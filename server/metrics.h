@@ -16,9 +16,9 @@
 
 #include <grpcpp/support/status.h>
 
-#include "engine/engine.h"
-#include "engine/status.h"
-#include "server/metrics_endpoint.h"
+#include "engine.h"
+#include "status.h"
+#include "metrics_endpoint.h"
 
 namespace bpt::server {
 

@@ -1,4 +1,4 @@
-#include "server/metrics_endpoint.h"
+#include "metrics_endpoint.h"
 
 #include <httplib.h>
 #include <prometheus/text_serializer.h>

@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include "engine/status.h"
+#include "status.h"
 
 namespace httplib {
 class Server;

@@ -1,10 +1,10 @@
-#include "server/reflection_service.h"
+#include "reflection_service.h"
 
 #include <google/protobuf/descriptor.pb.h>
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "server/grpc_status.h"
-#include "server/request_parsing.h"
+#include "grpc_status.h"
+#include "request_parsing.h"
 
 namespace bpt::server {
 

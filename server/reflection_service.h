@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "grpc/reflection/v1alpha/reflection.pb.h"
-#include "server/metrics.h"
+#include "metrics.h"
 
 namespace bpt::server {
 

@@ -1,4 +1,4 @@
-#include "server/request_conversion.h"
+#include "request_conversion.h"
 
 namespace bpt::server {
 

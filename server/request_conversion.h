@@ -2,8 +2,8 @@
 #pragma once
 
 #include "bptserve/v1/bptserve.pb.h"
-#include "engine/engine.h"
-#include "server/engine_worker.h"
+#include "engine.h"
+#include "engine_worker.h"
 
 namespace bpt::server {
 

@@ -1,4 +1,4 @@
-#include "server/request_parsing.h"
+#include "request_parsing.h"
 
 #include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>

@@ -6,7 +6,7 @@
 #include <google/protobuf/message.h>
 #include <grpcpp/support/byte_buffer.h>
 
-#include "engine/status.h"
+#include "status.h"
 
 namespace bpt::server {
 

@@ -1,4 +1,4 @@
-#include "server/server_options.h"
+#include "server_options.h"
 
 #include <limits.h>
 #include <unistd.h>

@@ -1,4 +1,4 @@
-#include "server/tokenizer_pool.h"
+#include "tokenizer_pool.h"
 
 namespace bpt::server {
 

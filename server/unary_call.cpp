@@ -1,9 +1,9 @@
-#include "server/unary_call.h"
+#include "unary_call.h"
 
 #include <grpcpp/impl/codegen/proto_utils.h>
 
-#include "server/grpc_status.h"
-#include "server/request_parsing.h"
+#include "grpc_status.h"
+#include "request_parsing.h"
 
 namespace bpt::server {
 

@@ -8,8 +8,8 @@
 #include <functional>
 #include <memory>
 
-#include "engine/status.h"
-#include "server/metrics.h"
+#include "status.h"
+#include "metrics.h"
 
 namespace bpt::server {
 

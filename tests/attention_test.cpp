@@ -5,8 +5,8 @@
 #include <cmath>
 #include <vector>
 
-#include "engine/cpu_backend.h"
-#include "engine/rope.h"
+#include "cpu_backend.h"
+#include "rope.h"
 
 namespace bpt {
 namespace {

@@ -10,8 +10,8 @@
 #include <functional>
 #include <thread>
 
-#include "engine/engine.h"
-#include "engine/safetensors.h"
+#include "engine.h"
+#include "safetensors.h"
 #include "proc_status.h"
 #include "test_models.h"
 

@@ -1,7 +1,7 @@
 // The CUDA backend's step plan is plain host code: every token lands in exactly one tile or
 // decode item, every key of a decoding sequence in exactly one split, and a sequence's split
 // does not depend on the batch around it. Runs without a GPU.
-#include "engine/cuda_step_plan.h"
+#include "cuda_step_plan.h"
 
 #include <gtest/gtest.h>
 

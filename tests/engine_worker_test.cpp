@@ -1,7 +1,7 @@
 // The engine worker with the tokenizer pool: a text prompt is tokenized off the engine's
 // thread, so a stream already running keeps producing tokens while a huge prompt is tokenized,
 // and the huge prompt is refused as soon as it passes the limit.
-#include "server/engine_worker.h"
+#include "engine_worker.h"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <random>
 
-#include "engine/engine.h"
+#include "engine.h"
 #include "test_models.h"
 
 namespace bpt {

@@ -1,4 +1,4 @@
-#include "engine/kv_block_manager.h"
+#include "kv_block_manager.h"
 
 #include <gtest/gtest.h>
 

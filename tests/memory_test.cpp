@@ -6,7 +6,7 @@
 #include <random>
 #include <string>
 
-#include "engine/engine.h"
+#include "engine.h"
 #include "proc_status.h"
 #include "test_models.h"
 

@@ -4,7 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "engine/engine.h"
+#include "engine.h"
 #include "test_models.h"
 
 namespace bpt {

@@ -1,13 +1,13 @@
 // One forward step over several sequences (each with its own positions and block table, as the
 // batching runtime will send them) equals running each sequence alone.
-#include "engine/model_runner.h"
+#include "model_runner.h"
 
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <random>
 
-#include "engine/cpu_backend.h"
+#include "cpu_backend.h"
 #include "test_models.h"
 
 namespace bpt {

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <random>
 
-#include "engine/engine.h"
+#include "engine.h"
 #include "test_models.h"
 
 namespace bpt {

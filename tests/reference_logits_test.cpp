@@ -7,8 +7,8 @@
 #include <random>
 #include <sstream>
 
-#include "engine/engine.h"
-#include "engine/rope.h"
+#include "engine.h"
+#include "rope.h"
 #include "test_models.h"
 
 namespace bpt {

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "engine/sampler.h"
-#include "engine/sampling_params.h"
-#include "engine/stop_string_matcher.h"
+#include "sampler.h"
+#include "sampling_params.h"
+#include "stop_string_matcher.h"
 
 namespace bpt {
 namespace {

@@ -1,6 +1,6 @@
 // The scheduler and block manager alone, with no backend: each step's plan, admission,
 // priorities, preemption, deadlines, and a randomized run that must never leak or overfill.
-#include "engine/scheduler.h"
+#include "scheduler.h"
 
 #include <gtest/gtest.h>
 

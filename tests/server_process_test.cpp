@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/backend_factory.h"
+#include "backend_factory.h"
 #include "server_test_util.h"
 #include "test_models.h"
 

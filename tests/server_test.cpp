@@ -9,7 +9,7 @@
 #include <sstream>
 #include <thread>
 
-#include "engine/engine.h"
+#include "engine.h"
 #include "grpc/reflection/v1alpha/reflection.grpc.pb.h"
 #include "server_test_util.h"
 #include "test_models.h"

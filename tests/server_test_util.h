@@ -12,7 +12,7 @@
 
 #include "bptserve/v1/bptserve.grpc.pb.h"
 #include "grpc/health/v1/health.grpc.pb.h"
-#include "server/bptserve_server.h"
+#include "bptserve_server.h"
 
 namespace bpt::testing {
 

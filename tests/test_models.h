@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "engine/random_model.h"
+#include "random_model.h"
 
 namespace bpt::testing {
 

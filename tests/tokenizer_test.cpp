@@ -1,11 +1,11 @@
-#include "engine/tokenizer.h"
+#include "tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <random>
 
-#include "engine/incremental_detokenizer.h"
+#include "incremental_detokenizer.h"
 #include "test_models.h"
 
 namespace bpt {

@@ -16,8 +16,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "engine/engine.h"
-#include "engine/random_model.h"
+#include "engine.h"
+#include "random_model.h"
 
 namespace {
 

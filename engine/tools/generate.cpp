@@ -6,7 +6,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "engine/engine.h"
+#include "engine.h"
 
 namespace {
 

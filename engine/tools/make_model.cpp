@@ -5,7 +5,7 @@
 #include <iostream>
 #include <sstream>
 
-#include "engine/random_model.h"
+#include "random_model.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Write a Hugging Face-format model directory with random weights"};

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "engine/model_config.h"
-#include "engine/rope.h"
+#include "model_config.h"
+#include "rope.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto config = bpt::ParseModelConfig(std::string(reinterpret_cast<const char*>(data), size), "fuzz/config.json");

@@ -10,9 +10,9 @@
 #include <filesystem>
 #include <iostream>
 
-#include "engine/random_model.h"
-#include "server/request_conversion.h"
-#include "server/request_parsing.h"
+#include "random_model.h"
+#include "request_conversion.h"
+#include "request_parsing.h"
 
 namespace {
 

@@ -11,10 +11,10 @@
 #include <random>
 #include <sstream>
 
-#include "engine/cpu_backend.h"
-#include "engine/kv_block_manager.h"
-#include "engine/rope.h"
-#include "tests/gpu/cuda_test_util.h"
+#include "cpu_backend.h"
+#include "kv_block_manager.h"
+#include "rope.h"
+#include "cuda_test_util.h"
 
 namespace bpt {
 namespace {

@@ -6,11 +6,11 @@
 #include <cmath>
 #include <random>
 
-#include "engine/cuda_backend.h"
-#include "engine/engine.h"
-#include "engine/model_runner.h"
-#include "tests/gpu/cuda_test_util.h"
-#include "tests/test_models.h"
+#include "cuda_backend.h"
+#include "engine.h"
+#include "model_runner.h"
+#include "cuda_test_util.h"
+#include "test_models.h"
 
 namespace bpt {
 namespace {

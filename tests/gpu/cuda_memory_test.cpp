@@ -8,10 +8,10 @@
 #include <random>
 #include <thread>
 
-#include "engine/engine.h"
-#include "engine/random_model.h"
-#include "tests/gpu/cuda_test_util.h"
-#include "tests/test_models.h"
+#include "engine.h"
+#include "random_model.h"
+#include "cuda_test_util.h"
+#include "test_models.h"
 
 namespace bpt {
 namespace {

@@ -9,10 +9,10 @@
 #include <numeric>
 #include <random>
 
-#include "engine/cuda_backend.h"
-#include "engine/model_config.h"
-#include "engine/sampler.h"
-#include "tests/gpu/cuda_test_util.h"
+#include "cuda_backend.h"
+#include "model_config.h"
+#include "sampler.h"
+#include "cuda_test_util.h"
 
 namespace bpt {
 namespace {

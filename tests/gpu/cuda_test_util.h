@@ -8,7 +8,7 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/cuda_backend.h"
+#include "cuda_backend.h"
 
 namespace bpt::testing {
 

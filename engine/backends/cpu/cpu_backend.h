@@ -1,0 +1,69 @@
+// The CPU backend: fp32, GEMMs through OpenBLAS, attention and elementwise ops on a thread pool.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "backend.h"
+#include "cpu_attention.h"
+#include "thread_pool.h"
+
+namespace bpt {
+
+struct CpuBackendOptions {
+  int num_threads = 0;  // 0: all hardware threads
+  AttentionTiling attention_tiling;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend(const ModelConfig& config, const CpuBackendOptions& options);
+  ~CpuBackend() override;
+
+  std::string name() const override { return "cpu"; }
+  std::string dtype() const override { return "float32"; }
+  StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
+  StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
+  Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
+  int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
+  int64_t WeightBytes() const override { return weight_bytes_; }
+  int64_t WorkspaceBytes() const override;
+  int64_t FreeMemoryBytes() const override;
+
+  Status BeginStep(const StepLayout& step, const Rope& rope) override;
+  Status Embed(const Tensor& table, Tensor out) override;
+  Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
+  Status Linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor out) override;
+  Status Add(Tensor x, const Tensor& y) override;
+  Status AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) override;
+  Status ApplyRope(Tensor qkv, const AttentionShape& shape) override;
+  Status AppendKv(int layer, const Tensor& qkv, const AttentionShape& shape) override;
+  Status Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) override;
+  Status SwiGlu(const Tensor& gate_up, Tensor out) override;
+  Status GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) override;
+  Status CopyToHost(const Tensor& x, float* host) override;
+
+ private:
+  ThreadPool pool_;
+  CpuAttention attention_;
+  std::vector<std::unique_ptr<float[]>> allocations_;
+  std::vector<std::vector<float>> weights_;
+  int64_t weight_bytes_ = 0;
+  int64_t workspace_bytes_ = 0;
+
+  // The KV pool is mapped lazily: pages become resident as blocks are first written.
+  float* kv_pool_ = nullptr;  // K: [num_layers, num_blocks, block_size, kv_dim], then V likewise
+  size_t kv_pool_bytes_ = 0;
+  int64_t kv_layer_stride_ = 0;  // floats per layer of K (or V)
+  int64_t kv_v_offset_ = 0;      // floats from K's start to V's
+  int kv_block_size_ = 0;
+
+  // The current step, set by BeginStep.
+  const StepLayout* step_ = nullptr;
+  std::vector<int64_t> positions_;  // [num_tokens]
+  std::vector<int64_t> slots_;      // [num_tokens] block * block_size + offset
+  std::vector<float> rope_cos_;     // [num_tokens, head_dim / 2]
+  std::vector<float> rope_sin_;     // [num_tokens, head_dim / 2]
+};
+
+}  // namespace bpt

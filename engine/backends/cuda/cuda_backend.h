@@ -1,0 +1,86 @@
+// The CUDA backend: bf16 weights, activations and KV cache with fp32 accumulation, GEMMs
+// through cuBLAS, and the kernels in engine/cuda_kernels.cuh. Every buffer is allocated at
+// start-up (weights, workspace, the KV pool); a step only copies its metadata to the device.
+// It is built as libbptserve_cuda.so, which the engine loads only when a CUDA device is asked
+// for (engine/backend_factory.cpp; see engine/shared_library.h for why it is not linked).
+// This header is plain C++: no CUDA header reaches the engine's other files or the server.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend.h"
+
+namespace bpt {
+
+struct CudaBackendOptions {
+  int device_ordinal = 0;
+  int max_sequences_per_step = 16;  // sizes the block-table and decode-partial buffers
+  int max_step_tokens = 256;        // sizes the per-step metadata buffers
+  // Decode steps (one token per sequence, all asking for logits) run as CUDA graphs, captured
+  // once per batch size and split plan: the model runner must issue the same ops for the same
+  // step shape, as engine/model_runner.cpp does.
+  bool decode_graphs = false;
+  // Backend::Sample on the device; otherwise the engine samples from copied-out logits.
+  bool device_sampling = false;
+};
+
+// Visible CUDA devices; 0 when there is no driver or no device.
+int CudaDeviceCount();
+
+struct CudaMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+StatusOr<CudaMemoryInfo> CudaMemoryInfoNow(int device_ordinal);
+
+class CudaBackend final : public Backend {
+ public:
+  static StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelConfig& config, const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  std::string dtype() const override { return "bfloat16"; }
+  StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
+  StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
+  Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
+  int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
+  int64_t WeightBytes() const override;
+  int64_t WorkspaceBytes() const override;
+  int64_t FreeMemoryBytes() const override;
+
+  Status BeginStep(const StepLayout& step, const Rope& rope) override;
+  Status Embed(const Tensor& table, Tensor out) override;
+  Status RmsNorm(const Tensor& x, const Tensor& weight, float eps, Tensor out) override;
+  Status Linear(const Tensor& x, const Tensor& weight, const Tensor* bias, Tensor out) override;
+  Status Add(Tensor x, const Tensor& y) override;
+  Status AddRmsNorm(Tensor x, const Tensor& y, const Tensor& weight, float eps, Tensor out) override;
+  Status ApplyRope(Tensor qkv, const AttentionShape& shape) override;
+  Status AppendKv(int layer, const Tensor& qkv, const AttentionShape& shape) override;
+  Status Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) override;
+  Status SwiGlu(const Tensor& gate_up, Tensor out) override;
+  Status GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) override;
+  Status CopyToHost(const Tensor& x, float* host) override;
+  bool SamplesOnDevice() const override;
+  Status Sample(const Tensor& logits, const std::vector<SamplingRow>& rows, std::vector<SampledToken>* out) override;
+
+  // Tests: fills a backend tensor from host fp32 values (converted to the tensor's type).
+  Status CopyFromHost(const float* host, Tensor x);
+  int64_t graphs_captured() const;
+  int64_t graph_replays() const;
+
+ private:
+  struct Impl;
+  explicit CudaBackend(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace bpt
+
+// The plugin's entry points, looked up by name after dlopen.
+extern "C" {
+int bptserve_cuda_device_count();
+// Null on failure, with *status saying why; *status is left as it was on success.
+bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config, const bpt::CudaBackendOptions* options,
+                                           bpt::Status* status);
+}

@@ -1,0 +1,151 @@
+#include "scheduler.h"
+
+#include <algorithm>
+
+namespace bpt {
+
+Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager& blocks) : config_(config), blocks_(blocks) {}
+
+Status Scheduler::Add(SequenceSpec spec) {
+  const int64_t total = static_cast<int64_t>(spec.prompt.size()) + spec.max_new_tokens;
+  if (total > blocks_.capacity_tokens())
+    return ResourceExhausted("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_new_tokens (" +
+                             std::to_string(spec.max_new_tokens) + ") exceeds the KV cache capacity of " +
+                             std::to_string(blocks_.capacity_tokens()) + " tokens");
+  if (static_cast<int>(waiting_.size()) >= config_.max_waiting)
+    return ResourceExhausted("the request queue is full (" + std::to_string(config_.max_waiting) +
+                             " waiting); retry later");
+  if (seqs_.count(spec.id) != 0) return Internal("sequence id " + std::to_string(spec.id) + " is in use");
+  Sequence s;
+  s.tokens = spec.prompt;
+  s.prompt_length = static_cast<int64_t>(spec.prompt.size());
+  s.arrival = next_arrival_++;
+  s.spec = std::move(spec);
+  const int64_t id = s.spec.id;
+  seqs_.emplace(id, std::move(s));
+  InsertWaiting(id);
+  return OkStatus();
+}
+
+void Scheduler::InsertWaiting(int64_t id) {
+  const Sequence& s = seqs_.at(id);
+  auto before = [&](int64_t other) {
+    const Sequence& o = seqs_.at(other);
+    return std::make_pair(s.spec.priority, s.arrival) < std::make_pair(o.spec.priority, o.arrival);
+  };
+  waiting_.insert(std::find_if(waiting_.begin(), waiting_.end(), before), id);
+}
+
+void Scheduler::ReleaseBlocks(Sequence& s) {
+  if (s.spec.use_prefix_cache) blocks_.CachePrefix(s.tokens, s.num_computed, s.table);
+  blocks_.Release(&s.table);
+}
+
+void Scheduler::Remove(int64_t id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return;
+  ReleaseBlocks(it->second);
+  running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
+  waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
+  seqs_.erase(it);
+}
+
+void Scheduler::Finish(int64_t id) { Remove(id); }
+
+void Scheduler::Preempt(int64_t id) {
+  Sequence& s = seqs_.at(id);
+  ReleaseBlocks(s);  // its computed blocks stay cached: recomputation may find them again
+  s.num_computed = 0;
+  s.matched_prefix = false;
+  running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
+  InsertWaiting(id);
+  ++num_preemptions_;
+}
+
+StepPlan Scheduler::Schedule(SteadyTime now) {
+  StepPlan plan;
+  for (auto it = seqs_.begin(); it != seqs_.end();) {
+    const int64_t id = (it++)->first;  // Remove invalidates the current iterator only
+    const auto& deadline = seqs_.at(id).spec.deadline;
+    if (deadline && now >= *deadline) {
+      plan.expired.push_back(id);
+      Remove(id);
+    }
+  }
+  int64_t budget = config_.max_step_tokens;
+  std::vector<int64_t> scheduled;
+  auto scheduled_already = [&](int64_t id) { return std::find(scheduled.begin(), scheduled.end(), id) != scheduled.end(); };
+  // Running sequences: decodes (one token) first, then prefills in progress; oldest first.
+  std::vector<int64_t> order = running_;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    const auto remaining = [&](int64_t id) { return seqs_.at(id).tokens.size() - seqs_.at(id).num_computed; };
+    return (remaining(a) == 1) > (remaining(b) == 1);
+  });
+  for (int64_t id : order) {
+    if (budget == 0) break;
+    if (std::find(running_.begin(), running_.end(), id) == running_.end()) continue;  // preempted meanwhile
+    Sequence& s = seqs_.at(id);
+    const int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
+    if (remaining <= 0) continue;  // waiting for its sampled token
+    // While others wait, a prefill chunk takes at most half a step, so a request that arrives
+    // during a long prefill starts at once instead of after the whole document.
+    const int64_t cap = waiting_.empty() ? budget : std::min<int64_t>(budget, std::max(1, config_.max_step_tokens / 2));
+    const int32_t n = static_cast<int32_t>(std::min(remaining, cap));
+    // Short of blocks: preempt the newest running sequence that is not yet in this step.
+    bool preempted_self = false;
+    while (!blocks_.Reserve(&s.table, s.num_computed + n).ok()) {
+      int64_t victim = -1;
+      for (auto r = running_.rbegin(); r != running_.rend(); ++r)
+        if (*r != id && !scheduled_already(*r)) {
+          victim = *r;
+          break;
+        }
+      if (victim < 0) victim = id;
+      Preempt(victim);
+      plan.preempted.push_back(victim);
+      if (victim == id) {
+        preempted_self = true;
+        break;
+      }
+    }
+    if (preempted_self) continue;
+    plan.chunks.push_back({id, s.num_computed, n, s.num_computed + n == static_cast<int64_t>(s.tokens.size()), &s.table});
+    scheduled.push_back(id);
+    budget -= n;
+  }
+  // Waiting sequences, by priority then arrival, while the budget and the batch allow.
+  while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
+    const int64_t id = waiting_.front();
+    Sequence& s = seqs_.at(id);
+    if (!s.matched_prefix && s.spec.use_prefix_cache && s.table.empty()) {
+      s.num_computed = blocks_.MatchPrefix(s.tokens, &s.table);
+      if (!s.first_scheduled) s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
+    }
+    s.matched_prefix = true;
+    const int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
+    const int32_t n = static_cast<int32_t>(std::min(remaining, budget));
+    if (!blocks_.Reserve(&s.table, s.num_computed + n).ok()) {
+      // Not now: give back what the prefix match took, so the pool is not pinned by a waiter.
+      blocks_.Release(&s.table);
+      s.num_computed = 0;
+      s.matched_prefix = false;
+      break;
+    }
+    waiting_.erase(waiting_.begin());
+    running_.push_back(id);
+    if (!s.first_scheduled) s.first_scheduled = now;
+    plan.chunks.push_back({id, s.num_computed, n, s.num_computed + n == static_cast<int64_t>(s.tokens.size()), &s.table});
+    budget -= n;
+  }
+  for (const auto& c : plan.chunks) plan.num_tokens += c.num_tokens;
+  return plan;
+}
+
+void Scheduler::OnChunkComputed(const ScheduledChunk& chunk) {
+  auto it = seqs_.find(chunk.seq_id);
+  if (it != seqs_.end()) it->second.num_computed = chunk.start + chunk.num_tokens;
+}
+
+void Scheduler::AppendToken(int64_t id, int32_t token) { seqs_.at(id).tokens.push_back(token); }
+
+}  // namespace bpt

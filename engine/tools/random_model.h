@@ -1,0 +1,32 @@
+// Writes model directories in the Hugging Face layout (config.json, safetensors, optionally a
+// tokenizer.model) with deterministic random weights: the test fixtures, the demo model and the
+// benchmark models. No model is ever downloaded.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "safetensors.h"
+#include "status.h"
+
+namespace bpt {
+
+struct RandomModelSpec {
+  nlohmann::json config;        // written as config.json
+  DType dtype = DType::kBF16;
+  uint64_t seed = 1;
+  int num_shards = 1;           // > 1: model-0000K-of-0000N.safetensors plus the index
+  std::string tokenizer_model;  // copied as tokenizer.model when set
+};
+
+Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec);
+
+// Shapes of public models, for benchmarks and the demo.
+nlohmann::json TinyLlamaConfig();              // TinyLlama-1.1B: 22 layers, hidden 2048, GQA 32/4
+// Small enough to answer at once on a CPU. Untied: a random tied head repeats its input token.
+nlohmann::json DemoModelConfig(int vocab_size);
+// A Llama config small enough for fp64 reference checks (tests and fuzzers); callers override fields.
+nlohmann::json SmallConfig();
+
+}  // namespace bpt
