@@ -4,14 +4,24 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "backend_factory.h"
 #include "incremental_detokenizer.h"
+#include "kv_block_manager.h"
+#include "model_config.h"
+#include "model_runner.h"
 #include "sampler.h"
+#include "scheduler.h"
 #include "stop_string_matcher.h"
+#include "tokenizer.h"
 
 namespace bpt {
 namespace {
+
+// The one message for text asked of a model without a tokenizer.
+constexpr char kTokenIdsMode[] =
+    "this model is served in token-ids mode (no tokenizer.model): send token ids, not text";
 
 bool FileExists(const std::string& path) {
   struct stat st {};
@@ -19,6 +29,46 @@ bool FileExists(const std::string& path) {
 }
 
 }  // namespace
+
+// Everything behind the facade: the model, its tokenizer and runner, the KV blocks and the
+// scheduler, and the requests in flight.
+class Engine::Impl {
+ public:
+  struct Request;
+  Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
+       int64_t num_kv_blocks, const EngineOptions& options);
+  ~Impl();
+
+  StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const;
+  StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  Status ValidateRequest(const GenerationRequest& request) const;
+  Status Submit(GenerationRequest request, GenerationObserver* observer);
+  Status Step();
+  StatusOr<std::vector<float>> PromptLogits(const std::vector<int32_t>& prompt);
+  MemoryPlan memory_plan() const;
+  int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
+
+  // Streams the request's next token and checks its stop conditions; true when finished.
+  StatusOr<bool> ProcessToken(int64_t id, Request& r, const SampledToken& sampled);
+  void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
+  bool IsEos(int32_t id) const;
+
+  ModelConfig config_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ModelRunner> runner_;
+  KvBlockManager kv_blocks_;
+  EngineOptions options_;
+  int64_t max_model_len_;
+  Scheduler scheduler_;
+  ModelInfo info_;
+  std::map<int64_t, std::unique_ptr<Request>> requests_;
+  int64_t next_request_id_ = 1;
+  int64_t last_step_tokens_ = 0;
+  StepLayout step_;                 // reused by every step
+  std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
+  std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
+  std::vector<SampledToken> step_sampled_;
+};
 
 const char* FinishReasonName(FinishReason reason) {
   switch (reason) {
@@ -30,28 +80,41 @@ const char* FinishReasonName(FinishReason reason) {
   return "?";
 }
 
-Engine::Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
-               int64_t num_kv_blocks, const EngineOptions& options)
+Engine::Impl::Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
+                   int64_t num_kv_blocks, const EngineOptions& options)
     : config_(std::move(config)),
       tokenizer_(std::move(tokenizer)),
       runner_(std::move(runner)),
-      kv_blocks_(num_kv_blocks, options.kv_block_size),
+      kv_blocks_(num_kv_blocks, options.kv_cache.block_size),
       options_(options),
       max_model_len_(options.max_model_len > 0 ? options.max_model_len : config_.max_position_embeddings),
-      scheduler_(SchedulerConfig{options.max_running, options.prefill_block, options.max_waiting},
-                 kv_blocks_) {
-  if (options.shuffle_kv_blocks) kv_blocks_.ShuffleFreeBlocks(0x5eed);
+      scheduler_(options.scheduler, kv_blocks_) {
+  if (options.kv_cache.shuffle_blocks) kv_blocks_.ShuffleFreeBlocks(0x5eed);
+  info_.architecture = config_.architecture;
+  info_.vocab_size = config_.vocab_size;
+  info_.max_model_len = max_model_len_;
+  info_.token_ids_mode = tokenizer_ == nullptr;
+  info_.device = runner_->backend().name();
+  info_.dtype = runner_->backend().dtype();
+}
+
+Status Engine::CheckDevice(const std::string& device) {
+  if (device == "cpu" || device == "auto") return OkStatus();
+  if (device == "cuda") return CheckCudaDevice();
+  return InvalidArgument("device '" + device + "' is not one of cpu, cuda, auto");
 }
 
 StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
-  if (options.prefill_block < 1) return InvalidArgument("prefill_block must be >= 1");
-  if (options.kv_block_size < 1) return InvalidArgument("kv_block_size must be >= 1");
-  if (options.attention_tiling.query_tile < 1 || options.attention_tiling.kv_tile < 1)
+  const SchedulerOptions& sched = options.scheduler;
+  if (sched.prefill_block < 1) return InvalidArgument("prefill_block must be >= 1");
+  if (sched.max_running < 1) return InvalidArgument("max_running must be >= 1");
+  if (sched.max_queue < 0) return InvalidArgument("max_queue must be >= 0");
+  if (options.ffn_sub_block < 1) return InvalidArgument("ffn_sub_block must be >= 1");
+  if (options.kv_cache.block_size < 1) return InvalidArgument("kv_cache.block_size must be >= 1");
+  if (!(options.kv_cache.memory_fraction > 0 && options.kv_cache.memory_fraction <= 1))
+    return InvalidArgument("kv_cache.memory_fraction must be in (0, 1]");
+  if (options.cpu.attention_tiling.query_tile < 1 || options.cpu.attention_tiling.kv_tile < 1)
     return InvalidArgument("attention tiles must be >= 1");
-  if (options.max_running < 1) return InvalidArgument("max_running must be >= 1");
-  if (options.max_waiting < 0) return InvalidArgument("max_waiting must be >= 0");
-  if (!(options.kv_memory_fraction > 0 && options.kv_memory_fraction <= 1))
-    return InvalidArgument("kv_memory_fraction must be in (0, 1]");
   struct stat st {};
   if (stat(options.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("model directory '" + options.model_dir + "' does not exist");
@@ -67,55 +130,41 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   // Before the backend exists: it allocates from the config's sizes, which the files must back.
   BPT_ASSIGN_OR_RETURN(auto weights, ModelWeights::Open(options.model_dir, config));
-  BackendOptions backend_options;
-  backend_options.num_threads = options.num_threads;
-  backend_options.attention_tiling = options.attention_tiling;
-  backend_options.max_sequences_per_step = options.max_running;
-  backend_options.max_step_tokens = options.prefill_block;
-  backend_options.cuda_graphs = options.cuda_graphs;
-  backend_options.device_sampling = options.device_sampling;
-  BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(options.device, config, backend_options));
-  const std::string device = backend->name();
+  BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(config, options));
+  const bool on_cpu = backend->name() == "cpu";
   const int64_t kv_bytes_per_token = backend->KvBytesPerToken(config.num_layers, config.kv_dim());
 
   // Weights and workspace first: the KV pool takes its share of what they leave.
-  RunnerOptions runner_options;
-  runner_options.max_step_tokens = options.prefill_block;
-  runner_options.ffn_sub_block = std::min(options.ffn_sub_block, options.prefill_block);
-  runner_options.max_logit_rows = options.max_running;
-  BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, *weights, std::move(backend), runner_options));
+  BPT_ASSIGN_OR_RETURN(auto runner, ModelRunner::Create(config, *weights, std::move(backend), options));
   weights.reset();  // unmaps the files
 
+  const int block_size = options.kv_cache.block_size;
   const int64_t max_len = options.max_model_len > 0 ? options.max_model_len : config.max_position_embeddings;
-  int64_t capacity = options.kv_capacity_tokens;
+  int64_t capacity = options.kv_cache.capacity_tokens;
   if (capacity <= 0) {
-    const int64_t affordable = static_cast<int64_t>(
-        static_cast<double>(runner->backend().FreeMemoryBytes()) * options.kv_memory_fraction / kv_bytes_per_token);
+    const int64_t affordable = static_cast<int64_t>(static_cast<double>(runner->backend().FreeMemoryBytes()) *
+                                                    options.kv_cache.memory_fraction / kv_bytes_per_token);
     // A device's memory is the pool's to take; host memory is shared with the rest of the
     // machine and the CPU pool is reserved lazily, so there it never exceeds one context.
-    capacity = device == "cpu" ? std::min(max_len, affordable) : affordable;
-    if (capacity < options.kv_block_size)
+    capacity = on_cpu ? std::min(max_len, affordable) : affordable;
+    if (capacity < block_size)
       return ResourceExhausted("no memory is left for the KV cache after the weights and workspace (" +
                                std::to_string(runner->backend().FreeMemoryBytes()) + " bytes free)");
   }
-  const int64_t num_blocks = (capacity + options.kv_block_size - 1) / options.kv_block_size;
-  BPT_RETURN_IF_ERROR(
-      runner->backend().AllocateKvPool(config.num_layers, num_blocks, options.kv_block_size, config.kv_dim()));
-  auto engine = std::unique_ptr<Engine>(new Engine(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options));
-  engine->device_ = device;
-  return engine;
+  const int64_t num_blocks = (capacity + block_size - 1) / block_size;
+  BPT_RETURN_IF_ERROR(runner->backend().AllocateKvPool(config.num_layers, num_blocks, block_size, config.kv_dim()));
+  return std::unique_ptr<Engine>(new Engine(
+      std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options)));
 }
 
-std::string Engine::dtype() const { return runner_->backend().dtype(); }
-
-MemoryPlan Engine::memory_plan() const {
+MemoryPlan Engine::Impl::memory_plan() const {
   return {runner_->backend().WeightBytes(), runner_->backend().WorkspaceBytes(),
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};
 }
 
-StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
+StatusOr<std::vector<int32_t>> Engine::Impl::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
   if (tokenizer_ == nullptr)
-    return FailedPrecondition("this model is served in token-ids mode (no tokenizer.model): send token ids, not text");
+    return FailedPrecondition(kTokenIdsMode);
   const int bos = !add_bos ? -1 : !config_.bos_token_ids.empty() ? config_.bos_token_ids[0] : tokenizer_->bos_id();
   const int64_t max_text_ids = max_tokens - (bos >= 0 ? 1 : 0);
   if (max_text_ids < 0) return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
@@ -129,13 +178,13 @@ StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64
   return ids;
 }
 
-bool Engine::IsEos(int32_t id) const {
+bool Engine::Impl::IsEos(int32_t id) const {
   if (!config_.eos_token_ids.empty())
     return std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(), id) != config_.eos_token_ids.end();
   return tokenizer_ != nullptr && id == tokenizer_->eos_id();
 }
 
-Status Engine::ValidateRequest(const GenerationRequest& r) const {
+Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
   if (r.prompt.empty()) return InvalidArgument("prompt is empty");
   for (size_t i = 0; i < r.prompt.size(); ++i)
     if (r.prompt[i] < 0 || r.prompt[i] >= config_.vocab_size)
@@ -161,7 +210,7 @@ Status Engine::ValidateRequest(const GenerationRequest& r) const {
   return OkStatus();
 }
 
-StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& prompt) {
+StatusOr<std::vector<float>> Engine::Impl::PromptLogits(const std::vector<int32_t>& prompt) {
   GenerationRequest probe;
   probe.prompt = prompt;
   probe.stopping.max_new_tokens = 1;
@@ -170,8 +219,8 @@ StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& pr
   std::vector<float> logits;
   Status status;
   const int64_t total = static_cast<int64_t>(prompt.size());
-  for (int64_t pos = 0; pos < total && status.ok(); pos += options_.prefill_block) {
-    const int32_t n = static_cast<int32_t>(std::min<int64_t>(options_.prefill_block, total - pos));
+  for (int64_t pos = 0; pos < total && status.ok(); pos += options_.scheduler.prefill_block) {
+    const int32_t n = static_cast<int32_t>(std::min<int64_t>(options_.scheduler.prefill_block, total - pos));
     status = kv_blocks_.Reserve(&table, pos + n);
     if (!status.ok()) break;
     step_.token_ids.assign(prompt.begin() + pos, prompt.begin() + pos + n);
@@ -183,7 +232,7 @@ StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& pr
   return logits;
 }
 
-struct Engine::Request {
+struct Engine::Impl::Request {
   Request(GenerationRequest r, GenerationObserver* o, const Tokenizer* tokenizer)
       : request(std::move(r)), observer(o), sampler(request.sampling, request.prompt), stop_matcher(request.stopping.stop) {
     if (tokenizer != nullptr) {
@@ -205,9 +254,9 @@ struct Engine::Request {
   bool cancel = false;
 };
 
-Engine::~Engine() = default;
+Engine::Impl::~Impl() = default;
 
-Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
+Status Engine::Impl::Submit(GenerationRequest request, GenerationObserver* observer) {
   BPT_RETURN_IF_ERROR(ValidateRequest(request));
   const int64_t id = next_request_id_++;
   SequenceSpec spec;
@@ -222,7 +271,7 @@ Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
   return OkStatus();
 }
 
-void Engine::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result) {
+void Engine::Impl::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   std::unique_ptr<Request> r = std::move(it->second);
@@ -231,7 +280,7 @@ void Engine::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result)
   if (r->observer != nullptr) r->observer->OnFinished(result);
 }
 
-StatusOr<bool> Engine::ProcessToken(int64_t id, Request& r, const SampledToken& sampled) {
+StatusOr<bool> Engine::Impl::ProcessToken(int64_t id, Request& r, const SampledToken& sampled) {
   GenerationResult& result = r.result;
   const int32_t token = sampled.token_id;
   r.sampler.Accept(token);
@@ -273,7 +322,7 @@ StatusOr<bool> Engine::ProcessToken(int64_t id, Request& r, const SampledToken& 
   return finished;
 }
 
-Status Engine::Step() {
+Status Engine::Impl::Step() {
   const auto now = std::chrono::steady_clock::now();
   // Cancelled requests end before the step, queued or running.
   std::vector<int64_t> cancelled;
@@ -347,6 +396,41 @@ Status Engine::Step() {
   }
   for (auto& [id, result] : ended) FinishRequest(id, result);
   return OkStatus();
+}
+
+StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids) const {
+  if (tokenizer_ == nullptr) return FailedPrecondition(kTokenIdsMode);
+  return tokenizer_->Decode(ids);
+}
+
+Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Engine::~Engine() = default;
+
+const ModelInfo& Engine::model_info() const { return impl_->info_; }
+int64_t Engine::kv_capacity_tokens() const { return impl_->kv_capacity_tokens(); }
+int64_t Engine::kv_free_tokens() const {
+  return impl_->kv_blocks_.num_free_blocks() * impl_->kv_blocks_.block_size();
+}
+MemoryPlan Engine::memory_plan() const { return impl_->memory_plan(); }
+int Engine::max_piece_bytes() const {
+  return impl_->tokenizer_ == nullptr ? 0 : impl_->tokenizer_->max_piece_bytes();
+}
+StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
+  return impl_->EncodePrompt(text, max_tokens, add_bos);
+}
+StatusOr<std::string> Engine::Decode(std::span<const int32_t> ids) const { return impl_->Decode(ids); }
+Status Engine::ValidateRequest(const GenerationRequest& request) const { return impl_->ValidateRequest(request); }
+Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
+  return impl_->Submit(std::move(request), observer);
+}
+Status Engine::Step() { return impl_->Step(); }
+bool Engine::HasWork() const { return !impl_->requests_.empty(); }
+size_t Engine::num_running() const { return impl_->scheduler_.num_running(); }
+size_t Engine::num_waiting() const { return impl_->scheduler_.num_waiting(); }
+int64_t Engine::num_preemptions() const { return impl_->scheduler_.num_preemptions(); }
+int64_t Engine::last_step_tokens() const { return impl_->last_step_tokens_; }
+StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& prompt) {
+  return impl_->PromptLogits(prompt);
 }
 
 StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, GenerationObserver* observer) {

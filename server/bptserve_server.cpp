@@ -7,7 +7,6 @@
 #include <iostream>
 #include <sstream>
 
-#include "backend_factory.h"
 
 namespace bpt::server {
 namespace {
@@ -51,7 +50,7 @@ Status BptServer::Start() {
   // The context limit is not known before the model loads; token histograms reach 2^21.
   metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
   if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
-  if (options_.device == "cuda") BPT_RETURN_IF_ERROR(CheckCudaDevice());
+  BPT_RETURN_IF_ERROR(Engine::CheckDevice(options_.engine.device));
   dispatcher_ = std::make_unique<GenericDispatcher>(options_, std::move(auth), metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -78,20 +77,11 @@ Status BptServer::Start() {
   health->SetServingStatus(kReadinessService, false);  // readiness, once the model is loaded
 
   loader_ = std::thread([this] {
-    EngineOptions eo;
-    eo.model_dir = options_.model_dir;
-    eo.prefill_block = options_.prefill_block;
-    eo.device = options_.device;
-    eo.kv_capacity_tokens = options_.kv_capacity_tokens;
-    eo.kv_memory_fraction = options_.kv_memory_fraction;
-    eo.num_threads = options_.threads;
-    eo.max_running = options_.max_running;
-    eo.max_waiting = options_.max_queue;
-    auto engine = Engine::Create(eo);
+    auto engine = Engine::Create(options_.engine);
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
       engine_ = std::move(engine).value();
-      worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_queue, options_.max_prompt_tokens,
+      worker_ = std::make_unique<EngineWorker>(*engine_, options_.engine.scheduler.max_queue, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
       dispatcher_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
@@ -117,7 +107,7 @@ std::string BptServer::LoadedSummary() {
   constexpr double kMiB = 1024.0 * 1024.0;
   std::ostringstream s;
   s.precision(1);
-  s << std::fixed << "device " << engine_->device() << " (" << engine_->dtype() << "): weights " << plan.weight_bytes / kMiB << " MiB, workspace "
+  s << std::fixed << "device " << engine_->model_info().device << " (" << engine_->model_info().dtype << "): weights " << plan.weight_bytes / kMiB << " MiB, workspace "
     << plan.workspace_bytes / kMiB << " MiB, KV cache " << plan.kv_capacity_tokens << " tokens ("
     << plan.kv_capacity_tokens * plan.kv_bytes_per_token / kMiB << " MiB)";
   return s.str();

@@ -99,7 +99,12 @@ Status EngineWorker::Submit(GenerationJob job) {
   if (needs_tokens) {
     auto shared = std::make_shared<GenerationJob>(std::move(job));
     const auto submitted = std::chrono::steady_clock::now();
-    if (!tokenizer_pool_->TryRun([this, shared, submitted] { Tokenize(std::move(*shared), submitted); })) {
+    auto task = [this, shared, submitted] {
+      auto refused = std::make_shared<std::optional<Status>>(EncodeJobPrompt(*shared));
+      return std::function<void()>(
+          [this, shared, submitted, refused] { QueueEncoded(std::move(*shared), submitted, std::move(*refused)); });
+    };
+    if (!tokenizer_pool_->TryRun(task)) {
       std::lock_guard<std::mutex> lock(mu_);
       --tokenizing_;
       return QueueFull();
@@ -118,52 +123,50 @@ void EngineWorker::TokenizeText(std::string_view text, bool add_bos,
                                 std::function<void(StatusOr<std::vector<int32_t>>)> done) {
   const int64_t limit = PromptTokenLimit();
   auto task = [this, text, add_bos, limit, done] {
-    StatusOr<std::vector<int32_t>> ids = encode_(text, add_bos, limit);
-    if (!ids.ok() && ids.status().code() == StatusCode::kInvalidArgument)
-      ids = PromptTooLong("text", "more than " + std::to_string(limit));
-    done(std::move(ids));
+    auto ids = std::make_shared<StatusOr<std::vector<int32_t>>>(encode_(text, add_bos, limit));
+    if (!ids->ok() && ids->status().code() == StatusCode::kInvalidArgument)
+      *ids = PromptTooLong("text", "more than " + std::to_string(limit));
+    return std::function<void()>([ids, done] { done(std::move(*ids)); });
   };
   if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
 }
 
 void EngineWorker::DetokenizeIds(std::span<const int32_t> ids, std::function<void(StatusOr<std::string>)> done) {
   auto task = [this, ids, done] {
-    if (engine_.tokenizer() == nullptr) {
-      done(FailedPrecondition("this model is served in token-ids mode (no tokenizer.model)"));
-      return;
-    }
-    done(engine_.tokenizer()->Decode(ids));
+    auto text = std::make_shared<StatusOr<std::string>>(engine_.Decode(ids));
+    return std::function<void()>([text, done] { done(std::move(*text)); });
   };
   if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
 }
 
 int64_t EngineWorker::PromptTokenLimit() const {
-  const int64_t context = engine_.max_model_len() - 1;  // at least one token is generated
+  const int64_t context = engine_.model_info().max_model_len - 1;  // at least one token is generated
   return max_prompt_tokens_ > 0 ? std::min(max_prompt_tokens_, context) : context;
 }
 
 Status EngineWorker::PromptTooLong(const std::string& what, const std::string& count) const {
-  if (max_prompt_tokens_ > 0 && max_prompt_tokens_ < engine_.max_model_len())
+  if (max_prompt_tokens_ > 0 && max_prompt_tokens_ < engine_.model_info().max_model_len)
     return InvalidArgument(what + " has " + count + " tokens; this server accepts at most " +
                            std::to_string(max_prompt_tokens_) + " (--max-prompt-tokens)");
   return InvalidArgument(what + " has " + count + " tokens; the model's context limit is " +
-                         std::to_string(engine_.max_model_len()) + " tokens including at least one generated");
+                         std::to_string(engine_.model_info().max_model_len) + " tokens including at least one generated");
 }
 
-void EngineWorker::Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted) {
-  std::optional<Status> refused;
-  if (!job.sink->Cancelled() && !cancel_all_.load()) {  // a cancelled job ends in Admit
-    const int64_t limit = PromptTokenLimit();
-    StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, /*add_bos=*/true, limit);
-    if (ids.ok()) {
-      job.request.prompt = std::move(ids).value();
-      std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
-    } else if (ids.status().code() == StatusCode::kInvalidArgument) {
-      refused = PromptTooLong("prompt", "more than " + std::to_string(limit));
-    } else {
-      refused = ids.status();
-    }
+std::optional<Status> EngineWorker::EncodeJobPrompt(GenerationJob& job) const {
+  if (job.sink->Cancelled() || cancel_all_.load()) return std::nullopt;  // a cancelled job ends in Admit
+  const int64_t limit = PromptTokenLimit();
+  StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, /*add_bos=*/true, limit);
+  if (ids.ok()) {
+    job.request.prompt = std::move(ids).value();
+    std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
+    return std::nullopt;
   }
+  if (ids.status().code() == StatusCode::kInvalidArgument) return PromptTooLong("prompt", "more than " + std::to_string(limit));
+  return ids.status();
+}
+
+void EngineWorker::QueueEncoded(GenerationJob job, std::chrono::steady_clock::time_point submitted,
+                                std::optional<Status> refused) {
   {  // refused or not, the worker ends it: gauges and every OnFinished stay on its thread
     std::lock_guard<std::mutex> lock(mu_);
     --tokenizing_;
@@ -199,7 +202,7 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
   const int64_t prompt_tokens = static_cast<int64_t>(job.request.prompt.size());
   if (max_prompt_tokens_ > 0 && prompt_tokens > max_prompt_tokens_) return PromptTooLong("prompt", std::to_string(prompt_tokens));
   if (job.default_max_new_tokens) {  // unset: as much as fits, up to the default
-    const int64_t room = std::min(engine_.max_model_len(), engine_.kv_capacity_tokens()) - prompt_tokens;
+    const int64_t room = std::min(engine_.model_info().max_model_len, engine_.kv_capacity_tokens()) - prompt_tokens;
     job.request.stopping.max_new_tokens =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(job.request.stopping.max_new_tokens, room)));
   }

@@ -77,8 +77,10 @@ class EngineWorker {
   };
   class JobObserver;
   void Loop();
-  // On a tokenizer thread: the job's text to ids, then into the inbox (or refused).
-  void Tokenize(GenerationJob job, std::chrono::steady_clock::time_point submitted);
+  // On a tokenizer thread: the job's text to ids; the refusal, if any.
+  std::optional<Status> EncodeJobPrompt(GenerationJob& job) const;
+  // Then, its pool place freed: into the inbox, where the worker admits or refuses it.
+  void QueueEncoded(GenerationJob job, std::chrono::steady_clock::time_point submitted, std::optional<Status> refused);
   // The most tokens a text prompt may have, and the refusal past it.
   int64_t PromptTokenLimit() const;
   // what: "prompt" or "text".

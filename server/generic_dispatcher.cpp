@@ -92,8 +92,8 @@ grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCa
           Detokenize(*worker, q, a, std::move(done));
         });
   }
-  return UnaryCall::Start<GetModelInfoRequest, ModelInfo>(context, metrics_,
-                                                          [this, &engine](const GetModelInfoRequest&, ModelInfo* a) {
+  return UnaryCall::Start<GetModelInfoRequest, bptserve::v1::ModelInfo>(context, metrics_,
+                                                          [this, &engine](const GetModelInfoRequest&, bptserve::v1::ModelInfo* a) {
                                                             DescribeModel(engine, options_, a);
                                                             return OkStatus();
                                                           });

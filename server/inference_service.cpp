@@ -20,15 +20,16 @@ void Detokenize(EngineWorker& worker, const bptserve::v1::DetokenizeRequest& req
 }
 
 void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve::v1::ModelInfo* info) {
-  info->set_architecture(engine.config().architecture);
-  info->set_model_dir(options.model_dir);
-  info->set_context_limit_tokens(engine.max_model_len());
+  const ModelInfo& model = engine.model_info();
+  info->set_architecture(model.architecture);
+  info->set_model_dir(options.engine.model_dir);
+  info->set_context_limit_tokens(model.max_model_len);
   info->set_kv_capacity_tokens(engine.kv_capacity_tokens());
-  info->set_dtype(engine.dtype());
-  info->set_device(engine.device());
-  info->set_vocab_size(engine.config().vocab_size);
-  info->set_token_ids_mode(engine.tokenizer() == nullptr);
-  info->set_prefill_block_tokens(options.prefill_block);
+  info->set_dtype(model.dtype);
+  info->set_device(model.device);
+  info->set_vocab_size(model.vocab_size);
+  info->set_token_ids_mode(model.token_ids_mode);
+  info->set_prefill_block_tokens(options.engine.scheduler.prefill_block);
 }
 
 }  // namespace bpt::server

@@ -7,7 +7,7 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, 
   switch (in.prompt_case()) {
     case bptserve::v1::GenerateRequest::kText:
       if (in.text().empty()) return InvalidArgument("prompt: 'text' is empty");
-      if (engine.tokenizer() == nullptr)
+      if (engine.model_info().token_ids_mode)
         return FailedPrecondition("prompt: this model is served in token-ids mode (no tokenizer.model); send 'token_ids'");
       job->prompt_text = std::move(*in.mutable_text());
       break;
@@ -40,9 +40,9 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, 
   r.stopping.ignore_eos = t.ignore_eos();
 
   BPT_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
-  const int64_t limit = std::min<int64_t>(engine.max_model_len(), INT32_MAX);
-  BPT_RETURN_IF_ERROR(ValidateStoppingParams(r.stopping, engine.config().vocab_size, static_cast<int>(limit)));
-  if (!r.stopping.stop.empty() && engine.tokenizer() == nullptr)
+  const int64_t limit = std::min<int64_t>(engine.model_info().max_model_len, INT32_MAX);
+  BPT_RETURN_IF_ERROR(ValidateStoppingParams(r.stopping, engine.model_info().vocab_size, static_cast<int>(limit)));
+  if (!r.stopping.stop.empty() && engine.model_info().token_ids_mode)
     return FailedPrecondition("stop: stop strings need a tokenizer; this model is served in token-ids mode");
   if (!r.prompt.empty()) {  // token ids: every check but the server's prompt limit, now
     GenerationRequest probe = r;

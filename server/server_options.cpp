@@ -19,18 +19,18 @@ std::string DefaultModelDir() {
 std::string ServerOptions::Describe() const {
   std::ostringstream s;
   s << "bptserve configuration:\n"
-    << "  model:             " << model_dir << "\n"
+    << "  model:             " << engine.model_dir << "\n"
     << "  listen:            " << host << ":" << port << (tls_cert.empty() ? " (plaintext)" : " (TLS)")
     << (tls_client_ca.empty() ? "" : " (mTLS)") << "\n"
     << "  metrics:           " << (metrics_port < 0 ? std::string("off") : host + ":" + std::to_string(metrics_port) + "/metrics") << "\n"
-    << "  device:            " << device << "\n"
+    << "  device:            " << engine.device << "\n"
     << "  max message:       " << max_message_mb << " MiB\n"
     << "  max prompt tokens: " << (max_prompt_tokens > 0 ? std::to_string(max_prompt_tokens) : "model context limit") << "\n"
-    << "  max queue:         " << max_queue << "\n"
-    << "  max running:       " << max_running << "\n"
-    << "  prefill block:     " << prefill_block << " tokens\n"
-    << "  KV capacity:       " << (kv_capacity_tokens > 0 ? std::to_string(kv_capacity_tokens) + " tokens" : "engine default") << "\n"
-    << "  KV memory share:   " << kv_memory_fraction << "\n"
+    << "  max queue:         " << engine.scheduler.max_queue << "\n"
+    << "  max running:       " << engine.scheduler.max_running << "\n"
+    << "  prefill block:     " << engine.scheduler.prefill_block << " tokens\n"
+    << "  KV capacity:       " << (engine.kv_cache.capacity_tokens > 0 ? std::to_string(engine.kv_cache.capacity_tokens) + " tokens" : "engine default") << "\n"
+    << "  KV memory share:   " << engine.kv_cache.memory_fraction << "\n"
     << "  tokenizer threads: " << tokenizer_threads << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
     << "  reflection:        " << (api_key_file.empty() || reflection_without_key ? "open" : "needs a key") << "\n"
@@ -40,26 +40,26 @@ std::string ServerOptions::Describe() const {
 
 StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code) {
   ServerOptions o;
-  o.model_dir = DefaultModelDir();
+  o.engine.model_dir = DefaultModelDir();
   CLI::App app{"bptserve: gRPC inference for very long prompts"};
-  app.add_option("--model", o.model_dir, "Model directory (Hugging Face layout); default: the demo model");
+  app.add_option("--model", o.engine.model_dir, "Model directory (Hugging Face layout); default: the demo model");
   app.add_option("--host", o.host, "Address to listen on");
   app.add_option("--port", o.port, "gRPC port (0: any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (-1: off)")->check(CLI::Range(-1, 65535));
-  app.add_option("--device", o.device, "Compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  app.add_option("--device", o.engine.device, "Compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--max-message-mb", o.max_message_mb, "Largest request message in MiB")->check(CLI::Range(1, 2047));
   app.add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (0: the model's limit)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--max-queue", o.max_queue, "Requests that may wait for the engine")->check(CLI::NonNegativeNumber);
-  app.add_option("--max-running", o.max_running, "Requests batched into one engine step")->check(CLI::PositiveNumber);
-  app.add_option("--prefill-block", o.prefill_block, "Tokens per engine step (prefill chunks and decodes)")
+  app.add_option("--max-queue", o.engine.scheduler.max_queue, "Requests that may wait for the engine")->check(CLI::NonNegativeNumber);
+  app.add_option("--max-running", o.engine.scheduler.max_running, "Requests batched into one engine step")->check(CLI::PositiveNumber);
+  app.add_option("--prefill-block", o.engine.scheduler.prefill_block, "Tokens per engine step (prefill chunks and decodes)")
       ->check(CLI::PositiveNumber);
-  app.add_option("--kv-memory-fraction", o.kv_memory_fraction,
+  app.add_option("--kv-memory-fraction", o.engine.kv_cache.memory_fraction,
                  "Share of the memory left after weights and workspace that the KV cache takes (with --kv-capacity 0)")
       ->check(CLI::Range(0.01, 1.0));
-  app.add_option("--kv-capacity", o.kv_capacity_tokens, "KV cache capacity in tokens (0: engine default)")
+  app.add_option("--kv-capacity", o.engine.kv_cache.capacity_tokens, "KV cache capacity in tokens (0: engine default)")
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--threads", o.threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
+  app.add_option("--threads", o.engine.cpu.num_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--tokenizer-threads", o.tokenizer_threads, "Threads that tokenize text prompts")
       ->check(CLI::PositiveNumber);
   auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain (enables TLS)");

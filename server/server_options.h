@@ -4,24 +4,20 @@
 #include <cstdint>
 #include <string>
 
+#include "engine_options.h"
 #include "status.h"
 
 namespace bpt::server {
 
 struct ServerOptions {
-  std::string model_dir;           // default: the demo model beside the binary
+  // The engine's settings, flags bound straight to the tree (engine.model_dir defaults to the
+  // demo model beside the binary).
+  EngineOptions engine;
   std::string host = "0.0.0.0";
   int port = 50051;                // 0: any free port (tests)
   int metrics_port = 9400;         // 0: any free port; -1: no metrics endpoint
-  std::string device = "auto";     // auto, cpu or cuda
   int max_message_mb = 256;
   int64_t max_prompt_tokens = 0;   // 0: the model's context limit
-  int max_queue = 64;              // requests waiting for a place in the batch
-  int max_running = 16;            // requests batched into one engine step
-  int prefill_block = 256;
-  int64_t kv_capacity_tokens = 0;  // 0: the engine's default
-  double kv_memory_fraction = 0.90;  // of the memory left after weights and workspace
-  int threads = 0;
   int tokenizer_threads = 2;       // threads that tokenize text prompts, off the engine's thread
   std::string tls_cert, tls_key, tls_client_ca;
   std::string api_key_file;

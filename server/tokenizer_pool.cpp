@@ -15,7 +15,7 @@ TokenizerPool::~TokenizerPool() {
   for (auto& t : threads_) t.join();
 }
 
-bool TokenizerPool::TryRun(std::function<void()> task) {
+bool TokenizerPool::TryRun(Task task) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_ || queue_.size() + running_ >= max_pending_) return false;
@@ -27,7 +27,7 @@ bool TokenizerPool::TryRun(std::function<void()> task) {
 
 void TokenizerPool::Work() {
   for (;;) {
-    std::function<void()> task;
+    Task task;
     {
       std::unique_lock<std::mutex> lock(mu_);
       ready_.wait(lock, [&] { return stop_ || !queue_.empty(); });
@@ -36,9 +36,12 @@ void TokenizerPool::Work() {
       queue_.pop_front();
       ++running_;
     }
-    task();
-    std::lock_guard<std::mutex> lock(mu_);
-    --running_;
+    std::function<void()> deliver = task();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --running_;
+    }
+    deliver();
   }
 }
 

@@ -21,8 +21,11 @@ class TokenizerPool {
   TokenizerPool(const TokenizerPool&) = delete;
   TokenizerPool& operator=(const TokenizerPool&) = delete;
 
+  // The work of a task, and then the delivery of its result that the work returns. A task's
+  // place is freed between the two, so a client that has heard back can be served again at once.
+  using Task = std::function<std::function<void()>()>;
   // False (and the task dropped) when max_pending tasks are already queued or running.
-  bool TryRun(std::function<void()> task);
+  bool TryRun(Task task);
 
  private:
   void Work();
@@ -30,7 +33,7 @@ class TokenizerPool {
   const size_t max_pending_;
   std::mutex mu_;
   std::condition_variable ready_;
-  std::deque<std::function<void()>> queue_;
+  std::deque<Task> queue_;
   size_t running_ = 0;
   bool stop_ = false;
   std::vector<std::thread> threads_;

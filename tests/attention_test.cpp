@@ -59,7 +59,7 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
   const int cols = q_cols + 2 * kv_cols;
   const int64_t total = c.start + c.length;
 
-  CpuBackendOptions options;
+  CpuOptions options;
   options.num_threads = 2;
   options.attention_tiling = c.tiling;
   CpuBackend backend(config, options);

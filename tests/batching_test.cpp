@@ -24,11 +24,11 @@ class BatchingTest : public ::testing::Test {
   static std::unique_ptr<Engine> Make(int64_t kv_capacity, int max_running, int prefill_block = 32) {
     EngineOptions options;
     options.model_dir = dir_->path();
-    options.prefill_block = prefill_block;
-    options.kv_block_size = 4;
-    options.kv_capacity_tokens = kv_capacity;
-    options.max_running = max_running;
-    options.shuffle_kv_blocks = true;
+    options.scheduler.prefill_block = prefill_block;
+    options.kv_cache.block_size = 4;
+    options.kv_cache.capacity_tokens = kv_capacity;
+    options.scheduler.max_running = max_running;
+    options.kv_cache.shuffle_blocks = true;
     auto engine = Engine::Create(options);
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return std::move(engine).value();

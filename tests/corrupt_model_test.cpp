@@ -434,8 +434,8 @@ std::vector<Row> Rows() {
 Status Load(const std::string& dir) {
   EngineOptions options;
   options.model_dir = dir;
-  options.kv_capacity_tokens = 256;
-  options.num_threads = 1;
+  options.kv_cache.capacity_tokens = 256;
+  options.cpu.num_threads = 1;
   auto engine = Engine::Create(options);
   return engine.ok() ? OkStatus() : engine.status();
 }

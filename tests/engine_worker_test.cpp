@@ -48,8 +48,8 @@ class RecordingSink : public server::GenerationSink {
 std::unique_ptr<Engine> DemoEngine() {
   EngineOptions options;
   options.model_dir = testing::DemoModelDir();
-  options.kv_capacity_tokens = 8192;
-  options.prefill_block = 64;
+  options.kv_cache.capacity_tokens = 8192;
+  options.scheduler.prefill_block = 64;
   auto engine = Engine::Create(options);
   EXPECT_TRUE(engine.ok()) << engine.status().ToString();
   return std::move(engine).value();
@@ -141,7 +141,7 @@ TEST(EngineWorker, TextPastTheLimitIsRefusedAfterTokenizing) {
   std::unique_ptr<Engine> engine = DemoEngine();
   const int64_t limit = 3000;
   server::EngineWorker worker(*engine, 8, limit, 2, nullptr);
-  const int piece_bytes = engine->tokenizer()->max_piece_bytes();
+  const int piece_bytes = engine->max_piece_bytes();
   ASSERT_GT(piece_bytes, 0);
   // Below the up-front bound, so it must be tokenized to be refused.
   const std::string text = Words(static_cast<size_t>(limit) * piece_bytes - 1);

@@ -30,9 +30,9 @@ class GenerationTest : public ::testing::Test {
   static std::unique_ptr<Engine> Make(const std::string& model_dir) {
     EngineOptions options;
     options.model_dir = model_dir;
-    options.prefill_block = 16;
-    options.kv_block_size = 8;
-    options.kv_capacity_tokens = 400;
+    options.scheduler.prefill_block = 16;
+    options.kv_cache.block_size = 8;
+    options.kv_cache.capacity_tokens = 400;
     auto engine = Engine::Create(options);
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return std::move(engine).value();
@@ -88,8 +88,8 @@ TEST_F(GenerationTest, StreamsTextProgressAndLengthFinish) {
   // The text is the continuation of the prompt, as a whole decode of both shows it.
   auto all = request.prompt;
   all.insert(all.end(), r->token_ids.begin(), r->token_ids.end());
-  const std::string whole = *engine_->tokenizer()->Decode(all);
-  const std::string prompt_text = *engine_->tokenizer()->Decode(request.prompt);
+  const std::string whole = *engine_->Decode(all);
+  const std::string prompt_text = *engine_->Decode(request.prompt);
   EXPECT_EQ(whole, prompt_text + r->text);
   // Progress: one event per block, increasing, ending at the prompt length.
   const int64_t n = static_cast<int64_t>(request.prompt.size());
@@ -231,7 +231,7 @@ TEST(TokenIdsMode, ServesIdsAndRefusesText) {
   options.model_dir = dir.path();
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok());
-  EXPECT_EQ((*engine)->tokenizer(), nullptr);
+  EXPECT_TRUE((*engine)->model_info().token_ids_mode);
   EXPECT_EQ((*engine)->EncodePrompt("text").status().code(), StatusCode::kFailedPrecondition);
   GenerationRequest r;
   r.prompt = {1, 5, 9};
@@ -276,7 +276,7 @@ TEST(PaddedVocabulary, IdsPastTheTokenizerHaveNoText) {
   ASSERT_LT(with_text.size(), result->token_ids.size()) << "the draw never reached a padded id";
   auto all = r.prompt;
   all.insert(all.end(), with_text.begin(), with_text.end());
-  EXPECT_EQ(*(*engine)->tokenizer()->Decode(all), *(*engine)->tokenizer()->Decode(r.prompt) + result->text);
+  EXPECT_EQ(*(*engine)->Decode(all), *(*engine)->Decode(r.prompt) + result->text);
 }
 
 }  // namespace
@@ -329,9 +329,9 @@ TEST(PrefixCacheEviction, SmallPoolStaysCorrect) {
   testing::WriteModelOrDie(dir.path(), config, DType::kBF16, 9);
   EngineOptions options;
   options.model_dir = dir.path();
-  options.prefill_block = 16;
-  options.kv_block_size = 4;
-  options.kv_capacity_tokens = 96;
+  options.scheduler.prefill_block = 16;
+  options.kv_cache.block_size = 4;
+  options.kv_cache.capacity_tokens = 96;
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok());
   std::mt19937 rng(2);

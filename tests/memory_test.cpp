@@ -31,8 +31,9 @@ TEST(Memory, PrefillPeakIsWeightsKvAndWorkspace) {
   ASSERT_GT(baseline, 0);
   EngineOptions options;
   options.model_dir = dir / "model";
-  options.prefill_block = 256;
-  options.kv_capacity_tokens = 65536 + 64;
+  options.device = "cpu";  // "auto" would map the CUDA plugin (cuBLAS), which is not what is measured
+  options.scheduler.prefill_block = 256;
+  options.kv_cache.capacity_tokens = 65536 + 64;
   auto engine_or = Engine::Create(options);
   ASSERT_TRUE(engine_or.ok()) << engine_or.status().ToString();
   Engine& engine = *engine_or.value();

@@ -17,7 +17,7 @@ using testing::TempDir;
 Status Load(const std::string& dir) {
   EngineOptions options;
   options.model_dir = dir;
-  options.kv_capacity_tokens = 256;
+  options.kv_cache.capacity_tokens = 256;
   auto engine = Engine::Create(options);
   return engine.ok() ? OkStatus() : engine.status();
 }

@@ -23,14 +23,14 @@ Runner MakeRunner(const std::string& dir) {
   EXPECT_TRUE(config.ok());
   auto weights = ModelWeights::Open(dir, *config);
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
-  auto backend = std::make_unique<CpuBackend>(*config, CpuBackendOptions{});
+  auto backend = std::make_unique<CpuBackend>(*config, CpuOptions{});
   auto blocks = std::make_unique<KvBlockManager>(128, 8);
   blocks->ShuffleFreeBlocks(4);
   EXPECT_TRUE(backend->AllocateKvPool(config->num_layers, 128, 8, config->kv_dim()).ok());
-  RunnerOptions options;
-  options.max_step_tokens = 128;
+  EngineOptions options;
+  options.scheduler.prefill_block = 128;
   options.ffn_sub_block = 16;
-  options.max_logit_rows = 4;
+  options.scheduler.max_running = 4;
   auto runner = ModelRunner::Create(*config, **weights, std::move(backend), options);
   EXPECT_TRUE(runner.ok()) << runner.status().ToString();
   return {std::move(runner).value(), std::move(blocks)};

@@ -29,10 +29,10 @@ class PrefillConsistencyTest : public ::testing::Test {
   static std::unique_ptr<Engine> Make(int prefill_block, int kv_block_size, bool shuffle) {
     EngineOptions options;
     options.model_dir = (*dir_) / "model";
-    options.prefill_block = prefill_block;
-    options.kv_block_size = kv_block_size;
-    options.shuffle_kv_blocks = shuffle;
-    options.kv_capacity_tokens = 2048;
+    options.scheduler.prefill_block = prefill_block;
+    options.kv_cache.block_size = kv_block_size;
+    options.kv_cache.shuffle_blocks = shuffle;
+    options.kv_cache.capacity_tokens = 2048;
     auto engine = Engine::Create(options);
     EXPECT_TRUE(engine.ok()) << engine.status().ToString();
     return engine.ok() ? std::move(engine).value() : nullptr;

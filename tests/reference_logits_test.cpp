@@ -37,10 +37,10 @@ TEST_P(ReferenceLogitsTest, MatchesFp64Reference) {
 
   EngineOptions options;
   options.model_dir = dir / "model";
-  options.prefill_block = 8;  // the prompt spans several blocks
-  options.kv_block_size = 4;
-  options.shuffle_kv_blocks = true;
-  options.attention_tiling = {3, 5};
+  options.scheduler.prefill_block = 8;  // the prompt spans several blocks
+  options.kv_cache.block_size = 4;
+  options.kv_cache.shuffle_blocks = true;
+  options.cpu.attention_tiling = {3, 5};
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
 

@@ -39,7 +39,7 @@ const ScheduledChunk* ChunkOf(const StepPlan& plan, int64_t id) {
 
 TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
   KvBlockManager blocks(64, 8);
-  Scheduler s({/*max_running=*/4, /*max_step_tokens=*/16, /*max_waiting=*/8}, blocks);
+  Scheduler s({/*prefill_block=*/16, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
   ASSERT_TRUE(s.Add(Spec(1, 100, 4)).ok());
   auto plan = s.Schedule(now);
@@ -73,7 +73,7 @@ TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
 
 TEST(Scheduler, AdmissionRefusesWhatCanNeverFitAndBoundsTheQueue) {
   KvBlockManager blocks(4, 8);  // 32 tokens
-  Scheduler s({2, 16, 2}, blocks);
+  Scheduler s({/*prefill_block=*/16, /*max_running=*/2, /*max_queue=*/2}, blocks);
   EXPECT_EQ(s.Add(Spec(1, 30, 3)).code(), StatusCode::kResourceExhausted);
   EXPECT_TRUE(s.Add(Spec(2, 10, 3)).ok());
   EXPECT_TRUE(s.Add(Spec(3, 10, 3)).ok());
@@ -84,7 +84,7 @@ TEST(Scheduler, AdmissionRefusesWhatCanNeverFitAndBoundsTheQueue) {
 
 TEST(Scheduler, PriorityThenArrival) {
   KvBlockManager blocks(64, 8);
-  Scheduler s({1, 64, 8}, blocks);
+  Scheduler s({/*prefill_block=*/64, /*max_running=*/1, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
   ASSERT_TRUE(s.Add(Spec(1, 4, 1, /*priority=*/5)).ok());
   ASSERT_TRUE(s.Add(Spec(2, 4, 1, 0)).ok());
@@ -101,7 +101,7 @@ TEST(Scheduler, PriorityThenArrival) {
 
 TEST(Scheduler, PreemptsTheNewestWhenThePoolRunsShortAndRecomputesIt) {
   KvBlockManager blocks(6, 4);  // 24 tokens
-  Scheduler s({4, 64, 8}, blocks);
+  Scheduler s({/*prefill_block=*/64, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
   ASSERT_TRUE(s.Add(Spec(1, 8, 12)).ok());
   ASSERT_TRUE(s.Add(Spec(2, 8, 12)).ok());
@@ -125,7 +125,7 @@ TEST(Scheduler, PreemptsTheNewestWhenThePoolRunsShortAndRecomputesIt) {
 
 TEST(Scheduler, ExpiredSequencesLeaveWithTheirBlocks) {
   KvBlockManager blocks(16, 4);
-  Scheduler s({4, 64, 8}, blocks);
+  Scheduler s({/*prefill_block=*/64, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
   SequenceSpec running = Spec(1, 10, 5), waiting = Spec(2, 10, 5);
   running.deadline = now + std::chrono::seconds(1);
@@ -144,7 +144,7 @@ TEST(Scheduler, ExpiredSequencesLeaveWithTheirBlocks) {
 TEST(Scheduler, RandomizedRunNeverLeaksAndEndsEachRequestOnce) {
   std::mt19937 rng(11);
   KvBlockManager blocks(48, 4);
-  Scheduler s({6, 32, 12}, blocks);
+  Scheduler s({/*prefill_block=*/32, /*max_running=*/6, /*max_queue=*/12}, blocks);
   auto now = Clock::now();
   std::map<int64_t, int> ends;  // id -> terminal events seen
   std::map<int64_t, int> max_new;

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "backend_factory.h"
+#include "engine.h"
 #include "server_test_util.h"
 #include "test_models.h"
 
@@ -185,7 +185,7 @@ TEST(ServerProcess, PortInUseExitsWithTheReason) {
 // --device cuda where there is no GPU (or no CUDA backend): the process says why and exits 1
 // before it listens.
 TEST(ServerProcess, DeviceCudaWithoutAGpuExitsWithTheReason) {
-  if (CheckCudaDevice().ok()) GTEST_SKIP() << "this machine has a CUDA device";
+  if (Engine::CheckDevice("cuda").ok()) GTEST_SKIP() << "this machine has a CUDA device";
   const std::string command = std::string(BPTSERVE_BIN_DIR) +
                               "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --device cuda 2>&1";
   FILE* pipe = popen(command.c_str(), "r");

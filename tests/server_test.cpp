@@ -73,8 +73,8 @@ TEST_F(ServerTest, StreamEqualsTheEngineWithProgressUsageAndTimings) {
 
   EngineOptions options;
   options.model_dir = testing::DemoModelDir();
-  options.prefill_block = 64;
-  options.kv_capacity_tokens = 32768;
+  options.scheduler.prefill_block = 64;
+  options.kv_cache.capacity_tokens = 32768;
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok());
   GenerationRequest direct;
@@ -89,7 +89,7 @@ TEST_F(ServerTest, StreamEqualsTheEngineWithProgressUsageAndTimings) {
   EXPECT_EQ(s.text, expected->text);
   auto all = direct.prompt;
   all.insert(all.end(), s.token_ids.begin(), s.token_ids.end());
-  EXPECT_EQ(*(*engine)->tokenizer()->Decode(all), *(*engine)->tokenizer()->Decode(direct.prompt) + s.text);
+  EXPECT_EQ(*(*engine)->Decode(all), *(*engine)->Decode(direct.prompt) + s.text);
 
   const int64_t n = static_cast<int64_t>(direct.prompt.size());
   ASSERT_FALSE(s.progress.empty());
@@ -393,8 +393,8 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   auto options = LoopbackOptions(testing::DemoModelDir());
   options.max_message_mb = 1;
   options.max_prompt_tokens = 100;
-  options.max_queue = 1;
-  options.max_running = 1;
+  options.engine.scheduler.max_queue = 1;
+  options.engine.scheduler.max_running = 1;
   TestServer t(options);
   auto s = Generate(*t.stub, TextRequest(std::string(2 << 20, 'a')));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.status.error_message();

@@ -23,12 +23,12 @@ inline std::string DemoModelDir() {
 
 inline server::ServerOptions LoopbackOptions(const std::string& model_dir) {
   server::ServerOptions o;
-  o.model_dir = model_dir;
+  o.engine.model_dir = model_dir;
   o.host = "127.0.0.1";
   o.port = 0;
   o.metrics_port = 0;
-  o.prefill_block = 64;
-  o.kv_capacity_tokens = 32768;
+  o.engine.scheduler.prefill_block = 64;
+  o.engine.kv_cache.capacity_tokens = 32768;
   o.drain_seconds = 30;
   return o;
 }

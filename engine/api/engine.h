@@ -1,47 +1,25 @@
-// The engine: a model directory loaded onto a backend, serving many requests by continuous
-// batching (engine/scheduler.h). Each forward step carries up to `prefill_block` tokens: the
+// The engine's facade, the one header the server sees: a model directory loaded onto a backend,
+// serving many requests by continuous batching (runtime/scheduler.h). Each forward step carries up to `prefill_block` tokens: the
 // decode token of every running request and prefill chunks of waiting ones (BPT). Peak memory
-// is weights + KV pool + a workspace fixed at load. Not thread-safe: one thread drives it.
+// is weights + KV pool + a workspace fixed at load. Not thread-safe: one thread drives it. The
+// parts behind it (engine/<part>/) are hidden: their headers are not on the server's include path.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <optional>
+#include <span>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "cpu_attention.h"
-#include "kv_block_manager.h"
-#include "model_config.h"
-#include "model_runner.h"
-#include "sampler.h"
+#include "engine_options.h"
 #include "sampling_params.h"
-#include "scheduler.h"
 #include "status.h"
-#include "tokenizer.h"
 
 namespace bpt {
-
-struct EngineOptions {
-  std::string model_dir;
-  std::string device = "cpu";       // cpu, cuda, or auto (cuda when a GPU is visible)
-  int prefill_block = 256;          // tokens per prefill step (see the bench for the choice)
-  int ffn_sub_block = 128;          // FFN rows held at once
-  int kv_block_size = 64;           // tokens per KV block
-  int64_t kv_capacity_tokens = 0;   // 0: from kv_memory_fraction (on the CPU, at most the context limit)
-  double kv_memory_fraction = 0.90; // of the memory left after weights and workspace
-  int64_t max_model_len = 0;        // 0: max_position_embeddings from config.json
-  int num_threads = 0;              // 0: all hardware threads
-  AttentionTiling attention_tiling;
-  bool shuffle_kv_blocks = false;   // tests: hand out KV blocks in a random order
-  int max_running = 16;             // sequences batched into one step
-  int max_waiting = 64;             // requests queued for a place in the batch
-  bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
-  bool device_sampling = true;      // CUDA: sample on the device; only chosen ids come back
-};
 
 enum class FinishReason { kEos, kStop, kLength, kCancelled };
 const char* FinishReasonName(FinishReason reason);
@@ -98,27 +76,39 @@ struct MemoryPlan {
   int64_t kv_capacity_tokens;
 };
 
+// What GetModelInfo reports of the loaded model.
+struct ModelInfo {
+  std::string architecture;  // config.json's architectures[0]
+  int64_t vocab_size = 0;
+  int64_t max_model_len = 0;
+  bool token_ids_mode = false;  // no tokenizer: prompts are token ids, outputs have no text
+  std::string device;           // cpu or cuda, as chosen
+  std::string dtype;            // what the backend holds: float32 on the CPU, bfloat16 on CUDA
+};
+
 class Engine {
  public:
   static StatusOr<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  // OK when `device` (cpu, cuda or auto) can be used on this machine; for cuda, that the plugin
+  // loads and sees a GPU (FailedPrecondition says which is missing). Before any model is read.
+  static Status CheckDevice(const std::string& device);
   ~Engine();
 
-  const ModelConfig& config() const { return config_; }
-  // Null in token-ids mode (a model directory without tokenizer.model).
-  const Tokenizer* tokenizer() const { return tokenizer_.get(); }
-  int64_t max_model_len() const { return max_model_len_; }
-  int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
+  const ModelInfo& model_info() const;
+  int64_t kv_capacity_tokens() const;
   // Tokens a new sequence could claim now (free blocks and cached blocks no sequence holds).
-  int64_t kv_free_tokens() const { return kv_blocks_.num_free_blocks() * kv_blocks_.block_size(); }
+  int64_t kv_free_tokens() const;
   MemoryPlan memory_plan() const;
-  const std::string& device() const { return device_; }
-  std::string dtype() const;  // what the backend holds: float32 on the CPU, bfloat16 on CUDA
 
   // Tokenizes text and, with add_bos, prepends BOS as the model's config says. Safe to call from
   // any thread. Past max_tokens (BOS included) it stops at once with InvalidArgument, the only
   // InvalidArgument it returns.
   StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX,
                                               bool add_bos = true) const;
+  // The text of ids, whole (no streaming state). Safe to call from any thread.
+  StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  // Longest piece of the tokenizer in bytes (for bounds on text length); 0 in token-ids mode.
+  int max_piece_bytes() const;
   // Every check Submit makes before queueing; errors name the field and the limit.
   Status ValidateRequest(const GenerationRequest& request) const;
 
@@ -128,11 +118,11 @@ class Engine {
   // observer must outlive the request (until its OnFinished).
   Status Submit(GenerationRequest request, GenerationObserver* observer);
   Status Step();
-  bool HasWork() const { return !requests_.empty(); }
-  size_t num_running() const { return scheduler_.num_running(); }
-  size_t num_waiting() const { return scheduler_.num_waiting(); }
-  int64_t num_preemptions() const { return scheduler_.num_preemptions(); }
-  int64_t last_step_tokens() const { return last_step_tokens_; }
+  bool HasWork() const;
+  size_t num_running() const;
+  size_t num_waiting() const;
+  int64_t num_preemptions() const;
+  int64_t last_step_tokens() const;
 
   // Submit, then step until this request ends (others submitted meanwhile advance too).
   StatusOr<GenerationResult> Generate(const GenerationRequest& request, GenerationObserver* observer);
@@ -142,29 +132,9 @@ class Engine {
   StatusOr<std::vector<float>> PromptLogits(const std::vector<int32_t>& prompt);
 
  private:
-  struct Request;
-  Engine(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
-         int64_t num_kv_blocks, const EngineOptions& options);
-  // Streams the request's next token and checks its stop conditions; true when finished.
-  StatusOr<bool> ProcessToken(int64_t id, Request& r, const SampledToken& sampled);
-  void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
-  bool IsEos(int32_t id) const;
-
-  ModelConfig config_;
-  std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ModelRunner> runner_;
-  KvBlockManager kv_blocks_;
-  EngineOptions options_;
-  int64_t max_model_len_;
-  Scheduler scheduler_;
-  std::map<int64_t, std::unique_ptr<Request>> requests_;
-  int64_t next_request_id_ = 1;
-  int64_t last_step_tokens_ = 0;
-  std::string device_;
-  StepLayout step_;                 // reused by every step
-  std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
-  std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
-  std::vector<SampledToken> step_sampled_;
+  class Impl;
+  explicit Engine(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace bpt

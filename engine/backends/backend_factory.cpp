@@ -47,31 +47,23 @@ Status CheckCudaDevice() {
   return OkStatus();
 }
 
-StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, const ModelConfig& config,
-                                                 const BackendOptions& options) {
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, const EngineOptions& options) {
+  const std::string& device = options.device;
   if (device != "cpu" && device != "cuda" && device != "auto")
     return InvalidArgument("device '" + device + "' is not one of cpu, cuda, auto");
   const bool use_cuda = device == "cuda" || (device == "auto" && CheckCudaDevice().ok());
   if (!use_cuda) {
-    CpuBackendOptions cpu;
-    cpu.num_threads = options.num_threads;
-    cpu.attention_tiling = options.attention_tiling;
     // Its attention scratch is sized by the (file-checked) config; a machine too small for it
     // is an error to report, not an exception to end the process with.
     try {
-      return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, cpu));
+      return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, options.cpu));
     } catch (const std::bad_alloc&) {
       return ResourceExhausted("out of host memory while allocating the CPU backend's attention scratch");
     }
   }
   BPT_RETURN_IF_ERROR(CheckCudaDevice());
-  CudaBackendOptions cuda;
-  cuda.max_sequences_per_step = options.max_sequences_per_step;
-  cuda.max_step_tokens = options.max_step_tokens;
-  cuda.decode_graphs = options.cuda_graphs;
-  cuda.device_sampling = options.device_sampling;
   Status status;
-  Backend* backend = (*LoadCudaPlugin())->create_backend(&config, &cuda, &status);
+  Backend* backend = (*LoadCudaPlugin())->create_backend(&config, &options, &status);
   if (backend == nullptr) return status;
   return std::unique_ptr<Backend>(backend);
 }

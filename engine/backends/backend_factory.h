@@ -6,26 +6,16 @@
 #include <string>
 
 #include "backend.h"
-#include "cpu_attention.h"
+#include "engine_options.h"
 #include "model_config.h"
 
 namespace bpt {
-
-struct BackendOptions {
-  int num_threads = 0;              // CPU: 0 means all hardware threads
-  AttentionTiling attention_tiling; // CPU attention tiles
-  int max_sequences_per_step = 16;  // CUDA: sizes the per-step block-table and decode buffers
-  int max_step_tokens = 256;        // CUDA: sizes the per-step metadata buffers
-  bool cuda_graphs = true;          // CUDA: decode steps replay captured graphs
-  bool device_sampling = true;      // CUDA: Backend::Sample on the device
-};
 
 // OK when the CUDA plugin loads and sees a device; otherwise FailedPrecondition saying which
 // of the two is missing.
 Status CheckCudaDevice();
 
-// device: "cpu", "cuda" or "auto" (cuda when CheckCudaDevice() is OK, else cpu).
-StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, const ModelConfig& config,
-                                                 const BackendOptions& options);
+// On options.device: "cpu", "cuda" or "auto" (cuda when CheckCudaDevice() is OK, else cpu).
+StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, const EngineOptions& options);
 
 }  // namespace bpt

@@ -1,23 +1,26 @@
 #include "model_runner.h"
 
+#include <algorithm>
 #include <new>
 
 namespace bpt {
 
 ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend,
-                         const RunnerOptions& options)
+                         const EngineOptions& options)
     : config_(config),
       backend_(std::move(backend)),
-      options_(options),
+      prefill_block_(options.scheduler.prefill_block),
+      ffn_sub_block_(std::min(options.ffn_sub_block, options.scheduler.prefill_block)),
+      max_running_(options.scheduler.max_running),
       rope_(config),
       attention_shape_{config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window} {}
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config, const ModelWeights& weights,
                                                            std::unique_ptr<Backend> backend,
-                                                           const RunnerOptions& options) {
-  if (options.max_step_tokens <= 0) return InvalidArgument("prefill block size must be positive");
-  if (options.ffn_sub_block <= 0) return InvalidArgument("FFN sub-block size must be positive");
-  if (options.max_logit_rows <= 0) return InvalidArgument("max_logit_rows must be positive");
+                                                           const EngineOptions& options) {
+  if (options.scheduler.prefill_block <= 0) return InvalidArgument("prefill_block must be positive");
+  if (options.ffn_sub_block <= 0) return InvalidArgument("ffn_sub_block must be positive");
+  if (options.scheduler.max_running <= 0) return InvalidArgument("max_running must be positive");
   // The sizes are the files' own, but a model can still be larger than this machine's memory:
   // that is an error to report, not an exception to end the process with.
   try {
@@ -60,7 +63,7 @@ Status ModelRunner::Upload(WeightSlot slot, int layer, HostMatrix&& weight) {
 }
 
 Status ModelRunner::AllocateWorkspace() {
-  const int64_t b = options_.max_step_tokens, f = options_.ffn_sub_block, r = options_.max_logit_rows;
+  const int64_t b = prefill_block_, f = ffn_sub_block_, r = max_running_;
   const int64_t h = config_.hidden_size, ffn = config_.intermediate_size;
   BPT_ASSIGN_OR_RETURN(x_, backend_->AllocateActivation(b, h, Precision::kCompute));
   BPT_ASSIGN_OR_RETURN(normed_, backend_->AllocateActivation(b, h, Precision::kCompute));
@@ -95,16 +98,16 @@ Status ModelRunner::ForwardAndSample(const StepLayout& step, const std::vector<S
 
 StatusOr<Tensor> ModelRunner::ComputeLogits(const StepLayout& step) {
   const int64_t n = step.num_tokens();
-  if (n == 0 || n > options_.max_step_tokens)
+  if (n == 0 || n > prefill_block_)
     return Internal("step of " + std::to_string(n) + " tokens; the workspace holds 1 to " +
-                    std::to_string(options_.max_step_tokens));
+                    std::to_string(prefill_block_));
   logit_rows_.clear();
   int64_t row = 0;
   for (const auto& seq : step.sequences) {
     row += seq.num_tokens;
     if (seq.needs_logits) logit_rows_.push_back(row - 1);
   }
-  if (static_cast<int64_t>(logit_rows_.size()) > options_.max_logit_rows)
+  if (static_cast<int64_t>(logit_rows_.size()) > max_running_)
     return Internal("step asks for more logit rows than the workspace holds");
 
   const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -130,8 +133,8 @@ StatusOr<Tensor> ModelRunner::ComputeLogits(const StepLayout& step) {
     BPT_RETURN_IF_ERROR(be.AddRmsNorm(x, normed, l.post_norm, eps, normed));
 
     // Feed-forward block over sub-blocks; each sub-block's output overwrites its own input rows.
-    for (int64_t r0 = 0; r0 < n; r0 += options_.ffn_sub_block) {
-      const int64_t m = std::min<int64_t>(options_.ffn_sub_block, n - r0);
+    for (int64_t r0 = 0; r0 < n; r0 += ffn_sub_block_) {
+      const int64_t m = std::min<int64_t>(ffn_sub_block_, n - r0);
       Tensor gate_up = gate_up_.Rows(0, m);  // [m, 2 * intermediate]
       Tensor act = ffn_act_.Rows(0, m);      // [m, intermediate]
       BPT_RETURN_IF_ERROR(be.Linear(normed.Rows(r0, m), l.gate_up, nullptr, gate_up));

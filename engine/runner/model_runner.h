@@ -8,17 +8,12 @@
 #include <vector>
 
 #include "backend.h"
+#include "engine_options.h"
 #include "model_config.h"
 #include "model_weights.h"
 #include "rope.h"
 
 namespace bpt {
-
-struct RunnerOptions {
-  int max_step_tokens = 512;  // prefill block size B: tokens per forward step
-  int ffn_sub_block = 128;    // rows of the FFN intermediate held at once
-  int max_logit_rows = 8;     // sequences per step that may ask for logits
-};
 
 class ModelRunner {
  public:
@@ -27,7 +22,7 @@ class ModelRunner {
   // allocated here is backed by the files.
   static StatusOr<std::unique_ptr<ModelRunner>> Create(const ModelConfig& config, const ModelWeights& weights,
                                                        std::unique_ptr<Backend> backend,
-                                                       const RunnerOptions& options);
+                                                       const EngineOptions& options);
 
   // Runs one step. logits: [number of sequences with needs_logits, vocab], in step order.
   Status Forward(const StepLayout& step, std::vector<float>* logits);
@@ -44,7 +39,7 @@ class ModelRunner {
     bool has_qkv_bias = false, has_o_bias = false;
   };
 
-  ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend, const RunnerOptions& options);
+  ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> backend, const EngineOptions& options);
   Status Upload(WeightSlot slot, int layer, HostMatrix&& weight);
   Status AllocateWorkspace();
   // The forward pass up to the logits, left in backend memory: [k, vocab] for the k sequences
@@ -53,7 +48,9 @@ class ModelRunner {
 
   ModelConfig config_;
   std::unique_ptr<Backend> backend_;
-  RunnerOptions options_;
+  int prefill_block_;  // rows of every [prefill_block, ...] buffer: options.scheduler.prefill_block
+  int ffn_sub_block_;  // at most prefill_block_
+  int max_running_;    // logit rows: options.scheduler.max_running
   Rope rope_;
   AttentionShape attention_shape_;
 
@@ -62,15 +59,15 @@ class ModelRunner {
   Tensor final_norm_;  // [1, hidden]
   Tensor lm_head_;     // [vocab, hidden]; the same memory as embed_ when tied
 
-  Tensor x_;           // [max_step_tokens, hidden]  residual stream
-  Tensor normed_;      // [max_step_tokens, hidden]  normed input, then each block's output
-  Tensor qkv_;         // [max_step_tokens, q_dim + 2 * kv_dim]
-  Tensor attn_;        // [max_step_tokens, q_dim]
+  Tensor x_;           // [prefill_block, hidden]  residual stream
+  Tensor normed_;      // [prefill_block, hidden]  normed input, then each block's output
+  Tensor qkv_;         // [prefill_block, q_dim + 2 * kv_dim]
+  Tensor attn_;        // [prefill_block, q_dim]
   Tensor gate_up_;     // [ffn_sub_block, 2 * intermediate]
   Tensor ffn_act_;     // [ffn_sub_block, intermediate]
-  Tensor last_;        // [max_logit_rows, hidden]
-  Tensor last_normed_; // [max_logit_rows, hidden]
-  Tensor logits_;      // [max_logit_rows, vocab]
+  Tensor last_;        // [max_running, hidden]
+  Tensor last_normed_; // [max_running, hidden]
+  Tensor logits_;      // [max_running, vocab]
   std::vector<int64_t> logit_rows_;
 };
 

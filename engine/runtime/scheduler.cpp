@@ -4,7 +4,7 @@
 
 namespace bpt {
 
-Scheduler::Scheduler(const SchedulerConfig& config, KvBlockManager& blocks) : config_(config), blocks_(blocks) {}
+Scheduler::Scheduler(const SchedulerOptions& options, KvBlockManager& blocks) : options_(options), blocks_(blocks) {}
 
 Status Scheduler::Add(SequenceSpec spec) {
   const int64_t total = static_cast<int64_t>(spec.prompt.size()) + spec.max_new_tokens;
@@ -12,8 +12,8 @@ Status Scheduler::Add(SequenceSpec spec) {
     return ResourceExhausted("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_new_tokens (" +
                              std::to_string(spec.max_new_tokens) + ") exceeds the KV cache capacity of " +
                              std::to_string(blocks_.capacity_tokens()) + " tokens");
-  if (static_cast<int>(waiting_.size()) >= config_.max_waiting)
-    return ResourceExhausted("the request queue is full (" + std::to_string(config_.max_waiting) +
+  if (static_cast<int>(waiting_.size()) >= options_.max_queue)
+    return ResourceExhausted("the request queue is full (" + std::to_string(options_.max_queue) +
                              " waiting); retry later");
   if (seqs_.count(spec.id) != 0) return Internal("sequence id " + std::to_string(spec.id) + " is in use");
   Sequence s;
@@ -72,7 +72,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
       Remove(id);
     }
   }
-  int64_t budget = config_.max_step_tokens;
+  int64_t budget = options_.prefill_block;
   std::vector<int64_t> scheduled;
   auto scheduled_already = [&](int64_t id) { return std::find(scheduled.begin(), scheduled.end(), id) != scheduled.end(); };
   // Running sequences: decodes (one token) first, then prefills in progress; oldest first.
@@ -89,7 +89,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
     if (remaining <= 0) continue;  // waiting for its sampled token
     // While others wait, a prefill chunk takes at most half a step, so a request that arrives
     // during a long prefill starts at once instead of after the whole document.
-    const int64_t cap = waiting_.empty() ? budget : std::min<int64_t>(budget, std::max(1, config_.max_step_tokens / 2));
+    const int64_t cap = waiting_.empty() ? budget : std::min<int64_t>(budget, std::max(1, options_.prefill_block / 2));
     const int32_t n = static_cast<int32_t>(std::min(remaining, cap));
     // Short of blocks: preempt the newest running sequence that is not yet in this step.
     bool preempted_self = false;
@@ -114,7 +114,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
     budget -= n;
   }
   // Waiting sequences, by priority then arrival, while the budget and the batch allow.
-  while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < config_.max_running) {
+  while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     const int64_t id = waiting_.front();
     Sequence& s = seqs_.at(id);
     if (!s.matched_prefix && s.spec.use_prefix_cache && s.table.empty()) {

@@ -12,18 +12,13 @@
 #include <optional>
 #include <vector>
 
+#include "engine_options.h"
 #include "kv_block_manager.h"
 #include "status.h"
 
 namespace bpt {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
-
-struct SchedulerConfig {
-  int max_running = 16;        // sequences in one step (the runner's logit rows)
-  int max_step_tokens = 256;   // tokens in one step (the runner's workspace)
-  int max_waiting = 64;        // queued sequences; past it Add refuses
-};
 
 struct SequenceSpec {
   int64_t id = 0;
@@ -52,7 +47,7 @@ struct StepPlan {
 
 class Scheduler {
  public:
-  Scheduler(const SchedulerConfig& config, KvBlockManager& blocks);
+  Scheduler(const SchedulerOptions& options, KvBlockManager& blocks);
 
   // ResourceExhausted when the sequence can never fit the KV pool or the queue is full.
   Status Add(SequenceSpec spec);
@@ -94,7 +89,7 @@ class Scheduler {
   void ReleaseBlocks(Sequence& s);
   void InsertWaiting(int64_t id);
 
-  SchedulerConfig config_;
+  SchedulerOptions options_;
   KvBlockManager& blocks_;
   std::map<int64_t, Sequence> seqs_;
   std::vector<int64_t> waiting_;  // by (priority, arrival)

@@ -80,7 +80,7 @@ int RunAdmission(const std::string& model_dir, const std::string& label, const s
     return engine->ValidateRequest(r);
   };
   const bpt::Status fits = admitted(capacity - 1), too_long = admitted(capacity);
-  nlohmann::json line = {{"bench", "admission"}, {"model", label}, {"device", engine->device()},
+  nlohmann::json line = {{"bench", "admission"}, {"model", label}, {"device", engine->model_info().device},
                          {"kv_capacity_tokens", capacity}, {"longest_admitted_prompt", capacity - 1},
                          {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
                          {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
@@ -96,17 +96,17 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
     bpt::EngineOptions options;
     options.model_dir = model_dir;
     options.device = device;
-    options.num_threads = threads;
-    options.max_running = n;
-    options.max_waiting = n;
-    options.kv_capacity_tokens = static_cast<int64_t>(n) * (256 + 64) + 1024;
+    options.cpu.num_threads = threads;
+    options.scheduler.max_running = n;
+    options.scheduler.max_queue = n;
+    options.kv_cache.capacity_tokens = static_cast<int64_t>(n) * (256 + 64) + 1024;
     auto engine = CreateEngine(options);
     if (engine == nullptr) return 1;
     std::vector<Timeline> timelines(n);
     const auto start = Clock::now();
     for (int i = 0; i < n; ++i) {
       bpt::GenerationRequest r;
-      r.prompt = RandomPrompt(256, engine->config().vocab_size, 100 + i);
+      r.prompt = RandomPrompt(256, engine->model_info().vocab_size, 100 + i);
       r.sampling.seed = i;
       r.stopping.max_new_tokens = 64;
       r.stopping.ignore_eos = true;
@@ -134,11 +134,11 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
     bpt::EngineOptions options;
     options.model_dir = model_dir;
     options.device = device;
-    options.num_threads = threads;
-    options.kv_capacity_tokens = cached_doc + 1024;
+    options.cpu.num_threads = threads;
+    options.kv_cache.capacity_tokens = cached_doc + 1024;
     auto engine = CreateEngine(options);
     if (engine == nullptr) return 1;
-    auto document = RandomPrompt(cached_doc, engine->config().vocab_size, 5);
+    auto document = RandomPrompt(cached_doc, engine->model_info().vocab_size, 5);
     double seconds[2];
     int64_t cached[2];
     for (int round = 0; round < 2; ++round) {
@@ -221,17 +221,17 @@ int main(int argc, char** argv) {
       bpt::EngineOptions options;
       options.model_dir = model_dir;
       options.device = device;
-      options.cuda_graphs = !no_cuda_graphs;
-      options.prefill_block = block;
-      options.kv_block_size = kv_block;
-      options.num_threads = threads;
-      options.kv_capacity_tokens = longest + decode_tokens + kv_block;
+      options.cuda.graphs = !no_cuda_graphs;
+      options.scheduler.prefill_block = block;
+      options.kv_cache.block_size = kv_block;
+      options.cpu.num_threads = threads;
+      options.kv_cache.capacity_tokens = longest + decode_tokens + kv_block;
       auto engine_ptr = CreateEngine(options);
       if (engine_ptr == nullptr) return 1;
       auto& engine = *engine_ptr;
       const auto plan = engine.memory_plan();
       for (int64_t n : prompts) {
-        const auto prompt = RandomPrompt(n, engine.config().vocab_size, 7);
+        const auto prompt = RandomPrompt(n, engine.model_info().vocab_size, 7);
         double best = 1e30;
         for (int r = 0; r < repeats; ++r) {
           const auto t0 = std::chrono::steady_clock::now();
@@ -243,7 +243,7 @@ int main(int argc, char** argv) {
           }
           best = std::min(best, s);
         }
-        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"device", engine.device()}, {"prompt_tokens", n},
+        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"device", engine.model_info().device}, {"prompt_tokens", n},
                                {"prefill_block", block}, {"kv_block_size", kv_block},
                                {"seconds", best}, {"tokens_per_s", n / best},
                                {"weight_bytes", plan.weight_bytes}, {"workspace_bytes", plan.workspace_bytes},
@@ -252,7 +252,7 @@ int main(int argc, char** argv) {
       }
       for (int64_t n : decode_tokens > 0 ? decode_contexts : std::vector<int64_t>{}) {
         bpt::GenerationRequest request;
-        request.prompt = RandomPrompt(n, engine.config().vocab_size, 7);
+        request.prompt = RandomPrompt(n, engine.model_info().vocab_size, 7);
         request.sampling.temperature = 0;
         request.stopping.max_new_tokens = decode_tokens;
         request.stopping.ignore_eos = true;
@@ -263,7 +263,7 @@ int main(int argc, char** argv) {
         }
         const auto& t = result->timings;
         const double decode_steps = static_cast<double>(result->token_ids.size() - 1);
-        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"device", engine.device()},
+        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"device", engine.model_info().device},
                                {"context_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
                                {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
                                {"tokens_per_s", decode_steps / t.decode_s}, {"cuda_graphs", !no_cuda_graphs},

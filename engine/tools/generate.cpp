@@ -52,9 +52,9 @@ int main(int argc, char** argv) {
   app.add_option("--stop", request.stopping.stop, "Stop string (repeatable)");
   app.add_option("--stop-token-ids", request.stopping.stop_token_ids)->delimiter(',');
   app.add_flag("--ignore-eos", request.stopping.ignore_eos);
-  app.add_option("--prefill-block", options.prefill_block, "Tokens per prefill step");
-  app.add_option("--kv-capacity", options.kv_capacity_tokens, "KV cache capacity in tokens (0: context limit)");
-  app.add_option("--threads", options.num_threads, "CPU threads (0: all)");
+  app.add_option("--prefill-block", options.scheduler.prefill_block, "Tokens per prefill step");
+  app.add_option("--kv-capacity", options.kv_cache.capacity_tokens, "KV cache capacity in tokens (0: context limit)");
+  app.add_option("--threads", options.cpu.num_threads, "CPU threads (0: all)");
   app.add_flag("--progress", progress, "Show prefill progress on stderr");
   CLI11_PARSE(app, argc, argv);
   if (seed_option->count() > 0) request.sampling.seed = seed;
@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
             << " prompt_tokens=" << result->prompt_tokens << " completion_tokens=" << result->token_ids.size()
             << " prefill_s=" << t.prefill_s << " ttft_s=" << t.time_to_first_token_s << " decode_s=" << t.decode_s
             << "\n";
-  if ((*engine)->tokenizer() == nullptr) {
+  if ((*engine)->model_info().token_ids_mode) {
     std::cout << "token_ids:";
     for (int32_t id : result->token_ids) std::cout << " " << id;
     std::cout << "\n";

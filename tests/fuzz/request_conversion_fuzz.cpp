@@ -32,8 +32,8 @@ bpt::Engine* MakeEngine() {
   }
   bpt::EngineOptions options;
   options.model_dir = dir.string();
-  options.kv_capacity_tokens = 2048;
-  options.num_threads = 1;
+  options.kv_cache.capacity_tokens = 2048;
+  options.cpu.num_threads = 1;
   auto created = bpt::Engine::Create(options);
   if (!created.ok()) {
     std::cerr << "cannot load the model: " << created.status().ToString() << "\n";

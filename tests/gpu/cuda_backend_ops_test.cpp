@@ -62,14 +62,12 @@ struct Both {
 // The two backends, one KV layer each over the same block tables.
 class OpsHarness {
  public:
-  OpsHarness(const ModelConfig& config, int max_step_tokens, int max_sequences, int64_t num_blocks, int block_size)
+  OpsHarness(const ModelConfig& config, int prefill_block, int max_running, int64_t num_blocks, int block_size)
       : config_(config), rope_(config), blocks_(num_blocks, block_size) {
-    CpuBackendOptions cpu_options;
-    cpu_options.num_threads = 0;
-    cpu_ = std::make_unique<CpuBackend>(config, cpu_options);
-    CudaBackendOptions gpu_options;
-    gpu_options.max_step_tokens = max_step_tokens;
-    gpu_options.max_sequences_per_step = max_sequences;
+    cpu_ = std::make_unique<CpuBackend>(config, CpuOptions{});
+    EngineOptions gpu_options;
+    gpu_options.scheduler.prefill_block = prefill_block;
+    gpu_options.scheduler.max_running = max_running;
     auto gpu = CudaBackend::Create(config, gpu_options);
     EXPECT_TRUE(gpu.ok()) << gpu.status().ToString();
     gpu_ = std::move(gpu).value();

@@ -44,11 +44,11 @@ std::unique_ptr<Engine> MakeEngine(const std::string& dir, const std::string& de
   EngineOptions options;
   options.model_dir = dir;
   options.device = device;
-  options.prefill_block = prefill_block;
-  options.kv_block_size = 16;
-  options.kv_capacity_tokens = kv_capacity;
-  options.max_running = max_running;
-  options.shuffle_kv_blocks = true;
+  options.scheduler.prefill_block = prefill_block;
+  options.kv_cache.block_size = 16;
+  options.kv_cache.capacity_tokens = kv_capacity;
+  options.scheduler.max_running = max_running;
+  options.kv_cache.shuffle_blocks = true;
   auto engine = Engine::Create(options);
   EXPECT_TRUE(engine.ok()) << engine.status().ToString();
   return engine.ok() ? std::move(engine).value() : nullptr;
@@ -86,8 +86,8 @@ TEST_P(CudaEngine, PromptLogitsMatchCpu) {
   auto cpu = MakeEngine(dir_.path(), "cpu");
   auto gpu = MakeEngine(dir_.path(), "cuda");
   ASSERT_TRUE(cpu && gpu);
-  EXPECT_EQ(gpu->device(), "cuda");
-  EXPECT_EQ(gpu->dtype(), "bfloat16");
+  EXPECT_EQ(gpu->model_info().device, "cuda");
+  EXPECT_EQ(gpu->model_info().dtype, "bfloat16");
   for (int length : {1, 17, 128, 129, 1000, 3001}) {
     const auto prompt = RandomPrompt(length, length);
     auto want = cpu->PromptLogits(prompt);
@@ -203,18 +203,15 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
     CudaBackend* backend;
   };
   auto make = [&](bool graphs) {
-    CudaBackendOptions options;
-    options.max_step_tokens = 512;
-    options.max_sequences_per_step = 4;
-    options.decode_graphs = graphs;
+    EngineOptions options;
+    options.scheduler.prefill_block = 512;
+    options.scheduler.max_running = 4;
+    options.cuda.graphs = graphs;
     auto backend = CudaBackend::Create(*config, options);
     EXPECT_TRUE(backend.ok()) << backend.status().ToString();
     CudaBackend* raw = backend->get();
     EXPECT_TRUE(raw->AllocateKvPool(config->num_layers, 1024, 16, config->kv_dim()).ok());
-    RunnerOptions runner_options;
-    runner_options.max_step_tokens = 512;
-    runner_options.max_logit_rows = 4;
-    auto runner = ModelRunner::Create(*config, **weights, std::move(backend).value(), runner_options);
+    auto runner = ModelRunner::Create(*config, **weights, std::move(backend).value(), options);
     EXPECT_TRUE(runner.ok()) << runner.status().ToString();
     return Setup{std::move(runner).value(), raw};
   };
@@ -275,7 +272,7 @@ TEST(CudaEngineLimits, DefaultPoolTakesTheConfiguredShareOfFreeMemory) {
   EngineOptions options;
   options.model_dir = dir.path();
   options.device = "cuda";
-  options.kv_memory_fraction = 0.5;
+  options.kv_cache.memory_fraction = 0.5;
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
   const MemoryPlan plan = (*engine)->memory_plan();

@@ -36,8 +36,8 @@ TEST(CudaMemory, Prefill256kStaysWithinWeightsKvAndWorkspace) {
   EngineOptions options;
   options.model_dir = dir / "model";
   options.device = "cuda";
-  options.prefill_block = 2048;
-  options.kv_capacity_tokens = 262144 + 4096;
+  options.scheduler.prefill_block = 2048;
+  options.kv_cache.capacity_tokens = 262144 + 4096;
   auto engine_or = Engine::Create(options);
   ASSERT_TRUE(engine_or.ok()) << engine_or.status().ToString();
   Engine& engine = *engine_or.value();

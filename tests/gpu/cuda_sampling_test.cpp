@@ -28,9 +28,8 @@ class CudaSampling : public ::testing::Test {
         "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 1,
         "num_key_value_heads": 1, "head_dim": 64})", "test");
     ASSERT_TRUE(config.ok()) << config.status().ToString();
-    CudaBackendOptions options;
-    options.max_sequences_per_step = kRows;
-    options.device_sampling = true;
+    EngineOptions options;
+    options.scheduler.max_running = kRows;
     auto backend = CudaBackend::Create(*config, options);
     ASSERT_TRUE(backend.ok()) << backend.status().ToString();
     backend_ = std::move(backend).value();

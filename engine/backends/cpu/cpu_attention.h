@@ -7,14 +7,10 @@
 #include <vector>
 
 #include "backend.h"
+#include "engine_options.h"
 #include "thread_pool.h"
 
 namespace bpt {
-
-struct AttentionTiling {
-  int query_tile = 16;  // query tokens per work item (times the GQA group of heads)
-  int kv_tile = 128;    // keys per online-softmax step
-};
 
 // One layer's paged K and V: [num_blocks, block_size, num_kv_heads * head_dim] each.
 struct PagedKvLayer {

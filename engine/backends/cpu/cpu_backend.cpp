@@ -24,7 +24,7 @@ float* F(const Tensor& t) { return static_cast<float*>(t.data); }
 
 }  // namespace
 
-CpuBackend::CpuBackend(const ModelConfig& config, const CpuBackendOptions& options)
+CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options)
     : pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
                  options.attention_tiling, ResolveThreads(options.num_threads)) {

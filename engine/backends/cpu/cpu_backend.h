@@ -10,14 +10,9 @@
 
 namespace bpt {
 
-struct CpuBackendOptions {
-  int num_threads = 0;  // 0: all hardware threads
-  AttentionTiling attention_tiling;
-};
-
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& config, const CpuBackendOptions& options);
+  CpuBackend(const ModelConfig& config, const CpuOptions& options);
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }

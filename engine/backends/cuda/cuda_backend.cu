@@ -74,7 +74,7 @@ struct StepBuffers {
 
 struct CudaBackend::Impl {
   ModelConfig config;
-  CudaBackendOptions options;
+  EngineOptions options;
   cudaStream_t stream = nullptr;
   cublasHandle_t cublas = nullptr;
   cudaEvent_t staging_free = nullptr;  // the previous step's metadata has left the host buffer
@@ -155,7 +155,7 @@ struct CudaBackend::Impl {
   }
 
   Status AllocateStepBuffers() {
-    const int64_t t = options.max_step_tokens, s = options.max_sequences_per_step, half = config.head_dim / 2;
+    const int64_t t = options.scheduler.prefill_block, s = options.scheduler.max_running, half = config.head_dim / 2;
     const size_t sizes[] = {AlignedBytes<int32_t>(t),
                             AlignedBytes<int64_t>(t),
                             AlignedBytes<float>(t * half),
@@ -193,11 +193,11 @@ struct CudaBackend::Impl {
     decode_max = static_cast<float*>(mx);
     decode_sum = static_cast<float*>(sm);
     workspace_bytes += static_cast<int64_t>(partial_heads * (config.head_dim + 2) * sizeof(float));
-    return options.device_sampling ? AllocateSamplingBuffers() : OkStatus();
+    return options.cuda.device_sampling ? AllocateSamplingBuffers() : OkStatus();
   }
 
   Status AllocateSamplingBuffers() {
-    const size_t rows = options.max_sequences_per_step, vocab = config.vocab_size;
+    const size_t rows = options.scheduler.max_running, vocab = config.vocab_size;
     auto both = [&](auto** host_ptr, auto** device_ptr, size_t count, const char* what) -> Status {
       const size_t bytes = count * sizeof(**host_ptr);
       BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(host_ptr), bytes, cudaHostAllocDefault));
@@ -236,7 +236,7 @@ struct CudaBackend::Impl {
   // Decode steps replay a graph captured from the first step of the same shape.
   Status StartGraph() {
     graph_mode = GraphMode::kOff;
-    if (!options.decode_graphs || !plan.decode_only) return OkStatus();
+    if (!options.cuda.graphs || !plan.decode_only) return OkStatus();
     graph_key = {plan.num_decode_items, plan.max_splits_in_step};
     if (graphs.count(graph_key) != 0) {
       graph_mode = GraphMode::kReplaying;
@@ -272,9 +272,9 @@ CudaBackend::CudaBackend(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 CudaBackend::~CudaBackend() = default;
 
 StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& config,
-                                                           const CudaBackendOptions& options) {
-  if (CudaDeviceCount() <= options.device_ordinal)
-    return FailedPrecondition("device cuda: no CUDA device " + std::to_string(options.device_ordinal) +
+                                                           const EngineOptions& options) {
+  if (CudaDeviceCount() <= options.cuda.device_ordinal)
+    return FailedPrecondition("device cuda: no CUDA device " + std::to_string(options.cuda.device_ordinal) +
                               " is visible (" + std::to_string(CudaDeviceCount()) + " found)");
   if (!cuda::AttentionHeadDimSupported(config.head_dim))
     return Unimplemented("device cuda: head_dim " + std::to_string(config.head_dim) +
@@ -283,14 +283,14 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& co
   if (cuda::kPrefillTileRows % group != 0)
     return Unimplemented("device cuda: " + std::to_string(group) +
                          " query heads per KV head; the attention kernels take divisors of 64");
-  if (options.max_step_tokens <= 0 || options.max_sequences_per_step <= 0)
+  if (options.scheduler.prefill_block <= 0 || options.scheduler.max_running <= 0)
     return InvalidArgument("device cuda: step sizes must be positive");
 
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
-  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.device_ordinal));
-  BPT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, options.device_ordinal));
+  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda.device_ordinal));
+  BPT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, options.cuda.device_ordinal));
   BPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
   BPT_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl->staging_free, cudaEventDisableTiming));
   BPT_CUDA_RETURN_IF_ERROR(cudaEventCreateWithFlags(&impl->gather_free, cudaEventDisableTiming));
@@ -338,7 +338,7 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   m.k_pool = static_cast<bf16*>(k);
   m.v_pool = static_cast<bf16*>(v);
   // A sequence's block table has at most one entry per pool block.
-  const size_t table_bytes = static_cast<size_t>(m.options.max_sequences_per_step) * num_blocks * sizeof(int32_t);
+  const size_t table_bytes = static_cast<size_t>(m.options.scheduler.max_running) * num_blocks * sizeof(int32_t);
   BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&m.block_tables_host), table_bytes, cudaHostAllocDefault));
   BPT_ASSIGN_OR_RETURN(void* tables, m.DeviceAlloc(table_bytes, "block tables"));
   m.block_tables_device = static_cast<int32_t*>(tables);
@@ -356,7 +356,7 @@ int64_t CudaBackend::graphs_captured() const { return impl_->graphs_captured; }
 int64_t CudaBackend::graph_replays() const { return impl_->graph_replays; }
 
 int64_t CudaBackend::FreeMemoryBytes() const {
-  StatusOr<CudaMemoryInfo> info = CudaMemoryInfoNow(impl_->options.device_ordinal);
+  StatusOr<CudaMemoryInfo> info = CudaMemoryInfoNow(impl_->options.cuda.device_ordinal);
   return info.ok() ? info->free_bytes : 0;
 }
 
@@ -364,14 +364,14 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   Impl& m = *impl_;
   if (m.k_pool == nullptr) return Internal("BeginStep before AllocateKvPool");
   m.AbandonCapture();
-  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.options.device_ordinal));
+  BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(m.options.cuda.device_ordinal));
   // The previous step's copy must have read the pinned buffers before they are rewritten.
   BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.staging_free));
 
   const cuda::StepPlanLimits limits{m.kv_block_size,
                                     m.num_kv_blocks,
-                                    m.options.max_step_tokens,
-                                    m.options.max_sequences_per_step,
+                                    m.options.scheduler.prefill_block,
+                                    m.options.scheduler.max_running,
                                     m.config.num_heads / m.config.num_kv_heads,
                                     m.config.num_kv_heads,
                                     m.config.sliding_window,
@@ -383,7 +383,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
   // A graph's logit rows are the step's rows in order; they travel with the metadata.
-  const bool graph = m.options.decode_graphs && m.plan.decode_only;
+  const bool graph = m.options.cuda.graphs && m.plan.decode_only;
   if (graph)
     for (size_t i = 0; i < step.sequences.size(); ++i) m.host.gather_rows[i] = static_cast<int64_t>(i);
 
@@ -506,7 +506,7 @@ Status CudaBackend::SwiGlu(const Tensor& gate_up, Tensor out) {
 Status CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows, Tensor out) {
   Impl& m = *impl_;
   BPT_RETURN_IF_ERROR(CheckShape("GatherRows", out, static_cast<int64_t>(rows.size()), x.cols));
-  if (static_cast<int64_t>(rows.size()) > m.options.max_sequences_per_step)
+  if (static_cast<int64_t>(rows.size()) > m.options.scheduler.max_running)
     return Internal("GatherRows: more rows than the workspace holds");
   for (int64_t r : rows)
     if (r < 0 || r >= x.rows) return Internal("GatherRows: row " + std::to_string(r) + " is outside the tensor");
@@ -541,16 +541,16 @@ Status CudaBackend::CopyToHost(const Tensor& x, float* host) {
   return OkStatus();
 }
 
-bool CudaBackend::SamplesOnDevice() const { return impl_->options.device_sampling; }
+bool CudaBackend::SamplesOnDevice() const { return impl_->options.cuda.device_sampling; }
 
 Status CudaBackend::Sample(const Tensor& logits, const std::vector<SamplingRow>& rows,
                            std::vector<SampledToken>* out) {
   Impl& m = *impl_;
   const int vocab = m.config.vocab_size;
-  if (!m.options.device_sampling) return FailedPrecondition("device sampling is off");
+  if (!m.options.cuda.device_sampling) return FailedPrecondition("device sampling is off");
   BPT_RETURN_IF_ERROR(CheckShape("Sample", logits, static_cast<int64_t>(rows.size()), vocab));
   if (logits.elem_bytes != 4) return Internal("Sample: logits must be fp32");
-  if (static_cast<int64_t>(rows.size()) > m.options.max_sequences_per_step)
+  if (static_cast<int64_t>(rows.size()) > m.options.scheduler.max_running)
     return Internal("Sample: more rows than the workspace holds");
   BPT_RETURN_IF_ERROR(m.FinishGraph());
 
@@ -613,7 +613,7 @@ Status CudaBackend::CopyFromHost(const float* host, Tensor x) {
 extern "C" int bptserve_cuda_device_count() { return bpt::CudaDeviceCount(); }
 
 extern "C" bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config,
-                                                      const bpt::CudaBackendOptions* options, bpt::Status* status) {
+                                                      const bpt::EngineOptions* options, bpt::Status* status) {
   auto backend = bpt::CudaBackend::Create(*config, *options);
   if (!backend.ok()) {
     *status = backend.status();

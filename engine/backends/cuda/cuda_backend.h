@@ -1,8 +1,8 @@
 // The CUDA backend: bf16 weights, activations and KV cache with fp32 accumulation, GEMMs
-// through cuBLAS, and the kernels in engine/cuda_kernels.cuh. Every buffer is allocated at
+// through cuBLAS, and the kernels in cuda_kernels.cuh. Every buffer is allocated at
 // start-up (weights, workspace, the KV pool); a step only copies its metadata to the device.
 // It is built as libbptserve_cuda.so, which the engine loads only when a CUDA device is asked
-// for (engine/backend_factory.cpp; see engine/shared_library.h for why it is not linked).
+// for (backends/backend_factory.cpp; see base/shared_library.h for why it is not linked).
 // This header is plain C++: no CUDA header reaches the engine's other files or the server.
 #pragma once
 
@@ -10,20 +10,9 @@
 #include <string>
 
 #include "backend.h"
+#include "engine_options.h"
 
 namespace bpt {
-
-struct CudaBackendOptions {
-  int device_ordinal = 0;
-  int max_sequences_per_step = 16;  // sizes the block-table and decode-partial buffers
-  int max_step_tokens = 256;        // sizes the per-step metadata buffers
-  // Decode steps (one token per sequence, all asking for logits) run as CUDA graphs, captured
-  // once per batch size and split plan: the model runner must issue the same ops for the same
-  // step shape, as engine/model_runner.cpp does.
-  bool decode_graphs = false;
-  // Backend::Sample on the device; otherwise the engine samples from copied-out logits.
-  bool device_sampling = false;
-};
 
 // Visible CUDA devices; 0 when there is no driver or no device.
 int CudaDeviceCount();
@@ -36,7 +25,7 @@ StatusOr<CudaMemoryInfo> CudaMemoryInfoNow(int device_ordinal);
 
 class CudaBackend final : public Backend {
  public:
-  static StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelConfig& config, const CudaBackendOptions& options);
+  static StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelConfig& config, const EngineOptions& options);
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
@@ -81,6 +70,6 @@ class CudaBackend final : public Backend {
 extern "C" {
 int bptserve_cuda_device_count();
 // Null on failure, with *status saying why; *status is left as it was on success.
-bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config, const bpt::CudaBackendOptions* options,
+bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config, const bpt::EngineOptions* options,
                                            bpt::Status* status);
 }

@@ -1,0 +1,59 @@
+// Every setting of the engine, in one tree with one name and one default each. The server's
+// flags, the tools and the tests fill this struct; each part of the engine reads its own branch
+// (the scheduler `scheduler`, the CPU backend `cpu`, the CUDA plugin `cuda` and `scheduler`),
+// so a number never changes name on its way from the flag to the kernel.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace bpt {
+
+struct SchedulerOptions {
+  // Tokens in one forward step: the BPT prefill block, decode tokens included. Sizes the
+  // runner's workspace and the CUDA step buffers. Flag --prefill-block.
+  int prefill_block = 256;
+  // Sequences in one step: the logit rows of the runner and the CUDA block tables. Flag --max-running.
+  int max_running = 16;
+  // Requests that may wait for a place in the batch; past it a new one is refused. Flag --max-queue.
+  int max_queue = 64;
+};
+
+struct KvCacheOptions {
+  int block_size = 64;              // tokens per KV block
+  int64_t capacity_tokens = 0;      // 0: from memory_fraction (on the CPU, at most one context). Flag --kv-capacity
+  double memory_fraction = 0.90;    // of the memory left after weights and workspace. Flag --kv-memory-fraction
+  bool shuffle_blocks = false;      // tests: hand out blocks in a random order
+};
+
+struct AttentionTiling {
+  int query_tile = 16;  // query tokens per work item (times the GQA group of heads)
+  int kv_tile = 128;    // keys per online-softmax step
+};
+
+struct CpuOptions {
+  int num_threads = 0;  // 0: all hardware threads. Flag --threads
+  AttentionTiling attention_tiling;
+};
+
+struct CudaOptions {
+  int device_ordinal = 0;
+  // Decode steps (one token per sequence, all asking for logits) replay CUDA graphs captured
+  // once per batch shape. bench --no-cuda-graphs turns it off to measure what it saves.
+  bool graphs = true;
+  // Sample on the device so that only the chosen ids reach the host.
+  bool device_sampling = true;
+};
+
+struct EngineOptions {
+  std::string model_dir;
+  std::string device = "auto";  // cpu, cuda, or auto (cuda when a GPU is visible). Flag --device
+  int64_t max_model_len = 0;    // 0: max_position_embeddings from config.json
+  int ffn_sub_block = 128;      // FFN rows held at once (at most prefill_block)
+  SchedulerOptions scheduler;
+  KvCacheOptions kv_cache;
+  CpuOptions cpu;
+  CudaOptions cuda;
+};
+
+}  // namespace bpt
