@@ -43,7 +43,7 @@ class Engine::Impl {
   StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
   Status ValidateRequest(const GenerationRequest& request) const;
   Status Submit(GenerationRequest request, GenerationObserver* observer);
-  Status Step();
+  void Step();
   StatusOr<std::vector<float>> PromptLogits(const std::vector<int32_t>& prompt);
   MemoryPlan memory_plan() const;
   int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
@@ -198,15 +198,11 @@ Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
   BPT_RETURN_IF_ERROR(ValidateStoppingParams(r.stopping, config_.vocab_size,
                                              static_cast<int>(std::min<int64_t>(max_model_len_, INT32_MAX))));
   if (!r.stopping.stop.empty() && tokenizer_ == nullptr)
-    return FailedPrecondition("stop strings need a tokenizer; this model is served in token-ids mode");
+    return FailedPrecondition(std::string("stop strings need a tokenizer: ") + kTokenIdsMode);
   if (prompt_len + r.stopping.max_new_tokens > max_model_len_)
     return InvalidArgument("prompt (" + std::to_string(prompt_len) + " tokens) + max_new_tokens (" +
                            std::to_string(r.stopping.max_new_tokens) + ") exceeds the context limit of " +
                            std::to_string(max_model_len_) + " tokens");
-  if (prompt_len + r.stopping.max_new_tokens > kv_capacity_tokens())
-    return ResourceExhausted("prompt (" + std::to_string(prompt_len) + " tokens) + max_new_tokens (" +
-                             std::to_string(r.stopping.max_new_tokens) + ") exceeds the KV cache capacity of " +
-                             std::to_string(kv_capacity_tokens()) + " tokens");
   return OkStatus();
 }
 
@@ -232,9 +228,10 @@ StatusOr<std::vector<float>> Engine::Impl::PromptLogits(const std::vector<int32_
   return logits;
 }
 
+// A request's state on the engine's side; its prompt is the scheduler's (Scheduler::Add).
 struct Engine::Impl::Request {
-  Request(GenerationRequest r, GenerationObserver* o, const Tokenizer* tokenizer)
-      : request(std::move(r)), observer(o), sampler(request.sampling, request.prompt), stop_matcher(request.stopping.stop) {
+  Request(const GenerationRequest& request, GenerationObserver* o, const Tokenizer* tokenizer)
+      : stopping(request.stopping), observer(o), sampler(request.sampling, request.prompt), stop_matcher(request.stopping.stop) {
     if (tokenizer != nullptr) {
       const size_t context = std::min<size_t>(request.prompt.size(), 6);
       detokenizer = std::make_unique<IncrementalDetokenizer>(
@@ -242,7 +239,7 @@ struct Engine::Impl::Request {
     }
     result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
   }
-  GenerationRequest request;
+  StoppingParams stopping;
   GenerationObserver* observer;
   Sampler sampler;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
@@ -259,15 +256,9 @@ Engine::Impl::~Impl() = default;
 Status Engine::Impl::Submit(GenerationRequest request, GenerationObserver* observer) {
   BPT_RETURN_IF_ERROR(ValidateRequest(request));
   const int64_t id = next_request_id_++;
-  SequenceSpec spec;
-  spec.id = id;
-  spec.prompt = request.prompt;
-  spec.max_new_tokens = request.stopping.max_new_tokens;
-  spec.priority = request.priority;
-  spec.use_prefix_cache = request.use_prefix_cache;
-  spec.deadline = request.deadline;
-  BPT_RETURN_IF_ERROR(scheduler_.Add(std::move(spec)));
-  requests_.emplace(id, std::make_unique<Request>(std::move(request), observer, tokenizer_.get()));
+  auto state = std::make_unique<Request>(request, observer, tokenizer_.get());
+  BPT_RETURN_IF_ERROR(scheduler_.Add(id, std::move(request)));
+  requests_.emplace(id, std::move(state));
   return OkStatus();
 }
 
@@ -286,10 +277,10 @@ StatusOr<bool> Engine::Impl::ProcessToken(int64_t id, Request& r, const SampledT
   r.sampler.Accept(token);
   result.token_ids.push_back(token);
   scheduler_.AppendToken(id, token);
-  const auto& stop_ids = r.request.stopping.stop_token_ids;
-  const bool eos = !r.request.stopping.ignore_eos && IsEos(token);
+  const auto& stop_ids = r.stopping.stop_token_ids;
+  const bool eos = !r.stopping.ignore_eos && IsEos(token);
   const bool stop_token = std::find(stop_ids.begin(), stop_ids.end(), token) != stop_ids.end();
-  const bool length = static_cast<int64_t>(result.token_ids.size()) >= r.request.stopping.max_new_tokens;
+  const bool length = static_cast<int64_t>(result.token_ids.size()) >= r.stopping.max_new_tokens;
 
   TokenOutput out{token, "", sampled.logprob, sampled.top_logprobs};
   bool stopped_by_string = false;
@@ -322,7 +313,7 @@ StatusOr<bool> Engine::Impl::ProcessToken(int64_t id, Request& r, const SampledT
   return finished;
 }
 
-Status Engine::Impl::Step() {
+void Engine::Impl::Step() {
   const auto now = std::chrono::steady_clock::now();
   // Cancelled requests end before the step, queued or running.
   std::vector<int64_t> cancelled;
@@ -338,7 +329,7 @@ Status Engine::Impl::Step() {
   for (int64_t id : plan.expired)
     FinishRequest(id, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
   last_step_tokens_ = plan.num_tokens;
-  if (plan.chunks.empty()) return OkStatus();
+  if (plan.chunks.empty()) return;
 
   step_.token_ids.clear();
   step_.sequences.clear();
@@ -363,7 +354,7 @@ Status Engine::Impl::Step() {
   }
   if (!forward.ok()) {  // a backend failure fails this step's requests, not the engine
     for (const ScheduledChunk& c : plan.chunks) FinishRequest(c.seq_id, forward);
-    return OkStatus();
+    return;
   }
 
   size_t row = 0;
@@ -395,7 +386,6 @@ Status Engine::Impl::Step() {
     }
   }
   for (auto& [id, result] : ended) FinishRequest(id, result);
-  return OkStatus();
 }
 
 StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids) const {
@@ -407,6 +397,7 @@ Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
 const ModelInfo& Engine::model_info() const { return impl_->info_; }
+const EngineOptions& Engine::options() const { return impl_->options_; }
 int64_t Engine::kv_capacity_tokens() const { return impl_->kv_capacity_tokens(); }
 int64_t Engine::kv_free_tokens() const {
   return impl_->kv_blocks_.num_free_blocks() * impl_->kv_blocks_.block_size();
@@ -423,7 +414,7 @@ Status Engine::ValidateRequest(const GenerationRequest& request) const { return 
 Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
   return impl_->Submit(std::move(request), observer);
 }
-Status Engine::Step() { return impl_->Step(); }
+void Engine::Step() { impl_->Step(); }
 bool Engine::HasWork() const { return !impl_->requests_.empty(); }
 size_t Engine::num_running() const { return impl_->scheduler_.num_running(); }
 size_t Engine::num_waiting() const { return impl_->scheduler_.num_waiting(); }
@@ -450,7 +441,7 @@ StatusOr<GenerationResult> Engine::Generate(const GenerationRequest& request, Ge
   } capture;
   capture.inner = observer;
   BPT_RETURN_IF_ERROR(Submit(request, &capture));
-  while (!capture.result) BPT_RETURN_IF_ERROR(Step());
+  while (!capture.result) Step();
   return *std::move(capture.result);
 }
 

@@ -81,7 +81,7 @@ Status BptServer::Start() {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
       engine_ = std::move(engine).value();
-      worker_ = std::make_unique<EngineWorker>(*engine_, options_.engine.scheduler.max_queue, options_.max_prompt_tokens,
+      worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
       dispatcher_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);

@@ -57,10 +57,10 @@ Status EngineWorker::QueueFull() const {
                            " waiting, --max-queue); retry later");
 }
 
-EngineWorker::EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, int tokenizer_threads,
-                           Metrics* metrics, PromptEncodeFn encode)
+EngineWorker::EngineWorker(Engine& engine, int64_t max_prompt_tokens, int tokenizer_threads, Metrics* metrics,
+                           PromptEncodeFn encode)
     : engine_(engine),
-      max_queue_(max_queue),
+      max_queue_(engine.options().scheduler.max_queue),
       max_prompt_tokens_(max_prompt_tokens),
       metrics_(metrics),
       encode_(encode ? std::move(encode) : [&engine](std::string_view text, bool add_bos, int64_t max_tokens) {
@@ -206,7 +206,6 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
     job.request.stopping.max_new_tokens =
         static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(job.request.stopping.max_new_tokens, room)));
   }
-  if (engine_.num_waiting() >= max_queue_) return QueueFull();
   auto observer = std::make_unique<JobObserver>(*this, job.sink, inbox_s, cancel_all_, metrics_);
   const Status submitted = engine_.Submit(std::move(job.request), observer.get());
   if (!submitted.ok()) return submitted;
@@ -249,10 +248,7 @@ void EngineWorker::Loop() {
         a.job.sink->OnFinished(*refused);
       }
     }
-    if (engine_.HasWork()) {
-      const Status s = engine_.Step();  // an error here has already failed the step's requests
-      (void)s;
-    }
+    if (engine_.HasWork()) engine_.Step();
     for (auto it = observers_.begin(); it != observers_.end();) it = it->second->done ? observers_.erase(it) : std::next(it);
     {
       std::lock_guard<std::mutex> lock(mu_);

@@ -49,9 +49,10 @@ struct GenerationJob {
 
 class EngineWorker {
  public:
-  // max_prompt_tokens: the server's own limit (0: the model's). max_queue bounds the jobs
-  // being tokenized, waiting for the worker and waiting in the engine, each count on its own.
-  EngineWorker(Engine& engine, int max_queue, int64_t max_prompt_tokens, int tokenizer_threads, Metrics* metrics,
+  // max_prompt_tokens: the server's own limit (0: the model's). The engine's max_queue (the
+  // scheduler's bound, which refuses past it) also bounds the jobs being tokenized and those
+  // waiting for this worker, each count on its own.
+  EngineWorker(Engine& engine, int64_t max_prompt_tokens, int tokenizer_threads, Metrics* metrics,
                PromptEncodeFn encode = nullptr);
   ~EngineWorker();
 

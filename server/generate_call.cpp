@@ -21,19 +21,18 @@ bptserve::v1::FinishReason ToProto(FinishReason r) {
 
 }  // namespace
 
-GenerateCall::GenerateCall(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker,
+GenerateCall::GenerateCall(grpc::CallbackServerContext* context, EngineWorker& worker,
                            Metrics* metrics, std::atomic<int>* open_streams)
     : context_(context),
-      engine_(engine),
       worker_(worker),
       metrics_(metrics),
       open_streams_(open_streams),
       deadline_(context->deadline()),
       start_(std::chrono::steady_clock::now()) {}
 
-GenerateCall* GenerateCall::Start(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker,
+GenerateCall* GenerateCall::Start(grpc::CallbackServerContext* context, EngineWorker& worker,
                                   Metrics* metrics, std::atomic<int>* open_streams) {
-  std::shared_ptr<GenerateCall> call(new GenerateCall(context, engine, worker, metrics, open_streams));
+  std::shared_ptr<GenerateCall> call(new GenerateCall(context, worker, metrics, open_streams));
   call->self_ = call;
   open_streams->fetch_add(1);
   call->StartRead(&call->request_bytes_);
@@ -56,7 +55,7 @@ void GenerateCall::OnReadDone(bool ok) {
   prefill_progress_ = request.options().prefill_progress();
   request_uses_prefix_cache_ = !request.options().bypass_prefix_cache();
   GenerationJob job;
-  const Status converted = ToGenerationJob(request, engine_, &job);
+  const Status converted = ToGenerationJob(request, &job);
   if (!converted.ok()) {
     Fail(ToGrpcStatus(converted));
     return;

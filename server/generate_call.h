@@ -25,7 +25,7 @@ class GenerateCall final : public grpc::ServerGenericBidiReactor, public Generat
   // For a call already admitted (key, model, drain). The call keeps itself alive until gRPC is
   // done with it (OnDone). open_streams counts calls from Start to OnDone, so a drain can wait
   // for their last write.
-  static GenerateCall* Start(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker,
+  static GenerateCall* Start(grpc::CallbackServerContext* context, EngineWorker& worker,
                              Metrics* metrics, std::atomic<int>* open_streams);
 
   // GenerationSink, called on the engine worker's thread.
@@ -41,7 +41,7 @@ class GenerateCall final : public grpc::ServerGenericBidiReactor, public Generat
   void OnDone() override;
 
  private:
-  GenerateCall(grpc::CallbackServerContext* context, const Engine& engine, EngineWorker& worker, Metrics* metrics,
+  GenerateCall(grpc::CallbackServerContext* context, EngineWorker& worker, Metrics* metrics,
                std::atomic<int>* open_streams);
   // Ends the stream with an error (bad request, queue full, ...), counted.
   void Fail(const grpc::Status& status);
@@ -50,7 +50,6 @@ class GenerateCall final : public grpc::ServerGenericBidiReactor, public Generat
   void WriteNextLocked();
 
   grpc::CallbackServerContext* const context_;
-  const Engine& engine_;
   EngineWorker& worker_;
   Metrics* const metrics_;
   std::atomic<int>* const open_streams_;

@@ -77,7 +77,7 @@ grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCa
   if (!admitted.ok()) return Refuse(admitted);
 
   const Engine& engine = *engine_.load();
-  if (name == "Generate") return GenerateCall::Start(context, engine, *worker_.load(), metrics_, &open_streams_);
+  if (name == "Generate") return GenerateCall::Start(context, *worker_.load(), metrics_, &open_streams_);
   if (name == "Tokenize") {
     EngineWorker* worker = worker_.load();
     return UnaryCall::StartAsync<TokenizeRequest, TokenizeResponse>(

@@ -2,13 +2,11 @@
 
 namespace bpt::server {
 
-Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job) {
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, GenerationJob* job) {
   GenerationRequest& r = job->request;
   switch (in.prompt_case()) {
     case bptserve::v1::GenerateRequest::kText:
       if (in.text().empty()) return InvalidArgument("prompt: 'text' is empty");
-      if (engine.model_info().token_ids_mode)
-        return FailedPrecondition("prompt: this model is served in token-ids mode (no tokenizer.model); send 'token_ids'");
       job->prompt_text = std::move(*in.mutable_text());
       break;
     case bptserve::v1::GenerateRequest::kTokenIds:
@@ -38,17 +36,6 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, 
   r.stopping.stop.assign(t.stop().begin(), t.stop().end());
   r.stopping.stop_token_ids.assign(t.stop_token_ids().begin(), t.stop_token_ids().end());
   r.stopping.ignore_eos = t.ignore_eos();
-
-  BPT_RETURN_IF_ERROR(ValidateSamplingParams(r.sampling));
-  const int64_t limit = std::min<int64_t>(engine.model_info().max_model_len, INT32_MAX);
-  BPT_RETURN_IF_ERROR(ValidateStoppingParams(r.stopping, engine.model_info().vocab_size, static_cast<int>(limit)));
-  if (!r.stopping.stop.empty() && engine.model_info().token_ids_mode)
-    return FailedPrecondition("stop: stop strings need a tokenizer; this model is served in token-ids mode");
-  if (!r.prompt.empty()) {  // token ids: every check but the server's prompt limit, now
-    GenerationRequest probe = r;
-    if (job->default_max_new_tokens) probe.stopping.max_new_tokens = 1;
-    BPT_RETURN_IF_ERROR(engine.ValidateRequest(probe));
-  }
   return OkStatus();
 }
 

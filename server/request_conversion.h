@@ -1,4 +1,6 @@
-// GenerateRequest (proto) to the engine's request, with the checks that need no engine work.
+// GenerateRequest (proto) to the engine's request. Only the message's own shape is checked here
+// (a prompt is set and not empty); everything else is checked once, by Engine::Submit
+// (Engine::ValidateRequest and the scheduler's bounds), when the worker admits the job.
 #pragma once
 
 #include "bptserve/v1/bptserve.pb.h"
@@ -10,8 +12,7 @@ namespace bpt::server {
 inline constexpr int kDefaultMaxNewTokens = 256;
 
 // Fills job.request (token-id prompts) or job.prompt_text (text, tokenized on the worker).
-// Errors name the field and the limit.
 // The text prompt moves out of `in`, so a long one is held once.
-Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const Engine& engine, GenerationJob* job);
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, GenerationJob* job);
 
 }  // namespace bpt::server

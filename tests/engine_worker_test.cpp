@@ -86,7 +86,7 @@ TEST(EngineWorker, StreamsKeepTheirPaceWhileAHugePromptIsTokenized) {
     }
     return engine->EncodePrompt(text, max_tokens, add_bos);
   };
-  server::EngineWorker worker(*engine, 8, /*max_prompt_tokens=*/4096, /*tokenizer_threads=*/1, nullptr, encode);
+  server::EngineWorker worker(*engine, /*max_prompt_tokens=*/4096, /*tokenizer_threads=*/1, nullptr, encode);
 
   server::GenerationJob first;
   first.prompt_text = "a stream that runs throughout";
@@ -123,7 +123,7 @@ TEST(EngineWorker, TokenizeTextReturnsBeforeTheTokenizerRuns) {
     released.wait_for(std::chrono::minutes(1));  // inline, this would only pass after a minute
     return engine->EncodePrompt(text, max_tokens, add_bos);
   };
-  server::EngineWorker worker(*engine, 8, 0, 1, nullptr, encode);
+  server::EngineWorker worker(*engine, 0, 1, nullptr, encode);
   const std::string text = "count these tokens";
   std::promise<StatusOr<std::vector<int32_t>>> result;
   worker.TokenizeText(text, true, [&](StatusOr<std::vector<int32_t>> ids) { result.set_value(std::move(ids)); });
@@ -140,7 +140,7 @@ TEST(EngineWorker, TokenizeTextReturnsBeforeTheTokenizerRuns) {
 TEST(EngineWorker, TextPastTheLimitIsRefusedAfterTokenizing) {
   std::unique_ptr<Engine> engine = DemoEngine();
   const int64_t limit = 3000;
-  server::EngineWorker worker(*engine, 8, limit, 2, nullptr);
+  server::EngineWorker worker(*engine, limit, 2, nullptr);
   const int piece_bytes = engine->max_piece_bytes();
   ASSERT_GT(piece_bytes, 0);
   // Below the up-front bound, so it must be tokenized to be refused.

@@ -13,11 +13,11 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-SequenceSpec Spec(int64_t id, int prompt_length, int max_new_tokens, int priority = 0) {
-  SequenceSpec s;
-  s.id = id;
+// Sequence id's request: a prompt of its own tokens (no two sequences share a prefix).
+GenerationRequest Spec(int64_t id, int prompt_length, int max_new_tokens, int priority = 0) {
+  GenerationRequest s;
   for (int i = 0; i < prompt_length; ++i) s.prompt.push_back(static_cast<int32_t>(id * 1000 + i));
-  s.max_new_tokens = max_new_tokens;
+  s.stopping.max_new_tokens = max_new_tokens;
   s.priority = priority;
   s.use_prefix_cache = false;
   return s;
@@ -41,13 +41,13 @@ TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
   KvBlockManager blocks(64, 8);
   Scheduler s({/*prefill_block=*/16, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 100, 4)).ok());
+  ASSERT_TRUE(s.Add(1, Spec(1, 100, 4)).ok());
   auto plan = s.Schedule(now);
   ASSERT_EQ(plan.chunks.size(), 1u);
   EXPECT_EQ(plan.chunks[0].num_tokens, 16);
   EXPECT_FALSE(plan.chunks[0].needs_logits);
   Execute(s, plan);
-  ASSERT_TRUE(s.Add(Spec(2, 3, 20)).ok());
+  ASSERT_TRUE(s.Add(2, Spec(2, 3, 20)).ok());
   plan = s.Schedule(now);  // the newcomer is admitted beside the long prefill's chunk
   ASSERT_NE(ChunkOf(plan, 2), nullptr);
   EXPECT_LE(ChunkOf(plan, 1)->num_tokens, 8) << "half a step while another waits";
@@ -74,10 +74,10 @@ TEST(Scheduler, LongPrefillAdvancesAChunkPerStepAndDecodesGoFirst) {
 TEST(Scheduler, AdmissionRefusesWhatCanNeverFitAndBoundsTheQueue) {
   KvBlockManager blocks(4, 8);  // 32 tokens
   Scheduler s({/*prefill_block=*/16, /*max_running=*/2, /*max_queue=*/2}, blocks);
-  EXPECT_EQ(s.Add(Spec(1, 30, 3)).code(), StatusCode::kResourceExhausted);
-  EXPECT_TRUE(s.Add(Spec(2, 10, 3)).ok());
-  EXPECT_TRUE(s.Add(Spec(3, 10, 3)).ok());
-  const Status full = s.Add(Spec(4, 10, 3));
+  EXPECT_EQ(s.Add(1, Spec(1, 30, 3)).code(), StatusCode::kResourceExhausted);
+  EXPECT_TRUE(s.Add(2, Spec(2, 10, 3)).ok());
+  EXPECT_TRUE(s.Add(3, Spec(3, 10, 3)).ok());
+  const Status full = s.Add(4, Spec(4, 10, 3));
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("queue is full"), std::string::npos);
 }
@@ -86,9 +86,9 @@ TEST(Scheduler, PriorityThenArrival) {
   KvBlockManager blocks(64, 8);
   Scheduler s({/*prefill_block=*/64, /*max_running=*/1, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 4, 1, /*priority=*/5)).ok());
-  ASSERT_TRUE(s.Add(Spec(2, 4, 1, 0)).ok());
-  ASSERT_TRUE(s.Add(Spec(3, 4, 1, 0)).ok());
+  ASSERT_TRUE(s.Add(1, Spec(1, 4, 1, /*priority=*/5)).ok());
+  ASSERT_TRUE(s.Add(2, Spec(2, 4, 1, 0)).ok());
+  ASSERT_TRUE(s.Add(3, Spec(3, 4, 1, 0)).ok());
   std::vector<int64_t> order;
   for (int i = 0; i < 3; ++i) {
     auto plan = s.Schedule(now);
@@ -103,8 +103,8 @@ TEST(Scheduler, PreemptsTheNewestWhenThePoolRunsShortAndRecomputesIt) {
   KvBlockManager blocks(6, 4);  // 24 tokens
   Scheduler s({/*prefill_block=*/64, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
-  ASSERT_TRUE(s.Add(Spec(1, 8, 12)).ok());
-  ASSERT_TRUE(s.Add(Spec(2, 8, 12)).ok());
+  ASSERT_TRUE(s.Add(1, Spec(1, 8, 12)).ok());
+  ASSERT_TRUE(s.Add(2, Spec(2, 8, 12)).ok());
   bool preempted = false;
   for (int step = 0; step < 40 && (s.Contains(1) || s.Contains(2)); ++step) {
     auto plan = s.Schedule(now);
@@ -127,12 +127,12 @@ TEST(Scheduler, ExpiredSequencesLeaveWithTheirBlocks) {
   KvBlockManager blocks(16, 4);
   Scheduler s({/*prefill_block=*/64, /*max_running=*/4, /*max_queue=*/8}, blocks);
   const auto now = Clock::now();
-  SequenceSpec running = Spec(1, 10, 5), waiting = Spec(2, 10, 5);
+  GenerationRequest running = Spec(1, 10, 5), waiting = Spec(2, 10, 5);
   running.deadline = now + std::chrono::seconds(1);
   waiting.deadline = now + std::chrono::seconds(1);
-  ASSERT_TRUE(s.Add(running).ok());
+  ASSERT_TRUE(s.Add(1, running).ok());
   Execute(s, s.Schedule(now));
-  ASSERT_TRUE(s.Add(waiting).ok());
+  ASSERT_TRUE(s.Add(2, waiting).ok());
   const auto plan = s.Schedule(now + std::chrono::seconds(2));
   EXPECT_EQ(std::set<int64_t>(plan.expired.begin(), plan.expired.end()), (std::set<int64_t>{1, 2}));
   EXPECT_TRUE(plan.chunks.empty());
@@ -153,13 +153,14 @@ TEST(Scheduler, RandomizedRunNeverLeaksAndEndsEachRequestOnce) {
   for (int step = 0; step < 6000; ++step) {
     now += std::chrono::milliseconds(10);
     if (rng() % 3 == 0) {  // arrival
-      SequenceSpec spec = Spec(next_id, 1 + rng() % 40, 1 + rng() % 30, rng() % 3);
+      GenerationRequest spec = Spec(next_id, 1 + rng() % 40, 1 + rng() % 30, rng() % 3);
       spec.use_prefix_cache = rng() % 2;
       if (rng() % 5 == 0) spec.deadline = now + std::chrono::milliseconds(rng() % 400);
       const int64_t id = next_id++;
-      if (s.Add(spec).ok()) {
+      const int max_new_tokens = spec.stopping.max_new_tokens;
+      if (s.Add(id, std::move(spec)).ok()) {
         live.insert(id);
-        max_new[id] = spec.max_new_tokens;
+        max_new[id] = max_new_tokens;
       } else {
         ++ends[id];  // refused: its one terminal status
       }

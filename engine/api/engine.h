@@ -5,7 +5,6 @@
 // parts behind it (engine/<part>/) are hidden: their headers are not on the server's include path.
 #pragma once
 
-#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -16,58 +15,10 @@
 #include <vector>
 
 #include "engine_options.h"
-#include "sampling_params.h"
+#include "generation.h"
 #include "status.h"
 
 namespace bpt {
-
-enum class FinishReason { kEos, kStop, kLength, kCancelled };
-const char* FinishReasonName(FinishReason reason);
-
-struct GenerationRequest {
-  std::vector<int32_t> prompt;  // token ids, BOS included when wanted (see Engine::EncodePrompt)
-  SamplingParams sampling;
-  StoppingParams stopping;
-  bool use_prefix_cache = true;  // false: neither reuse cached blocks nor publish this request's
-  int priority = 0;              // lower runs first; equal priorities in arrival order
-  std::optional<std::chrono::steady_clock::time_point> deadline;  // then DEADLINE_EXCEEDED
-};
-
-struct TokenOutput {
-  int32_t token_id;
-  std::string text;  // newly final text; may be empty (held back, or a control token)
-  float logprob;
-  std::vector<std::pair<int32_t, float>> top_logprobs;
-};
-
-struct GenerationTimings {
-  double queue_s = 0;  // from Submit to the first step that ran it
-  double prefill_s = 0;
-  double time_to_first_token_s = 0;
-  double decode_s = 0;
-};
-
-struct GenerationResult {
-  FinishReason finish_reason = FinishReason::kLength;
-  std::vector<int32_t> token_ids;  // every generated id, the EOS or stop token included
-  std::string text;                // the streamed text, concatenated
-  int64_t prompt_tokens = 0;
-  int64_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache
-  GenerationTimings timings;
-};
-
-// Callbacks from inside Engine::Step, on the thread that runs it.
-class GenerationObserver {
- public:
-  virtual ~GenerationObserver() = default;
-  // Polled before every step, queued or running: true ends the request as cancelled.
-  virtual bool Cancelled() const { return false; }
-  // Returning false cancels the request within one step.
-  virtual bool OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) { return true; }
-  virtual bool OnToken(const TokenOutput& token) { return true; }
-  // Exactly once per submitted request: its result, or the status that ended it.
-  virtual void OnFinished(const StatusOr<GenerationResult>& result) {}
-};
 
 struct MemoryPlan {
   int64_t weight_bytes;
@@ -95,6 +46,7 @@ class Engine {
   ~Engine();
 
   const ModelInfo& model_info() const;
+  const EngineOptions& options() const;  // as given to Create
   int64_t kv_capacity_tokens() const;
   // Tokens a new sequence could claim now (free blocks and cached blocks no sequence holds).
   int64_t kv_free_tokens() const;
@@ -109,7 +61,9 @@ class Engine {
   StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
   // Longest piece of the tokenizer in bytes (for bounds on text length); 0 in token-ids mode.
   int max_piece_bytes() const;
-  // Every check Submit makes before queueing; errors name the field and the limit.
+  // The request's own checks (prompt ids, context limit, sampling and stopping parameters, what
+  // token-ids mode allows); errors name the field and the limit. Submit runs them, then the
+  // scheduler's bounds (the queue, the KV pool).
   Status ValidateRequest(const GenerationRequest& request) const;
 
   // Continuous batching. Submit queues a request (ResourceExhausted when it can never fit or
@@ -117,7 +71,9 @@ class Engine {
   // request and prefill chunks of waiting ones, and reports through the observers. The
   // observer must outlive the request (until its OnFinished).
   Status Submit(GenerationRequest request, GenerationObserver* observer);
-  Status Step();
+  // Nothing to return: whatever goes wrong in a step (a backend error) ends that step's
+  // requests through their observers, and the engine goes on with the rest.
+  void Step();
   bool HasWork() const;
   size_t num_running() const;
   size_t num_waiting() const;

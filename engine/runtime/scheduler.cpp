@@ -6,22 +6,24 @@ namespace bpt {
 
 Scheduler::Scheduler(const SchedulerOptions& options, KvBlockManager& blocks) : options_(options), blocks_(blocks) {}
 
-Status Scheduler::Add(SequenceSpec spec) {
-  const int64_t total = static_cast<int64_t>(spec.prompt.size()) + spec.max_new_tokens;
-  if (total > blocks_.capacity_tokens())
-    return ResourceExhausted("prompt (" + std::to_string(spec.prompt.size()) + " tokens) + max_new_tokens (" +
-                             std::to_string(spec.max_new_tokens) + ") exceeds the KV cache capacity of " +
+Status Scheduler::Add(int64_t id, GenerationRequest request) {
+  const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
+  const int max_new_tokens = request.stopping.max_new_tokens;
+  if (prompt_length + max_new_tokens > blocks_.capacity_tokens())
+    return ResourceExhausted("prompt (" + std::to_string(prompt_length) + " tokens) + max_new_tokens (" +
+                             std::to_string(max_new_tokens) + ") exceeds the KV cache capacity of " +
                              std::to_string(blocks_.capacity_tokens()) + " tokens");
   if (static_cast<int>(waiting_.size()) >= options_.max_queue)
     return ResourceExhausted("the request queue is full (" + std::to_string(options_.max_queue) +
-                             " waiting); retry later");
-  if (seqs_.count(spec.id) != 0) return Internal("sequence id " + std::to_string(spec.id) + " is in use");
+                             " waiting, --max-queue); retry later");
+  if (seqs_.count(id) != 0) return Internal("sequence id " + std::to_string(id) + " is in use");
   Sequence s;
-  s.tokens = spec.prompt;
-  s.prompt_length = static_cast<int64_t>(spec.prompt.size());
+  s.priority = request.priority;
+  s.use_prefix_cache = request.use_prefix_cache;
+  s.deadline = request.deadline;
+  s.tokens = std::move(request.prompt);
+  s.prompt_length = prompt_length;
   s.arrival = next_arrival_++;
-  s.spec = std::move(spec);
-  const int64_t id = s.spec.id;
   seqs_.emplace(id, std::move(s));
   InsertWaiting(id);
   return OkStatus();
@@ -31,13 +33,13 @@ void Scheduler::InsertWaiting(int64_t id) {
   const Sequence& s = seqs_.at(id);
   auto before = [&](int64_t other) {
     const Sequence& o = seqs_.at(other);
-    return std::make_pair(s.spec.priority, s.arrival) < std::make_pair(o.spec.priority, o.arrival);
+    return std::make_pair(s.priority, s.arrival) < std::make_pair(o.priority, o.arrival);
   };
   waiting_.insert(std::find_if(waiting_.begin(), waiting_.end(), before), id);
 }
 
 void Scheduler::ReleaseBlocks(Sequence& s) {
-  if (s.spec.use_prefix_cache) blocks_.CachePrefix(s.tokens, s.num_computed, s.table);
+  if (s.use_prefix_cache) blocks_.CachePrefix(s.tokens, s.num_computed, s.table);
   blocks_.Release(&s.table);
 }
 
@@ -66,7 +68,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   StepPlan plan;
   for (auto it = seqs_.begin(); it != seqs_.end();) {
     const int64_t id = (it++)->first;  // Remove invalidates the current iterator only
-    const auto& deadline = seqs_.at(id).spec.deadline;
+    const auto& deadline = seqs_.at(id).deadline;
     if (deadline && now >= *deadline) {
       plan.expired.push_back(id);
       Remove(id);
@@ -117,7 +119,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     const int64_t id = waiting_.front();
     Sequence& s = seqs_.at(id);
-    if (!s.matched_prefix && s.spec.use_prefix_cache && s.table.empty()) {
+    if (!s.matched_prefix && s.use_prefix_cache && s.table.empty()) {
       s.num_computed = blocks_.MatchPrefix(s.tokens, &s.table);
       if (!s.first_scheduled) s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
     }

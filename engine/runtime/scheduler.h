@@ -13,21 +13,13 @@
 #include <vector>
 
 #include "engine_options.h"
+#include "generation.h"
 #include "kv_block_manager.h"
 #include "status.h"
 
 namespace bpt {
 
 using SteadyTime = std::chrono::steady_clock::time_point;
-
-struct SequenceSpec {
-  int64_t id = 0;
-  std::vector<int32_t> prompt;
-  int max_new_tokens = 1;
-  int priority = 0;            // lower runs first; equal priorities run in arrival order
-  bool use_prefix_cache = true;
-  std::optional<SteadyTime> deadline;
-};
 
 // One sequence's part of a step: tokens [start, start + num_tokens) of its token list.
 struct ScheduledChunk {
@@ -49,8 +41,10 @@ class Scheduler {
  public:
   Scheduler(const SchedulerOptions& options, KvBlockManager& blocks);
 
-  // ResourceExhausted when the sequence can never fit the KV pool or the queue is full.
-  Status Add(SequenceSpec spec);
+  // Queues request as sequence `id`, taking its prompt as the sequence's token list: the one
+  // copy of the prompt from here on. ResourceExhausted when the sequence can never fit the KV
+  // pool (the one place that refuses on KV capacity) or the queue is full (the one queue bound).
+  Status Add(int64_t id, GenerationRequest request);
   // Removes a sequence wherever it is (waiting or running) and frees its blocks.
   void Remove(int64_t id);
   // Removes expired sequences, then plans the next step.
@@ -75,8 +69,10 @@ class Scheduler {
 
  private:
   struct Sequence {
-    SequenceSpec spec;
-    std::vector<int32_t> tokens;
+    int priority = 0;            // lower runs first; equal priorities run in arrival order
+    bool use_prefix_cache = true;
+    std::optional<SteadyTime> deadline;
+    std::vector<int32_t> tokens;  // the prompt, then the generated tokens
     int64_t prompt_length = 0;
     int64_t num_computed = 0;
     int64_t cached_prompt_tokens = 0;

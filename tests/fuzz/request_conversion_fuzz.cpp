@@ -1,6 +1,7 @@
 // Arbitrary bytes as a Generate request's message, through what the server does with it: parse
-// and check (server/request_parsing.h), then conversion into an engine job
-// (server/request_conversion.h) against a tiny random model in token-ids mode. Neither may crash,
+// and check (server/request_parsing.h), conversion into an engine job (server/request_conversion.h)
+// and the engine's validation of it (Engine::ValidateRequest, the one check of a request's fields)
+// against a tiny random model in token-ids mode. None may crash,
 // leak or read out of bounds; and bytes refused for invalid UTF-8 must be bytes that protobuf's
 // own parser refuses too (the check names a field, it never invents a refusal).
 #include <google/protobuf/stubs/logging.h>
@@ -65,6 +66,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   bpt::server::GenerationJob job;
-  (void)bpt::server::ToGenerationJob(request, *engine, &job);
+  if (bpt::server::ToGenerationJob(request, &job).ok()) (void)engine->ValidateRequest(job.request);
   return 0;
 }

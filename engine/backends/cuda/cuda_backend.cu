@@ -105,7 +105,7 @@ struct CudaBackend::Impl {
   float* decode_sum = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
   std::vector<int64_t> positions;  // [max_tokens]
 
-  cuda::StepPlan plan;  // the current step's
+  cuda::AttentionPlan plan;  // the current step's
 
   // Device sampling: per-row parameters and penalties in, chosen tokens out.
   cuda::SampleRowParams* sample_params_host = nullptr;  // pinned [max_sequences]
@@ -368,7 +368,7 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   // The previous step's copy must have read the pinned buffers before they are rewritten.
   BPT_CUDA_RETURN_IF_ERROR(cudaEventSynchronize(m.staging_free));
 
-  const cuda::StepPlanLimits limits{m.kv_block_size,
+  const cuda::AttentionPlanLimits limits{m.kv_block_size,
                                     m.num_kv_blocks,
                                     m.options.scheduler.prefill_block,
                                     m.options.scheduler.max_running,
@@ -376,9 +376,9 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
                                     m.config.num_kv_heads,
                                     m.config.sliding_window,
                                     m.num_sms};
-  const cuda::StepPlanBuffers buffers{m.host.sequences, m.host.prefill_tiles, m.host.decode_items,
+  const cuda::AttentionPlanBuffers buffers{m.host.sequences, m.host.prefill_tiles, m.host.decode_items,
                                       m.block_tables_host, m.host.slots,      m.positions.data()};
-  BPT_ASSIGN_OR_RETURN(m.plan, cuda::PlanStep(step, limits, buffers));
+  BPT_ASSIGN_OR_RETURN(m.plan, cuda::PlanAttention(step, limits, buffers));
   const int64_t n = m.plan.num_tokens;
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);

@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "cuda_step_plan.h"
+#include "cuda_attention_plan.h"
 #include "status.h"
 
 namespace bpt::cuda {

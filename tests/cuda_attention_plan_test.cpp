@@ -1,7 +1,7 @@
 // The CUDA backend's step plan is plain host code: every token lands in exactly one tile or
 // decode item, every key of a decoding sequence in exactly one split, and a sequence's split
 // does not depend on the batch around it. Runs without a GPU.
-#include "cuda_step_plan.h"
+#include "cuda_attention_plan.h"
 
 #include <gtest/gtest.h>
 
@@ -12,14 +12,14 @@ namespace bpt::cuda {
 namespace {
 
 struct Planner {
-  StepPlanLimits limits;
+  AttentionPlanLimits limits;
   std::vector<AttentionSequence> sequences;
   std::vector<PrefillTile> tiles;
   std::vector<DecodeItem> items;
   std::vector<int32_t> tables;
   std::vector<int64_t> slots, positions;
 
-  explicit Planner(StepPlanLimits l)
+  explicit Planner(AttentionPlanLimits l)
       : limits(l),
         sequences(l.max_sequences),
         tiles(l.max_tokens),
@@ -28,13 +28,13 @@ struct Planner {
         slots(l.max_tokens),
         positions(l.max_tokens) {}
 
-  StatusOr<StepPlan> Plan(const StepLayout& step) {
-    return PlanStep(step, limits,
+  StatusOr<AttentionPlan> Plan(const StepLayout& step) {
+    return PlanAttention(step, limits,
                     {sequences.data(), tiles.data(), items.data(), tables.data(), slots.data(), positions.data()});
   }
 };
 
-StepPlanLimits Limits() {
+AttentionPlanLimits Limits() {
   // 132 SMs and 4 KV heads (an H100 and TinyLlama's GQA): a lone sequence wants 66 splits.
   return {/*kv_block_size=*/16, /*num_kv_blocks=*/1 << 18, /*max_tokens=*/2048, /*max_sequences=*/8,
           /*group=*/8, /*num_kv_heads=*/4, /*sliding_window=*/0, /*num_sms=*/132};
@@ -61,7 +61,7 @@ StepLayout Step(const std::vector<std::pair<int64_t, int32_t>>& slices, std::vec
   return step;
 }
 
-TEST(CudaStepPlan, EveryTokenInOneTileOrDecodeItemWithItsSlot) {
+TEST(CudaAttentionPlan, EveryTokenInOneTileOrDecodeItemWithItsSlot) {
   Planner p(Limits());
   std::vector<BlockTable> tables;
   const StepLayout step = Step({{5000, 1}, {300, 77}, {0, 129}, {70, 1}, {0, 2}}, tables, 16);
@@ -100,7 +100,7 @@ TEST(CudaStepPlan, EveryTokenInOneTileOrDecodeItemWithItsSlot) {
   }
 }
 
-TEST(CudaStepPlan, DecodeSplitsCoverEveryKeyOnceWithinTheWorkspace) {
+TEST(CudaAttentionPlan, DecodeSplitsCoverEveryKeyOnceWithinTheWorkspace) {
   Planner p(Limits());
   for (int64_t position : {0LL, 1LL, 255LL, 256LL, 4099LL, 16895LL, 16896LL, 131071LL, 1048576LL, 3000000LL}) {
     std::vector<BlockTable> tables;
@@ -121,7 +121,7 @@ TEST(CudaStepPlan, DecodeSplitsCoverEveryKeyOnceWithinTheWorkspace) {
   }
 }
 
-TEST(CudaStepPlan, ASequencesSplitDoesNotDependOnTheBatch) {
+TEST(CudaAttentionPlan, ASequencesSplitDoesNotDependOnTheBatch) {
   Planner p(Limits());
   std::vector<BlockTable> tables;
   auto alone = p.Plan(Step({{100000, 1}}, tables, 16));
@@ -135,8 +135,8 @@ TEST(CudaStepPlan, ASequencesSplitDoesNotDependOnTheBatch) {
   EXPECT_EQ(in_batch.num_splits, lone.num_splits);
 }
 
-TEST(CudaStepPlan, SlidingWindowStartsTheDecodeAtTheWindow) {
-  StepPlanLimits limits = Limits();
+TEST(CudaAttentionPlan, SlidingWindowStartsTheDecodeAtTheWindow) {
+  AttentionPlanLimits limits = Limits();
   limits.sliding_window = 4096;
   Planner p(limits);
   std::vector<BlockTable> tables;
@@ -147,7 +147,7 @@ TEST(CudaStepPlan, SlidingWindowStartsTheDecodeAtTheWindow) {
   EXPECT_EQ(p.items[1].key_begin, 0);
 }
 
-TEST(CudaStepPlan, MalformedStepsAreInternalErrors) {
+TEST(CudaAttentionPlan, MalformedStepsAreInternalErrors) {
   Planner p(Limits());
   std::vector<BlockTable> tables;
   StepLayout step = Step({{0, 40}}, tables, 16);

@@ -1,4 +1,4 @@
-#include "cuda_step_plan.h"
+#include "cuda_attention_plan.h"
 
 #include <algorithm>
 #include <string>
@@ -15,7 +15,7 @@ int64_t PowerOfTwoAtLeast(int64_t floor, int64_t value) {
 // Enough splits for one sequence to cover the GPU about twice, none shorter than
 // kMinSplitKeys, no more than kMaxDecodeSplits; split lengths and the grid are powers of two,
 // so a growing context changes them (and needs another decode graph) rarely.
-int PlanDecodeSplits(const StepPlanLimits& limits, const AttentionSequence* sequences, DecodeItem* items, int count) {
+int PlanDecodeSplits(const AttentionPlanLimits& limits, const AttentionSequence* sequences, DecodeItem* items, int count) {
   const int64_t wanted = std::max<int64_t>(1, (2LL * limits.num_sms + limits.num_kv_heads - 1) / limits.num_kv_heads);
   int most_splits = 0;
   for (int i = 0; i < count; ++i) {
@@ -32,8 +32,8 @@ int PlanDecodeSplits(const StepPlanLimits& limits, const AttentionSequence* sequ
 
 }  // namespace
 
-StatusOr<StepPlan> PlanStep(const StepLayout& step, const StepPlanLimits& limits, const StepPlanBuffers& out) {
-  StepPlan plan;
+StatusOr<AttentionPlan> PlanAttention(const StepLayout& step, const AttentionPlanLimits& limits, const AttentionPlanBuffers& out) {
+  AttentionPlan plan;
   plan.num_tokens = step.num_tokens();
   const int num_sequences = static_cast<int>(step.sequences.size());
   if (plan.num_tokens > limits.max_tokens || num_sequences > limits.max_sequences)

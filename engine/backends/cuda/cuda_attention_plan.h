@@ -1,6 +1,6 @@
 // How one forward step maps onto the CUDA attention kernels: the KV blocks each sequence reads,
 // the cache slot of each token, the prefill tiles and the decode splits. Plain host code, so
-// it is tested without a GPU (tests/cuda_step_plan_test.cpp); engine/cuda_backend.cu writes the
+// it is tested without a GPU (tests/cuda_attention_plan_test.cpp); engine/cuda_backend.cu writes the
 // plan straight into its pinned staging buffers and copies it to the device in one go.
 #pragma once
 
@@ -45,7 +45,7 @@ constexpr int kMaxDecodeSplits = 128;
 // A split shorter than this spends more on its partial than on its keys.
 constexpr int64_t kMinSplitKeys = 256;
 
-struct StepPlanLimits {
+struct AttentionPlanLimits {
   int kv_block_size;
   int64_t num_kv_blocks;
   int64_t max_tokens;
@@ -57,7 +57,7 @@ struct StepPlanLimits {
 };
 
 // Where the plan goes: arrays sized by the limits.
-struct StepPlanBuffers {
+struct AttentionPlanBuffers {
   AttentionSequence* sequences;  // [max_sequences]
   PrefillTile* prefill_tiles;    // [max_tokens]: a tile holds at least one token
   DecodeItem* decode_items;      // [max_sequences]
@@ -66,7 +66,7 @@ struct StepPlanBuffers {
   int64_t* positions;            // [max_tokens]
 };
 
-struct StepPlan {
+struct AttentionPlan {
   int64_t num_tokens = 0;
   int num_prefill_tiles = 0;
   int num_decode_items = 0;
@@ -77,6 +77,6 @@ struct StepPlan {
 
 // Slices of one token take the decode path (split over keys); longer slices are cut into
 // prefill tiles. Errors are Internal: the scheduler never makes such a step.
-StatusOr<StepPlan> PlanStep(const StepLayout& step, const StepPlanLimits& limits, const StepPlanBuffers& out);
+StatusOr<AttentionPlan> PlanAttention(const StepLayout& step, const AttentionPlanLimits& limits, const AttentionPlanBuffers& out);
 
 }  // namespace bpt::cuda
