@@ -1,5 +1,5 @@
 // The operations a compute backend provides to the model runner. The runner owns the BPT block
-// loop (engine/model_runner.cpp) and is the same for every backend; a backend owns its memory
+// loop (engine/runner/model_runner.cpp) and is the same for every backend; a backend owns its memory
 // (weights, workspace tensors, the KV pool) and executes one op at a time on it.
 #pragma once
 

@@ -1,7 +1,7 @@
 /* C API of libbptserve_spm, the one place that links Debian's libsentencepiece. That library
  * carries its own protobuf 3.14 and exports its symbols; linked beside gRPC's protobuf it aborts
  * the process at start. The engine therefore dlopen()s this shim with RTLD_LOCAL|RTLD_DEEPBIND
- * (engine/tokenizer.cpp), and nothing else includes sentencepiece headers. */
+ * (engine/text/tokenizer.cpp), and nothing else includes sentencepiece headers. */
 #ifndef BPTSERVE_ENGINE_SPM_SHIM_H_
 #define BPTSERVE_ENGINE_SPM_SHIM_H_
 

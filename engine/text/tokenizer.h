@@ -1,4 +1,4 @@
-// A SentencePiece tokenizer, reached through the dlopen()ed shim (see engine/spm_shim.h).
+// A SentencePiece tokenizer, reached through the dlopen()ed shim (see engine/text/spm_shim.h).
 #pragma once
 
 #include <cstdint>

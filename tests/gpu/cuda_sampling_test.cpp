@@ -51,7 +51,7 @@ class CudaSampling : public ::testing::Test {
   std::vector<float> host_logits_;
 };
 
-// The host's rules (engine/sampler.cpp) as a distribution over tokens.
+// The host's rules (engine/sampling/sampler.cpp) as a distribution over tokens.
 std::vector<double> HostDistribution(const float* logits, const SamplingParams& p) {
   const float top = *std::max_element(logits, logits + kVocab);
   std::vector<double> prob(kVocab);

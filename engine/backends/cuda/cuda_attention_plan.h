@@ -1,6 +1,6 @@
 // How one forward step maps onto the CUDA attention kernels: the KV blocks each sequence reads,
 // the cache slot of each token, the prefill tiles and the decode splits. Plain host code, so
-// it is tested without a GPU (tests/cuda_attention_plan_test.cpp); engine/cuda_backend.cu writes the
+// it is tested without a GPU (tests/cuda_attention_plan_test.cpp); engine/backends/cuda/cuda_backend.cu writes the
 // plan straight into its pinned staging buffers and copies it to the device in one go.
 #pragma once
 

@@ -23,7 +23,7 @@ Status CudaStatus(cudaError_t error, const char* what);
     if (bpt_cuda_error_ != cudaSuccess) return ::bpt::cuda::CudaStatus(bpt_cuda_error_, #expr); \
   } while (0)
 
-// ---- elementwise (engine/cuda_elementwise.cu) ----
+// ---- elementwise (engine/backends/cuda/cuda_elementwise.cu) ----
 
 // out[t] = table[ids[t]].  table: [vocab, hidden]; ids: [n] int32; out: [n, hidden]
 Status LaunchEmbed(const bf16* table, int64_t vocab, const int32_t* ids, int64_t n, int64_t hidden, bf16* out,
@@ -53,7 +53,7 @@ Status LaunchSwiGlu(const bf16* gate_up, int64_t rows, int64_t ffn, bf16* out, c
 Status LaunchGatherRows(const bf16* x, int64_t cols, const int64_t* rows, int64_t count, bf16* out,
                         cudaStream_t stream);
 
-// ---- attention (engine/cuda_attention.cu) ----
+// ---- attention (engine/backends/cuda/cuda_attention.cu) ----
 
 struct AttentionArgs {
   const bf16* qkv;      // [num_tokens, qkv_stride]: q heads, k heads, v heads
@@ -89,9 +89,9 @@ Status LaunchDecodeAttention(const AttentionArgs& args, const AttentionSequence*
                              int num_items, int max_splits_in_step, int max_splits,
                              float* partial_acc, float* partial_max, float* partial_sum, cudaStream_t stream);
 
-// ---- sampling (engine/cuda_sampling.cu) ----
+// ---- sampling (engine/backends/cuda/cuda_sampling.cu) ----
 
-// One row's sampling parameters, as engine/sampler.cpp applies them.
+// One row's sampling parameters, as engine/sampling/sampler.cpp applies them.
 struct SampleRowParams {
   float temperature;  // 0: greedy
   int32_t top_k;      // 0: off

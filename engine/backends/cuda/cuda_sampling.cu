@@ -1,4 +1,4 @@
-// Sampling on the device: the same choices as engine/sampler.cpp, so that a step sends back
+// Sampling on the device: the same choices as engine/sampling/sampler.cpp, so that a step sends back
 // token ids and logprobs instead of [sequences, vocab] logits. Truncations are thresholds on
 // the penalized logits, found by bisection (a count or a probability mass per pass), which
 // keeps every token tied at a threshold where the host's sort keeps the lower ids; the draw
