@@ -19,6 +19,8 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+Status Unauthenticated(std::string message) { return {StatusCode::kUnauthenticated, std::move(message)}; }
+
 }  // namespace
 
 StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
@@ -35,13 +37,13 @@ StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
   return auth;
 }
 
-grpc::Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
-  if (keys_.empty()) return grpc::Status::OK;
+Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
+  if (keys_.empty()) return OkStatus();
   const auto [first, last] = context.client_metadata().equal_range("authorization");
-  if (first == last) return {grpc::StatusCode::UNAUTHENTICATED, "missing 'authorization: Bearer <key>' metadata"};
+  if (first == last) return Unauthenticated("missing 'authorization: Bearer <key>' metadata");
   // Two credentials: which one a proxy or a log reads is anyone's guess, so neither is taken.
   if (std::next(first) != last)
-    return {grpc::StatusCode::UNAUTHENTICATED, "more than one 'authorization' metadata entry; send exactly one"};
+    return Unauthenticated("more than one 'authorization' metadata entry; send exactly one");
   const std::string value(first->second.data(), first->second.size());
   // RFC 7235: the scheme is case-insensitive; one or more spaces separate it from the token.
   const size_t space = value.find(' ');
@@ -51,12 +53,12 @@ grpc::Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
                         return std::tolower(static_cast<unsigned char>(a)) == b;
                       });
   if (!bearer || token == std::string::npos)
-    return {grpc::StatusCode::UNAUTHENTICATED, "'authorization' metadata must be 'Bearer <key>'"};
+    return Unauthenticated("'authorization' metadata must be 'Bearer <key>'");
   const std::string key = value.substr(token);
   bool match = false;
   for (const auto& k : keys_) match |= ConstantTimeEquals(k, key);
-  if (!match) return {grpc::StatusCode::UNAUTHENTICATED, "the API key is not valid"};
-  return grpc::Status::OK;
+  if (!match) return Unauthenticated("the API key is not valid");
+  return OkStatus();
 }
 
 }  // namespace bpt::server

@@ -18,7 +18,7 @@ class ApiKeyAuth {
   bool enabled() const { return !keys_.empty(); }
   // From the initial metadata alone, so a call is refused before its message is read.
   // UNAUTHENTICATED naming what is missing, ambiguous or wrong; OK when keys are off.
-  grpc::Status Check(const grpc::ServerContextBase& context) const;
+  Status Check(const grpc::ServerContextBase& context) const;
 
  private:
   std::vector<std::string> keys_;

@@ -41,8 +41,8 @@ GenerateCall* GenerateCall::Start(grpc::CallbackServerContext* context, EngineWo
 
 void GenerateCall::OnReadDone(bool ok) {
   if (!ok) {
-    Fail(context_->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")
-                                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "Generate carried no GenerateRequest"));
+    Fail(ToGrpcStatus(context_->IsCancelled() ? bpt::Cancelled("cancelled by the client")
+                                              : InvalidArgument("Generate carried no GenerateRequest")));
     return;
   }
   bptserve::v1::GenerateRequest request;
@@ -106,10 +106,9 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result) {
   const GenerationResult& g = *result;
   if (g.finish_reason == FinishReason::kCancelled) {
     const bool expired = std::chrono::system_clock::now() >= deadline_;
-    const grpc::Status status = expired ? grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "deadline exceeded")
-                                : cancelled_.load() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")
-                                                    : grpc::Status(grpc::StatusCode::CANCELLED, "the server is shutting down");
-    Fail(status);
+    Fail(ToGrpcStatus(expired ? Status(StatusCode::kDeadlineExceeded, "deadline exceeded")
+                      : cancelled_.load() ? bpt::Cancelled("cancelled by the client")
+                                          : bpt::Cancelled("the server is shutting down")));
     return;
   }
   bptserve::v1::GenerateResponse r;

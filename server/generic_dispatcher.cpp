@@ -6,6 +6,7 @@
 #include "grpc/health/v1/health.pb.h"
 #include "grpc/reflection/v1alpha/reflection.pb.h"
 #include "generate_call.h"
+#include "grpc_status.h"
 #include "inference_service.h"
 #include "reflection_service.h"
 #include "unary_call.h"
@@ -46,34 +47,34 @@ void GenericDispatcher::SetReady(Engine* engine, EngineWorker* worker) {
   engine_ = engine;
 }
 
-grpc::Status GenericDispatcher::AdmitInference(const grpc::CallbackServerContext& context) const {
-  grpc::Status auth = auth_.Check(context);
-  if (!auth.ok()) return auth;
-  if (!accepting_.load()) return {grpc::StatusCode::UNAVAILABLE, "the server is shutting down"};
-  if (engine_.load() == nullptr) return {grpc::StatusCode::UNAVAILABLE, "the model is still loading"};
-  return grpc::Status::OK;
+Status GenericDispatcher::AdmitInference(const grpc::CallbackServerContext& context) const {
+  BPT_RETURN_IF_ERROR(auth_.Check(context));
+  if (!accepting_.load()) return Status(StatusCode::kUnavailable, "the server is shutting down");
+  if (engine_.load() == nullptr) return Status(StatusCode::kUnavailable, "the model is still loading");
+  return OkStatus();
 }
 
-grpc::ServerGenericBidiReactor* GenericDispatcher::Refuse(const grpc::Status& status) {
-  if (metrics_ != nullptr) metrics_->RecordError(status.error_code());
-  return new RefusedCall(status);
+grpc::ServerGenericBidiReactor* GenericDispatcher::Refuse(const Status& status) {
+  const grpc::Status refusal = ToGrpcStatus(status);
+  if (metrics_ != nullptr) metrics_->RecordError(refusal.error_code());
+  return new RefusedCall(refusal);
 }
 
 grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCallbackServerContext* context) {
   const std::string& method = context->method();
   if (method == kReflection || method == kReflectionV1) {
     if (!options_.reflection_without_key) {
-      grpc::Status auth = auth_.Check(*context);
+      const Status auth = auth_.Check(*context);
       if (!auth.ok()) return Refuse(auth);
     }
     return new ReflectionCall(&services_, metrics_);
   }
   if (method.rfind(kInference, 0) != 0)
-    return Refuse({grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method});
+    return Refuse(Unimplemented("unknown method " + method));
   const std::string_view name = std::string_view(method).substr(kInference.size());
   if (name != "Generate" && name != "Tokenize" && name != "Detokenize" && name != "GetModelInfo")
-    return Refuse({grpc::StatusCode::UNIMPLEMENTED, "unknown method " + method});
-  grpc::Status admitted = AdmitInference(*context);
+    return Refuse(Unimplemented("unknown method " + method));
+  const Status admitted = AdmitInference(*context);
   if (!admitted.ok()) return Refuse(admitted);
 
   const Engine& engine = *engine_.load();

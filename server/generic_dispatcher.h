@@ -34,8 +34,8 @@ class GenericDispatcher final : public grpc::CallbackGenericService {
 
  private:
   // OK when an Inference call may proceed: authenticated, model loaded, not draining.
-  grpc::Status AdmitInference(const grpc::CallbackServerContext& context) const;
-  grpc::ServerGenericBidiReactor* Refuse(const grpc::Status& status);
+  Status AdmitInference(const grpc::CallbackServerContext& context) const;
+  grpc::ServerGenericBidiReactor* Refuse(const Status& status);
 
   const ServerOptions options_;
   const ApiKeyAuth auth_;

@@ -15,6 +15,7 @@ grpc::Status ToGrpcStatus(const Status& status) {
     case StatusCode::kInternal: return {grpc::StatusCode::INTERNAL, status.message()};
     case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, status.message()};
     case StatusCode::kDataLoss: return {grpc::StatusCode::DATA_LOSS, status.message()};
+    case StatusCode::kUnauthenticated: return {grpc::StatusCode::UNAUTHENTICATED, status.message()};
   }
   return {grpc::StatusCode::UNKNOWN, status.message()};
 }

@@ -4,7 +4,10 @@
 
 #include <chrono>
 #include <fstream>
+#include <string>
 #include <vector>
+
+#include "check.h"
 
 namespace bpt::server {
 namespace {
@@ -121,7 +124,11 @@ Status Metrics::StartEndpoint(const std::string& host, int port) {
 }
 
 void Metrics::RecordSuccess(const RequestRecord& r) {
-  success_.at(r.finish_reason)->Increment();
+  const auto counter = success_.find(r.finish_reason);
+  BPT_CHECK(counter != success_.end(),
+            std::string("a request finished with OK and reason ") + FinishReasonName(r.finish_reason) +
+                ", which has no success counter");
+  counter->second->Increment();
   prompt_tokens_total_->Increment(static_cast<double>(r.prompt_tokens));
   if (r.prefix_cache_queried) {
     prefix_cache_queries_->Increment(static_cast<double>(r.prompt_tokens));

@@ -41,7 +41,7 @@ void ReflectionCall::OnReadDone(bool ok) {
 
 void ReflectionCall::OnWriteDone(bool ok) {
   if (!ok) {
-    End(grpc::Status(grpc::StatusCode::CANCELLED, "the client went away"));
+    End(ToGrpcStatus(Cancelled("the client went away")));
     return;
   }
   StartRead(&request_bytes_);
@@ -57,10 +57,13 @@ ServerReflectionResponse ReflectionCall::Answer(const ServerReflectionRequest& q
   ServerReflectionResponse a;
   a.set_valid_host(q.host());
   *a.mutable_original_request() = q;
-  auto not_found = [&](const std::string& what) {
-    a.mutable_error_response()->set_error_code(static_cast<int32_t>(grpc::StatusCode::NOT_FOUND));
-    a.mutable_error_response()->set_error_message(what + " not found");
+  // An error inside the stream, which stays open: the code and text a call would end with.
+  auto error = [&](const Status& status) {
+    const grpc::Status g = ToGrpcStatus(status);
+    a.mutable_error_response()->set_error_code(static_cast<int32_t>(g.error_code()));
+    a.mutable_error_response()->set_error_message(g.error_message());
   };
+  auto not_found = [&](const std::string& what) { error(NotFound(what + " not found")); };
   switch (q.message_request_case()) {
     case ServerReflectionRequest::kListServices:
       for (const std::string& name : *services_) a.mutable_list_services_response()->add_service()->set_name(name);
@@ -101,8 +104,7 @@ ServerReflectionResponse ReflectionCall::Answer(const ServerReflectionRequest& q
       break;
     }
     case ServerReflectionRequest::MESSAGE_REQUEST_NOT_SET:
-      a.mutable_error_response()->set_error_code(static_cast<int32_t>(grpc::StatusCode::INVALID_ARGUMENT));
-      a.mutable_error_response()->set_error_message("message_request: set one of its fields");
+      error(InvalidArgument("message_request: set one of its fields"));
       break;
   }
   return a;

@@ -20,9 +20,9 @@ UnaryCall::UnaryCall(grpc::CallbackServerContext* context, Metrics* metrics,
 
 void UnaryCall::OnReadDone(bool ok) {
   if (!ok) {
-    Fail(context_->IsCancelled() ? grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client")
-                                 : grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                                "the call carried no " + request_->GetDescriptor()->full_name()));
+    Fail(ToGrpcStatus(context_->IsCancelled()
+                          ? Cancelled("cancelled by the client")
+                          : InvalidArgument("the call carried no " + request_->GetDescriptor()->full_name())));
     return;
   }
   const Status parsed = ParseRequest(&request_bytes_, request_.get());

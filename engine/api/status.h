@@ -20,6 +20,7 @@ enum class StatusCode {
   kInternal,
   kUnavailable,
   kDataLoss,
+  kUnauthenticated,  // no valid API key; only the server's key check gives it
 };
 
 const char* StatusCodeName(StatusCode code);

@@ -1,12 +1,13 @@
 #include "backend_factory.h"
 
 #include <dlfcn.h>
+#include <link.h>
 
-#include <mutex>
 #include <new>
 
 #include "cpu_backend.h"
 #include "cuda_backend.h"
+#include "cuda_plugin_abi.h"
 #include "shared_library.h"
 
 namespace bpt {
@@ -17,34 +18,68 @@ struct CudaPlugin {
   decltype(&bptserve_cuda_create_backend) create_backend = nullptr;
 };
 
-StatusOr<const CudaPlugin*> LoadCudaPlugin() {
-  static std::once_flag once;
-  static CudaPlugin plugin;
-  static Status status;
-  std::call_once(once, [] {
-    StatusOr<void*> handle = OpenSharedLibrary("libbptserve_cuda.so", "BPTSERVE_CUDA_PLUGIN", RTLD_NOW | RTLD_LOCAL);
-    if (!handle.ok()) {
-      status = handle.status();
-      return;
-    }
-    plugin.device_count = reinterpret_cast<decltype(plugin.device_count)>(dlsym(*handle, "bptserve_cuda_device_count"));
-    plugin.create_backend =
-        reinterpret_cast<decltype(plugin.create_backend)>(dlsym(*handle, "bptserve_cuda_create_backend"));
-    if (plugin.device_count == nullptr || plugin.create_backend == nullptr)
-      status = FailedPrecondition("libbptserve_cuda.so lacks a bptserve_cuda_* entry point");
-  });
-  if (!status.ok()) return status;
-  return &plugin;
+// The file the loader opened, wherever the search found it: the one to name in an error.
+std::string LoadedPath(void* handle) {
+  link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) != 0 || map == nullptr || map->l_name == nullptr || *map->l_name == 0)
+    return "libbptserve_cuda.so";
+  return map->l_name;
+}
+
+// The version comes first: every other entry point passes C++ objects whose layout only a
+// matching version vouches for (cuda_plugin_abi.h).
+StatusOr<CudaPlugin> BindCudaPlugin(void* handle) {
+  const std::string path = LoadedPath(handle);
+  const std::string expected = std::to_string(BPTSERVE_CUDA_PLUGIN_ABI_VERSION);
+  const auto version = reinterpret_cast<decltype(&bptserve_cuda_plugin_abi_version)>(
+      dlsym(handle, "bptserve_cuda_plugin_abi_version"));
+  if (version == nullptr)
+    return FailedPrecondition(path + " has no bptserve_cuda_plugin_abi_version(): it is a CUDA plugin from before ABI " +
+                              "versions, and this engine expects ABI version " + expected +
+                              "; install the libbptserve_cuda.so built with this engine");
+  const int found = version();
+  if (found != BPTSERVE_CUDA_PLUGIN_ABI_VERSION)
+    return FailedPrecondition(path + " is CUDA plugin ABI version " + std::to_string(found) +
+                              ", but this engine expects ABI version " + expected +
+                              "; install the libbptserve_cuda.so built with this engine");
+  CudaPlugin plugin;
+  plugin.device_count = reinterpret_cast<decltype(plugin.device_count)>(dlsym(handle, "bptserve_cuda_device_count"));
+  plugin.create_backend =
+      reinterpret_cast<decltype(plugin.create_backend)>(dlsym(handle, "bptserve_cuda_create_backend"));
+  if (plugin.device_count == nullptr || plugin.create_backend == nullptr)
+    return FailedPrecondition(path + " lacks a bptserve_cuda_* entry point");
+  return plugin;
+}
+
+const StatusOr<CudaPlugin>& LoadCudaPlugin() {
+  static const StatusOr<CudaPlugin> plugin = []() -> StatusOr<CudaPlugin> {
+    BPT_ASSIGN_OR_RETURN(void* handle,
+                         OpenSharedLibrary("libbptserve_cuda.so", "BPTSERVE_CUDA_PLUGIN", RTLD_NOW | RTLD_LOCAL));
+    return BindCudaPlugin(handle);
+  }();
+  return plugin;
+}
+
+Status CheckDevice(const StatusOr<CudaPlugin>& plugin) {
+  if (!plugin.ok())
+    return FailedPrecondition("device cuda: the CUDA backend is not available (" + plugin.status().message() + ")");
+  if (plugin->device_count() == 0) return FailedPrecondition("device cuda: no CUDA device is visible");
+  return OkStatus();
 }
 
 }  // namespace
 
-Status CheckCudaDevice() {
-  StatusOr<const CudaPlugin*> plugin = LoadCudaPlugin();
-  if (!plugin.ok())
-    return FailedPrecondition("device cuda: the CUDA backend is not available (" + plugin.status().message() + ")");
-  if ((*plugin)->device_count() == 0) return FailedPrecondition("device cuda: no CUDA device is visible");
-  return OkStatus();
+Status CheckCudaDevice() { return CheckDevice(LoadCudaPlugin()); }
+
+Status CheckCudaDeviceWithPlugin(const std::string& plugin_path) {
+  // Never closed, like the process's plugin: the CUDA runtime inside the real one does not
+  // promise to unload cleanly.
+  void* handle = dlopen(plugin_path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (handle == nullptr) {
+    const char* error = dlerror();
+    return CheckDevice(FailedPrecondition("cannot load " + plugin_path + ": " + (error ? error : "not loadable")));
+  }
+  return CheckDevice(BindCudaPlugin(handle));
 }
 
 StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, const EngineOptions& options) {
@@ -63,7 +98,7 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, cons
   }
   BPT_RETURN_IF_ERROR(CheckCudaDevice());
   Status status;
-  Backend* backend = (*LoadCudaPlugin())->create_backend(&config, &options, &status);
+  Backend* backend = LoadCudaPlugin()->create_backend(&config, &options, &status);
   if (backend == nullptr) return status;
   return std::unique_ptr<Backend>(backend);
 }

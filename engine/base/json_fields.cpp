@@ -224,6 +224,24 @@ StatusOr<std::vector<std::string>> JsonFields::StringList(std::string_view key) 
   return out;
 }
 
+StatusOr<std::map<std::string, std::string>> JsonFields::StringMap(std::string_view key) const {
+  const json* v = Find(key);
+  if (v == nullptr) return InvalidArgument(where_ + ": missing required field '" + Name(key) + "'");
+  if (!v->is_object()) return TypeError(key, *v, "an object of strings");
+  std::map<std::string, std::string> out;
+  for (auto it = v->begin(); it != v->end(); ++it) {
+    if (!it->is_string()) return TypeError(key, *v, "an object of strings");
+    out.emplace(it.key(), it->get<std::string>());
+  }
+  return out;
+}
+
+StatusOr<JsonFields> JsonFields::Member(std::string_view key, std::string where) const {
+  const json* v = Find(key);
+  if (v == nullptr) return InvalidArgument(where_ + ": missing required field '" + Name(key) + "'");
+  return Of(*v, std::move(where));
+}
+
 StatusOr<int64_t> JsonFields::IntOr(std::string_view key, int64_t fallback, IntRange range, Null null) const {
   BPT_ASSIGN_OR_RETURN(const json* v, Optional(key, null));
   if (v == nullptr) return fallback;

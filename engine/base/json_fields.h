@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
@@ -57,6 +58,11 @@ class JsonFields {
   StatusOr<JsonFields> Object(std::string_view key) const;
   StatusOr<std::vector<int64_t>> IntList(std::string_view key, IntRange range) const;
   StatusOr<std::vector<std::string>> StringList(std::string_view key) const;
+  StatusOr<std::map<std::string, std::string>> StringMap(std::string_view key) const;
+  // An object-valued field whose messages begin with `where` rather than this object's where
+  // and key path: for objects keyed by data, not by field names (a safetensors header's tensor
+  // names), where the key path would bury what the message is about.
+  StatusOr<JsonFields> Member(std::string_view key, std::string where) const;
 
   // Optional fields: `fallback` when absent.
   StatusOr<int64_t> IntOr(std::string_view key, int64_t fallback, IntRange range, Null null = Null::kError) const;

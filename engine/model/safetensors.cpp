@@ -107,15 +107,15 @@ StatusOr<std::map<std::string, TensorView>> ParseSafetensors(const uint8_t* file
     const std::string* name;
   };
   std::vector<Extent> extents;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == "__metadata__") {
-      if (!it->is_object()) return DataLoss(path + ": '__metadata__' must be an object of strings");
-      for (const auto& value : *it)
-        if (!value.is_string()) return DataLoss(path + ": '__metadata__' must be an object of strings");
+  BPT_ASSIGN_OR_RETURN(const JsonFields fields, AsDataLoss(JsonFields::Of(header, path)));
+  for (const std::string& name : fields.Keys()) {
+    if (name == "__metadata__") {
+      // Nothing in it is used, but a header that breaks the format is not trusted.
+      BPT_RETURN_IF_ERROR(AsDataLoss(fields.StringMap(name)).status());
       continue;
     }
-    const std::string where = path + ": tensor '" + it.key() + "'";
-    BPT_ASSIGN_OR_RETURN(const JsonFields t, AsDataLoss(JsonFields::Of(*it, where)));
+    const std::string where = path + ": tensor '" + name + "'";
+    BPT_ASSIGN_OR_RETURN(const JsonFields t, AsDataLoss(fields.Member(name, where)));
     TensorView view;
     BPT_ASSIGN_OR_RETURN(const std::string dtype, AsDataLoss(t.String("dtype")));
     BPT_ASSIGN_OR_RETURN(view.dtype, AsDataLoss(ParseDType(dtype, where)));
@@ -127,7 +127,7 @@ StatusOr<std::map<std::string, TensorView>> ParseSafetensors(const uint8_t* file
     if (begin > end)
       return DataLoss(where + ": data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) + "] decrease");
     if (end > data_size)
-      return DataLoss(path + ": truncated file: tensor '" + it.key() + "' ends at byte " + std::to_string(end) +
+      return DataLoss(path + ": truncated file: tensor '" + name + "' ends at byte " + std::to_string(end) +
                       " of a " + std::to_string(data_size) + "-byte data section");
     std::optional<int64_t> bytes = CheckedProduct({static_cast<int64_t>(DTypeSize(view.dtype))});
     for (int64_t d : view.shape) bytes = CheckedProduct({bytes, d});
@@ -137,7 +137,7 @@ StatusOr<std::map<std::string, TensorView>> ParseSafetensors(const uint8_t* file
     view.data = data + begin;
     view.num_bytes = end - begin;
     view.file = path;
-    auto placed = tensors.emplace(it.key(), std::move(view)).first;
+    auto placed = tensors.emplace(name, std::move(view)).first;
     extents.push_back({begin, end, &placed->first});
   }
   // The tensors tile the data section: a gap or an overlap means offsets were tampered with, and

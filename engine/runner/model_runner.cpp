@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <new>
+#include <string>
+
+#include "check.h"
 
 namespace bpt {
 
@@ -39,7 +42,10 @@ StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& co
 
 Status ModelRunner::Upload(WeightSlot slot, int layer, HostMatrix&& weight) {
   BPT_ASSIGN_OR_RETURN(Tensor t, backend_->UploadWeight(std::move(weight)));
-  Layer* l = layer >= 0 ? &layers_.at(layer) : nullptr;
+  BPT_CHECK(layer < static_cast<int>(layers_.size()),
+            "the weight loader handed over layer " + std::to_string(layer) + " of a " +
+                std::to_string(layers_.size()) + "-layer model");
+  Layer* l = layer >= 0 ? &layers_[layer] : nullptr;
   switch (slot) {
     case WeightSlot::kEmbed: embed_ = t; break;
     case WeightSlot::kFinalNorm: final_norm_ = t; break;

@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <random>
+#include <string>
+
+#include "check.h"
 
 namespace bpt {
 
@@ -19,6 +22,13 @@ uint64_t KvBlockManager::ChainHash(uint64_t parent, std::span<const int32_t> blo
     h ^= h >> 29;
   }
   return h;
+}
+
+const KvBlockManager::CachedBlock& KvBlockManager::CachedBlockOf(int32_t block) const {
+  const auto cached = block_key_.find(block);
+  BPT_CHECK(cached != block_key_.end(),
+            "the prefix index names block " + std::to_string(block) + ", which is not cached");
+  return cached->second;
 }
 
 void KvBlockManager::Uncache(int32_t block) {
@@ -39,6 +49,7 @@ int32_t KvBlockManager::TakeBlock() {
     free_.pop_back();
     return b;
   }
+  BPT_CHECK(!evictable_.empty(), "no free or evictable block is left, though Reserve counted enough");
   const int32_t b = evictable_.front();
   evictable_.pop_front();
   evictable_pos_.erase(b);
@@ -85,13 +96,16 @@ int64_t KvBlockManager::MatchPrefix(std::span<const int32_t> tokens, BlockTable*
     int32_t found = -1;
     auto range = by_hash_.equal_range(hash);
     for (auto it = range.first; it != range.second && found < 0; ++it) {
-      const CachedBlock& c = block_key_.at(it->second);
+      const CachedBlock& c = CachedBlockOf(it->second);
       if (std::equal(c.tokens.begin(), c.tokens.end(), block_tokens.begin(), block_tokens.end())) found = it->second;
     }
     if (found < 0) break;
     if (refs_[found]++ == 0) {  // it was evictable: it is in use again
-      evictable_.erase(evictable_pos_.at(found));
-      evictable_pos_.erase(found);
+      const auto pos = evictable_pos_.find(found);
+      BPT_CHECK(pos != evictable_pos_.end(),
+                "block " + std::to_string(found) + " had no references but is not on the evictable list");
+      evictable_.erase(pos->second);
+      evictable_pos_.erase(pos);
     }
     table->push_back(found);
   }
@@ -109,7 +123,7 @@ void KvBlockManager::CachePrefix(std::span<const int32_t> tokens, int64_t num_to
     bool duplicate = false;  // the same run cached in another block: keep the first
     auto range = by_hash_.equal_range(hash);
     for (auto it = range.first; it != range.second && !duplicate; ++it) {
-      const CachedBlock& c = block_key_.at(it->second);
+      const CachedBlock& c = CachedBlockOf(it->second);
       duplicate = std::equal(c.tokens.begin(), c.tokens.end(), block_tokens.begin(), block_tokens.end());
     }
     if (duplicate) continue;

@@ -56,6 +56,7 @@ class KvBlockManager {
   uint64_t ChainHash(uint64_t parent, std::span<const int32_t> block_tokens) const;
   int32_t TakeBlock();  // a free block, or the least recently used evictable one
   void Uncache(int32_t block);
+  const CachedBlock& CachedBlockOf(int32_t block) const;  // a block by_hash_ names
 
   int64_t num_blocks_;
   int block_size_;

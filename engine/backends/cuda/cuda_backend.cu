@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "cuda_kernels.cuh"
+#include "cuda_plugin_abi.h"
 #include "rope.h"
 
 namespace bpt {
@@ -609,6 +610,8 @@ Status CudaBackend::CopyFromHost(const float* host, Tensor x) {
 }
 
 }  // namespace bpt
+
+extern "C" int bptserve_cuda_plugin_abi_version() { return BPTSERVE_CUDA_PLUGIN_ABI_VERSION; }
 
 extern "C" int bptserve_cuda_device_count() { return bpt::CudaDeviceCount(); }
 

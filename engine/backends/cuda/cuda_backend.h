@@ -2,7 +2,8 @@
 // through cuBLAS, and the kernels in cuda_kernels.cuh. Every buffer is allocated at
 // start-up (weights, workspace, the KV pool); a step only copies its metadata to the device.
 // It is built as libbptserve_cuda.so, which the engine loads only when a CUDA device is asked
-// for (backends/backend_factory.cpp; see base/shared_library.h for why it is not linked).
+// for (backends/backend_factory.cpp; see base/shared_library.h for why it is not linked),
+// through the entry points in cuda_plugin_abi.h.
 // This header is plain C++: no CUDA header reaches the engine's other files or the server.
 #pragma once
 
@@ -65,11 +66,3 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace bpt
-
-// The plugin's entry points, looked up by name after dlopen.
-extern "C" {
-int bptserve_cuda_device_count();
-// Null on failure, with *status saying why; *status is left as it was on success.
-bpt::Backend* bptserve_cuda_create_backend(const bpt::ModelConfig* config, const bpt::EngineOptions* options,
-                                           bpt::Status* status);
-}
