@@ -7,6 +7,7 @@
 #include <map>
 
 #include "backend_factory.h"
+#include "check.h"
 #include "incremental_detokenizer.h"
 #include "kv_block_manager.h"
 #include "model_config.h"
@@ -51,6 +52,8 @@ class Engine::Impl {
   // Streams the request's next token and checks its stop conditions; true when finished.
   StatusOr<bool> ProcessToken(int64_t id, Request& r, const SampledToken& sampled);
   void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
+  // The request a scheduled chunk names: one in flight, or a bug.
+  Request& RequestAt(int64_t id);
   bool IsEos(int32_t id) const;
 
   ModelConfig config_;
@@ -262,6 +265,12 @@ Status Engine::Impl::Submit(GenerationRequest request, GenerationObserver* obser
   return OkStatus();
 }
 
+Engine::Impl::Request& Engine::Impl::RequestAt(int64_t id) {
+  auto it = requests_.find(id);
+  BPT_CHECK(it != requests_.end(), "request " + std::to_string(id) + " is scheduled but not in flight");
+  return *it->second;
+}
+
 void Engine::Impl::FinishRequest(int64_t id, const StatusOr<GenerationResult>& result) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
@@ -320,7 +329,7 @@ void Engine::Impl::Step() {
   for (const auto& [id, r] : requests_)
     if (r->cancel || (r->observer != nullptr && r->observer->Cancelled())) cancelled.push_back(id);
   for (int64_t id : cancelled) {
-    GenerationResult result = std::move(requests_.at(id)->result);
+    GenerationResult result = std::move(RequestAt(id).result);
     result.finish_reason = FinishReason::kCancelled;
     FinishRequest(id, result);
   }
@@ -337,7 +346,7 @@ void Engine::Impl::Step() {
     const auto& tokens = scheduler_.tokens(c.seq_id);
     step_.token_ids.insert(step_.token_ids.end(), tokens.begin() + c.start, tokens.begin() + c.start + c.num_tokens);
     step_.sequences.push_back({c.start, c.num_tokens, c.block_table, c.needs_logits});
-    Request& r = *requests_.at(c.seq_id);
+    Request& r = RequestAt(c.seq_id);
     if (r.result.timings.queue_s == 0 && scheduler_.first_scheduled(c.seq_id))
       r.result.timings.queue_s = std::chrono::duration<double>(*scheduler_.first_scheduled(c.seq_id) - r.submitted).count();
   }
@@ -347,7 +356,7 @@ void Engine::Impl::Step() {
   if (device_sampling) {
     step_sampling_.clear();
     for (const ScheduledChunk& c : plan.chunks)
-      if (c.needs_logits) step_sampling_.push_back(requests_.at(c.seq_id)->sampler.NextRow());
+      if (c.needs_logits) step_sampling_.push_back(RequestAt(c.seq_id).sampler.NextRow());
     forward = runner_->ForwardAndSample(step_, step_sampling_, &step_sampled_);
   } else {
     forward = runner_->Forward(step_, &step_logits_);
@@ -361,7 +370,7 @@ void Engine::Impl::Step() {
   std::vector<std::pair<int64_t, StatusOr<GenerationResult>>> ended;
   for (const ScheduledChunk& c : plan.chunks) {
     scheduler_.OnChunkComputed(c);
-    Request& r = *requests_.at(c.seq_id);
+    Request& r = RequestAt(c.seq_id);
     const int64_t prompt_length = r.result.prompt_tokens;
     const int64_t progress = std::min(c.start + c.num_tokens, prompt_length);
     if (progress > r.reported_progress) {  // recomputation after a preemption reports nothing again

@@ -1,10 +1,19 @@
 #include "scheduler.h"
 
 #include <algorithm>
+#include <string>
+
+#include "check.h"
 
 namespace bpt {
 
 Scheduler::Scheduler(const SchedulerOptions& options, KvBlockManager& blocks) : options_(options), blocks_(blocks) {}
+
+const Scheduler::Sequence& Scheduler::At(int64_t id) const {
+  auto it = seqs_.find(id);
+  BPT_CHECK(it != seqs_.end(), "sequence " + std::to_string(id) + " is not in the scheduler");
+  return it->second;
+}
 
 Status Scheduler::Add(int64_t id, GenerationRequest request) {
   const int64_t prompt_length = static_cast<int64_t>(request.prompt.size());
@@ -30,9 +39,9 @@ Status Scheduler::Add(int64_t id, GenerationRequest request) {
 }
 
 void Scheduler::InsertWaiting(int64_t id) {
-  const Sequence& s = seqs_.at(id);
+  const Sequence& s = At(id);
   auto before = [&](int64_t other) {
-    const Sequence& o = seqs_.at(other);
+    const Sequence& o = At(other);
     return std::make_pair(s.priority, s.arrival) < std::make_pair(o.priority, o.arrival);
   };
   waiting_.insert(std::find_if(waiting_.begin(), waiting_.end(), before), id);
@@ -55,7 +64,7 @@ void Scheduler::Remove(int64_t id) {
 void Scheduler::Finish(int64_t id) { Remove(id); }
 
 void Scheduler::Preempt(int64_t id) {
-  Sequence& s = seqs_.at(id);
+  Sequence& s = At(id);
   ReleaseBlocks(s);  // its computed blocks stay cached: recomputation may find them again
   s.num_computed = 0;
   s.matched_prefix = false;
@@ -68,7 +77,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   StepPlan plan;
   for (auto it = seqs_.begin(); it != seqs_.end();) {
     const int64_t id = (it++)->first;  // Remove invalidates the current iterator only
-    const auto& deadline = seqs_.at(id).deadline;
+    const auto& deadline = At(id).deadline;
     if (deadline && now >= *deadline) {
       plan.expired.push_back(id);
       Remove(id);
@@ -80,13 +89,13 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   // Running sequences: decodes (one token) first, then prefills in progress; oldest first.
   std::vector<int64_t> order = running_;
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    const auto remaining = [&](int64_t id) { return seqs_.at(id).tokens.size() - seqs_.at(id).num_computed; };
+    const auto remaining = [&](int64_t id) { return At(id).tokens.size() - At(id).num_computed; };
     return (remaining(a) == 1) > (remaining(b) == 1);
   });
   for (int64_t id : order) {
     if (budget == 0) break;
     if (std::find(running_.begin(), running_.end(), id) == running_.end()) continue;  // preempted meanwhile
-    Sequence& s = seqs_.at(id);
+    Sequence& s = At(id);
     const int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
     if (remaining <= 0) continue;  // waiting for its sampled token
     // While others wait, a prefill chunk takes at most half a step, so a request that arrives
@@ -118,7 +127,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   // Waiting sequences, by priority then arrival, while the budget and the batch allow.
   while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
     const int64_t id = waiting_.front();
-    Sequence& s = seqs_.at(id);
+    Sequence& s = At(id);
     if (!s.matched_prefix && s.use_prefix_cache && s.table.empty()) {
       s.num_computed = blocks_.MatchPrefix(s.tokens, &s.table);
       if (!s.first_scheduled) s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
@@ -148,6 +157,6 @@ void Scheduler::OnChunkComputed(const ScheduledChunk& chunk) {
   if (it != seqs_.end()) it->second.num_computed = chunk.start + chunk.num_tokens;
 }
 
-void Scheduler::AppendToken(int64_t id, int32_t token) { seqs_.at(id).tokens.push_back(token); }
+void Scheduler::AppendToken(int64_t id, int32_t token) { At(id).tokens.push_back(token); }
 
 }  // namespace bpt

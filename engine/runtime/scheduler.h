@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "engine_options.h"
@@ -60,11 +61,11 @@ class Scheduler {
   size_t num_waiting() const { return waiting_.size(); }
   int64_t num_preemptions() const { return num_preemptions_; }
   // Tokens of the sequence (prompt, then generated), prompt length, tokens computed.
-  const std::vector<int32_t>& tokens(int64_t id) const { return seqs_.at(id).tokens; }
-  int64_t prompt_length(int64_t id) const { return seqs_.at(id).prompt_length; }
-  int64_t num_computed(int64_t id) const { return seqs_.at(id).num_computed; }
-  int64_t cached_prompt_tokens(int64_t id) const { return seqs_.at(id).cached_prompt_tokens; }
-  std::optional<SteadyTime> first_scheduled(int64_t id) const { return seqs_.at(id).first_scheduled; }
+  const std::vector<int32_t>& tokens(int64_t id) const { return At(id).tokens; }
+  int64_t prompt_length(int64_t id) const { return At(id).prompt_length; }
+  int64_t num_computed(int64_t id) const { return At(id).num_computed; }
+  int64_t cached_prompt_tokens(int64_t id) const { return At(id).cached_prompt_tokens; }
+  std::optional<SteadyTime> first_scheduled(int64_t id) const { return At(id).first_scheduled; }
   bool Contains(int64_t id) const { return seqs_.count(id) != 0; }
 
  private:
@@ -81,6 +82,9 @@ class Scheduler {
     BlockTable table;
     std::optional<SteadyTime> first_scheduled;
   };
+  // The sequence the engine names: one the scheduler holds (Contains), or a bug.
+  const Sequence& At(int64_t id) const;
+  Sequence& At(int64_t id) { return const_cast<Sequence&>(std::as_const(*this).At(id)); }
   void Preempt(int64_t id);
   void ReleaseBlocks(Sequence& s);
   void InsertWaiting(int64_t id);

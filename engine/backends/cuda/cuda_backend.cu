@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "check.h"
 #include "cuda_kernels.cuh"
 #include "cuda_plugin_abi.h"
 #include "rope.h"
@@ -265,7 +266,9 @@ struct CudaBackend::Impl {
       ++graph_replays;
     }
     graph_mode = GraphMode::kOff;
-    return cuda::CudaStatus(cudaGraphLaunch(graphs.at(graph_key), stream), "cudaGraphLaunch");
+    const auto graph = graphs.find(graph_key);
+    BPT_CHECK(graph != graphs.end(), "the decode graph for this step shape was not captured");
+    return cuda::CudaStatus(cudaGraphLaunch(graph->second, stream), "cudaGraphLaunch");
   }
 };
 
