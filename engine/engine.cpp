@@ -289,6 +289,7 @@ Status Engine::Step() {
   for (int64_t id : plan.expired)
     FinishRequest(id, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
   last_step_tokens_ = plan.num_tokens;
+  last_step_sequences_ = static_cast<int64_t>(plan.chunks.size());
   if (plan.chunks.empty()) return OkStatus();
 
   step_.token_ids.clear();

@@ -246,7 +246,8 @@ void EngineWorker::Loop() {
         a.job.sink->OnFinished(*refused);
       }
     }
-    if (engine_.HasWork()) {
+    const bool stepped = engine_.HasWork();
+    if (stepped) {
       const Status s = engine_.Step();  // an error here has already failed the step's requests
       (void)s;
     }
@@ -257,7 +258,10 @@ void EngineWorker::Loop() {
     }
     PublishGauges();
     if (metrics_ != nullptr) {
-      if (engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+      // Only after a step: a wake-up that only refused a job would count the previous step again.
+      if (stepped && engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+      if (stepped && engine_.last_step_sequences() > 0)
+        metrics_->ObserveIterationSequences(engine_.last_step_sequences());
       metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
       preemptions_seen_ = engine_.num_preemptions();
     }

@@ -133,6 +133,8 @@ class Engine {
   size_t num_waiting() const { return scheduler_.num_waiting(); }
   int64_t num_preemptions() const { return scheduler_.num_preemptions(); }
   int64_t last_step_tokens() const { return last_step_tokens_; }
+  // Sequences the last step ran (decodes and prefill chunks): more than one means batched.
+  int64_t last_step_sequences() const { return last_step_sequences_; }
 
   // Submit, then step until this request ends (others submitted meanwhile advance too).
   StatusOr<GenerationResult> Generate(const GenerationRequest& request, GenerationObserver* observer);
@@ -160,6 +162,7 @@ class Engine {
   std::map<int64_t, std::unique_ptr<Request>> requests_;
   int64_t next_request_id_ = 1;
   int64_t last_step_tokens_ = 0;
+  int64_t last_step_sequences_ = 0;
   std::string device_;
   StepLayout step_;                 // reused by every step
   std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
