@@ -67,6 +67,7 @@ class Engine::Impl {
   std::map<int64_t, std::unique_ptr<Request>> requests_;
   int64_t next_request_id_ = 1;
   int64_t last_step_tokens_ = 0;
+  int64_t last_step_sequences_ = 0;
   StepLayout step_;                 // reused by every step
   std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
   std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
@@ -338,6 +339,7 @@ void Engine::Impl::Step() {
   for (int64_t id : plan.expired)
     FinishRequest(id, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
   last_step_tokens_ = plan.num_tokens;
+  last_step_sequences_ = static_cast<int64_t>(plan.chunks.size());
   if (plan.chunks.empty()) return;
 
   step_.token_ids.clear();
@@ -429,6 +431,7 @@ size_t Engine::num_running() const { return impl_->scheduler_.num_running(); }
 size_t Engine::num_waiting() const { return impl_->scheduler_.num_waiting(); }
 int64_t Engine::num_preemptions() const { return impl_->scheduler_.num_preemptions(); }
 int64_t Engine::last_step_tokens() const { return impl_->last_step_tokens_; }
+int64_t Engine::last_step_sequences() const { return impl_->last_step_sequences_; }
 StatusOr<std::vector<float>> Engine::PromptLogits(const std::vector<int32_t>& prompt) {
   return impl_->PromptLogits(prompt);
 }

@@ -248,7 +248,8 @@ void EngineWorker::Loop() {
         a.job.sink->OnFinished(*refused);
       }
     }
-    if (engine_.HasWork()) engine_.Step();
+    const bool stepped = engine_.HasWork();
+    if (stepped) engine_.Step();
     for (auto it = observers_.begin(); it != observers_.end();) it = it->second->done ? observers_.erase(it) : std::next(it);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -256,7 +257,10 @@ void EngineWorker::Loop() {
     }
     PublishGauges();
     if (metrics_ != nullptr) {
-      if (engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+      // Only after a step: a wake-up that only refused a job would count the previous step again.
+      if (stepped && engine_.last_step_tokens() > 0) metrics_->ObserveIterationTokens(engine_.last_step_tokens());
+      if (stepped && engine_.last_step_sequences() > 0)
+        metrics_->ObserveIterationSequences(engine_.last_step_sequences());
       metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
       preemptions_seen_ = engine_.num_preemptions();
     }

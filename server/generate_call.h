@@ -45,6 +45,8 @@ class GenerateCall final : public grpc::ServerGenericBidiReactor, public Generat
                std::atomic<int>* open_streams);
   // Ends the stream with an error (bad request, queue full, ...), counted.
   void Fail(const grpc::Status& status);
+  // Whether a cancel now is the deadline's rather than the client's own.
+  bool DeadlinePassed() const;
   void Enqueue(bptserve::v1::GenerateResponse response);
   void Complete(const grpc::Status& status);
   void WriteNextLocked();

@@ -79,6 +79,9 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
   generation_tokens_hist_ = MakeHistogram(r, "bptserve_request_generation_tokens", "Generated tokens per request.", TokenBuckets(max_model_len));
   iteration_tokens_ = MakeHistogram(r, "bptserve_iteration_tokens", "Tokens per engine step (decodes and prefill chunks).",
                                     {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384});
+  // The batch size: a step counted above le="1" ran more than one request.
+  iteration_sequences_ = MakeHistogram(r, "bptserve_iteration_sequences", "Requests in one engine step (decodes and prefill chunks).",
+                                       {1, 2, 4, 8, 16, 32, 64, 128, 256});
   preemptions_ = MakeCounter(r, "bptserve_num_preemptions_total", "Sequences preempted (KV freed, recomputed later).");
   prompt_tokens_total_ = MakeCounter(r, "bptserve_prompt_tokens_total", "Prompt tokens processed.");
   generation_tokens_total_ = MakeCounter(r, "bptserve_generation_tokens_total", "Tokens generated.");

@@ -48,6 +48,7 @@ class Metrics {
   void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
   void SetPrefillTokensPerSecond(double v) { prefill_tokens_per_second_->Set(v); }
   void ObserveIterationTokens(int64_t tokens) { iteration_tokens_->Observe(static_cast<double>(tokens)); }
+  void ObserveIterationSequences(int64_t n) { iteration_sequences_->Observe(static_cast<double>(n)); }
   void AddPreemptions(int64_t n) {
     if (n > 0) preemptions_->Increment(static_cast<double>(n));
   }
@@ -67,6 +68,7 @@ class Metrics {
   prometheus::Histogram* prompt_tokens_hist_;
   prometheus::Histogram* generation_tokens_hist_;
   prometheus::Histogram* iteration_tokens_;
+  prometheus::Histogram* iteration_sequences_;
   prometheus::Counter* preemptions_;
   prometheus::Counter* prompt_tokens_total_;
   prometheus::Counter* generation_tokens_total_;

@@ -81,7 +81,7 @@ for overlay, objects in rendered.items():
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "4096")
 try:
     import urllib.request
-    scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
+    scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=60).read().decode()
     exported = set()
     for name, kind in re.findall(r"^# TYPE (\S+) (\S+)", scrape, re.M):
         exported.add(name)

@@ -1,6 +1,7 @@
 // The engine worker with the tokenizer pool: a text prompt is tokenized off the engine's
 // thread, so a stream already running keeps producing tokens while a huge prompt is tokenized,
-// and the huge prompt is refused as soon as it passes the limit.
+// and the huge prompt is refused as soon as it passes the limit. A cancel raised on the worker's
+// thread lands before the next step.
 #include "engine_worker.h"
 
 #include <gtest/gtest.h>
@@ -8,6 +9,9 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "server_test_util.h"
 
@@ -17,7 +21,11 @@ namespace {
 class RecordingSink : public server::GenerationSink {
  public:
   bool Cancelled() const override { return cancelled.load(); }
-  void OnPrefillProgress(int64_t, int64_t) override {}
+  void OnPrefillProgress(int64_t processed, int64_t total) override {
+    std::lock_guard<std::mutex> lock(mu);
+    progress.emplace_back(processed, total);
+    if (cancel_on_progress) cancelled = true;
+  }
   void OnToken(const TokenOutput&) override {
     std::lock_guard<std::mutex> lock(mu);
     ++tokens;
@@ -26,6 +34,7 @@ class RecordingSink : public server::GenerationSink {
   void OnFinished(const StatusOr<GenerationResult>& result) override {
     std::lock_guard<std::mutex> lock(mu);
     status = result.ok() ? OkStatus() : result.status();
+    if (result.ok()) finish_reason = result->finish_reason;
     ++finished;
     cv.notify_all();
   }
@@ -38,11 +47,14 @@ class RecordingSink : public server::GenerationSink {
   }
 
   std::atomic<bool> cancelled{false};
+  bool cancel_on_progress = false;
   std::mutex mu;
   std::condition_variable cv;
   int tokens = 0;
   int finished = 0;
   Status status;
+  std::optional<FinishReason> finish_reason;
+  std::vector<std::pair<int64_t, int64_t>> progress;
 };
 
 std::unique_ptr<Engine> DemoEngine() {
@@ -165,6 +177,30 @@ TEST(EngineWorker, TextPastTheLimitIsRefusedAfterTokenizing) {
   ASSERT_TRUE(fits->WaitFor([&] { return fits->finished == 1; }));
   EXPECT_TRUE(fits->status.ok()) << fits->status.ToString();
   EXPECT_EQ(fits->tokens, 2);
+}
+
+// The sink cancels on its first progress event, on the worker's thread, inside the step that
+// computed the first chunk; the worker polls Cancelled() before every step, so the prefill ends
+// there: one chunk computed, no token, every block free again. Nothing here depends on timing.
+TEST(EngineWorker, CancelOnTheFirstProgressEventEndsThePrefillThere) {
+  std::unique_ptr<Engine> engine = DemoEngine();  // 64-token chunks
+  server::EngineWorker worker(*engine, 0, 1, nullptr);
+  auto sink = std::make_shared<RecordingSink>();
+  sink->cancel_on_progress = true;
+  server::GenerationJob job;
+  for (int i = 0; i < 1000; ++i) job.request.prompt.push_back(3 + (i * 7) % 900);
+  job.request.stopping.max_new_tokens = 4;
+  job.request.stopping.ignore_eos = true;
+  job.sink = sink;
+  ASSERT_TRUE(worker.Submit(std::move(job)).ok());
+  ASSERT_TRUE(sink->WaitFor([&] { return sink->finished == 1; }));
+  ASSERT_TRUE(sink->status.ok()) << sink->status.ToString();
+  EXPECT_EQ(sink->finish_reason, FinishReason::kCancelled);
+  EXPECT_EQ(sink->progress, (std::vector<std::pair<int64_t, int64_t>>{{64, 1000}}));
+  EXPECT_EQ(sink->tokens, 0);
+  // The engine released the blocks before it reported the end, which the lock above ordered
+  // before this read; the worker, idle now, only reads the engine.
+  EXPECT_EQ(engine->kv_free_tokens(), engine->kv_capacity_tokens());
 }
 
 }  // namespace

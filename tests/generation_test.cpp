@@ -322,7 +322,11 @@ TEST_F(GenerationTest, PrefixCacheSkipsTheSharedDocument) {
   EXPECT_EQ(engine_->kv_free_tokens(), engine_->kv_capacity_tokens());
 }
 
-// Under a pool too small to keep everything, eviction loses reuse, never correctness.
+// Under a pool too small to keep everything, eviction loses reuse, never correctness: every answer
+// equals the one without the cache, while the hits follow LRU eviction exactly. The pool holds 24
+// blocks of 4 tokens; a request (60 prompt tokens + 6 generated) holds 17 at its peak and leaves 16
+// cached (the last generated token is never computed); a full hit is the 14 blocks before the
+// prompt's last token.
 TEST(PrefixCacheEviction, SmallPoolStaysCorrect) {
   TempDir dir;
   nlohmann::json config = testing::SmallConfig();
@@ -333,25 +337,45 @@ TEST(PrefixCacheEviction, SmallPoolStaysCorrect) {
   options.kv_cache.block_size = 4;
   options.kv_cache.capacity_tokens = 96;
   auto engine = Engine::Create(options);
-  ASSERT_TRUE(engine.ok());
+  auto reference = Engine::Create(options);  // its requests bypass the cache, so it never evicts
+  ASSERT_TRUE(engine.ok() && reference.ok());
   std::mt19937 rng(2);
   std::vector<std::vector<int32_t>> docs(3);
   for (auto& d : docs)
     for (int i = 0; i < 60; ++i) d.push_back(static_cast<int32_t>(rng() % 97));
-  for (int round = 0; round < 3; ++round)
-    for (const auto& d : docs) {
-      GenerationRequest r;
-      r.prompt = d;
-      r.sampling.temperature = 0;
-      r.stopping.max_new_tokens = 6;
-      r.stopping.ignore_eos = true;
-      auto cached = (*engine)->Generate(r, nullptr);
-      r.use_prefix_cache = false;
-      auto plain = (*engine)->Generate(r, nullptr);
-      ASSERT_TRUE(cached.ok() && plain.ok());
-      EXPECT_EQ(cached->token_ids, plain->token_ids) << "round " << round;
-      EXPECT_EQ((*engine)->kv_free_tokens(), 96);
-    }
+  auto request = [&](int doc, bool cache) {
+    GenerationRequest r;
+    r.prompt = docs[doc];
+    r.sampling.temperature = 0;
+    r.stopping.max_new_tokens = 6;
+    r.stopping.ignore_eos = true;
+    r.use_prefix_cache = cache;
+    return r;
+  };
+  struct Ask {
+    int doc;
+    int64_t cached;  // prompt tokens the prefix cache must supply
+    const char* why;
+  };
+  const std::vector<Ask> asks = {
+      {0, 0, "cold"},
+      {0, 56, "a repeat hits every block before the prompt's last token"},
+      {1, 0, "cold: takes the 8 free blocks and evicts 9 of doc 0's, least recently used first"},
+      {0, 28, "doc 0 lost its tail, not its head: its first 7 blocks remain"},
+      {2, 0, "cold: evicts the rest of doc 1's old blocks and more"},
+      {1, 0, "evicted: every block of doc 1 went to docs 0 and 2"},
+      {1, 56, "a repeat hits again"},
+  };
+  for (size_t i = 0; i < asks.size(); ++i) {
+    const Ask& a = asks[i];
+    auto cached = (*engine)->Generate(request(a.doc, true), nullptr);
+    auto plain = (*reference)->Generate(request(a.doc, false), nullptr);
+    ASSERT_TRUE(cached.ok() && plain.ok());
+    EXPECT_EQ(cached->cached_prompt_tokens, a.cached) << "request " << i << " (doc " << a.doc << "): " << a.why;
+    EXPECT_EQ(plain->cached_prompt_tokens, 0);
+    EXPECT_EQ(cached->token_ids, plain->token_ids) << "request " << i;
+    EXPECT_EQ((*engine)->kv_free_tokens(), 96) << "cached blocks no request holds can all be taken";
+  }
 }
 
 }  // namespace

@@ -4,8 +4,11 @@
 #include <google/protobuf/descriptor.pb.h>
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -55,6 +58,85 @@ void ExpectServing(TestServer& t) {
   EXPECT_EQ(s.token_ids.size(), 2u);
 }
 
+std::string Metrics(TestServer& t) { return testing::HttpGet(t.server->metrics_port(), "/metrics"); }
+
+// Polls /metrics until `series` reads `value`; false only after a minute. For what the server
+// does after its client stopped listening (noticing a cancel or a passed deadline): no event
+// reaches the client then. The minute only bounds a failure; it never decides a pass.
+bool MetricReaches(TestServer& t, const std::string& series, double value) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (MetricValue(Metrics(t), series) != value) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// The same for the health service: a drain runs on a thread of its own and reports nothing.
+bool HealthReaches(TestServer& t, const std::string& service,
+                   grpc::health::v1::HealthCheckResponse::ServingStatus want) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (t.Health(service) != want) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+// Steps that ran more than one request, from the batch-size histogram.
+double MultiRequestSteps(const std::string& metrics) {
+  return MetricValue(metrics, "bptserve_iteration_sequences_count") -
+         MetricValue(metrics, "bptserve_iteration_sequences_bucket{le=\"1\"}");
+}
+
+// A stream with 30000 tokens to decode (minutes here), against at most a few hundred steps of what
+// a test runs beside it, so it is still running when the test cancels it: meanwhile every engine
+// step runs it, and a max_running 1 server queues every other request. Read on a thread of its
+// own, so its tokens never back up into the connection that the test's other calls share.
+class Occupier {
+ public:
+  // True once its first token arrived: it is running.
+  bool Start(TestServer& t) {
+    reader_ = t.stub->Generate(&context_, TextRequest("occupy the engine", 30000));
+    bptserve::v1::GenerateResponse r;
+    if (!reader_->Read(&r)) return false;
+    thread_ = std::thread([this] {
+      bptserve::v1::GenerateResponse m;
+      while (reader_->Read(&m)) {
+        std::lock_guard<std::mutex> lock(mu_);
+        tokens_ += m.has_tokens() ? m.tokens().token_ids_size() : 0;
+        cv_.notify_all();
+      }
+    });
+    return true;
+  }
+  // Until `more` tokens beyond those read so far arrive, each one more engine step; false only
+  // after a minute, which only a stalled engine explains.
+  bool WaitForMoreTokens(int more) {
+    std::unique_lock<std::mutex> lock(mu_);
+    const int64_t target = tokens_ + more;
+    return cv_.wait_for(lock, std::chrono::minutes(1), [&] { return tokens_ >= target; });
+  }
+  grpc::Status Cancel() {
+    context_.TryCancel();
+    if (thread_.joinable()) thread_.join();
+    finished_ = true;
+    return reader_->Finish();
+  }
+  ~Occupier() {
+    if (reader_ && !finished_) Cancel();
+  }
+
+ private:
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<bptserve::v1::GenerateResponse>> reader_;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int64_t tokens_ = 0;
+  bool finished_ = false;
+};
+
 class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() { server_ = new TestServer(LoopbackOptions(testing::DemoModelDir())); }
@@ -101,10 +183,15 @@ TEST_F(ServerTest, StreamEqualsTheEngineWithProgressUsageAndTimings) {
   EXPECT_EQ(s.finished.reason(), bptserve::v1::FINISH_REASON_LENGTH);
   EXPECT_EQ(s.finished.usage().prompt_tokens(), n);
   EXPECT_EQ(s.finished.usage().completion_tokens(), 24);
-  EXPECT_GT(s.finished.timings().prefill_s(), 0);
-  EXPECT_GE(s.finished.timings().time_to_first_token_s(), s.finished.timings().prefill_s());
-  EXPECT_GT(s.finished.timings().decode_s(), 0);
-  EXPECT_GE(s.finished.timings().queue_s(), 0);
+  // Admitted at once, so how long it queued is the machine's business; that it queued (in the
+  // worker's inbox, then until the step that took it), then prefilled, then produced its first
+  // token, in that order, is not. ServerQueue.QueueTimeCoversTheWaitBehindARunningRequest pins
+  // queue_s down where the wait is long.
+  const auto& timings = s.finished.timings();
+  EXPECT_GT(timings.queue_s(), 0);
+  EXPECT_GT(timings.prefill_s(), 0);
+  EXPECT_LE(timings.queue_s() + timings.prefill_s(), timings.time_to_first_token_s());
+  EXPECT_GT(timings.decode_s(), 0);
 }
 
 TEST_F(ServerTest, LogprobsFollowEachToken) {
@@ -128,24 +215,30 @@ TEST_F(ServerTest, LogprobsFollowEachToken) {
   EXPECT_EQ(logprobs, tokens);
 }
 
+// Where the first cancel lands (still in the prefill, or already decoding) is the machine's business:
+// the engine keeps stepping while the cancel travels. EngineWorker.CancelOnTheFirstProgressEvent-
+// EndsThePrefillThere pins that down, raising the cancel on the engine's thread. Here: each cancel,
+// wherever it lands, ends its stream CANCELLED, is counted once and frees its blocks. Neither request
+// can finish first: each has 20000 tokens to generate.
 TEST_F(ServerTest, CancelMidPrefillAndMidDecodeFreesTheCache) {
-  const double cancelled_before = MetricValue(Metrics(), "bptserve_request_errors_total{code=\"CANCELLED\"}");
-  {  // mid-prefill: cancel on the first progress event of a 6K-token prompt
-    GenerateRequest request = LongRequest(6000, 8);
+  const std::string series = "bptserve_request_errors_total{code=\"CANCELLED\"}";
+  const double cancelled_before = MetricValue(Metrics(), series);
+  {  // on the first progress event of a 6K-token prompt
+    GenerateRequest request = LongRequest(6000, 20000);
     request.mutable_options()->set_prefill_progress(true);
     grpc::ClientContext context;
     auto reader = server_->stub->Generate(&context, request);
     bptserve::v1::GenerateResponse r;
     ASSERT_TRUE(reader->Read(&r));
     ASSERT_TRUE(r.has_prefill_progress());
-    EXPECT_LT(r.prefill_progress().processed_tokens(), 6000);
+    EXPECT_LT(r.prefill_progress().processed_tokens(), 6000);  // the first event is written at once
     context.TryCancel();
     while (reader->Read(&r)) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  {  // mid-decode: cancel after the first tokens
-    GenerateRequest request = TextRequest("decode for a while", 2000);
+  {  // after the first tokens
+    GenerateRequest request = TextRequest("decode for a while", 20000);
     grpc::ClientContext context;
     auto reader = server_->stub->Generate(&context, request);
     bptserve::v1::GenerateResponse r;
@@ -156,20 +249,61 @@ TEST_F(ServerTest, CancelMidPrefillAndMidDecodeFreesTheCache) {
     }
     EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
   }
-  ExpectServing(*server_);  // runs after both cancelled jobs left the worker
+  // Counted as each job ends, after its blocks went back.
+  ASSERT_TRUE(MetricReaches(*server_, series, cancelled_before + 2)) << MetricValue(Metrics(), series);
+  ExpectServing(*server_);
   const std::string m = Metrics();
   EXPECT_EQ(MetricValue(m, "bptserve_kv_cache_usage_perc"), 0.0);
-  EXPECT_EQ(MetricValue(m, "bptserve_request_errors_total{code=\"CANCELLED\"}"), cancelled_before + 2);
+  EXPECT_EQ(MetricValue(m, series), cancelled_before + 2);
 }
 
-TEST_F(ServerTest, DeadlineExceededIsReportedAndCounted) {
-  const double before = MetricValue(Metrics(), "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}");
+// The deadline passes while the request waits (max_running 1, behind an occupier that cannot finish
+// first), so it cannot complete before it however fast the machine, and its length only has to
+// cover sending the request.
+TEST(ServerQueue, DeadlineExceededIsReportedAndCounted) {
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.engine.scheduler.max_running = 1;
+  TestServer t(options);
+  Occupier occupier;
+  ASSERT_TRUE(occupier.Start(t));
+  const std::string series = "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}";
+  const double before = MetricValue(Metrics(t), series);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(100));
-  const auto s = Generate(*server_->stub, LongRequest(8000, 8), &context);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  const auto s = Generate(*t.stub, LongRequest(10, 4), &context);
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  ExpectServing(*server_);
-  EXPECT_EQ(MetricValue(Metrics(), "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}"), before + 1);
+  EXPECT_TRUE(s.token_ids.empty());
+  // The client's own timer may end the call before the server's worker sees the deadline passed.
+  ASSERT_TRUE(MetricReaches(t, series, before + 1)) << MetricValue(Metrics(t), series);
+  EXPECT_EQ(MetricValue(Metrics(t), "bptserve_num_requests_waiting"), 0);
+  EXPECT_EQ(occupier.Cancel().error_code(), grpc::StatusCode::CANCELLED);
+  ExpectServing(t);
+  EXPECT_EQ(MetricValue(Metrics(t), series), before + 1);
+}
+
+// A request queued behind a running one reports the whole wait as queue time: it was in the server
+// before the client saw it counted waiting, and could not start before the client cancelled the
+// request ahead of it, twenty of whose decode steps lie between the two.
+TEST(ServerQueue, QueueTimeCoversTheWaitBehindARunningRequest) {
+  auto options = LoopbackOptions(testing::DemoModelDir());
+  options.engine.scheduler.max_running = 1;
+  TestServer t(options);
+  Occupier occupier;
+  ASSERT_TRUE(occupier.Start(t));
+  testing::Stream waiting;
+  // Token ids, not text: counted waiting only from the worker's inbox, whose clock starts on entry.
+  std::thread client([&] { waiting = Generate(*t.stub, LongRequest(10, 4)); });
+  ASSERT_TRUE(MetricReaches(t, "bptserve_num_requests_waiting", 1));
+  const auto seen_waiting = std::chrono::steady_clock::now();
+  ASSERT_TRUE(occupier.WaitForMoreTokens(20));
+  const auto released = std::chrono::steady_clock::now();
+  EXPECT_EQ(occupier.Cancel().error_code(), grpc::StatusCode::CANCELLED);
+  client.join();
+  ASSERT_TRUE(waiting.status.ok()) << waiting.status.error_message();
+  const auto& timings = waiting.finished.timings();
+  EXPECT_GE(timings.queue_s(), std::chrono::duration<double>(released - seen_waiting).count());
+  EXPECT_GT(timings.prefill_s(), 0);
+  EXPECT_LE(timings.queue_s() + timings.prefill_s(), timings.time_to_first_token_s());
 }
 
 struct BadInput {
@@ -310,21 +444,29 @@ TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
   EXPECT_EQ(hits, second.finished.usage().cached_prompt_tokens());
 }
 
-TEST_F(ServerTest, ConcurrentStreamsAreBatchedAndEachEqualsItsOwnRun) {
+// Batching shown by the batch-size histogram, not by timing: an occupier decodes in every step, so
+// each step that runs one of the streams runs two requests or more, however the streams' arrivals
+// fall. Had the server run requests one at a time, no step would.
+TEST(ServerBatching, ConcurrentStreamsAreBatchedAndEachEqualsItsOwnRun) {
+  TestServer t(LoopbackOptions(testing::DemoModelDir()));
   constexpr int kStreams = 8;
+  constexpr int kTokens = 20;
   std::vector<GenerateRequest> requests;
   std::vector<testing::Stream> alone;
   for (int i = 0; i < kStreams; ++i) {
-    requests.push_back(TextRequest("stream number " + std::to_string(i) + " of a batch", 20));
+    requests.push_back(TextRequest("stream number " + std::to_string(i) + " of a batch", kTokens));
     requests.back().mutable_sampling()->set_seed(100 + i);
     requests.back().mutable_options()->set_bypass_prefix_cache(true);
-    alone.push_back(Generate(*server_->stub, requests.back()));
+    alone.push_back(Generate(*t.stub, requests.back()));
     ASSERT_TRUE(alone.back().status.ok());
   }
+  Occupier occupier;
+  ASSERT_TRUE(occupier.Start(t));
+  const double multi_before = MultiRequestSteps(Metrics(t));
   std::vector<testing::Stream> together(kStreams);
   std::vector<std::thread> clients;
   for (int i = 0; i < kStreams; ++i)
-    clients.emplace_back([&, i] { together[i] = Generate(*server_->stub, requests[i]); });
+    clients.emplace_back([&, i] { together[i] = Generate(*t.stub, requests[i]); });
   for (auto& c : clients) c.join();
   for (int i = 0; i < kStreams; ++i) {
     ASSERT_TRUE(together[i].status.ok()) << together[i].status.error_message();
@@ -332,9 +474,14 @@ TEST_F(ServerTest, ConcurrentStreamsAreBatchedAndEachEqualsItsOwnRun) {
     EXPECT_EQ(together[i].token_ids, alone[i].token_ids) << "stream " << i;
     EXPECT_EQ(together[i].text, alone[i].text);
   }
-  const std::string m = Metrics();
-  EXPECT_GT(MetricValue(m, "bptserve_iteration_tokens_count"), 0);
-  EXPECT_EQ(MetricValue(m, "bptserve_num_requests_running"), 0);
+  // The worker counts a step after it returns, so the streams' last step may be uncounted when their
+  // ends arrive; a request admitted after them ends only after it is counted.
+  ExpectServing(t);
+  const std::string m = Metrics(t);
+  // Each stream ran in one step per token (its prompt's step yields the first), each with the occupier.
+  EXPECT_GE(MultiRequestSteps(m) - multi_before, kTokens);
+  EXPECT_EQ(MetricValue(m, "bptserve_num_requests_running"), 1) << "the streams left; the occupier runs on";
+  EXPECT_EQ(occupier.Cancel().error_code(), grpc::StatusCode::CANCELLED);
 }
 
 TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
@@ -423,12 +570,7 @@ TEST(ServerLimits, MessageSizePromptLimitAndQueue) {
   bptserve::v1::GenerateResponse r;
   ASSERT_TRUE(running->Read(&r));  // the first token: it is running, not waiting
   auto waiting = t.stub->Generate(&waiting_context, TextRequest("wait", 2));
-  const int metrics_port = t.server->metrics_port();
-  for (int i = 0; i < 500; ++i) {  // bounded: the second request is queued behind the first
-    if (MetricValue(testing::HttpGet(metrics_port, "/metrics"), "bptserve_num_requests_waiting") == 1) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  ASSERT_EQ(MetricValue(testing::HttpGet(metrics_port, "/metrics"), "bptserve_num_requests_waiting"), 1);
+  ASSERT_TRUE(MetricReaches(t, "bptserve_num_requests_waiting", 1));  // queued behind the first
   s = Generate(*t.stub, TextRequest("no room", 2));
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_NE(s.status.error_message().find("--max-queue"), std::string::npos) << s.status.error_message();
@@ -577,8 +719,11 @@ TEST(ServerHealth, NotServingUntilLoadedThenServing) {
 
 TEST(ServerDrain, InFlightFinishesNewRequestsRefusedReadinessDown) {
   TestServer t(LoopbackOptions(testing::DemoModelDir()));
+  // In flight as well, until the test cancels it: the drain cannot end, nor the server stop, before.
+  Occupier holder;
+  ASSERT_TRUE(holder.Start(t));
   grpc::ClientContext context;
-  auto in_flight = t.stub->Generate(&context, TextRequest("finish me", 3000));
+  auto in_flight = t.stub->Generate(&context, TextRequest("finish me", 300));
   bptserve::v1::GenerateResponse first;
   ASSERT_TRUE(in_flight->Read(&first));
   // Keep reading: unread data would fill the connection's flow-control window and stall the
@@ -592,20 +737,21 @@ TEST(ServerDrain, InFlightFinishesNewRequestsRefusedReadinessDown) {
     in_flight_status = in_flight->Finish();
   });
   std::thread drain([&] { t.server->Drain(); });
-  for (int i = 0; i < 200 && t.Health("bptserve.v1.Inference") == grpc::health::v1::HealthCheckResponse::SERVING; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  EXPECT_EQ(t.Health("bptserve.v1.Inference"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_TRUE(HealthReaches(t, "bptserve.v1.Inference", grpc::health::v1::HealthCheckResponse::NOT_SERVING));
   const auto refused = Generate(*t.stub, TextRequest("too late", 2));
   EXPECT_EQ(refused.status.error_code(), grpc::StatusCode::UNAVAILABLE);
   reader.join();
   EXPECT_TRUE(in_flight_status.ok()) << in_flight_status.error_message();
-  EXPECT_EQ(tokens, 3000);
+  EXPECT_EQ(tokens, 300);
+  EXPECT_EQ(holder.Cancel().error_code(), grpc::StatusCode::CANCELLED);
   drain.join();
 }
 
+// No drain time: the drain's deadline has passed as it starts, so a request in flight (30000 tokens
+// to go) ends CANCELLED at once, saying why.
 TEST(ServerDrain, PastTheDrainTimeInFlightEndsCancelled) {
   auto options = LoopbackOptions(testing::DemoModelDir());
-  options.drain_seconds = 0.2;
+  options.drain_seconds = 0;
   TestServer t(options);
   grpc::ClientContext context;
   auto in_flight = t.stub->Generate(&context, TextRequest("never finishes in time", 30000));

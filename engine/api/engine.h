@@ -79,6 +79,8 @@ class Engine {
   size_t num_waiting() const;
   int64_t num_preemptions() const;
   int64_t last_step_tokens() const;
+  // Sequences the last step ran (decodes and prefill chunks): more than one means batched.
+  int64_t last_step_sequences() const;
 
   // Submit, then step until this request ends (others submitted meanwhile advance too).
   StatusOr<GenerationResult> Generate(const GenerationRequest& request, GenerationObserver* observer);

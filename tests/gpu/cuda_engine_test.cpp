@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <random>
+#include <string>
 
 #include "cuda_backend.h"
 #include "engine.h"
@@ -61,6 +63,57 @@ std::vector<int32_t> RandomPrompt(int length, uint32_t seed, int vocab = 512) {
   return p;
 }
 
+// Two computations of the same greedy sequence need not give the same tokens: the CPU keeps fp32
+// and the GPU bf16, and on the GPU cuBLAS may pick another kernel for another row count (a batch,
+// a prefill chunk cut elsewhere by a prefix-cache hit), which rounds differently. Where the
+// reference's top two candidates are a near tie, the sequences may part, and what follows is not
+// comparable; anywhere else they must agree. A near tie is a top-2 logit margin below
+// min(2 x noise, 0.05), noise being the largest logit difference measured between the GPU and the
+// CPU on the same prompt: two runs each within noise of the CPU's logits differ by at most twice
+// that. The cap keeps a GPU whose error has grown from excusing the divergence its error causes.
+constexpr float kMaxNearTie = 0.05f;
+float NearTie(float noise) { return std::min(2 * noise, kMaxNearTie); }
+
+// max |gpu - cpu| over the logits after `prompt`.
+float LogitNoise(Engine& cpu, Engine& gpu, const std::vector<int32_t>& prompt) {
+  auto want = cpu.PromptLogits(prompt);
+  auto got = gpu.PromptLogits(prompt);
+  EXPECT_TRUE(want.ok() && got.ok());
+  if (!want.ok() || !got.ok()) return 0;
+  float noise = 0;
+  for (size_t i = 0; i < want->size(); ++i) noise = std::max(noise, std::abs((*got)[i] - (*want)[i]));
+  return noise;
+}
+
+// The reference run's top-2 margin at each generated token (logprob differences are logit
+// differences). Needs top_logprobs >= 2, which Greedy asks for.
+struct TopTwoMargins : GenerationObserver {
+  std::vector<float> margins;
+  std::optional<StatusOr<GenerationResult>> result;
+  bool OnToken(const TokenOutput& t) override {
+    margins.push_back(t.top_logprobs.size() >= 2 ? t.top_logprobs[0].second - t.top_logprobs[1].second : 1e9f);
+    return true;
+  }
+  void OnFinished(const StatusOr<GenerationResult>& r) override { result = r; }
+};
+
+// Compares `got` with the reference token by token up to their first difference, which must sit at
+// a near tie of the reference; returns how many tokens agreed before it (all of them if none).
+size_t AgreeUpToANearTie(const std::vector<int32_t>& want, const std::vector<float>& want_margins,
+                         const std::vector<int32_t>& got, float noise, const std::string& what) {
+  EXPECT_EQ(got.size(), want.size()) << what;
+  EXPECT_EQ(want_margins.size(), want.size()) << what;
+  const size_t n = std::min({want.size(), got.size(), want_margins.size()});
+  for (size_t i = 0; i < n; ++i)
+    if (got[i] != want[i]) {
+      EXPECT_LT(want_margins[i], NearTie(noise))
+          << what << " step " << i << ": the tokens differ where the reference's margin is " << want_margins[i]
+          << " and the logits differ by at most " << noise << " (near-tie threshold " << NearTie(noise) << ")";
+      return i;
+    }
+  return n;
+}
+
 GenerationRequest Greedy(std::vector<int32_t> prompt, int max_new_tokens, bool use_prefix_cache = false) {
   GenerationRequest r;
   r.prompt = std::move(prompt);
@@ -98,86 +151,77 @@ TEST_P(CudaEngine, PromptLogitsMatchCpu) {
   }
 }
 
-// Greedy tokens agree with the CPU for 32 steps wherever the CPU's top two candidates are
-// further apart than the backends' logits differ (measured here on the prompts first); at a
-// closer call the sequences may part, and what follows is not comparable.
+// Greedy tokens agree with the CPU for 32 steps, up to a near tie of the CPU's (AgreeUpToANearTie).
 TEST_P(CudaEngine, GreedyTokensAgreeWithCpu) {
   auto cpu = MakeEngine(dir_.path(), "cpu");
   auto gpu = MakeEngine(dir_.path(), "cuda");
   ASSERT_TRUE(cpu && gpu);
-  int compared = 0;
+  size_t compared = 0;
   for (uint32_t seed : {1u, 2u, 3u}) {
     const auto request = Greedy(RandomPrompt(200 + 50 * seed, seed), 32);
-    auto want_logits = cpu->PromptLogits(request.prompt);
-    auto got_logits = gpu->PromptLogits(request.prompt);
-    ASSERT_TRUE(want_logits.ok() && got_logits.ok());
-    float noise = 0;
-    for (size_t i = 0; i < want_logits->size(); ++i)
-      noise = std::max(noise, std::abs((*got_logits)[i] - (*want_logits)[i]));
-    const float near_tie = 2 * noise;
-
-    struct TopTwo : GenerationObserver {
-      std::vector<float> margins;
-      bool OnToken(const TokenOutput& t) override {
-        margins.push_back(t.top_logprobs.size() >= 2 ? t.top_logprobs[0].second - t.top_logprobs[1].second : 1e9f);
-        return true;
-      }
-    } cpu_margins;
+    const float noise = LogitNoise(*cpu, *gpu, request.prompt);
+    TopTwoMargins cpu_margins;
     auto want = cpu->Generate(request, &cpu_margins);
     auto got = gpu->Generate(request, nullptr);
     ASSERT_TRUE(want.ok() && got.ok()) << got.status().ToString();
     ASSERT_EQ(got->token_ids.size(), 32u);
-    for (size_t i = 0; i < 32; ++i) {
-      if (got->token_ids[i] != want->token_ids[i]) {
-        EXPECT_LT(cpu_margins.margins[i], near_tie)
-            << "seed " << seed << " step " << i << ": the tokens differ where the CPU's margin is "
-            << cpu_margins.margins[i] << " and the logits differ by at most " << noise;
-        break;
-      }
-      ++compared;
-    }
+    compared += AgreeUpToANearTie(want->token_ids, cpu_margins.margins, got->token_ids, noise,
+                                  "seed " + std::to_string(seed));
   }
-  EXPECT_GE(compared, 48) << "too few steps were comparable to say the backends agree";
+  EXPECT_GE(compared, 48u) << "too few steps were comparable to say the backends agree";
 }
 
+// Batched on the GPU equals one at a time on the GPU, up to a near tie of the run alone: a batch
+// has other row counts than a request alone, and cuBLAS may round them differently.
 TEST_P(CudaEngine, BatchedGenerationEqualsOneAtATime) {
   const std::vector<std::pair<int, int>> shapes = {{1, 9}, {7, 14}, {33, 5}, {64, 12}, {150, 8}, {301, 10}};
+  auto cpu = MakeEngine(dir_.path(), "cpu", 64);
   auto alone = MakeEngine(dir_.path(), "cuda", 64);
   auto batched = MakeEngine(dir_.path(), "cuda", 64);
-  ASSERT_TRUE(alone && batched);
-  std::vector<std::vector<int32_t>> expected;
+  ASSERT_TRUE(cpu && alone && batched);
+  std::vector<TopTwoMargins> expected(shapes.size());
+  std::vector<float> noise(shapes.size());
   for (size_t i = 0; i < shapes.size(); ++i) {
-    auto r = alone->Generate(Greedy(RandomPrompt(shapes[i].first, 40 + i), shapes[i].second), nullptr);
+    const auto request = Greedy(RandomPrompt(shapes[i].first, 40 + i), shapes[i].second);
+    noise[i] = LogitNoise(*cpu, *alone, request.prompt);
+    auto r = alone->Generate(request, &expected[i]);
     ASSERT_TRUE(r.ok()) << r.status().ToString();
-    expected.push_back(r->token_ids);
   }
-  struct Keep : GenerationObserver {
-    std::optional<StatusOr<GenerationResult>> result;
-    void OnFinished(const StatusOr<GenerationResult>& r) override { result = r; }
-  };
-  std::vector<Keep> keeps(shapes.size());
+  std::vector<TopTwoMargins> keeps(shapes.size());
   for (size_t i = 0; i < shapes.size(); ++i)
     ASSERT_TRUE(batched->Submit(Greedy(RandomPrompt(shapes[i].first, 40 + i), shapes[i].second), &keeps[i]).ok());
   for (int guard = 0; batched->HasWork(); ++guard) {
     batched->Step();
     ASSERT_LT(guard, 10000);
   }
+  size_t compared = 0, total = 0;
   for (size_t i = 0; i < shapes.size(); ++i) {
+    ASSERT_TRUE(expected[i].result && expected[i].result->ok());
     ASSERT_TRUE(keeps[i].result && keeps[i].result->ok());
-    EXPECT_EQ((*keeps[i].result)->token_ids, expected[i]) << "request " << i;
+    compared += AgreeUpToANearTie((*expected[i].result)->token_ids, expected[i].margins,
+                                  (*keeps[i].result)->token_ids, noise[i], "request " + std::to_string(i));
+    total += shapes[i].second;
   }
+  EXPECT_GE(compared, total / 2) << "too few tokens were comparable to say batching changes nothing";
 }
 
+// The second request finds the document's blocks and computes only its last chunk; its tokens equal
+// the first's up to a near tie of the first's, since a 16-row chunk may round otherwise than the
+// 128-row chunks the first computed.
 TEST_P(CudaEngine, PrefixCacheReusesBlocksWithSameTokens) {
+  auto cpu = MakeEngine(dir_.path(), "cpu", 128);
   auto engine = MakeEngine(dir_.path(), "cuda", 128);
-  ASSERT_TRUE(engine);
+  ASSERT_TRUE(cpu && engine);
   const auto document = RandomPrompt(2000, 77);
-  auto first = engine->Generate(Greedy(document, 16, true), nullptr);
+  const float noise = LogitNoise(*cpu, *engine, document);
+  TopTwoMargins first_margins;
+  auto first = engine->Generate(Greedy(document, 16, true), &first_margins);
   auto second = engine->Generate(Greedy(document, 16, true), nullptr);
   ASSERT_TRUE(first.ok() && second.ok());
   EXPECT_EQ(first->cached_prompt_tokens, 0);
   EXPECT_EQ(second->cached_prompt_tokens, (2000 - 1) / 16 * 16);  // full blocks before the last token
-  EXPECT_EQ(second->token_ids, first->token_ids);
+  EXPECT_GE(AgreeUpToANearTie(first->token_ids, first_margins.margins, second->token_ids, noise, "cached"), 8u)
+      << "too few tokens were comparable to say the cache changes nothing";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, CudaEngine,
