@@ -21,12 +21,12 @@ struct Planner {
 
   explicit Planner(AttentionPlanLimits l)
       : limits(l),
-        sequences(l.max_sequences),
-        tiles(l.max_tokens),
-        items(l.max_sequences),
-        tables(l.max_sequences * l.num_kv_blocks),
-        slots(l.max_tokens),
-        positions(l.max_tokens) {}
+        sequences(l.max_running),
+        tiles(l.prefill_block),
+        items(l.max_running),
+        tables(l.max_running * l.num_kv_blocks),
+        slots(l.prefill_block),
+        positions(l.prefill_block) {}
 
   StatusOr<AttentionPlan> Plan(const StepLayout& step) {
     return PlanAttention(step, limits,
@@ -36,7 +36,7 @@ struct Planner {
 
 AttentionPlanLimits Limits() {
   // 132 SMs and 4 KV heads (an H100 and TinyLlama's GQA): a lone sequence wants 66 splits.
-  return {/*kv_block_size=*/16, /*num_kv_blocks=*/1 << 18, /*max_tokens=*/2048, /*max_sequences=*/8,
+  return {/*kv_block_size=*/16, /*num_kv_blocks=*/1 << 18, /*prefill_block=*/2048, /*max_running=*/8,
           /*group=*/8, /*num_kv_heads=*/4, /*sliding_window=*/0, /*num_sms=*/132};
 }
 
@@ -158,7 +158,7 @@ TEST(CudaAttentionPlan, MalformedStepsAreInternalErrors) {
   step.token_ids.pop_back();  // the slices cover more tokens than the step has
   EXPECT_EQ(p.Plan(step).status().code(), StatusCode::kInternal);
 
-  step = Step({{0, 2049}}, tables, 16);  // beyond max_tokens
+  step = Step({{0, 2049}}, tables, 16);  // beyond prefill_block
   EXPECT_EQ(p.Plan(step).status().code(), StatusCode::kInternal);
 }
 

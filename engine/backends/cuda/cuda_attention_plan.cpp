@@ -36,10 +36,10 @@ StatusOr<AttentionPlan> PlanAttention(const StepLayout& step, const AttentionPla
   AttentionPlan plan;
   plan.num_tokens = step.num_tokens();
   const int num_sequences = static_cast<int>(step.sequences.size());
-  if (plan.num_tokens > limits.max_tokens || num_sequences > limits.max_sequences)
+  if (plan.num_tokens > limits.prefill_block || num_sequences > limits.max_running)
     return Internal("step of " + std::to_string(plan.num_tokens) + " tokens in " + std::to_string(num_sequences) +
-                    " sequences; the CUDA workspace holds " + std::to_string(limits.max_tokens) + " in " +
-                    std::to_string(limits.max_sequences));
+                    " sequences; the CUDA workspace holds " + std::to_string(limits.prefill_block) + " in " +
+                    std::to_string(limits.max_running));
   int64_t covered = 0;
   for (const SequenceSlice& s : step.sequences) covered += s.num_tokens;
   if (covered != plan.num_tokens)

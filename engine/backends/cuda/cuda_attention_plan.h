@@ -48,8 +48,8 @@ constexpr int64_t kMinSplitKeys = 256;
 struct AttentionPlanLimits {
   int kv_block_size;
   int64_t num_kv_blocks;
-  int64_t max_tokens;
-  int max_sequences;
+  int64_t prefill_block;
+  int max_running;
   int group;               // query heads per KV head
   int num_kv_heads;
   int64_t sliding_window;  // 0: full causal
@@ -58,12 +58,12 @@ struct AttentionPlanLimits {
 
 // Where the plan goes: arrays sized by the limits.
 struct AttentionPlanBuffers {
-  AttentionSequence* sequences;  // [max_sequences]
-  PrefillTile* prefill_tiles;    // [max_tokens]: a tile holds at least one token
-  DecodeItem* decode_items;      // [max_sequences]
-  int32_t* block_tables;         // [max_sequences * num_kv_blocks]
-  int64_t* slots;                // [max_tokens] block * block_size + offset
-  int64_t* positions;            // [max_tokens]
+  AttentionSequence* sequences;  // [max_running]
+  PrefillTile* prefill_tiles;    // [prefill_block]: a tile holds at least one token
+  DecodeItem* decode_items;      // [max_running]
+  int32_t* block_tables;         // [max_running * num_kv_blocks]
+  int64_t* slots;                // [prefill_block] block * block_size + offset
+  int64_t* positions;            // [prefill_block]
 };
 
 struct AttentionPlan {

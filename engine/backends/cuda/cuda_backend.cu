@@ -64,14 +64,14 @@ StatusOr<CudaMemoryInfo> CudaMemoryInfoNow(int device_ordinal) {
 // The step's metadata, laid out identically in pinned host memory and on the device so one
 // copy moves it.
 struct StepBuffers {
-  int32_t* token_ids;                       // [max_tokens]
-  int64_t* slots;                           // [max_tokens]
-  float* rope_cos;                          // [max_tokens, head_dim / 2]
-  float* rope_sin;                          // [max_tokens, head_dim / 2]
-  cuda::AttentionSequence* sequences;       // [max_sequences]
-  cuda::PrefillTile* prefill_tiles;         // [max_tokens]: a tile holds at least one token
-  cuda::DecodeItem* decode_items;           // [max_sequences]
-  int64_t* gather_rows;                     // [max_sequences]
+  int32_t* token_ids;                       // [prefill_block]
+  int64_t* slots;                           // [prefill_block]
+  float* rope_cos;                          // [prefill_block, head_dim / 2]
+  float* rope_sin;                          // [prefill_block, head_dim / 2]
+  cuda::AttentionSequence* sequences;       // [max_running]
+  cuda::PrefillTile* prefill_tiles;         // [prefill_block]: a tile holds at least one token
+  cuda::DecodeItem* decode_items;           // [max_running]
+  int64_t* gather_rows;                     // [max_running]
 };
 
 struct CudaBackend::Impl {
@@ -100,23 +100,23 @@ struct CudaBackend::Impl {
   void* step_host = nullptr;  // pinned
   void* step_device = nullptr;
   StepBuffers host{}, device{};
-  int32_t* block_tables_host = nullptr;  // pinned [max_sequences * num_kv_blocks]
+  int32_t* block_tables_host = nullptr;  // pinned [max_running * num_kv_blocks]
   int32_t* block_tables_device = nullptr;
-  float* decode_acc = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits, head_dim]
-  float* decode_max = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
-  float* decode_sum = nullptr;  // [max_sequences, num_heads, kMaxDecodeSplits]
-  std::vector<int64_t> positions;  // [max_tokens]
+  float* decode_acc = nullptr;  // [max_running, num_heads, kMaxDecodeSplits, head_dim]
+  float* decode_max = nullptr;  // [max_running, num_heads, kMaxDecodeSplits]
+  float* decode_sum = nullptr;  // [max_running, num_heads, kMaxDecodeSplits]
+  std::vector<int64_t> positions;  // [prefill_block]
 
   cuda::AttentionPlan plan;  // the current step's
 
   // Device sampling: per-row parameters and penalties in, chosen tokens out.
-  cuda::SampleRowParams* sample_params_host = nullptr;  // pinned [max_sequences]
+  cuda::SampleRowParams* sample_params_host = nullptr;  // pinned [max_running]
   cuda::SampleRowParams* sample_params_device = nullptr;
-  cuda::PenaltyEntry* penalties_host = nullptr;  // pinned [max_sequences * vocab]
+  cuda::PenaltyEntry* penalties_host = nullptr;  // pinned [max_running * vocab]
   cuda::PenaltyEntry* penalties_device = nullptr;
-  cuda::SampleResult* sample_results_host = nullptr;  // pinned [max_sequences]
+  cuda::SampleResult* sample_results_host = nullptr;  // pinned [max_running]
   cuda::SampleResult* sample_results_device = nullptr;
-  float* sample_scratch = nullptr;  // [max_sequences, vocab] penalized logits
+  float* sample_scratch = nullptr;  // [max_running, vocab] penalized logits
 
   // Decode graphs, keyed by what their launches bake in: the batch size and the decode grid.
   enum class GraphMode { kOff, kCapturing, kReplaying };
