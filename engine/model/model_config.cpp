@@ -1,5 +1,7 @@
 #include "model_config.h"
 
+#include <algorithm>
+#include <iterator>
 #include <limits>
 
 #include "checked_math.h"
@@ -26,20 +28,21 @@ Status Positive(const JsonFields& f, const char* key, double v) {
   return OkStatus();
 }
 
-Status ParseRopeScaling(const JsonFields& config, ModelConfig* c) {
-  // HF writes rope_scaling: null for models without scaling.
-  BPT_ASSIGN_OR_RETURN(std::optional<JsonFields> found, config.OptionalObject("rope_scaling", Null::kAbsent));
-  if (!found) return OkStatus();
-  const JsonFields& rs = *found;
+// One RoPE scaling object: transformers 4.x's 'rope_scaling', or the scaling half of 5.x's
+// 'rope_parameters' (key names which). "default" (or no object) is no scaling.
+Status ParseRopeScalingObject(const JsonFields& rs, const std::string& key, RopeScaling* out) {
   // Older configs name the type 'type'; newer ones 'rope_type' (and may keep both).
   BPT_ASSIGN_OR_RETURN(std::optional<std::string> type, rs.OptionalString("rope_type"));
   if (!type) {
     BPT_ASSIGN_OR_RETURN(type, rs.OptionalString("type"));
   }
-  if (!type) return InvalidArgument(rs.where() + ": 'rope_scaling' needs 'rope_type' (or 'type')");
-  RopeScaling& s = c->rope_scaling;
-  const std::string where = rs.where() + ": rope_scaling";
-  if (*type == "default") return OkStatus();
+  if (!type) return InvalidArgument(rs.where() + ": '" + key + "' needs 'rope_type' (or 'type')");
+  RopeScaling s;
+  const std::string where = rs.where() + ": " + key;
+  if (*type == "default") {
+    *out = s;
+    return OkStatus();
+  }
   if (*type == "linear") s.type = RopeScalingType::kLinear;
   else if (*type == "dynamic") s.type = RopeScalingType::kDynamic;
   else if (*type == "llama3") s.type = RopeScalingType::kLlama3;
@@ -68,6 +71,65 @@ Status ParseRopeScaling(const JsonFields& config, ModelConfig* c) {
     BPT_RETURN_IF_ERROR(Positive(rs, "beta_fast", s.beta_fast));
     BPT_RETURN_IF_ERROR(Positive(rs, "beta_slow", s.beta_slow));
   }
+  *out = s;
+  return OkStatus();
+}
+
+bool SameScaling(const RopeScaling& a, const RopeScaling& b) {
+  return a.type == b.type && a.factor == b.factor && a.low_freq_factor == b.low_freq_factor &&
+         a.high_freq_factor == b.high_freq_factor &&
+         a.original_max_position_embeddings == b.original_max_position_embeddings && a.beta_fast == b.beta_fast &&
+         a.beta_slow == b.beta_slow && a.attention_factor == b.attention_factor && a.mscale == b.mscale &&
+         a.mscale_all_dim == b.mscale_all_dim && a.truncate == b.truncate;
+}
+
+bool HasKey(const JsonFields& f, std::string_view key) {
+  const std::vector<std::string> keys = f.Keys();
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+// RoPE as transformers 4.x writes it (top-level 'rope_theta' and 'rope_scaling') or as 5.x does
+// ('rope_parameters' holding rope_type, rope_theta and the scaling keys). A config may carry
+// both forms (5.x keeps reading the old keys); then they must agree, since a silent choice
+// between two frequencies is a wrong model. Every key of 'rope_parameters' must be one this
+// code applies: an unknown one (a per-layer-type table, partial rotation) is an error naming it.
+Status ParseRope(const JsonFields& f, ModelConfig* c) {
+  const bool has_top_theta = HasKey(f, "rope_theta");
+  BPT_ASSIGN_OR_RETURN(c->rope_theta, f.NumberOr("rope_theta", c->rope_theta, {1.0, 1e15}));
+  // HF writes rope_scaling: null for models without scaling.
+  BPT_ASSIGN_OR_RETURN(std::optional<JsonFields> scaling, f.OptionalObject("rope_scaling", Null::kAbsent));
+  if (scaling) BPT_RETURN_IF_ERROR(ParseRopeScalingObject(*scaling, "rope_scaling", &c->rope_scaling));
+  BPT_ASSIGN_OR_RETURN(std::optional<JsonFields> params, f.OptionalObject("rope_parameters", Null::kAbsent));
+  if (params) {
+    static constexpr std::string_view kApplied[] = {
+        "rope_type", "type", "rope_theta", "factor", "low_freq_factor", "high_freq_factor",
+        "original_max_position_embeddings", "beta_fast", "beta_slow", "attention_factor", "mscale",
+        "mscale_all_dim", "truncate", "partial_rotary_factor"};
+    for (const std::string& key : params->Keys())
+      if (std::find(std::begin(kApplied), std::end(kApplied), key) == std::end(kApplied))
+        return Unimplemented(params->where() + ": '" + params->Name(key) +
+                             "' is not supported (bptserve applies one RoPE to every layer: rope_type, "
+                             "rope_theta and the scaling keys)");
+    BPT_ASSIGN_OR_RETURN(const double partial, params->NumberOr("partial_rotary_factor", 1.0, {0.0, 1.0}));
+    if (partial != 1.0)
+      return Unimplemented(params->where() + ": '" + params->Name("partial_rotary_factor") +
+                           "' below 1 (partial rotation) is not supported");
+    if (!HasKey(*params, "rope_theta") && !has_top_theta)
+      return InvalidArgument(params->where() + ": 'rope_parameters' needs 'rope_theta'");
+    BPT_ASSIGN_OR_RETURN(const double theta, params->NumberOr("rope_theta", c->rope_theta, {1.0, 1e15}));
+    if (has_top_theta && theta != c->rope_theta)
+      return InvalidArgument(f.where() + ": 'rope_theta' (" + std::to_string(c->rope_theta) +
+                             ") and 'rope_parameters.rope_theta' (" + std::to_string(theta) + ") disagree");
+    c->rope_theta = theta;
+    RopeScaling from_params;
+    BPT_RETURN_IF_ERROR(ParseRopeScalingObject(*params, "rope_parameters", &from_params));
+    if (scaling && !SameScaling(c->rope_scaling, from_params))
+      return InvalidArgument(f.where() + ": 'rope_scaling' and 'rope_parameters' describe different RoPE scalings");
+    c->rope_scaling = from_params;
+  }
+  BPT_ASSIGN_OR_RETURN(const double partial, f.NumberOr("partial_rotary_factor", 1.0, {0.0, 1.0}));
+  if (partial != 1.0)
+    return Unimplemented(f.where() + ": 'partial_rotary_factor' below 1 (partial rotation) is not supported");
   return OkStatus();
 }
 
@@ -130,10 +192,9 @@ StatusOr<ModelConfig> FromJson(const nlohmann::json& j, const std::string& sourc
   c.head_dim = static_cast<int>(head_dim);
 
   BPT_ASSIGN_OR_RETURN(c.rms_norm_eps, f.NumberOr("rms_norm_eps", c.rms_norm_eps, {0.0, 1.0}));
-  BPT_ASSIGN_OR_RETURN(c.rope_theta, f.NumberOr("rope_theta", c.rope_theta, {1.0, 1e15}));
   BPT_ASSIGN_OR_RETURN(c.max_position_embeddings,
                        f.IntOr("max_position_embeddings", c.max_position_embeddings, {1, kMaxPositions}));
-  BPT_RETURN_IF_ERROR(ParseRopeScaling(f, &c));
+  BPT_RETURN_IF_ERROR(ParseRope(f, &c));
   BPT_RETURN_IF_ERROR(ReadTokenIds(f, "bos_token_id", c.vocab_size, &c.bos_token_ids));
   BPT_RETURN_IF_ERROR(ReadTokenIds(f, "eos_token_id", c.vocab_size, &c.eos_token_ids));
   BPT_ASSIGN_OR_RETURN(c.tie_word_embeddings, f.BoolOr("tie_word_embeddings", false));

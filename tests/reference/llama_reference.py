@@ -59,9 +59,15 @@ def load_weights(model_dir):
 
 
 def inv_freq_and_attention_factor(cfg, head_dim):
-    base = float(cfg.get("rope_theta", 10000.0))
+    # transformers 5 writes rope_parameters (theta and scaling in one dict); 4.x the two top-level keys.
+    rp = cfg.get("rope_parameters")
+    if rp is not None:
+        base = float(rp.get("rope_theta", cfg.get("rope_theta", 10000.0)))
+        rs = rp
+    else:
+        base = float(cfg.get("rope_theta", 10000.0))
+        rs = cfg.get("rope_scaling") or {}
     dim = head_dim
-    rs = cfg.get("rope_scaling") or {}
     kind = rs.get("rope_type", rs.get("type", "default"))
     max_pos = float(cfg.get("max_position_embeddings", 2048))
     factor = float(rs.get("factor", 1.0))
