@@ -8,6 +8,7 @@
 
 #include "backend_factory.h"
 #include "check.h"
+#include "generation_config.h"
 #include "incremental_detokenizer.h"
 #include "kv_block_manager.h"
 #include "model_config.h"
@@ -123,6 +124,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (stat(options.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("model directory '" + options.model_dir + "' does not exist");
   BPT_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir));
+  BPT_RETURN_IF_ERROR(MergeGenerationConfig(options.model_dir, &config));
 
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tokenizer_path = options.model_dir + "/tokenizer.model";

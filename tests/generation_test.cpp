@@ -168,6 +168,37 @@ TEST_F(GenerationTest, StopTokenAndEos) {
   EXPECT_EQ(r->token_ids.size(), 12u);
 }
 
+// Llama 3's case: config.json names one EOS, generation_config.json the turn's end as well; the
+// token only the latter names must end the request too.
+TEST_F(GenerationTest, GenerationConfigEosEndsTheTurn) {
+  const auto free_run = engine_->Generate(Request(12), nullptr);
+  ASSERT_TRUE(free_run.ok());
+  const int32_t target = free_run->token_ids[5];
+  const size_t first = std::find(free_run->token_ids.begin(), free_run->token_ids.end(), target) -
+                       free_run->token_ids.begin();
+  TempDir dir;
+  std::filesystem::copy((*dir_) / "model", dir.path(), std::filesystem::copy_options::recursive);
+  nlohmann::json config = nlohmann::json::parse(std::ifstream(dir / "config.json"));
+  config["eos_token_id"] = 999;
+  std::ofstream(dir / "config.json") << config.dump();
+  std::ofstream(dir / "generation_config.json") << nlohmann::json{{"eos_token_id", {999, target}}}.dump();
+  auto engine = Make(dir.path());
+  auto request = Request(12);
+  request.stopping.ignore_eos = false;
+  auto r = engine->Generate(request, nullptr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->finish_reason, FinishReason::kEos);
+  EXPECT_EQ(r->token_ids.size(), first + 1);
+
+  std::ofstream(dir / "generation_config.json") << nlohmann::json{{"eos_token_id", "128009"}}.dump();
+  EngineOptions options;
+  options.model_dir = dir.path();
+  auto refused = Engine::Create(options);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("generation_config.json"), std::string::npos) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("eos_token_id"), std::string::npos) << refused.status().ToString();
+}
+
 TEST_F(GenerationTest, CancellationDuringPrefillAndDecodeFreesTheCache) {
   auto request = Request(30);
   for (int i = 0; i < 6; ++i) request.prompt.insert(request.prompt.end(), request.prompt.begin(), request.prompt.begin() + 10);
