@@ -115,6 +115,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (sched.max_running < 1) return InvalidArgument("max_running must be >= 1");
   if (sched.max_queue < 0) return InvalidArgument("max_queue must be >= 0");
   if (options.ffn_sub_block < 1) return InvalidArgument("ffn_sub_block must be >= 1");
+  if (options.generation_config != "auto" && options.generation_config != "none")
+    return InvalidArgument("generation_config '" + options.generation_config + "' is not one of auto, none");
   if (options.kv_cache.block_size < 1) return InvalidArgument("kv_cache.block_size must be >= 1");
   if (!(options.kv_cache.memory_fraction > 0 && options.kv_cache.memory_fraction <= 1))
     return InvalidArgument("kv_cache.memory_fraction must be in (0, 1]");
@@ -124,7 +126,10 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   if (stat(options.model_dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     return NotFound("model directory '" + options.model_dir + "' does not exist");
   BPT_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(options.model_dir));
-  BPT_RETURN_IF_ERROR(MergeGenerationConfig(options.model_dir, &config));
+  BPT_ASSIGN_OR_RETURN(GenerationConfig generation, LoadGenerationConfig(options.model_dir, config.vocab_size));
+  for (int id : generation.eos_token_ids)
+    if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) == config.eos_token_ids.end())
+      config.eos_token_ids.push_back(id);
 
   std::unique_ptr<Tokenizer> tokenizer;
   const std::string tokenizer_path = options.model_dir + "/tokenizer.model";
@@ -159,8 +164,9 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   const int64_t num_blocks = (capacity + block_size - 1) / block_size;
   BPT_RETURN_IF_ERROR(runner->backend().AllocateKvPool(config.num_layers, num_blocks, block_size, config.kv_dim()));
-  return std::unique_ptr<Engine>(new Engine(
-      std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options)));
+  auto impl = std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options);
+  if (options.generation_config == "auto") impl->info_.default_sampling = generation.sampling;
+  return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 MemoryPlan Engine::Impl::memory_plan() const {

@@ -69,6 +69,8 @@ class EngineWorker {
   // The drain deadline passed: every queued and running job ends cancelled.
   void CancelAll();
   bool Idle() const;
+  // What a request's unset sampling fields become; fixed once the engine is loaded.
+  const SamplingParams& default_sampling() const { return engine_.model_info().default_sampling; }
 
  private:
   struct Inbound {

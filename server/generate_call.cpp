@@ -56,7 +56,7 @@ void GenerateCall::OnReadDone(bool ok) {
   prefill_progress_ = request.options().prefill_progress();
   request_uses_prefix_cache_ = !request.options().bypass_prefix_cache();
   GenerationJob job;
-  const Status converted = ToGenerationJob(request, &job);
+  const Status converted = ToGenerationJob(request, worker_.default_sampling(), &job);
   if (!converted.ok()) {
     Fail(ToGrpcStatus(converted));
     return;

@@ -30,6 +30,15 @@ void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve:
   info->set_vocab_size(model.vocab_size);
   info->set_token_ids_mode(model.token_ids_mode);
   info->set_prefill_block_tokens(options.engine.scheduler.prefill_block);
+  const SamplingParams& d = model.default_sampling;
+  auto* sampling = info->mutable_default_sampling();
+  sampling->set_temperature(d.temperature);
+  sampling->set_top_k(d.top_k);
+  sampling->set_top_p(d.top_p);
+  sampling->set_min_p(d.min_p);
+  sampling->set_repetition_penalty(d.repetition_penalty);
+  sampling->set_presence_penalty(d.presence_penalty);
+  sampling->set_frequency_penalty(d.frequency_penalty);
 }
 
 }  // namespace bpt::server

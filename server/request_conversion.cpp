@@ -2,7 +2,7 @@
 
 namespace bpt::server {
 
-Status ToGenerationJob(bptserve::v1::GenerateRequest& in, GenerationJob* job) {
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& defaults, GenerationJob* job) {
   GenerationRequest& r = job->request;
   switch (in.prompt_case()) {
     case bptserve::v1::GenerateRequest::kText:
@@ -18,6 +18,7 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, GenerationJob* job) {
   }
 
   const auto& s = in.sampling();
+  r.sampling = defaults;
   if (s.has_temperature()) r.sampling.temperature = s.temperature();
   if (s.has_top_k()) r.sampling.top_k = s.top_k();
   if (s.has_top_p()) r.sampling.top_p = s.top_p();

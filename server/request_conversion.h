@@ -11,8 +11,9 @@ namespace bpt::server {
 
 inline constexpr int kDefaultMaxNewTokens = 256;
 
-// Fills job.request (token-id prompts) or job.prompt_text (text, tokenized on the worker).
+// Fills job.request (token-id prompts) or job.prompt_text (text, tokenized on the worker);
+// sampling fields the message leaves unset take `defaults` (ModelInfo::default_sampling).
 // The text prompt moves out of `in`, so a long one is held once.
-Status ToGenerationJob(bptserve::v1::GenerateRequest& in, GenerationJob* job);
+Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& defaults, GenerationJob* job);
 
 }  // namespace bpt::server

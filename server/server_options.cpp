@@ -31,6 +31,7 @@ std::string ServerOptions::Describe() const {
     << "  prefill block:     " << engine.scheduler.prefill_block << " tokens\n"
     << "  KV capacity:       " << (engine.kv_cache.capacity_tokens > 0 ? std::to_string(engine.kv_cache.capacity_tokens) + " tokens" : "engine default") << "\n"
     << "  KV memory share:   " << engine.kv_cache.memory_fraction << "\n"
+    << "  generation config: " << engine.generation_config << "\n"
     << "  tokenizer threads: " << tokenizer_threads << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
     << "  reflection:        " << (api_key_file.empty() || reflection_without_key ? "open" : "needs a key") << "\n"
@@ -54,6 +55,9 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--max-running", o.engine.scheduler.max_running, "Requests batched into one engine step")->check(CLI::PositiveNumber);
   app.add_option("--prefill-block", o.engine.scheduler.prefill_block, "Tokens per engine step (prefill chunks and decodes)")
       ->check(CLI::PositiveNumber);
+  app.add_option("--generation-config", o.engine.generation_config,
+                 "auto: the model's generation_config.json sets the sampling defaults; none: bptserve's")
+      ->check(CLI::IsMember({"auto", "none"}));
   app.add_option("--kv-memory-fraction", o.engine.kv_cache.memory_fraction,
                  "Share of the memory left after weights and workspace that the KV cache takes (with --kv-capacity 0)")
       ->check(CLI::Range(0.01, 1.0));

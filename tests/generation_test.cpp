@@ -190,13 +190,22 @@ TEST_F(GenerationTest, GenerationConfigEosEndsTheTurn) {
   EXPECT_EQ(r->finish_reason, FinishReason::kEos);
   EXPECT_EQ(r->token_ids.size(), first + 1);
 
-  std::ofstream(dir / "generation_config.json") << nlohmann::json{{"eos_token_id", "128009"}}.dump();
+  EXPECT_FLOAT_EQ(engine->model_info().default_sampling.temperature, 1.0f);  // the file names none
+
+  // A value the file gets wrong is refused by file and key, never served as something else.
   EngineOptions options;
   options.model_dir = dir.path();
-  auto refused = Engine::Create(options);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_NE(refused.status().message().find("generation_config.json"), std::string::npos) << refused.status().ToString();
-  EXPECT_NE(refused.status().message().find("eos_token_id"), std::string::npos) << refused.status().ToString();
+  for (const auto& [bad, key] : std::vector<std::pair<nlohmann::json, std::string>>{
+           {{{"eos_token_id", "128009"}}, "eos_token_id"},
+           {{{"temperature", -0.5}}, "temperature"},
+           {{{"top_p", 0.0}}, "top_p"},
+           {{{"top_k", "50"}}, "top_k"}}) {
+    std::ofstream(dir / "generation_config.json") << bad.dump();
+    auto refused = Engine::Create(options);
+    ASSERT_FALSE(refused.ok()) << bad.dump();
+    EXPECT_NE(refused.status().message().find("generation_config.json"), std::string::npos) << refused.status().ToString();
+    EXPECT_NE(refused.status().message().find(key), std::string::npos) << refused.status().ToString();
+  }
 }
 
 TEST_F(GenerationTest, CancellationDuringPrefillAndDecodeFreesTheCache) {

@@ -513,6 +513,37 @@ TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_FALSE(info.token_ids_mode());
 }
 
+// A model whose generation_config.json says greedy: requests that leave temperature unset are
+// greedy (the same tokens as asking for temperature 0), GetModelInfo says so, and
+// --generation-config none goes back to bptserve's defaults (temperature 1).
+TEST(ServerGenerationConfig, ItsSamplingDefaultsApplyToUnsetFields) {
+  testing::TempDir dir;
+  std::filesystem::copy(testing::DemoModelDir(), dir.path(), std::filesystem::copy_options::recursive);
+  std::ofstream(dir / "generation_config.json") << R"({"temperature": 0.0, "top_p": 0.9, "top_k": null})";
+  for (const std::string mode : {"auto", "none"}) {
+    auto options = LoopbackOptions(dir.path());
+    options.engine.generation_config = mode;
+    TestServer t(options);
+    grpc::ClientContext context;
+    bptserve::v1::ModelInfo info;
+    ASSERT_TRUE(t.stub->GetModelInfo(&context, {}, &info).ok());
+    EXPECT_FLOAT_EQ(info.default_sampling().temperature(), mode == "auto" ? 0.0f : 1.0f) << mode;
+    EXPECT_FLOAT_EQ(info.default_sampling().top_p(), mode == "auto" ? 0.9f : 1.0f) << mode;
+    EXPECT_EQ(info.default_sampling().top_k(), 0) << mode;
+    if (mode == "none") continue;
+    GenerateRequest unset = TextRequest("The defaults come from the model's own file.", 24);
+    unset.mutable_sampling()->clear_temperature();
+    GenerateRequest greedy = unset;
+    greedy.mutable_sampling()->set_temperature(0);
+    greedy.mutable_sampling()->set_top_p(0.9f);
+    const auto a = Generate(*t.stub, unset), b = Generate(*t.stub, greedy);
+    ASSERT_TRUE(a.status.ok()) << a.status.error_message();
+    ASSERT_TRUE(b.status.ok()) << b.status.error_message();
+    EXPECT_EQ(a.token_ids, b.token_ids);
+    EXPECT_EQ(a.token_ids.size(), 24u);
+  }
+}
+
 TEST(ServerTokenIdsMode, IdsServedTextRefusedModeReported) {
   testing::TempDir dir;
   std::filesystem::copy(testing::DemoModelDir(), dir.path(), std::filesystem::copy_options::recursive);

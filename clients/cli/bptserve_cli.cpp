@@ -155,6 +155,10 @@ int main(int argc, char** argv) {
                         {"context_limit_tokens", mi.context_limit_tokens()}, {"kv_capacity_tokens", mi.kv_capacity_tokens()},
                         {"dtype", mi.dtype()}, {"device", mi.device()}, {"vocab_size", mi.vocab_size()},
                         {"token_ids_mode", mi.token_ids_mode()}, {"prefill_block_tokens", mi.prefill_block_tokens()}};
+    const auto& d = mi.default_sampling();
+    j["default_sampling"] = {{"temperature", d.temperature()}, {"top_k", d.top_k()}, {"top_p", d.top_p()},
+                             {"min_p", d.min_p()}, {"repetition_penalty", d.repetition_penalty()},
+                             {"presence_penalty", d.presence_penalty()}, {"frequency_penalty", d.frequency_penalty()}};
     std::cout << j.dump(2) << "\n";
     return 0;
   }

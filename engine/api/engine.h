@@ -35,6 +35,8 @@ struct ModelInfo {
   bool token_ids_mode = false;  // no tokenizer: prompts are token ids, outputs have no text
   std::string device;           // cpu or cuda, as chosen
   std::string dtype;            // what the backend holds: float32 on the CPU, bfloat16 on CUDA
+  // What a request's unset sampling fields become (EngineOptions::generation_config).
+  SamplingParams default_sampling;
 };
 
 class Engine {

@@ -50,6 +50,10 @@ struct EngineOptions {
   std::string device = "auto";  // cpu, cuda, or auto (cuda when a GPU is visible). Flag --device
   int64_t max_model_len = 0;    // 0: max_position_embeddings from config.json
   int ffn_sub_block = 128;      // FFN rows held at once (at most prefill_block)
+  // auto: generation_config.json's sampling defaults (temperature, top_k, top_p, min_p,
+  // repetition_penalty) for the fields a request leaves unset; none: SamplingParams' own.
+  // Its end-of-turn ids apply either way. Flag --generation-config
+  std::string generation_config = "auto";
   SchedulerOptions scheduler;
   KvCacheOptions kv_cache;
   CpuOptions cpu;

@@ -66,6 +66,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   bpt::server::GenerationJob job;
-  if (bpt::server::ToGenerationJob(request, &job).ok()) (void)engine->ValidateRequest(job.request);
+  if (bpt::server::ToGenerationJob(request, engine->model_info().default_sampling, &job).ok()) (void)engine->ValidateRequest(job.request);
   return 0;
 }
