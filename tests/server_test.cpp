@@ -72,15 +72,23 @@ bool MetricReaches(TestServer& t, const std::string& series, double value) {
   return true;
 }
 
-// The same for the health service: a drain runs on a thread of its own and reports nothing.
+// Waits for the health service to report `want` for `service`, through its Watch stream (each
+// change is sent as it happens); false if the stream ends first, or after a minute, which only
+// bounds a failure.
 bool HealthReaches(TestServer& t, const std::string& service,
                    grpc::health::v1::HealthCheckResponse::ServingStatus want) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
-  while (t.Health(service) != want) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::minutes(1));
+  grpc::health::v1::HealthCheckRequest request;
+  request.set_service(service);
+  auto watch = grpc::health::v1::Health::NewStub(t.channel)->Watch(&context, request);
+  grpc::health::v1::HealthCheckResponse response;
+  while (watch->Read(&response))
+    if (response.status() == want) {
+      context.TryCancel();
+      return true;
+    }
+  return false;
 }
 
 // Steps that ran more than one request, from the batch-size histogram.
@@ -258,8 +266,9 @@ TEST_F(ServerTest, CancelMidPrefillAndMidDecodeFreesTheCache) {
 }
 
 // The deadline passes while the request waits (max_running 1, behind an occupier that cannot finish
-// first), so it cannot complete before it however fast the machine, and its length only has to
-// cover sending the request.
+// first), so it cannot complete before it however fast the machine. Its length only has to cover
+// sending the request (a deadline already past would end the call in the client, unsent), so it
+// is generous: 5 s for a message that takes milliseconds.
 TEST(ServerQueue, DeadlineExceededIsReportedAndCounted) {
   auto options = LoopbackOptions(testing::DemoModelDir());
   options.engine.scheduler.max_running = 1;
@@ -269,7 +278,7 @@ TEST(ServerQueue, DeadlineExceededIsReportedAndCounted) {
   const std::string series = "bptserve_request_errors_total{code=\"DEADLINE_EXCEEDED\"}";
   const double before = MetricValue(Metrics(t), series);
   grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
   const auto s = Generate(*t.stub, LongRequest(10, 4), &context);
   EXPECT_EQ(s.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_TRUE(s.token_ids.empty());
