@@ -1,14 +1,10 @@
 #include "json_fields.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <limits>
+
+#include "bounded_file.h"
 
 namespace bpt {
 namespace {
@@ -89,33 +85,7 @@ StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source)
 }
 
 StatusOr<json> ReadJsonFile(const std::string& path, size_t max_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return NotFound("cannot open '" + path + "': " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || S_ISDIR(st.st_mode)) {
-    ::close(fd);
-    return InvalidArgument("'" + path + "' is a directory, not a JSON file");
-  }
-  // Read up to one byte past the limit rather than trusting st_size, which a FIFO does not have.
-  std::string text;
-  char buffer[65536];
-  while (true) {
-    const ssize_t n = ::read(fd, buffer, sizeof(buffer));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      const int error = errno;
-      ::close(fd);
-      return DataLoss("cannot read '" + path + "': " + std::strerror(error));
-    }
-    if (n == 0) break;
-    if (text.size() + static_cast<size_t>(n) > max_bytes) {
-      ::close(fd);
-      return InvalidArgument("'" + path + "' is larger than the " + std::to_string(max_bytes) +
-                             " bytes allowed for this file");
-    }
-    text.append(buffer, static_cast<size_t>(n));
-  }
-  ::close(fd);
+  BPT_ASSIGN_OR_RETURN(const std::string text, ReadBoundedFile(path, max_bytes));
   return ParseJsonObject(text, path);
 }
 
@@ -259,6 +229,13 @@ StatusOr<bool> JsonFields::BoolOr(std::string_view key, bool fallback, Null null
   if (v == nullptr) return fallback;
   if (!v->is_boolean()) return TypeError(key, *v, "true or false");
   return v->get<bool>();
+}
+
+StatusOr<std::optional<bool>> JsonFields::OptionalBool(std::string_view key, Null null) const {
+  BPT_ASSIGN_OR_RETURN(const json* v, Optional(key, null));
+  if (v == nullptr) return std::optional<bool>();
+  if (!v->is_boolean()) return TypeError(key, *v, "true or false");
+  return std::optional<bool>(v->get<bool>());
 }
 
 StatusOr<std::optional<std::string>> JsonFields::OptionalString(std::string_view key, Null null) const {

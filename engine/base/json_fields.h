@@ -1,5 +1,5 @@
-// Checked reads of JSON model files (config.json, the safetensors header and index, and later
-// tokenizer_config.json and generation_config.json). Files written by hand or by an attacker give
+// Checked reads of JSON model files (config.json, the safetensors header and index, tokenizer_config.json,
+// generation_config.json). Files written by hand or by an attacker give
 // every field any type: each getter checks the JSON type and the range (integers in 64 bits,
 // before the caller narrows them) and returns a Status naming the file and the key. Nothing here
 // throws, so a bad model file cannot take the process down.
@@ -69,6 +69,7 @@ class JsonFields {
   StatusOr<double> NumberOr(std::string_view key, double fallback, NumberRange range,
                             Null null = Null::kError) const;
   StatusOr<bool> BoolOr(std::string_view key, bool fallback, Null null = Null::kError) const;
+  StatusOr<std::optional<bool>> OptionalBool(std::string_view key, Null null = Null::kError) const;
   StatusOr<std::optional<std::string>> OptionalString(std::string_view key, Null null = Null::kError) const;
   StatusOr<std::optional<JsonFields>> OptionalObject(std::string_view key, Null null = Null::kError) const;
   // An integer or a list of them (eos_token_id); empty when absent.

@@ -1,0 +1,111 @@
+// tokenizer_config.json and the template files beside it, read as transformers reads them.
+#include "tokenizer_config.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+using testing::TempDir;
+
+void Write(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary) << text;
+}
+
+TEST(TokenizerConfig, AbsentFilesGiveAnEmptyConfig) {
+  TempDir dir;
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_FALSE(config->bos_token.has_value());
+  EXPECT_FALSE(config->add_bos_token.has_value());
+  EXPECT_TRUE(config->chat_templates.empty());
+  EXPECT_EQ(config->ChatTemplateFor(false), nullptr);
+}
+
+TEST(TokenizerConfig, ReadsTokensAsStringsOrAddedTokens) {
+  TempDir dir;
+  Write(dir / "tokenizer_config.json",
+        R"({"bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false}, "eos_token": "</s>",
+            "add_bos_token": true, "add_eos_token": null, "clean_up_tokenization_spaces": true, "chat_template": "{{ bos_token }}"})");
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->bos_token.value_or(""), "<s>");
+  EXPECT_EQ(config->eos_token.value_or(""), "</s>");
+  EXPECT_EQ(config->add_bos_token, std::optional<bool>(true));
+  EXPECT_FALSE(config->add_eos_token.has_value());
+  EXPECT_TRUE(config->clean_up_tokenization_spaces);
+  ASSERT_NE(config->ChatTemplateFor(false), nullptr);
+  EXPECT_EQ(*config->ChatTemplateFor(false), "{{ bos_token }}");
+}
+
+TEST(TokenizerConfig, NamedTemplatesPickToolUseOnlyWithTools) {
+  TempDir dir;
+  Write(dir / "tokenizer_config.json",
+        R"({"chat_template": [{"name": "default", "template": "D"}, {"name": "tool_use", "template": "T"},
+                              {"name": "rag", "template": "R"}]})");
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->chat_templates.size(), 3u);
+  EXPECT_EQ(*config->ChatTemplateFor(false), "D");
+  EXPECT_EQ(*config->ChatTemplateFor(true), "T");
+}
+
+TEST(TokenizerConfig, ASingleNonDefaultTemplateIsNeverPickedImplicitly) {
+  TempDir dir;
+  Write(dir / "tokenizer_config.json", R"({"chat_template": [{"name": "rag", "template": "R"}]})");
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->ChatTemplateFor(false), nullptr);
+  EXPECT_EQ(config->ChatTemplateFor(true), nullptr);
+}
+
+TEST(TokenizerConfig, JinjaFilesReplaceTheConfigsTemplates) {
+  TempDir dir;
+  Write(dir / "tokenizer_config.json", R"({"chat_template": "from the config"})");
+  Write(dir / "chat_template.jinja", "from the file");
+  std::filesystem::create_directory(dir / "additional_chat_templates");
+  Write(dir / "additional_chat_templates/tool_use.jinja", "tools file");
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(*config->ChatTemplateFor(false), "from the file");
+  EXPECT_EQ(*config->ChatTemplateFor(true), "tools file");
+}
+
+TEST(TokenizerConfig, ErrorsNameTheFileAndKey) {
+  const struct {
+    const char* json;
+    const char* expected;
+  } cases[] = {
+      {R"({"bos_token": 3})", "bos_token"},
+      {R"({"eos_token": {"lstrip": true}})", "eos_token.content"},
+      {R"({"add_bos_token": "yes"})", "add_bos_token"},
+      {R"({"chat_template": 7})", "chat_template must be a string or a list"},
+      {R"({"chat_template": [{"name": "x"}]})", "chat_template[0]"},
+      {R"({"chat_template": )", "tokenizer_config.json"},
+  };
+  for (const auto& c : cases) {
+    TempDir dir;
+    Write(dir / "tokenizer_config.json", c.json);
+    auto config = LoadTokenizerConfig(dir.path());
+    ASSERT_FALSE(config.ok()) << c.json;
+    EXPECT_EQ(config.status().code(), StatusCode::kInvalidArgument) << c.json;
+    EXPECT_NE(config.status().message().find(c.expected), std::string::npos) << config.status().message();
+    EXPECT_NE(config.status().message().find("tokenizer_config.json"), std::string::npos) << config.status().message();
+  }
+}
+
+TEST(TokenizerConfig, AnOversizedTemplateFileIsRefused) {
+  TempDir dir;
+  Write(dir / "chat_template.jinja", std::string((1 << 20) + 1, 'x'));
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.status().message().find("chat_template.jinja"), std::string::npos) << config.status().message();
+}
+
+}  // namespace
+}  // namespace bpt
