@@ -26,47 +26,71 @@ struct ReferenceCase {
   int prompt_length;
 };
 
+// The reference's logits after `prompt` for the model in dir/model, positions placed as the
+// engine's rope_position_gap places them.
+std::vector<double> ReferenceLogits(const TempDir& dir, const std::vector<int32_t>& prompt, RopePositionGap gap) {
+  std::ofstream(dir / "tokens.json") << json(prompt).dump();
+  const std::string command = std::string(BPTSERVE_PYTHON) + " " + BPTSERVE_REFERENCE_SCRIPT + " --position-gap " +
+                              std::to_string(gap.start) + " " + std::to_string(gap.length) + " " + (dir / "model") +
+                              " " + (dir / "tokens.json") + " " + (dir / "ref.json");
+  EXPECT_EQ(std::system(command.c_str()), 0) << command;
+  std::ifstream in(dir / "ref.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str()).get<std::vector<double>>();
+}
+
+// tolerance: of the largest logit.
+void ExpectMatchesReference(const std::vector<double>& ref, const std::vector<float>& logits, double tolerance) {
+  ASSERT_EQ(ref.size(), logits.size());
+  double max_ref = 0, max_diff = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    max_ref = std::max(max_ref, std::fabs(ref[i]));
+    max_diff = std::max(max_diff, std::fabs(ref[i] - logits[i]));
+  }
+  ASSERT_GT(max_ref, 0.1) << "degenerate logits prove nothing";
+  EXPECT_LE(max_diff, tolerance * max_ref) << "max |dlogit| " << max_diff << ", max |logit| " << max_ref;
+}
+
+std::vector<int32_t> RandomPrompt(int length, const json& config) {
+  std::mt19937 rng(7);
+  std::vector<int32_t> prompt(length);
+  for (auto& t : prompt) t = static_cast<int32_t>(rng() % config["vocab_size"].get<int>());
+  return prompt;
+}
+
+// Small KV blocks handed out shuffled and odd attention tiles, so that the prompt spans several
+// blocks, tiles and prefill steps.
+EngineOptions TestOptions(const TempDir& dir) {
+  EngineOptions options;
+  options.model_dir = dir / "model";
+  options.scheduler.prefill_block = 8;
+  options.kv_cache.block_size = 4;
+  options.kv_cache.shuffle_blocks = true;
+  options.cpu.attention_tiling = {3, 5};
+  return options;
+}
+
+// SmallConfig with `overrides` merged in, written with seed 42 to dir/model; returns the config.
+json WriteTestModel(const TempDir& dir, const json& overrides, DType dtype, int shards = 1) {
+  json config = SmallConfig();
+  config.merge_patch(overrides);
+  testing::WriteModelOrDie(dir / "model", config, dtype, /*seed=*/42, shards);
+  return config;
+}
+
 class ReferenceLogitsTest : public ::testing::TestWithParam<ReferenceCase> {};
 
 TEST_P(ReferenceLogitsTest, MatchesFp64Reference) {
   const ReferenceCase& c = GetParam();
   TempDir dir;
-  json config = SmallConfig();
-  config.merge_patch(c.overrides);
-  testing::WriteModelOrDie(dir / "model", config, c.dtype, /*seed=*/42, c.shards);
-
-  EngineOptions options;
-  options.model_dir = dir / "model";
-  options.scheduler.prefill_block = 8;  // the prompt spans several blocks
-  options.kv_cache.block_size = 4;
-  options.kv_cache.shuffle_blocks = true;
-  options.cpu.attention_tiling = {3, 5};
-  auto engine = Engine::Create(options);
+  const json config = WriteTestModel(dir, c.overrides, c.dtype, c.shards);
+  auto engine = Engine::Create(TestOptions(dir));
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-
-  std::mt19937 rng(7);
-  std::vector<int32_t> prompt(c.prompt_length);
-  for (auto& t : prompt) t = static_cast<int32_t>(rng() % config["vocab_size"].get<int>());
+  const std::vector<int32_t> prompt = RandomPrompt(c.prompt_length, config);
   auto logits = (*engine)->PromptLogits(prompt);
   ASSERT_TRUE(logits.ok()) << logits.status().ToString();
-
-  std::ofstream(dir / "tokens.json") << json(prompt).dump();
-  const std::string command = std::string(BPTSERVE_PYTHON) + " " + BPTSERVE_REFERENCE_SCRIPT + " " +
-                              (dir / "model") + " " + (dir / "tokens.json") + " " + (dir / "ref.json");
-  ASSERT_EQ(std::system(command.c_str()), 0) << command;
-  std::ifstream in(dir / "ref.json");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::vector<double> ref = json::parse(ss.str()).get<std::vector<double>>();
-  ASSERT_EQ(ref.size(), logits->size());
-
-  double max_ref = 0, max_diff = 0;
-  for (size_t i = 0; i < ref.size(); ++i) {
-    max_ref = std::max(max_ref, std::fabs(ref[i]));
-    max_diff = std::max(max_diff, std::fabs(ref[i] - (*logits)[i]));
-  }
-  ASSERT_GT(max_ref, 0.1) << "degenerate logits prove nothing";
-  EXPECT_LE(max_diff, 1e-4 * max_ref) << "max |dlogit| " << max_diff << ", max |logit| " << max_ref;
+  ExpectMatchesReference(ReferenceLogits(dir, prompt, {}), *logits, 1e-4);
 
   // The RoPE frequencies themselves, which short prompts exercise only weakly.
   const std::string rope_command = std::string(BPTSERVE_PYTHON) + " " + BPTSERVE_REFERENCE_SCRIPT + " --rope " +
@@ -129,6 +153,92 @@ INSTANTIATE_TEST_SUITE_P(
                                          {"beta_fast", 16}, {"original_max_position_embeddings", 64}}}},
                       DType::kF32, 1, 37}),
     [](const auto& info) { return std::string(info.param.name); });
+
+// A few tokens at the start of a long sequence and a few far into it, the tokens between absent:
+// the engine's rope_position_gap against the reference's --position-gap, both attending over
+// the tokens present only. The late tokens' queries meet the early keys across the whole
+// distance, where the RoPE scalings differ most. Every RoPE type, in transformers 4.x's form
+// (top-level rope_theta and rope_scaling) and 5.x's (rope_parameters).
+struct LongPositionCase {
+  std::string name;
+  int64_t offset;  // position of the first late token
+  json overrides;
+};
+
+constexpr int kEarlyTokens = 4;
+constexpr int kLateTokens = 8;  // with the early ones, two prefill steps of 8
+
+std::vector<LongPositionCase> LongPositionCases() {
+  struct RopeKind {
+    const char* name;
+    double theta;
+    json scaling;  // without rope_type
+  };
+  const RopeKind kinds[] = {
+      {"default", 10000.0, json::object()},
+      {"linear", 10000.0, {{"factor", 8.0}}},
+      {"dynamic", 10000.0, {{"factor", 2.0}}},
+      // Llama 3.1's and Qwen2.5's published scalings.
+      {"llama3", 500000.0,
+       {{"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}}},
+      {"yarn", 1000000.0, {{"factor", 4.0}, {"original_max_position_embeddings", 32768}}},
+  };
+  std::vector<LongPositionCase> cases;
+  for (const int64_t offset : {int64_t{131072}, int64_t{1048576}}) {
+    for (const RopeKind& kind : kinds) {
+      // HF's dynamic NTK takes its base from the sequence's length when that exceeds
+      // max_position_embeddings; the engine (like vLLM) fixes it at max_position_embeddings *
+      // factor. Setting that product to the sequence's length makes the two the same: HF's own
+      // result for this sequence. The other types get a context that holds the sequence.
+      const double factor = kind.scaling.value("factor", 1.0);
+      const int64_t max_positions = std::string(kind.name) == "dynamic"
+                                        ? static_cast<int64_t>((offset + kLateTokens) / factor)
+                                        : 2 * offset;
+      json scaling = kind.scaling;
+      scaling["rope_type"] = kind.name;
+      json v4 = {{"max_position_embeddings", max_positions}, {"rope_theta", kind.theta}, {"rope_scaling", scaling}};
+      json v5 = {{"max_position_embeddings", max_positions}, {"rope_theta", nullptr}, {"rope_parameters", scaling}};
+      v5["rope_parameters"]["rope_theta"] = kind.theta;
+      const std::string at = "_at_" + std::to_string(offset);
+      cases.push_back({std::string("rope_scaling_") + kind.name + at, offset, v4});
+      cases.push_back({std::string("rope_parameters_") + kind.name + at, offset, v5});
+    }
+  }
+  return cases;
+}
+
+class LongPositionLogitsTest : public ::testing::TestWithParam<LongPositionCase> {};
+
+TEST_P(LongPositionLogitsTest, MatchesFp64Reference) {
+  const LongPositionCase& c = GetParam();
+  TempDir dir;
+  const json config = WriteTestModel(dir, c.overrides, DType::kF32);
+  EngineOptions options = TestOptions(dir);
+  options.rope_position_gap = {kEarlyTokens, c.offset - kEarlyTokens};
+  options.kv_cache.capacity_tokens = 64;  // the tokens present, not the context
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  const std::vector<int32_t> prompt = RandomPrompt(kEarlyTokens + kLateTokens, config);
+  auto logits = (*engine)->PromptLogits(prompt);
+  ASSERT_TRUE(logits.ok()) << logits.status().ToString();
+  // The engine's error here is about 3e-7 of the largest logit; RoPE angles computed in fp32
+  // instead of double put it at 1.5e-5 to 7e-4.
+  ExpectMatchesReference(ReferenceLogits(dir, prompt, options.rope_position_gap), *logits, 5e-6);
+}
+
+INSTANTIATE_TEST_SUITE_P(Offsets, LongPositionLogitsTest, ::testing::ValuesIn(LongPositionCases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(RopePositionGapTest, NegativeLengthIsRefusedByName) {
+  TempDir dir;
+  testing::WriteModelOrDie(dir / "model", SmallConfig());
+  EngineOptions options = TestOptions(dir);
+  options.rope_position_gap = {4, -1};
+  auto engine = Engine::Create(options);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_EQ(engine.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(engine.status().message().find("rope_position_gap"), std::string::npos) << engine.status().ToString();
+}
 
 }  // namespace
 }  // namespace bpt

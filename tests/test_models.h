@@ -39,7 +39,7 @@ inline void WriteModelOrDie(const std::string& dir, const nlohmann::json& config
   spec.dtype = dtype;
   spec.seed = seed;
   spec.num_shards = shards;
-  spec.tokenizer_model = tokenizer;
+  spec.tokenizer = tokenizer;
   const Status s = WriteRandomModel(dir, spec);
   ASSERT_TRUE(s.ok()) << s.ToString();
 }

@@ -45,6 +45,15 @@ struct CudaOptions {
   bool device_sampling = true;
 };
 
+// Tests: a prompt that stands for some tokens of a much longer sequence. Positions from `start`
+// on are rotated `length` further, as if `length` absent tokens came before them; attention sees
+// only the tokens present. A few tokens then check RoPE at a million positions, and across a
+// million-token distance, without that prefill.
+struct RopePositionGap {
+  int64_t start = 0;
+  int64_t length = 0;
+};
+
 struct EngineOptions {
   std::string model_dir;
   std::string device = "auto";  // cpu, cuda, or auto (cuda when a GPU is visible). Flag --device
@@ -54,6 +63,7 @@ struct EngineOptions {
   // repetition_penalty) for the fields a request leaves unset; none: SamplingParams' own.
   // Its end-of-turn ids apply either way. Flag --generation-config
   std::string generation_config = "auto";
+  RopePositionGap rope_position_gap;
   SchedulerOptions scheduler;
   KvCacheOptions kv_cache;
   CpuOptions cpu;

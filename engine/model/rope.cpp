@@ -18,7 +18,7 @@ double YarnCorrectionDim(double num_rotations, int dim, double base, double max_
 
 }  // namespace
 
-Rope::Rope(const ModelConfig& config) : head_dim_(config.head_dim) {
+Rope::Rope(const ModelConfig& config, RopePositionGap gap) : head_dim_(config.head_dim), gap_(gap) {
   const int dim = head_dim_;
   const int half = dim / 2;
   const RopeScaling& s = config.rope_scaling;
@@ -94,7 +94,8 @@ Rope::Rope(const ModelConfig& config) : head_dim_(config.head_dim) {
 void Rope::Fill(const int64_t* positions, int64_t count, float* cos_out, float* sin_out) const {
   const int half = head_dim_ / 2;
   for (int64_t t = 0; t < count; ++t) {
-    const double p = static_cast<double>(positions[t]);
+    const int64_t position = positions[t] >= gap_.start ? positions[t] + gap_.length : positions[t];
+    const double p = static_cast<double>(position);
     for (int i = 0; i < half; ++i) {
       const double angle = p * inv_freq_[i];
       cos_out[t * half + i] = static_cast<float>(std::cos(angle) * attention_factor_);

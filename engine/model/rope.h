@@ -5,13 +5,14 @@
 #include <cstdint>
 #include <vector>
 
+#include "engine_options.h"
 #include "model_config.h"
 
 namespace bpt {
 
 class Rope {
  public:
-  explicit Rope(const ModelConfig& config);
+  explicit Rope(const ModelConfig& config, RopePositionGap gap = {});
 
   int head_dim() const { return head_dim_; }
   // Applied to cos and sin alike (YaRN's attention factor; 1 otherwise).
@@ -23,6 +24,7 @@ class Rope {
 
  private:
   int head_dim_;
+  RopePositionGap gap_;
   double attention_factor_ = 1.0;
   std::vector<double> inv_freq_;
 };

@@ -15,7 +15,7 @@ ModelRunner::ModelRunner(const ModelConfig& config, std::unique_ptr<Backend> bac
       prefill_block_(options.scheduler.prefill_block),
       ffn_sub_block_(std::min(options.ffn_sub_block, options.scheduler.prefill_block)),
       max_running_(options.scheduler.max_running),
-      rope_(config),
+      rope_(config, options.rope_position_gap),
       attention_shape_{config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window} {}
 
 StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& config, const ModelWeights& weights,
@@ -24,6 +24,11 @@ StatusOr<std::unique_ptr<ModelRunner>> ModelRunner::Create(const ModelConfig& co
   if (options.scheduler.prefill_block <= 0) return InvalidArgument("prefill_block must be positive");
   if (options.ffn_sub_block <= 0) return InvalidArgument("ffn_sub_block must be positive");
   if (options.scheduler.max_running <= 0) return InvalidArgument("max_running must be positive");
+  const RopePositionGap& gap = options.rope_position_gap;
+  if (gap.start < 0 || gap.length < 0 || gap.length > model_limits::kMaxPositions)
+    return InvalidArgument("rope_position_gap (start " + std::to_string(gap.start) + ", length " +
+                           std::to_string(gap.length) + "): start must be non-negative, length in [0, " +
+                           std::to_string(model_limits::kMaxPositions) + "]");
   // The sizes are the files' own, but a model can still be larger than this machine's memory:
   // that is an error to report, not an exception to end the process with.
   try {

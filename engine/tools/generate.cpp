@@ -40,15 +40,21 @@ int main(int argc, char** argv) {
   app.add_option("--prompt-file", prompt_file, "Read the prompt from a file");
   app.add_option("--token-ids", token_ids, "Prompt as token ids (token-ids mode)")->delimiter(',');
   app.add_option("--max-new-tokens", request.stopping.max_new_tokens, "Tokens to generate at most");
-  app.add_option("--temperature", request.sampling.temperature, "0 is greedy");
-  app.add_option("--top-k", request.sampling.top_k);
-  app.add_option("--top-p", request.sampling.top_p);
-  app.add_option("--min-p", request.sampling.min_p);
-  app.add_option("--repetition-penalty", request.sampling.repetition_penalty);
-  app.add_option("--presence-penalty", request.sampling.presence_penalty);
-  app.add_option("--frequency-penalty", request.sampling.frequency_penalty);
+  // Sampling flags left out take the model's defaults (ModelInfo::default_sampling: its
+  // generation_config.json's, unless --generation-config none), as the server's unset fields do.
+  bpt::SamplingParams flags;
   uint64_t seed = 0;
-  auto* seed_option = app.add_option("--seed", seed, "Same seed, same tokens");
+  CLI::Option* temperature = app.add_option("--temperature", flags.temperature, "0 is greedy");
+  CLI::Option* top_k = app.add_option("--top-k", flags.top_k);
+  CLI::Option* top_p = app.add_option("--top-p", flags.top_p);
+  CLI::Option* min_p = app.add_option("--min-p", flags.min_p);
+  CLI::Option* repetition_penalty = app.add_option("--repetition-penalty", flags.repetition_penalty);
+  CLI::Option* presence_penalty = app.add_option("--presence-penalty", flags.presence_penalty);
+  CLI::Option* frequency_penalty = app.add_option("--frequency-penalty", flags.frequency_penalty);
+  CLI::Option* seed_option = app.add_option("--seed", seed, "Same seed, same tokens");
+  app.add_option("--generation-config", options.generation_config,
+                 "auto: the model's generation_config.json sets the sampling defaults; none: bptserve's")
+      ->check(CLI::IsMember({"auto", "none"}));
   app.add_option("--stop", request.stopping.stop, "Stop string (repeatable)");
   app.add_option("--stop-token-ids", request.stopping.stop_token_ids)->delimiter(',');
   app.add_flag("--ignore-eos", request.stopping.ignore_eos);
@@ -57,13 +63,22 @@ int main(int argc, char** argv) {
   app.add_option("--threads", options.cpu.num_threads, "CPU threads (0: all)");
   app.add_flag("--progress", progress, "Show prefill progress on stderr");
   CLI11_PARSE(app, argc, argv);
-  if (seed_option->count() > 0) request.sampling.seed = seed;
 
   auto engine = bpt::Engine::Create(options);
   if (!engine.ok()) {
     std::cerr << engine.status().ToString() << "\n";
     return 1;
   }
+  bpt::SamplingParams& sampling = request.sampling;
+  sampling = (*engine)->model_info().default_sampling;
+  if (temperature->count() > 0) sampling.temperature = flags.temperature;
+  if (top_k->count() > 0) sampling.top_k = flags.top_k;
+  if (top_p->count() > 0) sampling.top_p = flags.top_p;
+  if (min_p->count() > 0) sampling.min_p = flags.min_p;
+  if (repetition_penalty->count() > 0) sampling.repetition_penalty = flags.repetition_penalty;
+  if (presence_penalty->count() > 0) sampling.presence_penalty = flags.presence_penalty;
+  if (frequency_penalty->count() > 0) sampling.frequency_penalty = flags.frequency_penalty;
+  if (seed_option->count() > 0) sampling.seed = seed;
   if (!prompt_file.empty()) {
     std::ifstream in(prompt_file, std::ios::binary);
     if (!in) {

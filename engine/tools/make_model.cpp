@@ -16,7 +16,11 @@ int main(int argc, char** argv) {
   app.add_option("--preset", preset, "Shape: demo or tinyllama (ignored with --config)")
       ->check(CLI::IsMember({"demo", "tinyllama"}));
   app.add_option("--config", config_path, "A config.json to use instead of a preset");
-  app.add_option("--tokenizer", tokenizer, "A SentencePiece tokenizer.model to copy in");
+  app.add_option("--tokenizer", tokenizer,
+                 "A SentencePiece tokenizer.model, or a Hugging Face tokenizer directory (tokenizer.json, "
+                 "tokenizer_config.json, chat_template.jinja, special_tokens_map.json, tokenizer.model, "
+                 "generation_config.json: those present), to copy in; config.json's vocab_size is raised to "
+                 "cover it and its bos_token_id and eos_token_id become the tokenizer's");
   app.add_option("--dtype", dtype, "Weight dtype")->check(CLI::IsMember({"f32", "f16", "bf16"}));
   app.add_option("--seed", seed, "Random seed");
   app.add_option("--shards", shards, "Number of safetensors shards")->check(CLI::PositiveNumber);
@@ -40,7 +44,8 @@ int main(int argc, char** argv) {
   spec.dtype = dtype == "f32" ? bpt::DType::kF32 : dtype == "f16" ? bpt::DType::kF16 : bpt::DType::kBF16;
   spec.seed = seed;
   spec.num_shards = shards;
-  spec.tokenizer_model = tokenizer;
+  spec.tokenizer = tokenizer;
+  spec.fit_config_to_tokenizer = true;
   const bpt::Status status = bpt::WriteRandomModel(out, spec);
   if (!status.ok()) {
     std::cerr << status.ToString() << "\n";

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model_config.h"
+#include "tokenizer_files.h"
 
 namespace bpt {
 namespace {
@@ -149,19 +150,24 @@ Status WriteShard(const std::string& path, const std::vector<const TensorSpec*>&
 }  // namespace
 
 Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec) {
-  BPT_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(spec.config.dump(), "spec.config"));
+  nlohmann::json config_json = spec.config;
+  TokenizerFiles tokenizer;
+  if (!spec.tokenizer.empty()) {
+    BPT_ASSIGN_OR_RETURN(tokenizer, ReadTokenizerFiles(spec.tokenizer));
+    if (spec.fit_config_to_tokenizer) FitConfigToTokenizer(tokenizer, &config_json);
+  }
+  BPT_ASSIGN_OR_RETURN(ModelConfig config, ParseModelConfig(config_json.dump(), "spec.config"));
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Internal("cannot create '" + dir + "': " + ec.message());
   {
     std::ofstream cfg(dir + "/config.json");
-    cfg << spec.config.dump(2) << "\n";
+    cfg << config_json.dump(2) << "\n";
     if (!cfg) return Internal("cannot write '" + dir + "/config.json'");
   }
-  if (!spec.tokenizer_model.empty()) {
-    std::filesystem::copy_file(spec.tokenizer_model, dir + "/tokenizer.model",
-                               std::filesystem::copy_options::overwrite_existing, ec);
-    if (ec) return Internal("cannot copy the tokenizer: " + ec.message());
+  for (const auto& [source, name] : tokenizer.files) {
+    std::filesystem::copy_file(source, dir + "/" + name, std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return Internal("cannot copy '" + source + "' to '" + dir + "/" + name + "': " + ec.message());
   }
   const std::vector<TensorSpec> tensors = TensorsOf(config);
   const int shards = std::max(1, spec.num_shards);

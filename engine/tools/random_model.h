@@ -1,5 +1,5 @@
 // Writes model directories in the Hugging Face layout (config.json, safetensors, optionally a
-// tokenizer.model) with deterministic random weights: the test fixtures, the demo model and the
+// tokenizer's files) with deterministic random weights: the test fixtures, the demo model and the
 // benchmark models. No model is ever downloaded.
 #pragma once
 
@@ -17,7 +17,12 @@ struct RandomModelSpec {
   DType dtype = DType::kBF16;
   uint64_t seed = 1;
   int num_shards = 1;           // > 1: model-0000K-of-0000N.safetensors plus the index
-  std::string tokenizer_model;  // copied as tokenizer.model when set
+  // A SentencePiece model or a Hugging Face tokenizer directory, copied in when set
+  // (ReadTokenizerFiles).
+  std::string tokenizer;
+  // config.json made to agree with the tokenizer first (FitConfigToTokenizer); tests that want
+  // a mismatch leave it off.
+  bool fit_config_to_tokenizer = false;
 };
 
 Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec);

@@ -3,8 +3,11 @@
 modeling equations (modeling_llama.py, modeling_mistral.py, modeling_qwen2.py and
 modeling_rope_utils.py) with numpy only. It shares no code with the engine.
 
-usage: llama_reference.py MODEL_DIR TOKENS_JSON OUT_JSON
-Writes the logits of the last position, [vocab], as a JSON list.
+usage: llama_reference.py [--position-gap START LENGTH] MODEL_DIR TOKENS_JSON OUT_JSON
+Writes the logits of the last position, [vocab], as a JSON list. With --position-gap the tokens
+from index START on sit LENGTH positions further, as if LENGTH absent tokens came before them:
+RoPE rotates at those positions and attention sees only the tokens given (the engine's
+rope_position_gap).
 usage: llama_reference.py --rope MODEL_DIR OUT_JSON
 Writes {"inv_freq": [head_dim / 2], "attention_factor": x} of the model's RoPE.
 
@@ -127,7 +130,7 @@ def rotate_half(x):
     return np.concatenate([-x[..., half:], x[..., :half]], axis=-1)
 
 
-def forward(model_dir, tokens):
+def forward(model_dir, tokens, gap_start=0, gap_length=0):
     with open(os.path.join(model_dir, "config.json")) as f:
         cfg = json.load(f)
     w = load_weights(model_dir)
@@ -143,6 +146,7 @@ def forward(model_dir, tokens):
 
     T = len(tokens)
     pos = np.arange(T, dtype=np.float64)
+    pos[gap_start:] += gap_length
     inv_freq, attn_factor = inv_freq_and_attention_factor(cfg, head_dim)
     angles = np.outer(pos, inv_freq)
     emb = np.concatenate([angles, angles], axis=-1)
@@ -201,10 +205,15 @@ def main():
         with open(out_path, "w") as f:
             json.dump({"inv_freq": [float(v) for v in inv_freq], "attention_factor": float(attention_factor)}, f)
         return
-    model_dir, tokens_path, out_path = sys.argv[1:4]
+    args = sys.argv[1:]
+    gap_start, gap_length = 0, 0
+    if args[0] == "--position-gap":
+        gap_start, gap_length = int(args[1]), int(args[2])
+        args = args[3:]
+    model_dir, tokens_path, out_path = args
     with open(tokens_path) as f:
         tokens = json.load(f)
-    logits = forward(model_dir, tokens)
+    logits = forward(model_dir, tokens, gap_start, gap_length)
     with open(out_path, "w") as f:
         json.dump([float(v) for v in logits], f)
 
