@@ -64,6 +64,8 @@ class Replace final : public Normalizer {
  public:
   Replace(Regex pattern, std::string content) : pattern_(std::move(pattern)), content_(std::move(content)) {}
   std::string Normalize(std::string_view text) const override {
+    // HF's find_matches sees no match at all in empty text, not even an empty one.
+    if (text.empty()) return {};
     std::string out;
     out.reserve(text.size());
     size_t copied = 0;

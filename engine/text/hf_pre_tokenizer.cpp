@@ -121,6 +121,7 @@ class SegmentSplitter {
 
 // HF's Pattern::find_matches for a regex: matches and the stretches between them.
 void SplitByRegex(const Regex& regex, bool invert, std::string_view text, SegmentSplitter& splitter) {
+  if (text.empty()) return;  // HF finds no match there, not even an empty one
   size_t previous = 0;
   regex.ForEachMatch(text, [&](size_t start, size_t end) {
     if (start != previous) splitter.Add(previous, start, invert);
