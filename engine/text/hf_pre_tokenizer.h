@@ -17,10 +17,14 @@ namespace bpt::hf {
 class PreTokenizer {
  public:
   virtual ~PreTokenizer() = default;
-  // Appends the pieces of `text` (valid UTF-8) to `pieces`, in order. at_text_start: `text`
-  // begins the caller's whole input (not a segment after an added token), which is where
-  // Metaspace's prepend_scheme "first" adds its U+2581 and ByteLevel's add_prefix_space applies
-  // as HF applies them.
+  // Appends the pieces of `text` (valid UTF-8) to `pieces`, in order; empty text gives none.
+  // at_text_start: `text` begins the caller's whole input (not a segment after an added token).
+  // HF tests a split's offset in the original input, and only Metaspace's prepend_scheme "first"
+  // depends on it: it prepends U+2581 only to the piece at offset 0, so only when at_text_start
+  // (and, inside a Sequence, only to the first piece an earlier step cut, when that piece begins
+  // the text). ByteLevel's add_prefix_space does not depend on it: HF adds the space to every
+  // piece that reaches it without one, the segments after added tokens included; "always" does
+  // the same for Metaspace.
   virtual void Split(std::string_view text, bool at_text_start, std::vector<std::string>& pieces) const = 0;
 };
 
