@@ -51,8 +51,8 @@ struct Conversation {
   std::vector<ChatMessage> messages;
   bool add_generation_prompt = true;
   bool continue_final_message = false;
-  json tools;
-  json documents;
+  json tools = json();
+  json documents = json();
 };
 
 json WeatherTools() {
@@ -159,9 +159,10 @@ TEST(ChatTemplateConformance, MatchesTransformersByteForByte) {
       EXPECT_EQ(mine.status().code(), StatusCode::kInvalidArgument) << ours[i].label;
       // The template's own message (raise_exception) must come through; transformers' own checks
       // are worded alike but not compared verbatim.
-      if (message.find("continue_final_message") == std::string::npos)
+      if (message.find("continue_final_message") == std::string::npos) {
         EXPECT_NE(mine.status().message().find(message), std::string::npos)
             << ours[i].label << ": " << mine.status().message() << " vs " << message;
+      }
       ++matched;
     }
   }

@@ -134,8 +134,6 @@ bool AllChars(const std::string& s, bool (*pred)(char32_t)) {
   return true;
 }
 
-using Method = StatusOr<Value> (*)(const Value& self, const Arguments& args, const Limits& limits);
-
 StatusOr<Value> StringMethod(const std::string& name, const Value& self, const Arguments& args,
                              const Limits& limits) {
   const std::string& s = self.str();

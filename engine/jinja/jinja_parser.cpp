@@ -1,5 +1,6 @@
 #include "jinja_parser.h"
 
+#include <algorithm>
 #include <initializer_list>
 #include <string_view>
 
@@ -82,6 +83,13 @@ class Parser {
                                 : OkStatus();
   }
 
+  static StmtPtr NewStmt(Stmt::Kind kind, int line) {
+    auto s = std::make_unique<Stmt>();
+    s->kind = kind;
+    s->line = line;
+    return s;
+  }
+
   // Statements until a block tag whose first name is one of `ends` (left unconsumed, after `{%`).
   Status Subparse(Body& body, std::initializer_list<std::string_view> ends) {
     DepthGuard guard(depth_);
@@ -93,14 +101,14 @@ class Parser {
         return Error("unexpected end of template, expected '" + std::string(*ends.begin()) + "'");
       }
       if (tok.type == T::kText) {
-        auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kText, tok.line});
+        auto s = NewStmt(Stmt::Kind::kText, tok.line);
         s->text = tok.value;
         body.push_back(std::move(s));
         Next();
       } else if (tok.type == T::kVarBegin) {
         const int line = tok.line;
         Next();
-        auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kOutput, line});
+        auto s = NewStmt(Stmt::Kind::kOutput, line);
         BPT_ASSIGN_OR_RETURN(s->expr, ParseTuple(true, {}));
         if (Cur().type != T::kVarEnd) return Error("expected end of print statement, got '" + Describe(Cur()) + "'");
         Next();
@@ -138,7 +146,7 @@ class Parser {
     if (name == "break" || name == "continue") {
       if (loop_depth_ == 0) return Error("'" + name + "' outside of a loop", line);
       BPT_RETURN_IF_ERROR(ExpectBlockEnd());
-      return std::make_unique<Stmt>(Stmt{name == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue, line});
+      return NewStmt(name == "break" ? Stmt::Kind::kBreak : Stmt::Kind::kContinue, line);
     }
     if (name == "extends" || name == "include" || name == "import" || name == "from" || name == "block")
       return Error("'" + name + "' is not supported in chat templates (there is only one template)", line);
@@ -153,7 +161,7 @@ class Parser {
 
   StatusOr<StmtPtr> Simple(int line, Stmt::Kind kind, std::string_view end) {
     BPT_RETURN_IF_ERROR(ExpectBlockEnd());
-    auto s = std::make_unique<Stmt>(Stmt{kind, line});
+    auto s = NewStmt(kind, line);
     s->bodies.emplace_back();
     BPT_RETURN_IF_ERROR(Subparse(s->bodies[0], {end}));
     BPT_RETURN_IF_ERROR(EndTag(end));
@@ -161,7 +169,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> If(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kIf, line});
+    auto s = NewStmt(Stmt::Kind::kIf, line);
     while (true) {
       BPT_ASSIGN_OR_RETURN(ExprPtr cond, ParseTuple(false, {}));
       s->conditions.push_back(std::move(cond));
@@ -200,7 +208,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> For(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kFor, line});
+    auto s = NewStmt(Stmt::Kind::kFor, line);
     BPT_ASSIGN_OR_RETURN(s->target, AssignTarget(false));
     if (!SkipName("in")) return Error("expected 'in', got '" + Describe(Cur()) + "'");
     BPT_ASSIGN_OR_RETURN(s->expr, ParseTuple(false, {"recursive"}));
@@ -231,7 +239,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> Set(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kSet, line});
+    auto s = NewStmt(Stmt::Kind::kSet, line);
     BPT_ASSIGN_OR_RETURN(s->target, AssignTarget(true));
     if (SkipOp("=")) {
       BPT_ASSIGN_OR_RETURN(s->expr, ParseTuple(true, {}));
@@ -267,7 +275,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> Macro(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kMacro, line});
+    auto s = NewStmt(Stmt::Kind::kMacro, line);
     BPT_ASSIGN_OR_RETURN(s->name, ExpectName());
     BPT_RETURN_IF_ERROR(Params(s->params));
     BPT_RETURN_IF_ERROR(ExpectBlockEnd());
@@ -282,7 +290,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> CallBlock(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kCallBlock, line});
+    auto s = NewStmt(Stmt::Kind::kCallBlock, line);
     if (IsOp("(")) BPT_RETURN_IF_ERROR(Params(s->params));
     BPT_ASSIGN_OR_RETURN(s->expr, Expression(true));
     if (s->expr->kind != Expr::Kind::kCall) return Error("expected a call after 'call'", line);
@@ -294,7 +302,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> FilterBlock(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kFilterBlock, line});
+    auto s = NewStmt(Stmt::Kind::kFilterBlock, line);
     BPT_RETURN_IF_ERROR(FilterChain(s->filters));
     BPT_RETURN_IF_ERROR(ExpectBlockEnd());
     s->bodies.emplace_back();
@@ -304,7 +312,7 @@ class Parser {
   }
 
   StatusOr<StmtPtr> With(int line) {
-    auto s = std::make_unique<Stmt>(Stmt{Stmt::Kind::kWith, line});
+    auto s = NewStmt(Stmt::Kind::kWith, line);
     while (Cur().type != T::kBlockEnd) {
       if (!s->params.empty()) BPT_RETURN_IF_ERROR(ExpectOp(","));
       Param p;
