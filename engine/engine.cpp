@@ -7,6 +7,7 @@
 #include <map>
 
 #include "backend_factory.h"
+#include "chat_template.h"
 #include "check.h"
 #include "generation_config.h"
 #include "incremental_detokenizer.h"
@@ -17,6 +18,7 @@
 #include "scheduler.h"
 #include "stop_string_matcher.h"
 #include "tokenizer.h"
+#include "tokenizer_config.h"
 
 namespace bpt {
 namespace {
@@ -28,6 +30,20 @@ constexpr char kTokenIdsMode[] =
 bool FileExists(const std::string& path) {
   struct stat st {};
   return stat(path.c_str(), &st) == 0;
+}
+
+// The template apply_chat_template would pick without tools, parsed; FailedPrecondition, the
+// answer to every chat, when there is none or it does not parse: the model still serves text.
+StatusOr<ChatTemplate> LoadChatTemplate(const TokenizerConfig& config) {
+  const std::string* source = config.ChatTemplateFor(/*with_tools=*/false);
+  if (source == nullptr)
+    return FailedPrecondition(
+        "this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja): "
+        "send text or token ids");
+  StatusOr<ChatTemplate> parsed =
+      ChatTemplate::Parse(*source, config.bos_token.value_or(""), config.eos_token.value_or(""));
+  if (!parsed.ok()) return FailedPrecondition("this model's chat template does not parse: " + parsed.status().message());
+  return parsed;
 }
 
 }  // namespace
@@ -43,6 +59,7 @@ class Engine::Impl {
 
   StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const;
   StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  StatusOr<std::string> RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const;
   Status ValidateRequest(const GenerationRequest& request) const;
   Status Submit(GenerationRequest request, GenerationObserver* observer);
   void Step();
@@ -65,6 +82,7 @@ class Engine::Impl {
   int64_t max_model_len_;
   Scheduler scheduler_;
   ModelInfo info_;
+  StatusOr<ChatTemplate> chat_template_ = FailedPrecondition("no chat template loaded");
   std::map<int64_t, std::unique_ptr<Request>> requests_;
   int64_t next_request_id_ = 1;
   int64_t last_step_tokens_ = 0;
@@ -139,6 +157,7 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
       return InvalidArgument("tokenizer.model has " + std::to_string(tokenizer->vocab_size()) +
                              " pieces, more than the model's vocab_size " + std::to_string(config.vocab_size));
   }
+  BPT_ASSIGN_OR_RETURN(TokenizerConfig tokenizer_config, LoadTokenizerConfig(options.model_dir));
   // Before the backend exists: it allocates from the config's sizes, which the files must back.
   BPT_ASSIGN_OR_RETURN(auto weights, ModelWeights::Open(options.model_dir, config));
   BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(config, options));
@@ -166,6 +185,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   BPT_RETURN_IF_ERROR(runner->backend().AllocateKvPool(config.num_layers, num_blocks, block_size, config.kv_dim()));
   auto impl = std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options);
   if (options.generation_config == "auto") impl->info_.default_sampling = generation.sampling;
+  impl->chat_template_ = LoadChatTemplate(tokenizer_config);
+  impl->info_.has_chat_template = impl->chat_template_.ok() && !impl->info_.token_ids_mode;
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
@@ -412,6 +433,15 @@ StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids) const {
   return tokenizer_->Decode(ids);
 }
 
+StatusOr<std::string> Engine::Impl::RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const {
+  if (tokenizer_ == nullptr) return FailedPrecondition(std::string("chat needs a tokenizer: ") + kTokenIdsMode);
+  if (!chat_template_.ok()) return chat_template_.status();
+  ChatRenderOptions render;
+  render.add_generation_prompt = !continue_final_message;
+  render.continue_final_message = continue_final_message;
+  return chat_template_->Render(messages, render);
+}
+
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
@@ -428,7 +458,14 @@ int Engine::max_piece_bytes() const {
 StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
   return impl_->EncodePrompt(text, max_tokens, add_bos);
 }
-StatusOr<std::string> Engine::Decode(std::span<const int32_t> ids) const { return impl_->Decode(ids); }
+// skip_special_tokens reaches the tokenizer with tokenizer.json support (SentencePiece's decode
+// leaves control tokens out either way).
+StatusOr<std::string> Engine::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
+  return impl_->Decode(ids);
+}
+StatusOr<std::string> Engine::RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const {
+  return impl_->RenderChat(messages, continue_final_message);
+}
 Status Engine::ValidateRequest(const GenerationRequest& request) const { return impl_->ValidateRequest(request); }
 Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
   return impl_->Submit(std::move(request), observer);

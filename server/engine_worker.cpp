@@ -131,9 +131,32 @@ void EngineWorker::TokenizeText(std::string_view text, bool add_bos,
   if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
 }
 
-void EngineWorker::DetokenizeIds(std::span<const int32_t> ids, std::function<void(StatusOr<std::string>)> done) {
-  auto task = [this, ids, done] {
-    auto text = std::make_shared<StatusOr<std::string>>(engine_.Decode(ids));
+void EngineWorker::TokenizeChat(ChatPrompt chat, std::function<void(StatusOr<TokenizedPrompt>)> done) {
+  const int64_t limit = PromptTokenLimit();
+  auto shared = std::make_shared<ChatPrompt>(std::move(chat));
+  auto task = [this, shared, limit, done] {
+    auto prompt = std::make_shared<StatusOr<TokenizedPrompt>>(EncodeChat(*shared, limit));
+    return std::function<void()>([prompt, done] { done(std::move(*prompt)); });
+  };
+  if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
+}
+
+StatusOr<TokenizedPrompt> EngineWorker::EncodeChat(const ChatPrompt& chat, int64_t limit) const {
+  TokenizedPrompt prompt;
+  BPT_ASSIGN_OR_RETURN(prompt.text, engine_.RenderChat(chat.messages, chat.continue_final_message));
+  // As transformers' apply_chat_template: add_special_tokens=False, the template wrote them.
+  StatusOr<std::vector<int32_t>> ids = encode_(prompt.text, /*add_bos=*/false, limit);
+  if (!ids.ok() && ids.status().code() == StatusCode::kInvalidArgument)
+    return PromptTooLong("the rendered chat", "more than " + std::to_string(limit));
+  if (!ids.ok()) return ids.status();
+  prompt.ids = std::move(ids).value();
+  return prompt;
+}
+
+void EngineWorker::DetokenizeIds(std::span<const int32_t> ids, bool skip_special_tokens,
+                                 std::function<void(StatusOr<std::string>)> done) {
+  auto task = [this, ids, skip_special_tokens, done] {
+    auto text = std::make_shared<StatusOr<std::string>>(engine_.Decode(ids, skip_special_tokens));
     return std::function<void()>([text, done] { done(std::move(*text)); });
   };
   if (!tokenizer_pool_->TryRun(task)) done(TokenizerQueueFull());
@@ -155,6 +178,13 @@ Status EngineWorker::PromptTooLong(const std::string& what, const std::string& c
 std::optional<Status> EngineWorker::EncodeJobPrompt(GenerationJob& job) const {
   if (job.sink->Cancelled() || cancel_all_.load()) return std::nullopt;  // a cancelled job ends in Admit
   const int64_t limit = PromptTokenLimit();
+  if (job.chat) {
+    StatusOr<TokenizedPrompt> prompt = EncodeChat(*job.chat, limit);
+    if (!prompt.ok()) return prompt.status();
+    job.request.prompt = std::move(prompt->ids);
+    job.chat.reset();  // one copy of the prompt: its ids
+    return std::nullopt;
+  }
   StatusOr<std::vector<int32_t>> ids = encode_(job.prompt_text, /*add_bos=*/true, limit);
   if (ids.ok()) {
     job.request.prompt = std::move(ids).value();

@@ -40,8 +40,22 @@ class GenerationSink {
 using PromptEncodeFn =
     std::function<StatusOr<std::vector<int32_t>>(std::string_view text, bool add_bos, int64_t max_tokens)>;
 
+// A conversation for the model's chat template (Engine::RenderChat).
+struct ChatPrompt {
+  std::vector<ChatMessage> messages;
+  bool continue_final_message = false;
+};
+
+// A prompt as tokenized: the text that went to the tokenizer (a chat's rendering) and its ids.
+struct TokenizedPrompt {
+  std::string text;
+  std::vector<int32_t> ids;
+};
+
 struct GenerationJob {
-  std::string prompt_text;      // tokenized on the tokenizer pool when request.prompt is empty
+  // Tokenized on the tokenizer pool when request.prompt is empty: the chat when set, else the text.
+  std::string prompt_text;
+  std::optional<ChatPrompt> chat;
   GenerationRequest request;
   bool default_max_new_tokens = false;  // the client left it unset: clamp it to what fits
   std::shared_ptr<GenerationSink> sink;
@@ -62,8 +76,11 @@ class EngineWorker {
   // limit as prompts. done runs once, on a tokenizer thread (or here, when the pool is full);
   // text must stay alive until then.
   void TokenizeText(std::string_view text, bool add_bos, std::function<void(StatusOr<std::vector<int32_t>>)> done);
+  // The Tokenize RPC for a chat: rendered, then tokenized as Generate does, likewise on the pool.
+  void TokenizeChat(ChatPrompt chat, std::function<void(StatusOr<TokenizedPrompt>)> done);
   // The Detokenize RPC, likewise on the tokenizer pool; ids must stay alive until done.
-  void DetokenizeIds(std::span<const int32_t> ids, std::function<void(StatusOr<std::string>)> done);
+  void DetokenizeIds(std::span<const int32_t> ids, bool skip_special_tokens,
+                     std::function<void(StatusOr<std::string>)> done);
   // Draining: refuse new jobs, let the queued and running ones finish.
   void StopAccepting();
   // The drain deadline passed: every queued and running job ends cancelled.
@@ -82,11 +99,14 @@ class EngineWorker {
   void Loop();
   // On a tokenizer thread: the job's text to ids; the refusal, if any.
   std::optional<Status> EncodeJobPrompt(GenerationJob& job) const;
+  // On a tokenizer thread: the chat rendered by the model's template, then tokenized with no
+  // special tokens added (the template wrote them), under `limit` tokens.
+  StatusOr<TokenizedPrompt> EncodeChat(const ChatPrompt& chat, int64_t limit) const;
   // Then, its pool place freed: into the inbox, where the worker admits or refuses it.
   void QueueEncoded(GenerationJob job, std::chrono::steady_clock::time_point submitted, std::optional<Status> refused);
   // The most tokens a text prompt may have, and the refusal past it.
   int64_t PromptTokenLimit() const;
-  // what: "prompt" or "text".
+  // what: "prompt", "text" or "the rendered chat".
   Status PromptTooLong(const std::string& what, const std::string& count) const;
   Status QueueFull() const;
   Status TokenizerQueueFull() const;

@@ -1,11 +1,33 @@
 #include "inference_service.h"
 
+#include "request_conversion.h"
+
 namespace bpt::server {
 
 void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request,
               bptserve::v1::TokenizeResponse* response, std::function<void(const Status&)> done) {
-  worker.TokenizeText(request.text(), request.add_bos(), [response, done](StatusOr<std::vector<int32_t>> ids) {
-    if (ids.ok()) response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+  if (request.has_chat()) {
+    bptserve::v1::ChatPrompt copy = request.chat();
+    ChatPrompt chat;
+    const Status converted = ToChatPrompt(copy, &chat);
+    if (!converted.ok()) {
+      done(converted);
+      return;
+    }
+    worker.TokenizeChat(std::move(chat), [response, done](StatusOr<TokenizedPrompt> prompt) {
+      if (prompt.ok()) {
+        response->mutable_token_ids()->Assign(prompt->ids.begin(), prompt->ids.end());
+        response->set_prompt_text(std::move(prompt->text));
+      }
+      done(prompt.ok() ? OkStatus() : prompt.status());
+    });
+    return;
+  }
+  worker.TokenizeText(request.text(), request.add_bos(), [&request, response, done](StatusOr<std::vector<int32_t>> ids) {
+    if (ids.ok()) {
+      response->mutable_token_ids()->Assign(ids->begin(), ids->end());
+      response->set_prompt_text(request.text());
+    }
     done(ids.ok() ? OkStatus() : ids.status());
   });
 }
@@ -13,7 +35,7 @@ void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request
 void Detokenize(EngineWorker& worker, const bptserve::v1::DetokenizeRequest& request,
                 bptserve::v1::DetokenizeResponse* response, std::function<void(const Status&)> done) {
   const std::span<const int32_t> ids(request.token_ids().data(), static_cast<size_t>(request.token_ids_size()));
-  worker.DetokenizeIds(ids, [response, done](StatusOr<std::string> text) {
+  worker.DetokenizeIds(ids, request.skip_special_tokens(), [response, done](StatusOr<std::string> text) {
     if (text.ok()) response->set_text(std::move(text).value());
     done(text.ok() ? OkStatus() : text.status());
   });
@@ -29,6 +51,7 @@ void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve:
   info->set_device(model.device);
   info->set_vocab_size(model.vocab_size);
   info->set_token_ids_mode(model.token_ids_mode);
+  info->set_has_chat_template(model.has_chat_template);
   info->set_prefill_block_tokens(options.engine.scheduler.prefill_block);
   const SamplingParams& d = model.default_sampling;
   auto* sampling = info->mutable_default_sampling();

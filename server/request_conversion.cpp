@@ -2,6 +2,25 @@
 
 namespace bpt::server {
 
+Status ToChatPrompt(bptserve::v1::ChatPrompt& in, ChatPrompt* out) {
+  if (in.messages().empty()) return InvalidArgument("chat.messages: empty; a chat has at least one message");
+  if (in.messages_size() > kMaxChatMessages)
+    return InvalidArgument("chat.messages: " + std::to_string(in.messages_size()) + " messages, more than " +
+                           std::to_string(kMaxChatMessages));
+  out->messages.reserve(static_cast<size_t>(in.messages_size()));
+  for (int i = 0; i < in.messages_size(); ++i) {
+    bptserve::v1::ChatMessage& m = *in.mutable_messages(i);
+    const std::string field = "chat.messages[" + std::to_string(i) + "].role";
+    if (m.role().empty()) return InvalidArgument(field + " is empty");
+    if (m.role().size() > kMaxChatRoleBytes)
+      return InvalidArgument(field + ": " + std::to_string(m.role().size()) + " bytes, more than " +
+                             std::to_string(kMaxChatRoleBytes));
+    out->messages.push_back({std::move(*m.mutable_role()), std::move(*m.mutable_content())});
+  }
+  out->continue_final_message = in.continue_final_message();
+  return OkStatus();
+}
+
 Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& defaults, GenerationJob* job) {
   GenerationRequest& r = job->request;
   switch (in.prompt_case()) {
@@ -13,8 +32,11 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& 
       if (in.token_ids().ids().empty()) return InvalidArgument("prompt: 'token_ids' is empty");
       r.prompt.assign(in.token_ids().ids().begin(), in.token_ids().ids().end());
       break;
+    case bptserve::v1::GenerateRequest::kChat:
+      BPT_RETURN_IF_ERROR(ToChatPrompt(*in.mutable_chat(), &job->chat.emplace()));
+      break;
     default:
-      return InvalidArgument("prompt: set 'text' or 'token_ids'");
+      return InvalidArgument("prompt: set 'text', 'token_ids' or 'chat'");
   }
 
   const auto& s = in.sampling();
@@ -30,6 +52,7 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& 
   r.sampling.top_logprobs = in.options().top_logprobs();
   r.use_prefix_cache = !in.options().bypass_prefix_cache();
   r.priority = in.options().priority();
+  r.skip_special_tokens = !in.options().has_skip_special_tokens() || in.options().skip_special_tokens();
 
   const auto& t = in.stopping();
   job->default_max_new_tokens = !t.has_max_new_tokens();

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bptserve as a process, seen from outside: server reflection (as grpcurl uses it, with API keys
-off and on), the Python client, `promtool check metrics` on a scrape, and a real Prometheus server
-that scrapes the server and answers a query with the number of requests this test made.
+off and on), the Python client, chat through the Python client and the CLI, `promtool check
+metrics` on a scrape, and a real Prometheus server that scrapes the server and answers a query
+with the number of requests this test made.
 
 usage: server_integration_test.py BIN_DIR PYTHON_CLIENT_DIR
 """
@@ -14,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 import json
+import shutil
 
 BIN_DIR, PY_DIR = sys.argv[1], sys.argv[2]
 sys.path.insert(0, PY_DIR)
@@ -91,6 +93,54 @@ with tempfile.TemporaryDirectory() as keys_dir:
             keyed.terminate()
             keyed.wait(timeout=60)
 
+# Chat: the demo model with a small template, through the Python client and the CLI.
+with tempfile.TemporaryDirectory() as work:
+    chat_model = os.path.join(work, "model")
+    shutil.copytree(os.path.join(BIN_DIR, "..", "demo-model"), chat_model)
+    with open(os.path.join(chat_model, "tokenizer_config.json"), "w") as f:
+        json.dump({"chat_template": "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}"
+                                    "{% if add_generation_prompt %}<|assistant|>{% endif %}"}, f)
+    chat_server, chat_port, _ = test_support.start_server(BIN_DIR, "--model", chat_model, "--kv-capacity", "8192")
+    try:
+        chat_target = f"127.0.0.1:{chat_port}"
+        with Client(chat_target) as client:
+            check(client.model_info().has_chat_template, "model info: has_chat_template")
+            messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+            ids, prompt_text = client.tokenize_chat(messages)
+            check(prompt_text == "<|system|>Be brief.<|user|>Hello<|assistant|>", f"chat prompt text {prompt_text!r}")
+            events = list(client.chat(messages, max_new_tokens=6, seed=2, ignore_eos=True))
+            check([e.kind for e in events].count("finished") == 1, f"chat: one finished event {events}")
+            check(events[-1].usage.prompt_tokens == len(ids) and events[-1].usage.completion_tokens == 6,
+                  f"chat usage {events[-1].usage}")
+            same = list(client.generate(token_ids=ids, max_new_tokens=6, seed=2, ignore_eos=True))
+            check([t for e in events for t in e.token_ids] == [t for e in same for t in e.token_ids],
+                  "chat generates what its rendered prompt's ids generate")
+            try:
+                list(client.chat([]))
+                check(False, "an empty chat must fail")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "chat.messages" in e.details(),
+                      f"empty chat: {e.code()} {e.details()}")
+        cli = os.path.join(BIN_DIR, "bptserve-cli")
+        document = os.path.join(work, "notes.txt")
+        with open(document, "w") as f:
+            f.write("The notes.")
+        out = subprocess.run([cli, "chat", "--server", chat_target, "--message", "Hi", "--system", "Be brief.",
+                              "--document", document, "--max-new-tokens", "4", "--ignore-eos"],
+                             capture_output=True, text=True)
+        check(out.returncode == 0 and out.stdout.strip() != "", f"cli chat --message: {out.returncode} {out.stderr}")
+        # The interactive session on a pipe: two turns, a reset, an attached file, a bad one, EOF.
+        out = subprocess.run([cli, "chat", "--server", chat_target, "--max-new-tokens", "3", "--ignore-eos",
+                              "--temperature", "0"],
+                             input=f"Hello\nAgain\n/reset\n/file {document}\n/file /nonexistent\nThird\n",
+                             capture_output=True, text=True)
+        check(out.returncode == 0 and len(out.stdout.splitlines()) == 3, f"cli chat session: {out.stdout!r} {out.stderr}")
+        check("conversation cleared" in out.stderr and "cannot read '/nonexistent'" in out.stderr,
+              f"cli chat session messages: {out.stderr}")
+    finally:
+        chat_server.terminate()
+        chat_server.wait(timeout=60)
+
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768")
 prometheus = None
 try:
@@ -116,6 +166,7 @@ try:
     with Client(target) as client:
         info = client.model_info()
         check(info.architecture == "LlamaForCausalLM", f"model info {info}")
+        check(not info.has_chat_template, "the demo model has no chat template")
         ids = client.tokenize("Hello world", add_bos=True)
         check(client.detokenize(ids[1:]) == "Hello world", "tokenize/detokenize round trip")
         document = "Long documents are the reason bptserve exists. " * 40

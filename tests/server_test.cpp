@@ -324,7 +324,7 @@ struct BadInput {
 
 TEST_F(ServerTest, BadInputsNameTheFieldAndTheServerKeepsServing) {
   const std::vector<BadInput> cases = {
-      {"no prompt", [](GenerateRequest& r) { r.clear_prompt(); }, grpc::StatusCode::INVALID_ARGUMENT, "set 'text' or 'token_ids'"},
+      {"no prompt", [](GenerateRequest& r) { r.clear_prompt(); }, grpc::StatusCode::INVALID_ARGUMENT, "set 'text', 'token_ids' or 'chat'"},
       {"empty text", [](GenerateRequest& r) { r.set_text(""); }, grpc::StatusCode::INVALID_ARGUMENT, "'text' is empty"},
       {"empty ids", [](GenerateRequest& r) { r.mutable_token_ids(); }, grpc::StatusCode::INVALID_ARGUMENT, "'token_ids' is empty"},
       {"negative id", [](GenerateRequest& r) { r.mutable_token_ids()->add_ids(5); r.mutable_token_ids()->add_ids(-1); },

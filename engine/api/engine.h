@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "chat_message.h"
 #include "engine_options.h"
 #include "generation.h"
 #include "status.h"
@@ -33,6 +34,7 @@ struct ModelInfo {
   int64_t vocab_size = 0;
   int64_t max_model_len = 0;
   bool token_ids_mode = false;  // no tokenizer: prompts are token ids, outputs have no text
+  bool has_chat_template = false;  // RenderChat works: a template that parses, and a tokenizer
   std::string device;           // cpu or cuda, as chosen
   std::string dtype;            // what the backend holds: float32 on the CPU, bfloat16 on CUDA
   // What a request's unset sampling fields become (EngineOptions::generation_config).
@@ -60,7 +62,13 @@ class Engine {
   StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX,
                                               bool add_bos = true) const;
   // The text of ids, whole (no streaming state). Safe to call from any thread.
-  StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
+  // The prompt text of a conversation, from the model's chat template (tokenizer_config.json or
+  // chat_template.jinja): with the generation prompt, or, continue_final_message, leaving the
+  // last message open. Its special tokens are written out: encode it without adding any. Safe
+  // to call from any thread. InvalidArgument with the template's message when it refuses the
+  // conversation; FailedPrecondition when the model has no template, or one that does not parse.
+  StatusOr<std::string> RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const;
   // Longest piece of the tokenizer in bytes (for bounds on text length); 0 in token-ids mode.
   int max_piece_bytes() const;
   // The request's own checks (prompt ids, context limit, sampling and stopping parameters, what

@@ -23,6 +23,7 @@ struct GenerationRequest {
   StoppingParams stopping;
   bool use_prefix_cache = true;  // false: neither reuse cached blocks nor publish this request's
   int priority = 0;              // lower runs first; equal priorities in arrival order
+  bool skip_special_tokens = true;  // special tokens' text left out of TokenOutput::text
   std::optional<std::chrono::steady_clock::time_point> deadline;  // then DEADLINE_EXCEEDED
 };
 

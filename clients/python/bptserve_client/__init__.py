@@ -5,11 +5,13 @@
         for event in client.generate(text=open("book.txt").read(), max_new_tokens=64):
             if event.kind == "tokens":
                 print(event.text, end="", flush=True)
+        for event in client.chat([{"role": "user", "content": "Hello"}], max_new_tokens=64):
+            ...
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, Optional, Sequence, Tuple
 
 import grpc
 
@@ -24,6 +26,11 @@ _FINISH = {
     pb.FINISH_REASON_LENGTH: "length",
     pb.FINISH_REASON_CANCELLED: "cancelled",
 }
+
+
+def _chat_prompt(messages: Sequence[dict], continue_final_message: bool) -> pb.ChatPrompt:
+    return pb.ChatPrompt(messages=[pb.ChatMessage(role=m["role"], content=m["content"]) for m in messages],
+                         continue_final_message=continue_final_message)
 
 
 @dataclasses.dataclass
@@ -69,6 +76,30 @@ class Client:
         self,
         text: Optional[str] = None,
         token_ids: Optional[Sequence[int]] = None,
+        **options,
+    ) -> Iterator[Event]:
+        """Streams events; raises grpc.RpcError with the server's code and message on error.
+
+        options: max_new_tokens, temperature, top_k, top_p, min_p, seed, stop, stop_token_ids,
+        ignore_eos, prefill_progress, top_logprobs, skip_special_tokens, timeout."""
+        request = pb.GenerateRequest()
+        if token_ids is not None:
+            request.token_ids.ids.extend(token_ids)
+        else:
+            request.text = text or ""
+        return self._stream(request, **options)
+
+    def chat(self, messages: Sequence[dict], continue_final_message: bool = False, **options) -> Iterator[Event]:
+        """Streams the reply to a conversation rendered by the model's chat template, as generate
+        streams (the same options). messages: [{"role": "user", "content": "..."}, ...];
+        continue_final_message: the last (assistant) message is continued instead of answered.
+        A model without a template raises FAILED_PRECONDITION."""
+        request = pb.GenerateRequest(chat=_chat_prompt(messages, continue_final_message))
+        return self._stream(request, **options)
+
+    def _stream(
+        self,
+        request: pb.GenerateRequest,
         *,
         max_new_tokens: Optional[int] = None,
         temperature: Optional[float] = None,
@@ -81,14 +112,9 @@ class Client:
         ignore_eos: bool = False,
         prefill_progress: bool = False,
         top_logprobs: int = 0,
+        skip_special_tokens: Optional[bool] = None,
         timeout: Optional[float] = None,
     ) -> Iterator[Event]:
-        """Streams events; raises grpc.RpcError with the server's code and message on error."""
-        request = pb.GenerateRequest()
-        if token_ids is not None:
-            request.token_ids.ids.extend(token_ids)
-        else:
-            request.text = text or ""
         for name, value in (("temperature", temperature), ("top_k", top_k), ("top_p", top_p),
                             ("min_p", min_p), ("seed", seed)):
             if value is not None:
@@ -100,6 +126,8 @@ class Client:
         request.stopping.ignore_eos = ignore_eos
         request.options.prefill_progress = prefill_progress
         request.options.top_logprobs = top_logprobs
+        if skip_special_tokens is not None:
+            request.options.skip_special_tokens = skip_special_tokens
         for response in self._stub.Generate(request, timeout=timeout, metadata=self._metadata):
             which = response.WhichOneof("event")
             if which == "prefill_progress":
@@ -115,8 +143,15 @@ class Client:
     def tokenize(self, text: str, add_bos: bool = False) -> list:
         return list(self._stub.Tokenize(pb.TokenizeRequest(text=text, add_bos=add_bos), metadata=self._metadata).token_ids)
 
-    def detokenize(self, token_ids: Sequence[int]) -> str:
-        return self._stub.Detokenize(pb.DetokenizeRequest(token_ids=token_ids), metadata=self._metadata).text
+    def tokenize_chat(self, messages: Sequence[dict], continue_final_message: bool = False) -> Tuple[list, str]:
+        """(token ids, prompt text) of a conversation, rendered and tokenized as chat() does."""
+        request = pb.TokenizeRequest(chat=_chat_prompt(messages, continue_final_message))
+        response = self._stub.Tokenize(request, metadata=self._metadata)
+        return list(response.token_ids), response.prompt_text
+
+    def detokenize(self, token_ids: Sequence[int], skip_special_tokens: bool = False) -> str:
+        request = pb.DetokenizeRequest(token_ids=token_ids, skip_special_tokens=skip_special_tokens)
+        return self._stub.Detokenize(request, metadata=self._metadata).text
 
     def model_info(self) -> pb.ModelInfo:
         return self._stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=self._metadata)
