@@ -12,14 +12,10 @@
 #include <string>
 #include <string_view>
 
+#include "chat_message.h"
 #include "status.h"
 
 namespace bpt {
-
-struct ChatMessage {
-  std::string role;
-  std::string content;
-};
 
 struct ChatRenderOptions {
   bool add_generation_prompt = true;    // false when continue_final_message
