@@ -43,7 +43,9 @@ TEST(HfNormalizerTest, TextMatchesHfTokenizers) {
        {"lowercase", false}},
   };
   std::vector<std::string> texts = testing::HfTestTexts();
-  texts.push_back(std::string("\x01\x7f tab\tnul\0? \ufffd\ufeff\u200d soft\u00ad \u4e2d\u6587 \u2581", 46));
+  // Control characters and an embedded NUL: the length comes from the array, not strlen.
+  constexpr char kControlText[] = "\x01\x7f tab\tnul\0? \ufffd\ufeff\u200d soft\u00ad \u4e2d\u6587 \u2581";
+  texts.push_back(std::string(kControlText, sizeof(kControlText) - 1));
   std::vector<HfCase> cases;
   for (const json& spec : specs) cases.push_back({"normalizer", spec, true});
   const json hf = testing::RunHfComponents(cases, texts);
