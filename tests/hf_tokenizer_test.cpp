@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -137,6 +138,20 @@ std::string WithAddedTokens(const std::string& trained) {
   return j.dump();
 }
 
+// Ids of byte-level tokens and added tokens at random: cut characters, invalid UTF-8 of every kind.
+const std::vector<std::vector<int32_t>>& RandomIdLists() {
+  static const std::vector<std::vector<int32_t>> lists = [] {
+    std::mt19937 rng(11);
+    std::vector<std::vector<int32_t>> l(200);
+    for (auto& ids : l) {
+      ids.resize(1 + rng() % 12);
+      for (auto& id : ids) id = static_cast<int32_t>(rng() % 603);  // 600 model tokens, 3 added
+    }
+    return l;
+  }();
+  return lists;
+}
+
 class HfTokenizerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -157,7 +172,7 @@ class HfTokenizerTest : public ::testing::Test {
                                                                  {"add_bos_token", false}, {"add_eos_token", true}}}});
     second.push_back({{"json", trained[0]["json"]}, {"config", {{"bos_token", "<|begin|>"}, {"eos_token", "<|new_eos|>"}}}});
     results_ = new json(trained);
-    for (const json& r : RunHf(second)) results_->push_back(r);
+    for (const json& r : RunHf(second, RandomIdLists())) results_->push_back(r);
   }
   static void TearDownTestSuite() { delete results_; }
   static const json& Result(size_t i) { return (*results_)[i]; }
@@ -215,6 +230,19 @@ TEST_F(HfTokenizerTest, TokenizerConfigActsAsInTransformers) {
   EXPECT_EQ(u->eos_id(), u->vocab_size() - 1);
   EXPECT_TRUE(u->IsSpecial(*u->eos_id()));
   ExpectAgreement(*u, Result(5));
+}
+
+TEST_F(HfTokenizerTest, RandomIdsDecodeAsHf) {
+  ASSERT_GE(results_->size(), 6u);
+  const auto t = ParseOrDie(Result(2)["json"]);
+  ASSERT_NE(t, nullptr);
+  ASSERT_EQ(t->vocab_size(), 603);
+  ASSERT_EQ(Result(2)["decoded_lists"].size(), RandomIdLists().size());
+  for (size_t i = 0; i < RandomIdLists().size(); ++i) {
+    const auto text = t->Decode(RandomIdLists()[i]);
+    ASSERT_TRUE(text.ok()) << text.status().ToString();
+    EXPECT_EQ(*text, Result(2)["decoded_lists"][i].get<std::string>()) << "list " << i;
+  }
 }
 
 TEST_F(HfTokenizerTest, StreamedTextJoinsToTheFullDecode) {

@@ -1,5 +1,7 @@
 #include "hf_added_vocabulary.h"
 
+#include <algorithm>
+
 #include "hf_unicode.h"
 
 namespace bpt::hf {
@@ -57,10 +59,12 @@ StatusOr<AddedVocabulary> AddedVocabulary::Create(std::vector<AddedToken> tokens
     any_single_word |= t.single_word;
     if (!t.normalized) {
       vocab.raw_.Insert(t.content, static_cast<uint32_t>(i));
+      vocab.longest_match_ = std::max(vocab.longest_match_, t.content.size());
       continue;
     }
     const std::string form = normalizer != nullptr ? normalizer->Normalize(t.content) : t.content;
     if (!form.empty()) vocab.normalized_.Insert(form, static_cast<uint32_t>(i));
+    vocab.longest_match_ = std::max(vocab.longest_match_, form.size());
   }
   if (any_single_word) {
     BPT_ASSIGN_OR_RETURN(Regex word_char, Regex::Compile("\\w", "the single_word test"));

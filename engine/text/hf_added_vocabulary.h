@@ -44,6 +44,8 @@ class AddedVocabulary {
 
   const std::vector<AddedToken>& tokens() const { return tokens_; }
   const AddedToken* Find(std::string_view content) const;
+  // The most bytes a match spans (a normalized token's normalized form may outgrow its content).
+  size_t longest_match() const { return longest_match_; }
 
  private:
   // A byte trie of the tokens' search forms: node -> (byte -> node); accept[node]: index+1 in
@@ -61,6 +63,7 @@ class AddedVocabulary {
   Trie raw_;
   Trie normalized_;
   std::optional<Regex> word_char_;  // \w, for single_word
+  size_t longest_match_ = 0;
 };
 
 }  // namespace bpt::hf

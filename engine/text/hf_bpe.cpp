@@ -4,6 +4,7 @@
 #include <queue>
 
 #include "json_fields.h"
+#include "hf_byte_level.h"
 #include "hf_unicode.h"
 
 namespace bpt::hf {
@@ -12,7 +13,7 @@ namespace {
 using nlohmann::json;
 
 // Ids index a table; real vocabularies stay far below this (Gemma's: 262144).
-constexpr int64_t kMaxTokenId = (1 << 24) - 1;
+constexpr int64_t kMaxTokenId = (1 << 22) - 1;
 
 std::string Quote(std::string_view token) {
   std::string q = "'";
@@ -66,14 +67,12 @@ StatusOr<std::unique_ptr<Bpe>> Bpe::Parse(const json& spec, const std::string& w
     bpe->vocab_.emplace(it.key(), static_cast<int32_t>(id.get<int64_t>()));
     max_id = std::max(max_id, id.get<int64_t>());
   }
-  bpe->tokens_.resize(static_cast<size_t>(max_id + 1));
-  bpe->present_.assign(bpe->tokens_.size(), false);
+  bpe->tokens_.assign(static_cast<size_t>(max_id + 1), nullptr);
   for (const auto& [token, id] : bpe->vocab_) {
-    if (bpe->present_[id])
+    if (bpe->tokens_[id] != nullptr)
       return InvalidArgument(where + ".vocab: id " + std::to_string(id) + " is given to both " +
-                             Quote(bpe->tokens_[id]) + " and " + Quote(token));
-    bpe->tokens_[id] = token;
-    bpe->present_[id] = true;
+                             Quote(*bpe->tokens_[id]) + " and " + Quote(token));
+    bpe->tokens_[id] = &token;
   }
 
   const auto merges = spec.find("merges");
@@ -131,16 +130,28 @@ std::optional<int32_t> Bpe::TokenToId(std::string_view token) const {
 }
 
 const std::string* Bpe::IdToToken(int32_t id) const {
-  if (id < 0 || static_cast<size_t>(id) >= tokens_.size() || !present_[id]) return nullptr;
-  return &tokens_[id];
+  if (id < 0 || static_cast<size_t>(id) >= tokens_.size()) return nullptr;
+  return tokens_[id];
 }
 
 int Bpe::max_token_bytes() const {
   size_t longest = 0;
-  for (const std::string& token : tokens_) longest = std::max(longest, token.size());
+  for (const auto& [token, id] : vocab_) longest = std::max(longest, token.size());
   // An unknown character is one id of up to 4 bytes.
   if (unk_token_) longest = std::max<size_t>(longest, 4);
   return static_cast<int>(longest);
+}
+
+bool Bpe::covers_any_text() const {
+  if (unk_token_ && TokenToId(*unk_token_)) return true;
+  return byte_fallback_ && std::all_of(std::begin(byte_ids_), std::end(byte_ids_), [](int32_t id) { return id >= 0; });
+}
+
+bool Bpe::has_byte_level_alphabet() const {
+  if (!continuing_subword_prefix_.empty() || !end_of_word_suffix_.empty()) return false;
+  for (int byte = 0; byte < 256; ++byte)
+    if (!vocab_.contains(BytesToByteLevelChars(std::string(1, static_cast<char>(byte))))) return false;
+  return true;
 }
 
 Status Bpe::Tokenize(std::string_view piece, std::vector<int32_t>& ids) const {

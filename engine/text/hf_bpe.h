@@ -42,6 +42,11 @@ class Bpe {
   // whether an id may stand for an unbounded run of text (fuse_unk).
   int max_token_bytes() const;
   bool fuses_unknown() const { return fuse_unk_ && unk_token_.has_value(); }
+  // Whether no character of a piece is dropped for want of a token: there is an unk_token or
+  // all 256 <0xNN> byte tokens.
+  bool covers_any_text() const;
+  // Whether each of the 256 byte-level characters is a token (so no byte-level piece loses one).
+  bool has_byte_level_alphabet() const;
 
  private:
   struct Merge {
@@ -53,8 +58,7 @@ class Bpe {
   }
 
   TokenIds vocab_;
-  std::vector<std::string> tokens_;  // by id; gaps are empty and absent from vocab_
-  std::vector<bool> present_;
+  std::vector<const std::string*> tokens_;  // by id, into vocab_'s keys; nullptr in gaps
   std::unordered_map<uint64_t, Merge> merges_;
   std::optional<std::string> unk_token_;
   std::string continuing_subword_prefix_;

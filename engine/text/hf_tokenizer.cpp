@@ -19,6 +19,15 @@ constexpr size_t kMaxCachedWords = 1 << 16;
 // Longer pieces are rare and are merged each time (the crate draws the same line).
 constexpr size_t kMaxCachedWordBytes = 256;
 
+// Whether the pre-tokenizer writes pieces in the byte-level alphabet.
+bool IsByteLevel(const json& pre_tokenizer) {
+  if (!pre_tokenizer.is_object() || !pre_tokenizer.contains("type") || !pre_tokenizer["type"].is_string()) return false;
+  const std::string& type = pre_tokenizer["type"].get_ref<const std::string&>();
+  if (type == "ByteLevel") return true;
+  return type == "Sequence" && pre_tokenizer.contains("pretokenizers") && pre_tokenizer["pretokenizers"].is_array() &&
+         std::any_of(pre_tokenizer["pretokenizers"].begin(), pre_tokenizer["pretokenizers"].end(), IsByteLevel);
+}
+
 // Whether a normalizer's output always has at least the bytes of its input, so that the longest
 // token bounds the bytes of text per id.
 bool NeverShrinks(const json& normalizer) {
@@ -202,13 +211,16 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_
                                        " is outside the vocabulary [0, " + std::to_string(t->vocab_size_) + ")"));
   if (config.eos_token) t->eos_id_ = t->TokenToId(*config.eos_token);
 
-  // A bound on bytes per id holds when no stage can drop or shrink text and no id stands for an
-  // unbounded run (fused unknowns, added tokens that swallow spaces).
-  const bool text_kept = NeverShrinks(Component(root, "normalizer")) && KeepsEveryByte(Component(root, "pre_tokenizer"));
+  // A bound on bytes per id holds when no stage can drop or shrink text (nor the model, for want
+  // of a token) and no id stands for an unbounded run (fused unknowns, added tokens that swallow
+  // spaces).
+  const json& pre_tokenizer_spec = Component(root, "pre_tokenizer");
+  const bool text_kept = NeverShrinks(Component(root, "normalizer")) && KeepsEveryByte(pre_tokenizer_spec) &&
+                         (t->model_->covers_any_text() ||
+                          (IsByteLevel(pre_tokenizer_spec) && t->model_->has_byte_level_alphabet()));
   const bool any_strip = std::any_of(tokens.begin(), tokens.end(), [](const hf::AddedToken& a) { return a.lstrip || a.rstrip; });
   if (text_kept && !any_strip && !t->model_->fuses_unknown()) {
-    size_t longest = static_cast<size_t>(t->model_->max_token_bytes());
-    for (const hf::AddedToken& a : tokens) longest = std::max(longest, a.content.size());
+    const size_t longest = std::max(static_cast<size_t>(t->model_->max_token_bytes()), t->added_.longest_match());
     t->max_piece_bytes_ = static_cast<int>(std::min<size_t>(longest, INT32_MAX));
   }
   return t;
