@@ -15,6 +15,7 @@
 
 #include <filesystem>
 
+#include "engine.h"
 #include "incremental_detokenizer.h"
 #include "sentencepiece_tokenizer.h"
 #include "test_models.h"
@@ -243,6 +244,50 @@ TEST_F(HfTokenizerTest, RandomIdsDecodeAsHf) {
     ASSERT_TRUE(text.ok()) << text.status().ToString();
     EXPECT_EQ(*text, Result(2)["decoded_lists"][i].get<std::string>()) << "list " << i;
   }
+}
+
+// A model directory with tokenizer.json: prompts get the post-processor's special tokens,
+// generated text is the decode of the generated ids.
+TEST_F(HfTokenizerTest, EngineServesATokenizerJsonModel) {
+  ASSERT_GE(results_->size(), 6u);
+  testing::TempDir dir;
+  json config = testing::SmallConfig();
+  config["vocab_size"] = 640;
+  testing::WriteModelOrDie(dir.path(), config);
+  std::ofstream(dir / "tokenizer.json") << Result(1)["json"].get<std::string>();
+  EngineOptions options;
+  options.model_dir = dir.path();
+  auto engine = Engine::Create(options);
+  ASSERT_TRUE(engine.ok()) << engine.status().ToString();
+  EXPECT_FALSE((*engine)->model_info().token_ids_mode);
+  const auto t = ParseOrDie(Result(1)["json"]);
+  ASSERT_NE(t, nullptr);
+  const std::string text = Texts()[0];
+  const std::vector<int32_t> text_ids = *t->Encode(text);
+  std::vector<int32_t> expected = {1};
+  expected.insert(expected.end(), text_ids.begin(), text_ids.end());
+  EXPECT_EQ(*(*engine)->EncodePrompt(text), expected);
+  EXPECT_EQ(*(*engine)->EncodePrompt(text, INT64_MAX, /*add_special_tokens=*/false),
+            std::vector<int32_t>(expected.begin() + 1, expected.end()));
+  EXPECT_EQ(*(*engine)->Decode(expected, /*skip_special_tokens=*/true), text);
+  EXPECT_EQ((*engine)->EncodePrompt(text, static_cast<int64_t>(expected.size()) - 1).status().code(),
+            StatusCode::kInvalidArgument);
+  GenerationRequest r;
+  r.prompt = expected;
+  r.stopping.max_new_tokens = 6;
+  r.stopping.ignore_eos = true;
+  const auto result = (*engine)->Generate(r, nullptr);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  std::vector<int32_t> in_vocabulary;
+  for (int32_t id : result->token_ids)
+    if (id < t->vocab_size()) in_vocabulary.push_back(id);
+  EXPECT_EQ(result->text, *t->Decode(in_vocabulary));
+
+  config["vocab_size"] = 500;  // fewer embedding rows than the tokenizer has ids
+  testing::WriteModelOrDie(dir.path(), config);
+  const auto refused = Engine::Create(options);
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("vocab_size 500"), std::string::npos) << refused.status().message();
 }
 
 TEST_F(HfTokenizerTest, StreamedTextJoinsToTheFullDecode) {
