@@ -25,7 +25,7 @@ namespace {
 
 // The one message for text asked of a model without a tokenizer.
 constexpr char kTokenIdsMode[] =
-    "this model is served in token-ids mode (no tokenizer.model): send token ids, not text";
+    "this model is served in token-ids mode (no tokenizer.json or tokenizer.model): send token ids, not text";
 
 bool FileExists(const std::string& path) {
   struct stat st {};
@@ -53,12 +53,12 @@ StatusOr<ChatTemplate> LoadChatTemplate(const TokenizerConfig& config) {
 class Engine::Impl {
  public:
   struct Request;
-  Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
-       int64_t num_kv_blocks, const EngineOptions& options);
+  Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::vector<int32_t> prompt_prefix,
+       std::unique_ptr<ModelRunner> runner, int64_t num_kv_blocks, const EngineOptions& options);
   ~Impl();
 
-  StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const;
-  StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens, bool add_special_tokens) const;
+  StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens) const;
   StatusOr<std::string> RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const;
   Status ValidateRequest(const GenerationRequest& request) const;
   Status Submit(GenerationRequest request, GenerationObserver* observer);
@@ -76,6 +76,7 @@ class Engine::Impl {
 
   ModelConfig config_;
   std::unique_ptr<Tokenizer> tokenizer_;
+  std::vector<int32_t> prompt_prefix_;  // what add_special_tokens puts before a prompt
   std::unique_ptr<ModelRunner> runner_;
   KvBlockManager kv_blocks_;
   EngineOptions options_;
@@ -103,10 +104,11 @@ const char* FinishReasonName(FinishReason reason) {
   return "?";
 }
 
-Engine::Impl::Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::unique_ptr<ModelRunner> runner,
-                   int64_t num_kv_blocks, const EngineOptions& options)
+Engine::Impl::Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std::vector<int32_t> prompt_prefix,
+                   std::unique_ptr<ModelRunner> runner, int64_t num_kv_blocks, const EngineOptions& options)
     : config_(std::move(config)),
       tokenizer_(std::move(tokenizer)),
+      prompt_prefix_(std::move(prompt_prefix)),
       runner_(std::move(runner)),
       kv_blocks_(num_kv_blocks, options.kv_cache.block_size),
       options_(options),
@@ -149,13 +151,18 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     if (std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), id) == config.eos_token_ids.end())
       config.eos_token_ids.push_back(id);
 
-  std::unique_ptr<Tokenizer> tokenizer;
-  const std::string tokenizer_path = options.model_dir + "/tokenizer.model";
-  if (FileExists(tokenizer_path)) {
-    BPT_ASSIGN_OR_RETURN(tokenizer, Tokenizer::Load(tokenizer_path));
+  BPT_ASSIGN_OR_RETURN(TokenizerConfig tokenizer_config, LoadTokenizerConfig(options.model_dir));
+  BPT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(options.model_dir, tokenizer_config));
+  std::vector<int32_t> prompt_prefix;
+  if (tokenizer != nullptr) {
     if (tokenizer->vocab_size() > config.vocab_size)
-      return InvalidArgument("tokenizer.model has " + std::to_string(tokenizer->vocab_size()) +
-                             " pieces, more than the model's vocab_size " + std::to_string(config.vocab_size));
+      return InvalidArgument("the tokenizer has " + std::to_string(tokenizer->vocab_size()) +
+                             " ids, more than the model's vocab_size " + std::to_string(config.vocab_size));
+    const std::span<const int32_t> prefix = tokenizer->prefix_ids();
+    prompt_prefix.assign(prefix.begin(), prefix.end());
+    // A SentencePiece model's BOS is config.json's when it names one, as before tokenizer.json.
+    if (!FileExists(options.model_dir + "/tokenizer.json") && !config.bos_token_ids.empty())
+      prompt_prefix = {config.bos_token_ids[0]};
   }
   BPT_ASSIGN_OR_RETURN(TokenizerConfig tokenizer_config, LoadTokenizerConfig(options.model_dir));
   // Before the backend exists: it allocates from the config's sizes, which the files must back.
@@ -183,7 +190,8 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   }
   const int64_t num_blocks = (capacity + block_size - 1) / block_size;
   BPT_RETURN_IF_ERROR(runner->backend().AllocateKvPool(config.num_layers, num_blocks, block_size, config.kv_dim()));
-  auto impl = std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(runner), num_blocks, options);
+  auto impl = std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(prompt_prefix),
+                                     std::move(runner), num_blocks, options);
   if (options.generation_config == "auto") impl->info_.default_sampling = generation.sampling;
   impl->chat_template_ = LoadChatTemplate(tokenizer_config);
   impl->info_.has_chat_template = impl->chat_template_.ok() && !impl->info_.token_ids_mode;
@@ -195,26 +203,30 @@ MemoryPlan Engine::Impl::memory_plan() const {
           runner_->backend().KvBytesPerToken(config_.num_layers, config_.kv_dim()), kv_capacity_tokens()};
 }
 
-StatusOr<std::vector<int32_t>> Engine::Impl::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
+StatusOr<std::vector<int32_t>> Engine::Impl::EncodePrompt(std::string_view text, int64_t max_tokens,
+                                                         bool add_special_tokens) const {
   if (tokenizer_ == nullptr)
     return FailedPrecondition(kTokenIdsMode);
-  const int bos = !add_bos ? -1 : !config_.bos_token_ids.empty() ? config_.bos_token_ids[0] : tokenizer_->bos_id();
-  const int64_t max_text_ids = max_tokens - (bos >= 0 ? 1 : 0);
-  if (max_text_ids < 0) return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
-  StatusOr<std::vector<int32_t>> ids = tokenizer_->Encode(text, static_cast<size_t>(max_text_ids));
-  if (!ids.ok()) {
-    if (ids.status().code() == StatusCode::kInvalidArgument)
-      return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens");
-    return ids.status();
+  const std::span<const int32_t> prefix = add_special_tokens ? std::span<const int32_t>(prompt_prefix_) : std::span<const int32_t>();
+  const std::span<const int32_t> suffix = add_special_tokens ? tokenizer_->suffix_ids() : std::span<const int32_t>();
+  const int64_t max_text_ids = max_tokens - static_cast<int64_t>(prefix.size() + suffix.size());
+  const auto too_many = [&] { return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens"); };
+  if (max_text_ids < 0) return too_many();
+  StatusOr<std::vector<int32_t>> text_ids = tokenizer_->Encode(text, static_cast<size_t>(max_text_ids));
+  if (!text_ids.ok()) {
+    if (text_ids.status().message() == TooManyIds(static_cast<size_t>(max_text_ids)).message()) return too_many();
+    return text_ids.status();
   }
-  if (bos >= 0) ids->insert(ids->begin(), bos);
+  std::vector<int32_t> ids(prefix.begin(), prefix.end());
+  ids.insert(ids.end(), text_ids->begin(), text_ids->end());
+  ids.insert(ids.end(), suffix.begin(), suffix.end());
   return ids;
 }
 
 bool Engine::Impl::IsEos(int32_t id) const {
   if (!config_.eos_token_ids.empty())
     return std::find(config_.eos_token_ids.begin(), config_.eos_token_ids.end(), id) != config_.eos_token_ids.end();
-  return tokenizer_ != nullptr && id == tokenizer_->eos_id();
+  return tokenizer_ != nullptr && tokenizer_->eos_id() == id;
 }
 
 Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
@@ -268,7 +280,8 @@ struct Engine::Impl::Request {
     if (tokenizer != nullptr) {
       const size_t context = std::min<size_t>(request.prompt.size(), 6);
       detokenizer = std::make_unique<IncrementalDetokenizer>(
-          *tokenizer, std::vector<int32_t>(request.prompt.end() - context, request.prompt.end()));
+          *tokenizer, std::vector<int32_t>(request.prompt.end() - context, request.prompt.end()),
+          request.skip_special_tokens);
     }
     result.prompt_tokens = static_cast<int64_t>(request.prompt.size());
   }
@@ -428,9 +441,9 @@ void Engine::Impl::Step() {
   for (auto& [id, result] : ended) FinishRequest(id, result);
 }
 
-StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids) const {
+StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
   if (tokenizer_ == nullptr) return FailedPrecondition(kTokenIdsMode);
-  return tokenizer_->Decode(ids);
+  return tokenizer_->Decode(ids, skip_special_tokens);
 }
 
 StatusOr<std::string> Engine::Impl::RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const {
@@ -455,13 +468,12 @@ MemoryPlan Engine::memory_plan() const { return impl_->memory_plan(); }
 int Engine::max_piece_bytes() const {
   return impl_->tokenizer_ == nullptr ? 0 : impl_->tokenizer_->max_piece_bytes();
 }
-StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens, bool add_bos) const {
-  return impl_->EncodePrompt(text, max_tokens, add_bos);
+StatusOr<std::vector<int32_t>> Engine::EncodePrompt(std::string_view text, int64_t max_tokens,
+                                                   bool add_special_tokens) const {
+  return impl_->EncodePrompt(text, max_tokens, add_special_tokens);
 }
-// skip_special_tokens reaches the tokenizer with tokenizer.json support (SentencePiece's decode
-// leaves control tokens out either way).
 StatusOr<std::string> Engine::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
-  return impl_->Decode(ids);
+  return impl_->Decode(ids, skip_special_tokens);
 }
 StatusOr<std::string> Engine::RenderChat(std::span<const ChatMessage> messages, bool continue_final_message) const {
   return impl_->RenderChat(messages, continue_final_message);

@@ -1,4 +1,4 @@
-#include "tokenizer.h"
+#include "sentencepiece_tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <sys/stat.h>
@@ -46,11 +46,11 @@ class TokenizerTest : public ::testing::TestWithParam<std::string> {
     const std::string path = GetParam() == "demo" ? testing::DemoTokenizerPath() : testing::Llama2TokenizerPath();
     struct stat st {};
     if (stat(path.c_str(), &st) != 0) GTEST_SKIP() << "no tokenizer at " << path;
-    auto t = Tokenizer::Load(path);
+    auto t = SentencePieceTokenizer::Load(path);
     ASSERT_TRUE(t.ok()) << t.status().ToString();
     tokenizer_ = std::move(t).value();
   }
-  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<SentencePieceTokenizer> tokenizer_;
 };
 
 TEST_P(TokenizerTest, RoundTrips) {
@@ -82,7 +82,7 @@ TEST_P(TokenizerTest, StreamedPiecesAreValidAndJoinToTheFullDecode) {
   for (const auto& text : Samples()) {
     const auto ids = *tokenizer_->Encode(text);
     for (const std::vector<int32_t>& context : {std::vector<int32_t>{}, *tokenizer_->Encode("Prompt says")}) {
-      IncrementalDetokenizer detok(*tokenizer_, context);
+      IncrementalDetokenizer detok(*tokenizer_, context, /*skip_special_tokens=*/false);
       std::string streamed;
       for (int32_t id : ids) {
         auto piece = detok.Push(id);
@@ -107,7 +107,7 @@ TEST_P(TokenizerTest, RandomIdsStreamToTheFullDecode) {
     std::vector<int32_t> ids(1 + rng() % 40);
     // Byte pieces (ids 3..258 in both models) half the time, to cut characters at random.
     for (auto& id : ids) id = rng() % 2 ? 3 + rng() % 256 : rng() % tokenizer_->vocab_size();
-    IncrementalDetokenizer detok(*tokenizer_, {});
+    IncrementalDetokenizer detok(*tokenizer_, {}, /*skip_special_tokens=*/false);
     std::string streamed;
     for (int32_t id : ids) streamed += *detok.Push(id);
     streamed += *detok.Flush();
@@ -132,10 +132,10 @@ std::string LongMixedText(size_t min_bytes) {
 TEST_P(TokenizerTest, ChunkedEncodingGivesTheWholeTextsIds) {
   ASSERT_TRUE(tokenizer_->splits_before_spaces()) << "both models normalize by identity and keep spaces";
   const std::string text = LongMixedText(150 * 1024);
-  const auto whole = tokenizer_->Encode(text, Tokenizer::kNoLimit, Tokenizer::kNoLimit);
+  const auto whole = tokenizer_->EncodeInChunks(text, Tokenizer::kNoLimit, Tokenizer::kNoLimit, nullptr);
   ASSERT_TRUE(whole.ok());
-  for (size_t chunk_bytes : {size_t{1}, size_t{7}, size_t{100}, size_t{4096}, Tokenizer::kChunkBytes}) {
-    const auto chunked = tokenizer_->Encode(text, Tokenizer::kNoLimit, chunk_bytes);
+  for (size_t chunk_bytes : {size_t{1}, size_t{7}, size_t{100}, size_t{4096}, SentencePieceTokenizer::kChunkBytes}) {
+    const auto chunked = tokenizer_->EncodeInChunks(text, Tokenizer::kNoLimit, chunk_bytes, nullptr);
     ASSERT_TRUE(chunked.ok()) << chunked.status().ToString();
     EXPECT_TRUE(*chunked == *whole) << "chunks of " << chunk_bytes << " bytes: " << chunked->size() << " ids vs "
                                     << whole->size();
@@ -148,7 +148,7 @@ TEST_P(TokenizerTest, EncodingStopsPastTheLimit) {
   ASSERT_TRUE(whole.ok());
   EXPECT_TRUE(tokenizer_->Encode(text, whole->size()).ok());
   size_t bytes_encoded = 0;
-  const auto over = tokenizer_->Encode(text, whole->size() - 1, Tokenizer::kChunkBytes, &bytes_encoded);
+  const auto over = tokenizer_->Encode(text, whole->size() - 1, &bytes_encoded);
   EXPECT_EQ(bytes_encoded, text.size()) << "one id short of the whole text is known only at its end";
   EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
   EXPECT_NE(over.status().message().find("more than " + std::to_string(whole->size() - 1) + " tokens"),
@@ -159,18 +159,18 @@ TEST_P(TokenizerTest, EncodingStopsPastTheLimit) {
   // Past limit x longest piece the answer needs no tokenization at all; right below it, it does.
   const size_t limit = 1000;
   const std::string just_over(limit * tokenizer_->max_piece_bytes() + tokenizer_->max_piece_bytes(), 'x');
-  EXPECT_EQ(tokenizer_->Encode(just_over, limit, Tokenizer::kChunkBytes, &bytes_encoded).status().code(),
+  EXPECT_EQ(tokenizer_->Encode(just_over, limit, &bytes_encoded).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_EQ(bytes_encoded, 0u);
   const std::string just_under = text.substr(0, limit * tokenizer_->max_piece_bytes());
-  EXPECT_EQ(tokenizer_->Encode(just_under, limit, Tokenizer::kChunkBytes, &bytes_encoded).status().code(),
+  EXPECT_EQ(tokenizer_->Encode(just_under, limit, &bytes_encoded).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_GT(bytes_encoded, 0u);
   // Far past a limit that the bytes alone do not rule out, it stops after the chunk that passes
   // it, not at the end of the text.
   const size_t lowest_undecided_limit = text.size() / tokenizer_->max_piece_bytes() + 1;
   ASSERT_LT(lowest_undecided_limit * 3, whole->size());
-  EXPECT_EQ(tokenizer_->Encode(text, lowest_undecided_limit, Tokenizer::kChunkBytes, &bytes_encoded).status().code(),
+  EXPECT_EQ(tokenizer_->Encode(text, lowest_undecided_limit, &bytes_encoded).status().code(),
             StatusCode::kInvalidArgument);
   EXPECT_GT(bytes_encoded, 0u);
   EXPECT_LT(bytes_encoded, text.size() / 2);
@@ -182,22 +182,42 @@ INSTANTIATE_TEST_SUITE_P(Models, TokenizerTest, ::testing::Values("demo", "llama
 TEST(Llama2Tokenizer, KnownIds) {
   struct stat st {};
   if (stat(testing::Llama2TokenizerPath().c_str(), &st) != 0) GTEST_SKIP() << "../shared is absent";
-  auto t = Tokenizer::Load(testing::Llama2TokenizerPath());
+  auto t = SentencePieceTokenizer::Load(testing::Llama2TokenizerPath());
   ASSERT_TRUE(t.ok());
   EXPECT_EQ((*t)->vocab_size(), 32000);
   EXPECT_EQ((*t)->bos_id(), 1);
   EXPECT_EQ((*t)->eos_id(), 2);
+  EXPECT_EQ(std::vector<int32_t>((*t)->prefix_ids().begin(), (*t)->prefix_ids().end()), std::vector<int32_t>{1});
+  EXPECT_TRUE((*t)->IsSpecial(0) && (*t)->IsSpecial(1) && (*t)->IsSpecial(2) && !(*t)->IsSpecial(15043));
+  EXPECT_EQ(*(*t)->Decode(std::vector<int32_t>{1, 15043, 0, 2}, /*skip_special_tokens=*/true), "Hello");
   EXPECT_EQ(*(*t)->Encode("Hello world, long documents."),
             (std::vector<int32_t>{15043, 3186, 29892, 1472, 10701, 29889}));
 }
 
+TEST(Llama2Tokenizer, ConfiguredEosNamesAPiece) {
+  struct stat st {};
+  if (stat(testing::Llama2TokenizerPath().c_str(), &st) != 0) GTEST_SKIP() << "../shared is absent";
+  TokenizerConfig config;
+  config.eos_token = "<unk>";
+  EXPECT_EQ((*SentencePieceTokenizer::Load(testing::Llama2TokenizerPath(), config))->eos_id(), 0);
+  config.eos_token = "no such piece";
+  EXPECT_EQ((*SentencePieceTokenizer::Load(testing::Llama2TokenizerPath(), config))->eos_id(), 2);
+}
+
+TEST(Tokenizer, DirectoryWithoutTokenizerFilesHasNone) {
+  testing::TempDir dir;
+  const auto none = Tokenizer::Load(dir.path(), TokenizerConfig{});
+  ASSERT_TRUE(none.ok()) << none.status().ToString();
+  EXPECT_EQ(*none, nullptr);
+}
+
 TEST(Tokenizer, MissingOrCorruptModelIsAnError) {
   testing::TempDir dir;
-  EXPECT_EQ(Tokenizer::Load(dir / "absent.model").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(SentencePieceTokenizer::Load(dir / "absent.model").status().code(), StatusCode::kNotFound);
   FILE* f = fopen((dir / "bad.model").c_str(), "wb");
   fputs("not a sentencepiece model", f);
   fclose(f);
-  const auto bad = Tokenizer::Load(dir / "bad.model");
+  const auto bad = SentencePieceTokenizer::Load(dir / "bad.model");
   EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument) << bad.status().ToString();
 }
 

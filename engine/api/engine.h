@@ -56,12 +56,14 @@ class Engine {
   int64_t kv_free_tokens() const;
   MemoryPlan memory_plan() const;
 
-  // Tokenizes text and, with add_bos, prepends BOS as the model's config says. Safe to call from
-  // any thread. Past max_tokens (BOS included) it stops at once with InvalidArgument, the only
-  // InvalidArgument it returns.
+  // Tokenizes text and, with add_special_tokens, puts the tokenizer's special tokens around it as
+  // HF's add_special_tokens=True does (a SentencePiece model's BOS: config.json's bos_token_id
+  // when set). Safe to call from any thread. Past max_tokens (special tokens included) it stops
+  // at once with InvalidArgument; the other InvalidArgument is text that is not UTF-8.
   StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX,
-                                              bool add_bos = true) const;
-  // The text of ids, whole (no streaming state). Safe to call from any thread.
+                                              bool add_special_tokens = true) const;
+  // The text of ids, whole (no streaming state), as HF's decode(ids, skip_special_tokens).
+  // Safe to call from any thread.
   StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const;
   // The prompt text of a conversation, from the model's chat template (tokenizer_config.json or
   // chat_template.jinja): with the generation prompt, or, continue_final_message, leaving the

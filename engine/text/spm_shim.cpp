@@ -195,6 +195,18 @@ void bpt_spm_free(bpt_spm* spm) { delete spm; }
 int bpt_spm_vocab_size(const bpt_spm* spm) { return spm->processor.GetPieceSize(); }
 int bpt_spm_bos_id(const bpt_spm* spm) { return spm->processor.bos_id(); }
 int bpt_spm_eos_id(const bpt_spm* spm) { return spm->processor.eos_id(); }
+int bpt_spm_piece_id(const bpt_spm* spm, const char* piece, size_t length) {
+  try {
+    const std::string text(piece, length);
+    const int id = spm->processor.PieceToId(text);
+    return spm->processor.IdToPiece(id) == text ? id : -1;
+  } catch (...) {
+    return -1;
+  }
+}
+int bpt_spm_is_special(const bpt_spm* spm, int id) {
+  return spm->processor.IsControl(id) || spm->processor.IsUnknown(id) ? 1 : 0;
+}
 int bpt_spm_max_piece_bytes(const bpt_spm* spm) { return spm->max_piece_bytes; }
 int bpt_spm_splits_before_spaces(const bpt_spm* spm) { return spm->splits_before_spaces ? 1 : 0; }
 

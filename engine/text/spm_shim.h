@@ -1,7 +1,7 @@
 /* C API of libbptserve_spm, the one place that links Debian's libsentencepiece. That library
  * carries its own protobuf 3.14 and exports its symbols; linked beside gRPC's protobuf it aborts
  * the process at start. The engine therefore dlopen()s this shim with RTLD_LOCAL|RTLD_DEEPBIND
- * (engine/text/tokenizer.cpp), and nothing else includes sentencepiece headers. */
+ * (engine/text/sentencepiece_tokenizer.cpp), and nothing else includes sentencepiece headers. */
 #ifndef BPTSERVE_ENGINE_SPM_SHIM_H_
 #define BPTSERVE_ENGINE_SPM_SHIM_H_
 
@@ -19,6 +19,10 @@ void bpt_spm_free(bpt_spm* spm);
 int bpt_spm_vocab_size(const bpt_spm* spm);
 int bpt_spm_bos_id(const bpt_spm* spm); /* -1 when the model has none */
 int bpt_spm_eos_id(const bpt_spm* spm);
+/* The id of the piece spelled piece[0, length); -1 when no piece is spelled so. */
+int bpt_spm_piece_id(const bpt_spm* spm, const char* piece, size_t length);
+/* 1 for control and unknown pieces (what HF's converted tokenizers mark special). */
+int bpt_spm_is_special(const bpt_spm* spm, int id);
 /* The most bytes of text one id stands for: a text of n bytes has at least n / this many ids.
  * 0 when no such bound holds (normalization may shrink the text, or <unk> may cover a run). */
 int bpt_spm_max_piece_bytes(const bpt_spm* spm);

@@ -1,62 +1,53 @@
-// A SentencePiece tokenizer, reached through the dlopen()ed shim (see engine/text/spm_shim.h).
+// A model's tokenizer: text to ids and back, as Hugging Face's AutoTokenizer does it for the
+// model directory. tokenizer.json (HfTokenizer) is preferred, as HF's fast tokenizers prefer it;
+// a directory with only tokenizer.model gets SentencePieceTokenizer. Every method is const and
+// safe to call from several threads at once.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "status.h"
-
-struct bpt_spm;
+#include "tokenizer_config.h"
 
 namespace bpt {
 
 class Tokenizer {
  public:
-  static StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& model_path);
-  ~Tokenizer();
-  Tokenizer(const Tokenizer&) = delete;
-  Tokenizer& operator=(const Tokenizer&) = delete;
-
-  int vocab_size() const { return vocab_size_; }
-  int bos_id() const { return bos_id_; }
-  int eos_id() const { return eos_id_; }
-
+  virtual ~Tokenizer() = default;
   static constexpr size_t kNoLimit = SIZE_MAX;
-  static constexpr size_t kChunkBytes = 64 * 1024;
 
-  // Encodes without BOS; the engine adds it as the model's config says. Stops with
-  // InvalidArgument as soon as the text is known to need more than max_ids ids: where the model
-  // allows it (splits_before_spaces), the text is encoded chunk_bytes at a time, cut before
-  // spaces, with exactly the ids of encoding it whole.
-  // bytes_encoded, when given, tells how much of the text the model went through before the
-  // answer (0 for a refusal up front).
-  StatusOr<std::vector<int32_t>> Encode(std::string_view text, size_t max_ids = kNoLimit,
-                                        size_t chunk_bytes = kChunkBytes, size_t* bytes_encoded = nullptr) const;
-  // A text of n bytes needs at least n / max_piece_bytes() ids; 0 when the model gives no such
-  // bound.
-  int max_piece_bytes() const { return max_piece_bytes_; }
-  bool splits_before_spaces() const { return splits_before_spaces_; }
-  // InvalidArgument naming the id when one is outside the vocabulary.
-  StatusOr<std::string> Decode(std::span<const int32_t> ids) const;
+  // model_dir/tokenizer.json when present, else model_dir/tokenizer.model; OK with nullptr when
+  // neither exists.
+  static StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& model_dir, const TokenizerConfig& config);
 
-  struct Api;  // the shim's entry points, resolved once per process
-
- private:
-  Tokenizer(const Api* api, bpt_spm* handle);
-  StatusOr<std::vector<int32_t>> EncodeWhole(std::string_view text) const;
-
-  const Api* api_;
-  bpt_spm* handle_;
-  int vocab_size_;
-  int bos_id_;
-  int eos_id_;
-  int max_piece_bytes_;
-  bool splits_before_spaces_;
-  std::vector<int32_t> continuation_prefix_;  // the ids of kContinuationPrefix, encoded alone
+  virtual int vocab_size() const = 0;                 // 1 + the largest id (added tokens included)
+  virtual std::optional<int32_t> eos_id() const = 0;  // from tokenizer_config's eos_token, else the model's own
+  // What add_special_tokens=True puts around one sequence (TemplateProcessing's "single", or what
+  // transformers' add_bos_token/add_eos_token rebuild it to; SentencePiece: BOS).
+  virtual std::span<const int32_t> prefix_ids() const = 0;
+  virtual std::span<const int32_t> suffix_ids() const = 0;
+  // The ids of text without prefix/suffix (HF add_special_tokens=False). Added tokens in the text,
+  // special ones included, are matched as HF matches them. Stops with InvalidArgument as soon as
+  // the text is known to need more than max_ids ids (without encoding the rest of the text);
+  // bytes_encoded, when given, tells how far it got.
+  virtual StatusOr<std::vector<int32_t>> Encode(std::string_view text, size_t max_ids = kNoLimit,
+                                                size_t* bytes_encoded = nullptr) const = 0;
+  // HF decode(ids, skip_special_tokens=...), with tokenizer_config's clean_up_tokenization_spaces.
+  // InvalidArgument naming the id when one is out of range. Invalid UTF-8 from byte-level pieces
+  // decodes as U+FFFD (as HF's ByteLevel decoder does), which the streaming detokenizer relies on.
+  virtual StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const = 0;
+  virtual bool IsSpecial(int32_t id) const = 0;
+  // A text of n bytes needs at least n / max_piece_bytes() ids; 0 when there is no such bound.
+  virtual int max_piece_bytes() const = 0;
 };
+
+// The one message of a refusal past max_ids.
+Status TooManyIds(size_t max_ids);
 
 }  // namespace bpt
