@@ -164,7 +164,6 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
     if (!FileExists(options.model_dir + "/tokenizer.json") && !config.bos_token_ids.empty())
       prompt_prefix = {config.bos_token_ids[0]};
   }
-  BPT_ASSIGN_OR_RETURN(TokenizerConfig tokenizer_config, LoadTokenizerConfig(options.model_dir));
   // Before the backend exists: it allocates from the config's sizes, which the files must back.
   BPT_ASSIGN_OR_RETURN(auto weights, ModelWeights::Open(options.model_dir, config));
   BPT_ASSIGN_OR_RETURN(auto backend, CreateBackend(config, options));

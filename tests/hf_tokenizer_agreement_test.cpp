@@ -234,8 +234,9 @@ TEST_P(HfTokenizerAgreementTest, MaxIdsRefusesOnlyBeyondTheCount) {
 // Every name make_tokenizer_fixtures.py knows: one it neither makes nor skips fails the test.
 INSTANTIATE_TEST_SUITE_P(Fixtures, HfTokenizerAgreementTest,
                          ::testing::Values("gpt2-bpe", "gpt2-prefix-space-bpe", "llama3-bpe", "qwen2-bpe",
-                                           "metaspace-bpe", "subword-affix-bpe", "llama2-transformers5",
-                                           "llama2-legacy", "llama2-hub-layout", "anthropic-claude"),
+                                           "metaspace-bpe", "metaspace-llama-class", "subword-affix-bpe",
+                                           "llama2-transformers5", "llama2-legacy", "llama2-hub-layout",
+                                           "anthropic-claude"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string name = info.param;
                            std::replace(name.begin(), name.end(), '-', '_');

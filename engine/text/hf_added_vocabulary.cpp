@@ -54,6 +54,7 @@ StatusOr<AddedVocabulary> AddedVocabulary::Create(std::vector<AddedToken> tokens
   bool any_single_word = false;
   for (size_t i = 0; i < vocab.tokens_.size(); ++i) {
     const AddedToken& t = vocab.tokens_[i];
+    vocab.decoded_forms_.push_back(t.normalized && normalizer != nullptr ? normalizer->Normalize(t.content) : t.content);
     // An empty token would match everywhere; the crate never adds one.
     if (t.content.empty()) continue;
     any_single_word |= t.single_word;
@@ -62,7 +63,7 @@ StatusOr<AddedVocabulary> AddedVocabulary::Create(std::vector<AddedToken> tokens
       vocab.longest_match_ = std::max(vocab.longest_match_, t.content.size());
       continue;
     }
-    const std::string form = normalizer != nullptr ? normalizer->Normalize(t.content) : t.content;
+    const std::string& form = vocab.decoded_forms_[i];
     if (!form.empty()) vocab.normalized_.Insert(form, static_cast<uint32_t>(i));
     vocab.longest_match_ = std::max(vocab.longest_match_, form.size());
   }

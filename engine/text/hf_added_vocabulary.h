@@ -43,6 +43,9 @@ class AddedVocabulary {
   void Split(std::string_view text, bool normalized, std::vector<TextSegment>& segments) const;
 
   const std::vector<AddedToken>& tokens() const { return tokens_; }
+  // What the decoder gets for tokens()[index]: a normalized token's normalized form, which is
+  // what the crate's decode hands its decoder (simple_id_to_token), else the content.
+  const std::string& DecodedForm(size_t index) const { return decoded_forms_[index]; }
   const AddedToken* Find(std::string_view content) const;
   // The most bytes a match spans (a normalized token's normalized form may outgrow its content).
   size_t longest_match() const { return longest_match_; }
@@ -60,6 +63,7 @@ class AddedVocabulary {
   };
 
   std::vector<AddedToken> tokens_;
+  std::vector<std::string> decoded_forms_;  // one per token
   Trie raw_;
   Trie normalized_;
   std::optional<Regex> word_char_;  // \w, for single_word

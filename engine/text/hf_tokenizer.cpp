@@ -4,6 +4,7 @@
 
 #include "bounded_file.h"
 #include "hf_post_processor.h"
+#include "hf_tokenizer_class.h"
 #include "hf_spec_fields.h"
 #include "json_fields.h"
 
@@ -124,6 +125,7 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(const std::string& path
 StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_text, const std::string& source,
                                                            const TokenizerConfig& config) {
   BPT_ASSIGN_OR_RETURN(json root, ParseJsonObject(json_text, source));
+  hf::ApplyTokenizerClass(config, root);
   auto in_file = [&](const Status& s) { return Status(s.code(), source + ": " + s.message()); };
   auto t = std::unique_ptr<HfTokenizer>(new HfTokenizer());
 
@@ -296,7 +298,7 @@ StatusOr<std::string> HfTokenizer::Decode(std::span<const int32_t> ids, bool ski
     const int32_t id = ids[i];
     const std::string* token = nullptr;
     if (id >= 0 && id < vocab_size_)
-      token = added_by_id_[id] >= 0 ? &added_.tokens()[added_by_id_[id]].content : model_->IdToToken(id);
+      token = added_by_id_[id] >= 0 ? &added_.DecodedForm(added_by_id_[id]) : model_->IdToToken(id);
     if (token == nullptr)
       return InvalidArgument("token id " + std::to_string(id) + " at index " + std::to_string(i) +
                              " is not in the tokenizer's vocabulary [0, " + std::to_string(vocab_size_) + ")");

@@ -19,6 +19,11 @@ struct TokenizerConfig {
   // Set only where the file says so; the tokenizer's own post-processor rules otherwise.
   std::optional<bool> add_bos_token;
   std::optional<bool> add_eos_token;
+  // The class AutoTokenizer builds ("LlamaTokenizer", "PreTrainedTokenizerFast", ...), and the
+  // two settings with which LlamaTokenizer rebuilds its pipeline (see hf_tokenizer_class.h).
+  std::optional<std::string> tokenizer_class;
+  std::optional<bool> legacy;
+  std::optional<bool> add_prefix_space;
   // transformers' decode() post-pass (" ." -> "."); its default is false.
   bool clean_up_tokenization_spaces = false;
   // Template name -> Jinja source. A single template is named "default", as transformers names it.

@@ -5,7 +5,7 @@
 
 #include "json_fields.h"
 #include "model_config.h"
-#include "tokenizer.h"
+#include "sentencepiece_tokenizer.h"
 
 namespace bpt {
 namespace {
@@ -133,10 +133,10 @@ StatusOr<TokenizerFiles> ReadTokenizerJson(const std::string& dir, TokenizerFile
 }
 
 Status ReadSentencePiece(const std::string& model_path, TokenizerFiles* files) {
-  BPT_ASSIGN_OR_RETURN(std::unique_ptr<Tokenizer> tokenizer, Tokenizer::Load(model_path));
+  BPT_ASSIGN_OR_RETURN(std::unique_ptr<SentencePieceTokenizer> tokenizer, SentencePieceTokenizer::Load(model_path));
   files->vocab_size = tokenizer->vocab_size();
-  if (tokenizer->bos_id() >= 0) files->bos_token_id = tokenizer->bos_id();
-  if (tokenizer->eos_id() >= 0) files->eos_token_id = tokenizer->eos_id();
+  if (tokenizer->bos_id().has_value()) files->bos_token_id = *tokenizer->bos_id();
+  if (tokenizer->eos_id().has_value()) files->eos_token_id = *tokenizer->eos_id();
   return OkStatus();
 }
 

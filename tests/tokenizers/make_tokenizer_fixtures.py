@@ -200,6 +200,21 @@ def llama2_legacy_tokenizer(model_path):
     return tokenizer
 
 
+def update_tokenizer_config(out_dir, updates):
+    with open(os.path.join(out_dir, "tokenizer_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    config.update(updates)
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+
+
+def metaspace_llama_class(out_dir):
+    """The SentencePiece-style fixture under tokenizer_class LlamaTokenizer with legacy true: the
+    pipeline transformers 5 rebuilds for that class (prepend_scheme "always"), not the file's."""
+    save_trained(out_dir, *metaspace())
+    update_tokenizer_config(out_dir, {"tokenizer_class": "LlamaTokenizer", "legacy": True})
+
+
 def llama2_fixtures(model_path):
     """name -> function writing the directory; the Llama 2 ones need the SentencePiece model."""
     def transformers5(out_dir):
@@ -218,12 +233,9 @@ def llama2_fixtures(model_path):
         # transformers 5 builds LlamaTokenizer's own pipeline for this class and ignores the
         # file's normalizer: the ids are AutoTokenizer's, which may differ from the file's.
         legacy(out_dir)
-        with open(os.path.join(out_dir, "tokenizer_config.json"), encoding="utf-8") as f:
-            config = json.load(f)
-        config.update({"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
-                       "legacy": False, "clean_up_tokenization_spaces": False})
-        with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-            json.dump(config, f, indent=2)
+        update_tokenizer_config(out_dir, {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True,
+                                          "add_eos_token": False, "legacy": False,
+                                          "clean_up_tokenization_spaces": False})
 
     return {"llama2-transformers5": transformers5, "llama2-legacy": legacy, "llama2-hub-layout": hub_layout}
 
@@ -325,6 +337,7 @@ def main():
     for name, build in (("gpt2-bpe", gpt2), ("gpt2-prefix-space-bpe", gpt2_prefix_space), ("llama3-bpe", llama3),
                         ("qwen2-bpe", qwen2), ("metaspace-bpe", metaspace), ("subword-affix-bpe", subword_affixes)):
         fixtures[name] = lambda out_dir, build=build: save_trained(out_dir, *build())
+    fixtures["metaspace-llama-class"] = metaspace_llama_class
     if os.path.isfile(args.llama2_model):
         fixtures.update(llama2_fixtures(args.llama2_model))
     else:
