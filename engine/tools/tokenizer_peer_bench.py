@@ -74,7 +74,7 @@ def main():
         if text_path is None:
             text_path = os.path.join(tmp, "text.txt")
             make_text(text_path, args.mb)
-        with open(text_path, encoding="utf-8") as f:
+        with open(text_path, encoding="utf-8", newline="") as f:  # "\r\n" kept, as tokenizer-bench reads it
             text = f.read()
         size = len(text.encode("utf-8"))
 
