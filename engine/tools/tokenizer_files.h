@@ -27,11 +27,10 @@ struct TokenizerFiles {
 };
 
 // `path`: a SentencePiece model (copied as tokenizer.model), or a Hugging Face tokenizer
-// directory (kTokenizerFileNames). The ids come from tokenizer.json when there is one, as HF's
-// fast tokenizers prefer it: the vocabulary is its model's vocab and its added_tokens, BOS and
-// EOS tokenizer_config.json's bos_token and eos_token (strings or AddedToken objects; without
-// that file, BOS is the special token the post-processor puts first). Otherwise they are the
-// SentencePiece model's own. Errors name the file and key.
+// directory (kTokenizerFileNames). The ids are those the engine's tokenizer gives (tokenizer.json
+// first, as HF's fast tokenizers prefer it): its vocabulary size, BOS as the special token the
+// post-processor puts first (else tokenizer_config.json's bos_token), EOS as its eos_token.
+// Otherwise they are the SentencePiece model's own. Errors name the file and key.
 StatusOr<TokenizerFiles> ReadTokenizerFiles(const std::string& path);
 
 // config.json made to agree: vocab_size raised to cover the tokenizer's ids (a larger one, as
