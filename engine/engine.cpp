@@ -209,11 +209,11 @@ StatusOr<std::vector<int32_t>> Engine::Impl::EncodePrompt(std::string_view text,
   const std::span<const int32_t> prefix = add_special_tokens ? std::span<const int32_t>(prompt_prefix_) : std::span<const int32_t>();
   const std::span<const int32_t> suffix = add_special_tokens ? tokenizer_->suffix_ids() : std::span<const int32_t>();
   const int64_t max_text_ids = max_tokens - static_cast<int64_t>(prefix.size() + suffix.size());
-  const auto too_many = [&] { return InvalidArgument("the prompt has more than " + std::to_string(max_tokens) + " tokens"); };
+  const auto too_many = [&] { return OutOfRange("the prompt has more than " + std::to_string(max_tokens) + " tokens"); };
   if (max_text_ids < 0) return too_many();
   StatusOr<std::vector<int32_t>> text_ids = tokenizer_->Encode(text, static_cast<size_t>(max_text_ids));
   if (!text_ids.ok()) {
-    if (text_ids.status().message() == TooManyIds(static_cast<size_t>(max_text_ids)).message()) return too_many();
+    if (text_ids.status().code() == StatusCode::kOutOfRange) return too_many();
     return text_ids.status();
   }
   std::vector<int32_t> ids(prefix.begin(), prefix.end());

@@ -124,7 +124,7 @@ void EngineWorker::TokenizeText(std::string_view text, bool add_bos,
   const int64_t limit = PromptTokenLimit();
   auto task = [this, text, add_bos, limit, done] {
     auto ids = std::make_shared<StatusOr<std::vector<int32_t>>>(encode_(text, add_bos, limit));
-    if (!ids->ok() && ids->status().code() == StatusCode::kInvalidArgument)
+    if (!ids->ok() && ids->status().code() == StatusCode::kOutOfRange)
       *ids = PromptTooLong("text", "more than " + std::to_string(limit));
     return std::function<void()>([ids, done] { done(std::move(*ids)); });
   };
@@ -143,10 +143,16 @@ void EngineWorker::TokenizeChat(ChatPrompt chat, std::function<void(StatusOr<Tok
 
 StatusOr<TokenizedPrompt> EngineWorker::EncodeChat(const ChatPrompt& chat, int64_t limit) const {
   TokenizedPrompt prompt;
-  BPT_ASSIGN_OR_RETURN(prompt.text, engine_.RenderChat(chat.messages, chat.continue_final_message));
+  StatusOr<std::string> rendered = engine_.RenderChat(chat.messages, chat.continue_final_message);
+  // The template refused the conversation (raise_exception, a role it rejects): the messages are
+  // at fault.
+  if (rendered.status().code() == StatusCode::kInvalidArgument)
+    return InvalidArgument("chat.messages: " + rendered.status().message());
+  if (!rendered.ok()) return rendered.status();
+  prompt.text = std::move(rendered).value();
   // As transformers' apply_chat_template: add_special_tokens=False, the template wrote them.
   StatusOr<std::vector<int32_t>> ids = encode_(prompt.text, /*add_bos=*/false, limit);
-  if (!ids.ok() && ids.status().code() == StatusCode::kInvalidArgument)
+  if (!ids.ok() && ids.status().code() == StatusCode::kOutOfRange)
     return PromptTooLong("the rendered chat", "more than " + std::to_string(limit));
   if (!ids.ok()) return ids.status();
   prompt.ids = std::move(ids).value();
@@ -191,7 +197,7 @@ std::optional<Status> EngineWorker::EncodeJobPrompt(GenerationJob& job) const {
     std::string().swap(job.prompt_text);  // one copy of the prompt: its ids
     return std::nullopt;
   }
-  if (ids.status().code() == StatusCode::kInvalidArgument) return PromptTooLong("prompt", "more than " + std::to_string(limit));
+  if (ids.status().code() == StatusCode::kOutOfRange) return PromptTooLong("prompt", "more than " + std::to_string(limit));
   return ids.status();
 }
 

@@ -36,7 +36,7 @@ class GenerationSink {
 };
 
 // Tokenizes a prompt text, stopping past max_tokens: Engine::EncodePrompt, or a test's own.
-// InvalidArgument only when the text passes max_tokens.
+// OutOfRange when the text passes max_tokens.
 using PromptEncodeFn =
     std::function<StatusOr<std::vector<int32_t>>(std::string_view text, bool add_bos, int64_t max_tokens)>;
 

@@ -16,6 +16,7 @@ grpc::Status ToGrpcStatus(const Status& status) {
     case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, status.message()};
     case StatusCode::kDataLoss: return {grpc::StatusCode::DATA_LOSS, status.message()};
     case StatusCode::kUnauthenticated: return {grpc::StatusCode::UNAUTHENTICATED, status.message()};
+    case StatusCode::kOutOfRange: return {grpc::StatusCode::OUT_OF_RANGE, status.message()};
   }
   return {grpc::StatusCode::UNKNOWN, status.message()};
 }

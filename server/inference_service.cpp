@@ -35,7 +35,7 @@ void Tokenize(EngineWorker& worker, const bptserve::v1::TokenizeRequest& request
 void Detokenize(EngineWorker& worker, const bptserve::v1::DetokenizeRequest& request,
                 bptserve::v1::DetokenizeResponse* response, std::function<void(const Status&)> done) {
   const std::span<const int32_t> ids(request.token_ids().data(), static_cast<size_t>(request.token_ids_size()));
-  worker.DetokenizeIds(ids, request.skip_special_tokens(), [response, done](StatusOr<std::string> text) {
+  worker.DetokenizeIds(ids, SkipSpecialTokens(request), [response, done](StatusOr<std::string> text) {
     if (text.ok()) response->set_text(std::move(text).value());
     done(text.ok() ? OkStatus() : text.status());
   });

@@ -52,7 +52,7 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& 
   r.sampling.top_logprobs = in.options().top_logprobs();
   r.use_prefix_cache = !in.options().bypass_prefix_cache();
   r.priority = in.options().priority();
-  r.skip_special_tokens = !in.options().has_skip_special_tokens() || in.options().skip_special_tokens();
+  r.skip_special_tokens = SkipSpecialTokens(in.options());
 
   const auto& t = in.stopping();
   job->default_max_new_tokens = !t.has_max_new_tokens();

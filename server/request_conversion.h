@@ -20,6 +20,12 @@ inline constexpr size_t kMaxChatRoleBytes = 64;
 // The text prompt moves out of `in`, so a long one is held once.
 Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& defaults, GenerationJob* job);
 
+// skip_special_tokens' one default, true (as vLLM), for GenerateOptions and DetokenizeRequest.
+template <typename Message>
+bool SkipSpecialTokens(const Message& m) {
+  return !m.has_skip_special_tokens() || m.skip_special_tokens();
+}
+
 // The request's `chat` (errors name `chat.messages[i].role`, ...); the contents move out of `in`.
 Status ToChatPrompt(bptserve::v1::ChatPrompt& in, ChatPrompt* out);
 

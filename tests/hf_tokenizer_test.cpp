@@ -271,7 +271,7 @@ TEST_F(HfTokenizerTest, EngineServesATokenizerJsonModel) {
             std::vector<int32_t>(expected.begin() + 1, expected.end()));
   EXPECT_EQ(*(*engine)->Decode(expected, /*skip_special_tokens=*/true), text);
   EXPECT_EQ((*engine)->EncodePrompt(text, static_cast<int64_t>(expected.size()) - 1).status().code(),
-            StatusCode::kInvalidArgument);
+            StatusCode::kOutOfRange);
   GenerationRequest r;
   r.prompt = expected;
   r.stopping.max_new_tokens = 6;
@@ -324,7 +324,7 @@ TEST_F(HfTokenizerTest, EncodingStopsPastTheLimit) {
   EXPECT_TRUE(t->Encode(text, whole->size(), &bytes_encoded).ok());
   EXPECT_EQ(bytes_encoded, text.size());
   const auto over = t->Encode(text, whole->size() - 1, &bytes_encoded);
-  EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(over.status().code(), StatusCode::kOutOfRange);
   EXPECT_NE(over.status().message().find("more than " + std::to_string(whole->size() - 1) + " tokens"), std::string::npos);
   // Byte-level BPE keeps every byte: past limit x longest token nothing is encoded.
   ASSERT_GT(t->max_piece_bytes(), 0);
@@ -332,12 +332,12 @@ TEST_F(HfTokenizerTest, EncodingStopsPastTheLimit) {
   // that passes it.
   const size_t lowest_undecided_limit = text.size() / t->max_piece_bytes() + 1;
   ASSERT_LT(lowest_undecided_limit * 3, whole->size());
-  EXPECT_EQ(t->Encode(text, lowest_undecided_limit, &bytes_encoded).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->Encode(text, lowest_undecided_limit, &bytes_encoded).status().code(), StatusCode::kOutOfRange);
   EXPECT_GT(bytes_encoded, 0u);
   EXPECT_LT(bytes_encoded, text.size() / 2);
   EXPECT_GE(whole->size() * t->max_piece_bytes(), text.size());
   const std::string long_text(1000 * t->max_piece_bytes() + t->max_piece_bytes(), 'x');
-  EXPECT_EQ(t->Encode(long_text, 1000, &bytes_encoded).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(t->Encode(long_text, 1000, &bytes_encoded).status().code(), StatusCode::kOutOfRange);
   EXPECT_EQ(bytes_encoded, 0u);
 }
 

@@ -150,7 +150,7 @@ TEST_P(TokenizerTest, EncodingStopsPastTheLimit) {
   size_t bytes_encoded = 0;
   const auto over = tokenizer_->Encode(text, whole->size() - 1, &bytes_encoded);
   EXPECT_EQ(bytes_encoded, text.size()) << "one id short of the whole text is known only at its end";
-  EXPECT_EQ(over.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(over.status().code(), StatusCode::kOutOfRange);
   EXPECT_NE(over.status().message().find("more than " + std::to_string(whole->size() - 1) + " tokens"),
             std::string::npos);
   // No model text packs more bytes into an id than the longest piece holds.
@@ -160,18 +160,18 @@ TEST_P(TokenizerTest, EncodingStopsPastTheLimit) {
   const size_t limit = 1000;
   const std::string just_over(limit * tokenizer_->max_piece_bytes() + tokenizer_->max_piece_bytes(), 'x');
   EXPECT_EQ(tokenizer_->Encode(just_over, limit, &bytes_encoded).status().code(),
-            StatusCode::kInvalidArgument);
+            StatusCode::kOutOfRange);
   EXPECT_EQ(bytes_encoded, 0u);
   const std::string just_under = text.substr(0, limit * tokenizer_->max_piece_bytes());
   EXPECT_EQ(tokenizer_->Encode(just_under, limit, &bytes_encoded).status().code(),
-            StatusCode::kInvalidArgument);
+            StatusCode::kOutOfRange);
   EXPECT_GT(bytes_encoded, 0u);
   // Far past a limit that the bytes alone do not rule out, it stops after the chunk that passes
   // it, not at the end of the text.
   const size_t lowest_undecided_limit = text.size() / tokenizer_->max_piece_bytes() + 1;
   ASSERT_LT(lowest_undecided_limit * 3, whole->size());
   EXPECT_EQ(tokenizer_->Encode(text, lowest_undecided_limit, &bytes_encoded).status().code(),
-            StatusCode::kInvalidArgument);
+            StatusCode::kOutOfRange);
   EXPECT_GT(bytes_encoded, 0u);
   EXPECT_LT(bytes_encoded, text.size() / 2);
 }

@@ -59,7 +59,8 @@ class Engine {
   // Tokenizes text and, with add_special_tokens, puts the tokenizer's special tokens around it as
   // HF's add_special_tokens=True does (a SentencePiece model's BOS: config.json's bos_token_id
   // when set). Safe to call from any thread. Past max_tokens (special tokens included) it stops
-  // at once with InvalidArgument; the other InvalidArgument is text that is not UTF-8.
+  // at once with OutOfRange (the server words it for its client); InvalidArgument is text that
+  // is not UTF-8.
   StatusOr<std::vector<int32_t>> EncodePrompt(std::string_view text, int64_t max_tokens = INT64_MAX,
                                               bool add_special_tokens = true) const;
   // The text of ids, whole (no streaming state), as HF's decode(ids, skip_special_tokens).

@@ -5,6 +5,7 @@ namespace bpt {
 const char* StatusCodeName(StatusCode code) {
   switch (code) {
     case StatusCode::kOk: return "OK";
+    case StatusCode::kOutOfRange: return "OUT_OF_RANGE";
     case StatusCode::kCancelled: return "CANCELLED";
     case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
     case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";

@@ -21,6 +21,7 @@ enum class StatusCode {
   kUnavailable,
   kDataLoss,
   kUnauthenticated,  // no valid API key; only the server's key check gives it
+  kOutOfRange,       // past a limit the caller set (a prompt longer than its max_tokens)
 };
 
 const char* StatusCodeName(StatusCode code);
@@ -42,6 +43,7 @@ class [[nodiscard]] Status {
 
 inline Status OkStatus() { return Status(); }
 inline Status InvalidArgument(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
+inline Status OutOfRange(std::string m) { return {StatusCode::kOutOfRange, std::move(m)}; }
 inline Status NotFound(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 inline Status FailedPrecondition(std::string m) { return {StatusCode::kFailedPrecondition, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }

@@ -16,7 +16,7 @@ bool Exists(const std::string& path) {
 }  // namespace
 
 Status TooManyIds(size_t max_ids) {
-  return InvalidArgument("the text has more than " + std::to_string(max_ids) + " tokens");
+  return OutOfRange("the text has more than " + std::to_string(max_ids) + " tokens");
 }
 
 StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir, const TokenizerConfig& config) {

@@ -47,7 +47,7 @@ class Tokenizer {
   virtual int max_piece_bytes() const = 0;
 };
 
-// The one message of a refusal past max_ids.
+// The refusal past max_ids: OutOfRange, the one code Encode gives for it.
 Status TooManyIds(size_t max_ids);
 
 }  // namespace bpt

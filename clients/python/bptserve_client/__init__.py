@@ -149,8 +149,11 @@ class Client:
         response = self._stub.Tokenize(request, metadata=self._metadata)
         return list(response.token_ids), response.prompt_text
 
-    def detokenize(self, token_ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        request = pb.DetokenizeRequest(token_ids=token_ids, skip_special_tokens=skip_special_tokens)
+    def detokenize(self, token_ids: Sequence[int], skip_special_tokens: Optional[bool] = None) -> str:
+        """skip_special_tokens: None takes the server's default (true, as for generated text)."""
+        request = pb.DetokenizeRequest(token_ids=token_ids)
+        if skip_special_tokens is not None:
+            request.skip_special_tokens = skip_special_tokens
         return self._stub.Detokenize(request, metadata=self._metadata).text
 
     def model_info(self) -> pb.ModelInfo:
