@@ -37,6 +37,32 @@ class ParseErrorRecorder : public nlohmann::json_sax<json> {
   std::size_t position = 0;  // bytes read, the offending one included
 };
 
+// Model files nest a few levels (tokenizer.json's Sequences a few dozen at most); past this a
+// file is hostile.
+constexpr size_t kMaxJsonDepth = 256;
+
+// The offset of the bracket where the text's arrays and objects first nest deeper than
+// kMaxJsonDepth, or npos. nlohmann parses and destroys without recursion, but copying a value and
+// dump() recurse, so a value nested millions deep must not be built at all.
+size_t TooDeepAt(std::string_view text) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 std::string RenderScalar(const json& value) {
   if (value.is_array()) return "[...]";
   if (value.is_object()) return "{...}";
@@ -69,6 +95,9 @@ std::string FormatNumber(double v) {
 }  // namespace
 
 StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source) {
+  if (const size_t at = TooDeepAt(text); at != std::string_view::npos)
+    return InvalidArgument(source + ": arrays and objects nest more than " + std::to_string(kMaxJsonDepth) +
+                           " deep (at byte " + std::to_string(at) + ")");
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     ParseErrorRecorder recorder;

@@ -18,7 +18,7 @@
 namespace bpt {
 
 // Parses text with exceptions off; a syntax error names `source` and says where the text went
-// wrong. The top level must be an object.
+// wrong. The top level must be an object, and arrays and objects may nest at most 256 deep.
 StatusOr<nlohmann::json> ParseJsonObject(std::string_view text, const std::string& source);
 
 // Reads a JSON object from a file of at most max_bytes (a FIFO is read as it streams in).
