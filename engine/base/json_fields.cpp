@@ -37,14 +37,9 @@ class ParseErrorRecorder : public nlohmann::json_sax<json> {
   std::size_t position = 0;  // bytes read, the offending one included
 };
 
-// Model files nest a few levels (tokenizer.json's Sequences a few dozen at most); past this a
-// file is hostile.
-constexpr size_t kMaxJsonDepth = 256;
-
 // The offset of the bracket where the text's arrays and objects first nest deeper than
-// kMaxJsonDepth, or npos. nlohmann parses and destroys without recursion, but copying a value and
-// dump() recurse, so a value nested millions deep must not be built at all.
-size_t TooDeepAt(std::string_view text) {
+// max_depth, or npos.
+size_t TooDeepAt(std::string_view text, size_t max_depth) {
   size_t depth = 0;
   bool in_string = false;
   for (size_t i = 0; i < text.size(); ++i) {
@@ -55,7 +50,7 @@ size_t TooDeepAt(std::string_view text) {
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) return i;
+      if (++depth > max_depth) return i;
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }
@@ -95,9 +90,6 @@ std::string FormatNumber(double v) {
 }  // namespace
 
 StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source) {
-  if (const size_t at = TooDeepAt(text); at != std::string_view::npos)
-    return InvalidArgument(source + ": arrays and objects nest more than " + std::to_string(kMaxJsonDepth) +
-                           " deep (at byte " + std::to_string(at) + ")");
   json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     ParseErrorRecorder recorder;
@@ -111,6 +103,13 @@ StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source)
   }
   if (!j.is_object()) return InvalidArgument(source + ": top level must be a JSON object, not " + j.type_name());
   return j;
+}
+
+Status CheckJsonDepth(std::string_view text, size_t max_depth, const std::string& source) {
+  const size_t at = TooDeepAt(text, max_depth);
+  if (at == std::string_view::npos) return OkStatus();
+  return InvalidArgument(source + ": arrays and objects nest more than " + std::to_string(max_depth) +
+                         " deep (at byte " + std::to_string(at) + ")");
 }
 
 StatusOr<json> ReadJsonFile(const std::string& path, size_t max_bytes) {

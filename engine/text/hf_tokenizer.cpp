@@ -15,6 +15,9 @@ using nlohmann::json;
 
 // Llama 3's tokenizer.json is 9 MB and Gemma's 34 MB; past this no real one goes.
 constexpr size_t kMaxTokenizerJsonBytes = 512u << 20;
+// Sequences nest at most hf::kMaxSequenceDepth deep, two JSON levels each; past this a file is
+// hostile.
+constexpr size_t kMaxTokenizerJsonDepth = 256;
 // Pieces remembered per Encode call: a document's vocabulary of words, not its every word.
 constexpr size_t kMaxCachedWords = 1 << 16;
 // Longer pieces are rare and are merged each time (the crate draws the same line).
@@ -127,6 +130,7 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(const std::string& path
 
 StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_text, const std::string& source,
                                                            const TokenizerConfig& config) {
+  BPT_RETURN_IF_ERROR(CheckJsonDepth(json_text, kMaxTokenizerJsonDepth, source));
   BPT_ASSIGN_OR_RETURN(json root, ParseJsonObject(json_text, source));
   hf::ApplyTokenizerClass(config, root);
   auto in_file = [&](const Status& s) { return Status(s.code(), source + ": " + s.message()); };
