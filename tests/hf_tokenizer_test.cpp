@@ -16,6 +16,7 @@
 #include <filesystem>
 
 #include "engine.h"
+#include "hf_spec_fields.h"
 #include "incremental_detokenizer.h"
 #include "sentencepiece_tokenizer.h"
 #include "test_models.h"
@@ -211,8 +212,6 @@ TEST_F(HfTokenizerTest, TokenizerConfigActsAsInTransformers) {
   TokenizerConfig config;
   config.bos_token = "<|begin|>";
   config.eos_token = "<|endoftext|>";
-  config.add_bos_token = false;
-  config.add_eos_token = true;
   const auto t = ParseOrDie(Result(4)["json"], config);
   ASSERT_NE(t, nullptr);
   // transformers 5 keeps the file's post-processor whatever add_bos_token/add_eos_token say.
@@ -376,14 +375,22 @@ TEST(HfTokenizer, ConvertedLlama2MatchesHfAndSentencePiece) {
     EXPECT_EQ(*t->Encode(text), *(*spm)->Encode(text)) << "'" << text.substr(0, 60) << "'";
 }
 
-TEST(HfTokenizer, DecodingRefusesIdsOutsideTheVocabulary) {
+TEST(HfTokenizer, DecodingSkipsGapsAndRefusesIdsOutsideTheVocabulary) {
   json j = Untrained(nullptr, nullptr, nullptr);
   j["model"]["vocab"] = {{"a", 0}, {"b", 2}};
+  const std::vector<std::vector<int32_t>> id_lists = {{0, 2}, {0, 1, 2}, {1}, {1, 1, 0}};
+  const json hf = RunHf(json::array({{{"json", j.dump()}}}), id_lists);
+  ASSERT_EQ(hf.size(), 1u);
   const auto t = ParseOrDie(j.dump());
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->vocab_size(), 3);
-  EXPECT_EQ(*t->Decode(std::vector<int32_t>{0, 2}), "a b");  // no decoder: tokens joined by spaces
-  for (int32_t bad : {1, 3, -1}) {
+  // No decoder: tokens joined by spaces. Id 1 lies in the vocabulary's gap: HF skips it.
+  for (size_t i = 0; i < id_lists.size(); ++i) {
+    const auto text = t->Decode(id_lists[i]);
+    ASSERT_TRUE(text.ok()) << "ids " << i << ": " << text.status().ToString();
+    EXPECT_EQ(*text, hf[0]["decoded_lists"][i].get<std::string>()) << "ids " << i;
+  }
+  for (int32_t bad : {3, -1}) {
     const auto r = t->Decode(std::vector<int32_t>{0, bad});
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
     EXPECT_NE(r.status().message().find("token id " + std::to_string(bad) + " at index 1"), std::string::npos)
@@ -464,6 +471,15 @@ TEST(HfTokenizer, ErrorsNameTheFileAndThePlaceInIt) {
   j["model"]["vocab"]["c"] = "3";
   expect_error(j, "model.vocab['c']");
   j = base;
+  j["model"]["continuing_subword_prefix"] = "abc";
+  expect_error(j, "model.merges[0]: 'b' is shorter than the continuing_subword_prefix");
+  j = base;
+  j["model"]["vocab"] = {{"a", 0}, {"a\u00e9", 1}};
+  j["model"]["merges"] = {"a a\u00e9"};
+  j["model"]["continuing_subword_prefix"] = "ab";
+  expect_error(j, "model.merges[0]: dropping the first 2 bytes of 'a\u00e9' (the continuing_subword_prefix's length) "
+                  "cuts a character in two");
+  j = base;
   j["model"]["dropout"] = 0.1;
   expect_error(j, "model.dropout");
   j = base;
@@ -486,6 +502,54 @@ TEST(HfTokenizer, ErrorsNameTheFileAndThePlaceInIt) {
   EXPECT_NE(truncated.status().message().find("dir/tokenizer.json"), std::string::npos);
   testing::TempDir dir;
   EXPECT_EQ(HfTokenizer::Load(dir / "absent.json", {}).status().code(), StatusCode::kNotFound);
+}
+
+// A component of `type` with `list_key` nesting `depth` Sequences around `leaf`.
+json NestedSequences(const json& leaf, const std::string& list_key, int depth) {
+  json spec = leaf;
+  for (int i = 0; i < depth; ++i) spec = {{"type", "Sequence"}, {list_key, json::array({std::move(spec)})}};
+  return spec;
+}
+
+TEST(HfTokenizer, SequencesNestAtMost64Deep) {
+  const json base = Untrained(nullptr, nullptr, nullptr, {{"vocab", {{"a", 0}}}});
+  const struct {
+    std::string component, list_key;
+    json leaf;
+  } cases[] = {
+      {"normalizer", "normalizers", {{"type", "NFC"}}},
+      {"pre_tokenizer", "pretokenizers", ByteLevel()},
+      {"decoder", "decoders", {{"type", "ByteLevel"}}},
+      {"post_processor", "processors", {{"type", "ByteLevel"}}},
+  };
+  for (const auto& c : cases) {
+    json j = base;
+    j[c.component] = NestedSequences(c.leaf, c.list_key, hf::kMaxSequenceDepth);
+    EXPECT_TRUE(HfTokenizer::Parse(j.dump(), "dir/tokenizer.json", {}).ok()) << c.component;
+    j[c.component] = NestedSequences(c.leaf, c.list_key, hf::kMaxSequenceDepth + 1);
+    const auto t = HfTokenizer::Parse(j.dump(), "dir/tokenizer.json", {});
+    ASSERT_FALSE(t.ok()) << c.component;
+    std::string where = "dir/tokenizer.json: " + c.component;
+    for (int i = 0; i <= hf::kMaxSequenceDepth; ++i) where += "." + c.list_key + "[0]";
+    EXPECT_EQ(t.status().message(), where + ": Sequences nest more than 64 deep");
+  }
+}
+
+// Copying a parsed value and dump() recurse, so a file nested a million deep is refused unparsed.
+TEST(HfTokenizer, DeeplyNestedJsonIsRefused) {
+  std::string text = Untrained(nullptr, nullptr, nullptr, {{"vocab", {{"a", 0}}}}).dump();
+  const std::string key = "\"pre_tokenizer\":null";
+  const size_t at = text.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const size_t depth = 1 << 20;
+  text.replace(at, key.size(), "\"pre_tokenizer\":" + std::string(depth, '[') + std::string(depth, ']'));
+  const auto t = HfTokenizer::Parse(text, "dir/tokenizer.json", {});
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("dir/tokenizer.json: arrays and objects nest more than 256 deep"), std::string::npos)
+      << t.status().message();
+  // Brackets inside strings are text, not nesting.
+  json strings = Untrained(nullptr, nullptr, nullptr, {{"vocab", {{std::string(1000, '['), 0}, {"\\\"[", 1}}}});
+  EXPECT_NE(ParseOrDie(strings.dump()), nullptr);
 }
 
 TEST(HfTokenizer, LoadPrefersTokenizerJson) {

@@ -22,7 +22,6 @@ TEST(TokenizerConfig, AbsentFilesGiveAnEmptyConfig) {
   auto config = LoadTokenizerConfig(dir.path());
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_FALSE(config->bos_token.has_value());
-  EXPECT_FALSE(config->add_bos_token.has_value());
   EXPECT_TRUE(config->chat_templates.empty());
   EXPECT_EQ(config->ChatTemplateFor(false), nullptr);
 }
@@ -31,14 +30,11 @@ TEST(TokenizerConfig, ReadsTokensAsStringsOrAddedTokens) {
   TempDir dir;
   Write(dir / "tokenizer_config.json",
         R"({"bos_token": {"__type": "AddedToken", "content": "<s>", "lstrip": false}, "eos_token": "</s>",
-            "add_bos_token": true, "add_eos_token": null, "clean_up_tokenization_spaces": true, "chat_template": "{{ bos_token }}"})");
+            "chat_template": "{{ bos_token }}"})");
   auto config = LoadTokenizerConfig(dir.path());
   ASSERT_TRUE(config.ok()) << config.status().ToString();
   EXPECT_EQ(config->bos_token.value_or(""), "<s>");
   EXPECT_EQ(config->eos_token.value_or(""), "</s>");
-  EXPECT_EQ(config->add_bos_token, std::optional<bool>(true));
-  EXPECT_FALSE(config->add_eos_token.has_value());
-  EXPECT_TRUE(config->clean_up_tokenization_spaces);
   ASSERT_NE(config->ChatTemplateFor(false), nullptr);
   EXPECT_EQ(*config->ChatTemplateFor(false), "{{ bos_token }}");
 }
@@ -83,7 +79,6 @@ TEST(TokenizerConfig, ErrorsNameTheFileAndKey) {
   } cases[] = {
       {R"({"bos_token": 3})", "bos_token"},
       {R"({"eos_token": {"lstrip": true}})", "eos_token.content"},
-      {R"({"add_bos_token": "yes"})", "add_bos_token"},
       {R"({"chat_template": 7})", "chat_template must be a string or a list"},
       {R"({"chat_template": [{"name": "x"}]})", "chat_template[0]"},
       {R"({"chat_template": )", "tokenizer_config.json"},

@@ -37,6 +37,27 @@ class ParseErrorRecorder : public nlohmann::json_sax<json> {
   std::size_t position = 0;  // bytes read, the offending one included
 };
 
+// The offset of the bracket where the text's arrays and objects first nest deeper than
+// max_depth, or npos.
+size_t TooDeepAt(std::string_view text, size_t max_depth) {
+  size_t depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;  // the escaped character cannot end the string
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > max_depth) return i;
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+  return std::string_view::npos;
+}
+
 std::string RenderScalar(const json& value) {
   if (value.is_array()) return "[...]";
   if (value.is_object()) return "{...}";
@@ -82,6 +103,13 @@ StatusOr<json> ParseJsonObject(std::string_view text, const std::string& source)
   }
   if (!j.is_object()) return InvalidArgument(source + ": top level must be a JSON object, not " + j.type_name());
   return j;
+}
+
+Status CheckJsonDepth(std::string_view text, size_t max_depth, const std::string& source) {
+  const size_t at = TooDeepAt(text, max_depth);
+  if (at == std::string_view::npos) return OkStatus();
+  return InvalidArgument(source + ": arrays and objects nest more than " + std::to_string(max_depth) +
+                         " deep (at byte " + std::to_string(at) + ")");
 }
 
 StatusOr<json> ReadJsonFile(const std::string& path, size_t max_bytes) {

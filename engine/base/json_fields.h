@@ -21,6 +21,11 @@ namespace bpt {
 // wrong. The top level must be an object.
 StatusOr<nlohmann::json> ParseJsonObject(std::string_view text, const std::string& source);
 
+// Refuses text whose arrays and objects nest deeper than max_depth, without parsing it. nlohmann
+// parses and destroys without recursion, but copying a value and dump() recurse: a reader that
+// does either on a file nested millions deep checks it first.
+Status CheckJsonDepth(std::string_view text, size_t max_depth, const std::string& source);
+
 // Reads a JSON object from a file of at most max_bytes (a FIFO is read as it streams in).
 // NotFound when the file does not exist.
 StatusOr<nlohmann::json> ReadJsonFile(const std::string& path, size_t max_bytes);

@@ -103,8 +103,11 @@ StatusOr<std::unique_ptr<Bpe>> Bpe::Parse(const json& spec, const std::string& w
       if (b_id == bpe->vocab_.end()) return InvalidArgument(at + ": " + Quote(b) + " is not in the vocabulary");
       // The merged token drops b's continuing_subword_prefix, as the tokenizers crate does (whether
       // or not b carries it).
-      if (b.size() < prefix_len || (prefix_len < b.size() && (static_cast<unsigned char>(b[prefix_len]) & 0xC0) == 0x80))
+      if (b.size() < prefix_len)
         return InvalidArgument(at + ": " + Quote(b) + " is shorter than the continuing_subword_prefix");
+      if (prefix_len < b.size() && (static_cast<unsigned char>(b[prefix_len]) & 0xC0) == 0x80)
+        return InvalidArgument(at + ": dropping the first " + std::to_string(prefix_len) + " bytes of " + Quote(b) +
+                               " (the continuing_subword_prefix's length) cuts a character in two");
       const std::string merged = a + b.substr(prefix_len);
       const auto new_id = bpe->vocab_.find(merged);
       if (new_id == bpe->vocab_.end())

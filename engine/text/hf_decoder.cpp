@@ -293,7 +293,11 @@ size_t Utf8ValidPrefix(std::string_view bytes) {
   return i;
 }
 
-StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const json& spec, const std::string& where) {
+namespace {
+
+// `depth`: the Sequences enclosing the decoder at `where`.
+StatusOr<std::unique_ptr<Decoder>> ParseStep(const json& spec, const std::string& where, int depth) {
+  BPT_RETURN_IF_ERROR(CheckSequenceDepth(depth, where));
   BPT_ASSIGN_OR_RETURN(std::string type, ComponentType(spec, where));
   if (type == "ByteLevel") return std::unique_ptr<Decoder>(new ByteLevelDecoder());
   if (type == "ByteFallback") return std::unique_ptr<Decoder>(new ByteFallbackDecoder());
@@ -330,12 +334,18 @@ StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const json& spec, const std::str
     if (!list->is_array()) return InvalidArgument(path + ": expected a list");
     std::vector<std::unique_ptr<Decoder>> decoders;
     for (size_t i = 0; i < list->size(); ++i) {
-      BPT_ASSIGN_OR_RETURN(std::unique_ptr<Decoder> d, ParseDecoder((*list)[i], path + "[" + std::to_string(i) + "]"));
+      BPT_ASSIGN_OR_RETURN(std::unique_ptr<Decoder> d, ParseStep((*list)[i], path + "[" + std::to_string(i) + "]", depth + 1));
       decoders.push_back(std::move(d));
     }
     return std::unique_ptr<Decoder>(new SequenceDecoder(std::move(decoders)));
   }
   return InvalidArgument(FieldPath(where, "type") + ": '" + type + "' is not supported");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Decoder>> ParseDecoder(const json& spec, const std::string& where) {
+  return ParseStep(spec, where, 0);
 }
 
 }  // namespace bpt::hf

@@ -268,7 +268,10 @@ class Sequence final : public Normalizer {
   std::vector<NormalizerPtr> steps_;
 };
 
-StatusOr<NormalizerPtr> ParseSequence(const nlohmann::json& spec, const std::string& where) {
+StatusOr<NormalizerPtr> ParseStep(const nlohmann::json& spec, const std::string& where, int depth);
+
+// `depth`: the Sequences enclosing this one.
+StatusOr<NormalizerPtr> ParseSequence(const nlohmann::json& spec, const std::string& where, int depth) {
   BPT_ASSIGN_OR_RETURN(const nlohmann::json* list, RequiredField(spec, "normalizers", where));
   const std::string list_where = FieldPath(where, "normalizers");
   if (!list->is_array()) return InvalidArgument(list_where + ": expected a list, got " + list->dump());
@@ -276,7 +279,7 @@ StatusOr<NormalizerPtr> ParseSequence(const nlohmann::json& spec, const std::str
   for (size_t i = 0; i < list->size(); ++i) {
     const std::string step_where = list_where + "[" + std::to_string(i) + "]";
     if ((*list)[i].is_null()) return InvalidArgument(step_where + ": expected a normalizer, got null");
-    BPT_ASSIGN_OR_RETURN(NormalizerPtr step, ParseNormalizer((*list)[i], step_where));
+    BPT_ASSIGN_OR_RETURN(NormalizerPtr step, ParseStep((*list)[i], step_where, depth + 1));
     steps.push_back(std::move(step));
   }
   return NormalizerPtr(std::make_unique<Sequence>(std::move(steps)));
@@ -294,10 +297,8 @@ StatusOr<NormalizerPtr> ParseBert(const nlohmann::json& spec, const std::string&
   return NormalizerPtr(std::make_unique<BertNormalizer>(clean_text, chinese, strip_accents, lowercase));
 }
 
-}  // namespace
-
-StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec, const std::string& where) {
-  if (spec.is_null()) return NormalizerPtr();
+StatusOr<NormalizerPtr> ParseStep(const nlohmann::json& spec, const std::string& where, int depth) {
+  BPT_RETURN_IF_ERROR(CheckSequenceDepth(depth, where));
   BPT_ASSIGN_OR_RETURN(const std::string type, ComponentType(spec, where));
   constexpr int kDecompose = UTF8PROC_STABLE | UTF8PROC_DECOMPOSE;
   constexpr int kCompose = UTF8PROC_STABLE | UTF8PROC_COMPOSE;
@@ -309,7 +310,7 @@ StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec
   if (type == "StripAccents") return NormalizerPtr(std::make_unique<StripAccents>());
   if (type == "Nmt") return NormalizerPtr(std::make_unique<Nmt>());
   if (type == "ByteLevel") return NormalizerPtr(std::make_unique<ByteLevel>());
-  if (type == "Sequence") return ParseSequence(spec, where);
+  if (type == "Sequence") return ParseSequence(spec, where, depth);
   if (type == "BertNormalizer") return ParseBert(spec, where);
   if (type == "Prepend") {
     BPT_ASSIGN_OR_RETURN(std::string prefix, StringField(spec, "prepend", where));
@@ -331,6 +332,13 @@ StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec
                            ": 'Precompiled' (SentencePiece's precompiled charsmap) is not a supported normalizer");
   }
   return InvalidArgument(FieldPath(where, "type") + ": '" + type + "' is not a supported normalizer");
+}
+
+}  // namespace
+
+StatusOr<std::unique_ptr<Normalizer>> ParseNormalizer(const nlohmann::json& spec, const std::string& where) {
+  if (spec.is_null()) return NormalizerPtr();
+  return ParseStep(spec, where, 0);
 }
 
 }  // namespace bpt::hf

@@ -64,9 +64,9 @@ Status ParseTemplate(const json& spec, const std::string& where, SequenceAffixes
   return OkStatus();
 }
 
-}  // namespace
-
-StatusOr<SequenceAffixes> ParsePostProcessor(const json& spec, const std::string& where) {
+// `depth`: the Sequences enclosing the processor at `where`.
+StatusOr<SequenceAffixes> ParseStep(const json& spec, const std::string& where, int depth) {
+  BPT_RETURN_IF_ERROR(CheckSequenceDepth(depth, where));
   BPT_ASSIGN_OR_RETURN(std::string type, ComponentType(spec, where));
   SequenceAffixes affixes;
   if (type == "TemplateProcessing") {
@@ -83,7 +83,7 @@ StatusOr<SequenceAffixes> ParsePostProcessor(const json& spec, const std::string
     if (!processors->is_array()) return InvalidArgument(path + ": expected a list");
     for (size_t i = 0; i < processors->size(); ++i) {
       BPT_ASSIGN_OR_RETURN(SequenceAffixes inner,
-                           ParsePostProcessor((*processors)[i], path + "[" + std::to_string(i) + "]"));
+                           ParseStep((*processors)[i], path + "[" + std::to_string(i) + "]", depth + 1));
       inner.prefix.insert(inner.prefix.end(), affixes.prefix.begin(), affixes.prefix.end());
       affixes.prefix = std::move(inner.prefix);
       affixes.suffix.insert(affixes.suffix.end(), inner.suffix.begin(), inner.suffix.end());
@@ -92,6 +92,12 @@ StatusOr<SequenceAffixes> ParsePostProcessor(const json& spec, const std::string
     return InvalidArgument(FieldPath(where, "type") + ": '" + type + "' is not supported");
   }
   return affixes;
+}
+
+}  // namespace
+
+StatusOr<SequenceAffixes> ParsePostProcessor(const json& spec, const std::string& where) {
+  return ParseStep(spec, where, 0);
 }
 
 }  // namespace bpt::hf

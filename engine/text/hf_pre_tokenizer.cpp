@@ -304,15 +304,16 @@ StatusOr<Behavior> ParseBehavior(const nlohmann::json& spec, const std::string& 
                          "' is not one of Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous");
 }
 
-StatusOr<StepPtr> ParseStep(const nlohmann::json& spec, const std::string& where);
+StatusOr<StepPtr> ParseStep(const nlohmann::json& spec, const std::string& where, int depth);
 
-StatusOr<StepPtr> ParseSequence(const nlohmann::json& spec, const std::string& where) {
+// `depth`: the Sequences enclosing this one.
+StatusOr<StepPtr> ParseSequence(const nlohmann::json& spec, const std::string& where, int depth) {
   BPT_ASSIGN_OR_RETURN(const nlohmann::json* list, RequiredField(spec, "pretokenizers", where));
   const std::string list_where = FieldPath(where, "pretokenizers");
   if (!list->is_array()) return InvalidArgument(list_where + ": expected a list, got " + list->dump());
   std::vector<StepPtr> steps;
   for (size_t i = 0; i < list->size(); ++i) {
-    BPT_ASSIGN_OR_RETURN(StepPtr step, ParseStep((*list)[i], list_where + "[" + std::to_string(i) + "]"));
+    BPT_ASSIGN_OR_RETURN(StepPtr step, ParseStep((*list)[i], list_where + "[" + std::to_string(i) + "]", depth + 1));
     steps.push_back(std::move(step));
   }
   return StepPtr(std::make_unique<SequenceStep>(std::move(steps)));
@@ -352,9 +353,10 @@ StatusOr<StepPtr> ParseMetaspace(const nlohmann::json& spec, const std::string& 
   return StepPtr(std::make_unique<MetaspaceStep>(std::move(replacement), scheme, split));
 }
 
-StatusOr<StepPtr> ParseStep(const nlohmann::json& spec, const std::string& where) {
+StatusOr<StepPtr> ParseStep(const nlohmann::json& spec, const std::string& where, int depth) {
+  BPT_RETURN_IF_ERROR(CheckSequenceDepth(depth, where));
   BPT_ASSIGN_OR_RETURN(const std::string type, ComponentType(spec, where));
-  if (type == "Sequence") return ParseSequence(spec, where);
+  if (type == "Sequence") return ParseSequence(spec, where, depth);
   if (type == "Metaspace") return ParseMetaspace(spec, where);
   if (type == "ByteLevel") {
     BPT_ASSIGN_OR_RETURN(const bool add_prefix_space, BoolField(spec, "add_prefix_space", where));
@@ -399,7 +401,7 @@ StatusOr<StepPtr> ParseStep(const nlohmann::json& spec, const std::string& where
 
 StatusOr<std::unique_ptr<PreTokenizer>> ParsePreTokenizer(const nlohmann::json& spec, const std::string& where) {
   if (spec.is_null()) return std::unique_ptr<PreTokenizer>();
-  BPT_ASSIGN_OR_RETURN(StepPtr step, ParseStep(spec, where));
+  BPT_ASSIGN_OR_RETURN(StepPtr step, ParseStep(spec, where, 0));
   return std::unique_ptr<PreTokenizer>(std::move(step));
 }
 

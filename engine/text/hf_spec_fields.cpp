@@ -39,4 +39,9 @@ StatusOr<std::string> ComponentType(const nlohmann::json& spec, const std::strin
   return StringField(spec, "type", where);
 }
 
+Status CheckSequenceDepth(int depth, const std::string& where) {
+  if (depth <= kMaxSequenceDepth) return OkStatus();
+  return InvalidArgument(where + ": Sequences nest more than " + std::to_string(kMaxSequenceDepth) + " deep");
+}
+
 }  // namespace bpt::hf

@@ -26,4 +26,10 @@ StatusOr<const nlohmann::json*> RequiredField(const nlohmann::json& spec, std::s
 // The "type" of a component: `spec` must be an object with a string "type".
 StatusOr<std::string> ComponentType(const nlohmann::json& spec, const std::string& where);
 
+// How deep Sequences may nest inside one component. Real files nest one or two; each level is a
+// recursive call of the parser, so a hostile file's nesting must stop well before the stack does.
+inline constexpr int kMaxSequenceDepth = 64;
+// Refuses the component at `where` when `depth` Sequences enclose it, past kMaxSequenceDepth.
+Status CheckSequenceDepth(int depth, const std::string& where);
+
 }  // namespace bpt::hf

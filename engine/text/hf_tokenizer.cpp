@@ -15,10 +15,16 @@ using nlohmann::json;
 
 // Llama 3's tokenizer.json is 9 MB and Gemma's 34 MB; past this no real one goes.
 constexpr size_t kMaxTokenizerJsonBytes = 512u << 20;
+// Sequences nest at most hf::kMaxSequenceDepth deep, two JSON levels each; past this a file is
+// hostile.
+constexpr size_t kMaxTokenizerJsonDepth = 256;
 // Pieces remembered per Encode call: a document's vocabulary of words, not its every word.
 constexpr size_t kMaxCachedWords = 1 << 16;
 // Longer pieces are rare and are merged each time (the crate draws the same line).
 constexpr size_t kMaxCachedWordBytes = 256;
+
+// IsByteLevel, NeverShrinks and KeepsEveryByte look only at components the parsers accepted, so
+// their recursion through Sequences is bounded by hf::kMaxSequenceDepth.
 
 // Whether the pre-tokenizer writes pieces in the byte-level alphabet.
 bool IsByteLevel(const json& pre_tokenizer) {
@@ -54,7 +60,7 @@ bool KeepsEveryByte(const json& pre_tokenizer) {
   if (pre_tokenizer.is_null()) return true;
   if (!pre_tokenizer.is_object() || !pre_tokenizer.contains("type") || !pre_tokenizer["type"].is_string()) return false;
   const std::string& type = pre_tokenizer["type"].get_ref<const std::string&>();
-  if (type == "ByteLevel" || type == "Metaspace" || type == "Digits" || type == "UnicodeScripts") return true;
+  if (type == "ByteLevel" || type == "Metaspace" || type == "Digits") return true;
   if (type == "Split" || type == "Punctuation") {
     const auto behavior = pre_tokenizer.find("behavior");
     return behavior == pre_tokenizer.end() || (behavior->is_string() && behavior->get_ref<const std::string&>() != "Removed");
@@ -124,6 +130,7 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(const std::string& path
 
 StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_text, const std::string& source,
                                                            const TokenizerConfig& config) {
+  BPT_RETURN_IF_ERROR(CheckJsonDepth(json_text, kMaxTokenizerJsonDepth, source));
   BPT_ASSIGN_OR_RETURN(json root, ParseJsonObject(json_text, source));
   hf::ApplyTokenizerClass(config, root);
   auto in_file = [&](const Status& s) { return Status(s.code(), source + ": " + s.message()); };
@@ -198,8 +205,8 @@ StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(std::string_view json_
   }
 
   // transformers 5 leaves the file's post-processor in place: tokenizer_config.json's
-  // add_bos_token/add_eos_token do not reach the backend it builds, and a null post-processor
-  // becomes a template of $A alone.
+  // add_bos_token/add_eos_token do not reach the backend it builds (so they are not read), and a
+  // null post-processor becomes a template of $A alone.
   if (const json& post_processor = Component(root, "post_processor"); !post_processor.is_null()) {
     StatusOr<hf::SequenceAffixes> affixes = hf::ParsePostProcessor(post_processor, "post_processor");
     if (!affixes.ok()) return in_file(affixes.status());
@@ -296,13 +303,12 @@ StatusOr<std::string> HfTokenizer::Decode(std::span<const int32_t> ids, bool ski
   tokens.reserve(ids.size());
   for (size_t i = 0; i < ids.size(); ++i) {
     const int32_t id = ids[i];
-    const std::string* token = nullptr;
-    if (id >= 0 && id < vocab_size_)
-      token = added_by_id_[id] >= 0 ? &added_.DecodedForm(added_by_id_[id]) : model_->IdToToken(id);
-    if (token == nullptr)
+    if (id < 0 || id >= vocab_size_)
       return InvalidArgument("token id " + std::to_string(id) + " at index " + std::to_string(i) +
                              " is not in the tokenizer's vocabulary [0, " + std::to_string(vocab_size_) + ")");
-    if (skip_special_tokens && special_[id]) continue;
+    const std::string* token = added_by_id_[id] >= 0 ? &added_.DecodedForm(added_by_id_[id]) : model_->IdToToken(id);
+    // An id in a gap of the vocabulary has no token: the crate's decode skips it (filter_map).
+    if (token == nullptr || (skip_special_tokens && special_[id])) continue;
     tokens.push_back(*token);
   }
   std::string text;

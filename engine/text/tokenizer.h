@@ -28,8 +28,8 @@ class Tokenizer {
 
   virtual int vocab_size() const = 0;                 // 1 + the largest id (added tokens included)
   virtual std::optional<int32_t> eos_id() const = 0;  // from tokenizer_config's eos_token, else the model's own
-  // What add_special_tokens=True puts around one sequence (TemplateProcessing's "single", or what
-  // transformers' add_bos_token/add_eos_token rebuild it to; SentencePiece: BOS).
+  // What add_special_tokens=True puts around one sequence (tokenizer.json's post-processor, which
+  // transformers 5 keeps whatever tokenizer_config's add_bos_token/add_eos_token say; SentencePiece: BOS).
   virtual std::span<const int32_t> prefix_ids() const = 0;
   virtual std::span<const int32_t> suffix_ids() const = 0;
   // The ids of text without prefix/suffix (HF add_special_tokens=False). Added tokens in the text,
@@ -38,9 +38,11 @@ class Tokenizer {
   // bytes_encoded, when given, tells how far it got.
   virtual StatusOr<std::vector<int32_t>> Encode(std::string_view text, size_t max_ids = kNoLimit,
                                                 size_t* bytes_encoded = nullptr) const = 0;
-  // HF decode(ids, skip_special_tokens=...), with tokenizer_config's clean_up_tokenization_spaces.
-  // InvalidArgument naming the id when one is out of range. Invalid UTF-8 from byte-level pieces
-  // decodes as U+FFFD (as HF's ByteLevel decoder does), which the streaming detokenizer relies on.
+  // HF decode(ids, skip_special_tokens=...) (transformers 5 does not apply
+  // clean_up_tokenization_spaces to the BPE models served here). An id in [0, vocab_size()) without
+  // a token (a gap in the vocabulary) is skipped, as HF skips it; an id outside that range is
+  // InvalidArgument naming it. Invalid UTF-8 from byte-level pieces decodes as U+FFFD (as HF's
+  // ByteLevel decoder does), which the streaming detokenizer relies on.
   virtual StatusOr<std::string> Decode(std::span<const int32_t> ids, bool skip_special_tokens = false) const = 0;
   virtual bool IsSpecial(int32_t id) const = 0;
   // A text of n bytes needs at least n / max_piece_bytes() ids; 0 when there is no such bound.

@@ -97,13 +97,9 @@ StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& model_dir) {
     BPT_ASSIGN_OR_RETURN(JsonFields f, JsonFields::Of(*j, path));
     BPT_ASSIGN_OR_RETURN(config.bos_token, SpecialTokenText(*j, f, "bos_token"));
     BPT_ASSIGN_OR_RETURN(config.eos_token, SpecialTokenText(*j, f, "eos_token"));
-    BPT_ASSIGN_OR_RETURN(config.add_bos_token, f.OptionalBool("add_bos_token", Null::kAbsent));
-    BPT_ASSIGN_OR_RETURN(config.add_eos_token, f.OptionalBool("add_eos_token", Null::kAbsent));
     BPT_ASSIGN_OR_RETURN(config.tokenizer_class, f.OptionalString("tokenizer_class", Null::kAbsent));
     BPT_ASSIGN_OR_RETURN(config.legacy, f.OptionalBool("legacy", Null::kAbsent));
     BPT_ASSIGN_OR_RETURN(config.add_prefix_space, f.OptionalBool("add_prefix_space", Null::kAbsent));
-    BPT_ASSIGN_OR_RETURN(config.clean_up_tokenization_spaces,
-                         f.BoolOr("clean_up_tokenization_spaces", false, Null::kAbsent));
     BPT_RETURN_IF_ERROR(ReadTemplates(*j, path, config.chat_templates));
   } else if (j.status().code() != StatusCode::kNotFound) {
     return j.status();

@@ -1,5 +1,5 @@
 // What a model directory says about its prompts beside the tokenizer itself: tokenizer_config.json
-// (special token strings, add_bos_token/add_eos_token, chat templates) and the template files
+// (special token strings, the class and its settings, chat templates) and the template files
 // transformers >= 4.47 writes next to it (chat_template.jinja, additional_chat_templates/*.jinja),
 // read with transformers' precedence: the .jinja files replace tokenizer_config.json's templates.
 #pragma once
@@ -16,16 +16,11 @@ struct TokenizerConfig {
   // The tokens' text (tokenizer_config.json gives a string or an AddedToken object).
   std::optional<std::string> bos_token;
   std::optional<std::string> eos_token;
-  // Set only where the file says so; the tokenizer's own post-processor rules otherwise.
-  std::optional<bool> add_bos_token;
-  std::optional<bool> add_eos_token;
   // The class AutoTokenizer builds ("LlamaTokenizer", "PreTrainedTokenizerFast", ...), and the
   // two settings with which LlamaTokenizer rebuilds its pipeline (see hf_tokenizer_class.h).
   std::optional<std::string> tokenizer_class;
   std::optional<bool> legacy;
   std::optional<bool> add_prefix_space;
-  // transformers' decode() post-pass (" ." -> "."); its default is false.
-  bool clean_up_tokenization_spaces = false;
   // Template name -> Jinja source. A single template is named "default", as transformers names it.
   std::map<std::string, std::string> chat_templates;
 
