@@ -239,6 +239,15 @@ const std::vector<FeatureCase>& FeatureCases() {
       {"{% for c in 'héllo' %}{{ c }}.{% endfor %}{{ 'héllo' | length }}{{ 'héllo'[1] }}", "h.é.l.l.o.5é"},
       {"{{ missing is defined }}{{ {'a': 1}.b is defined }}{{ missing | length }}[{{ missing }}]", "FalseFalse0[]"},
       {"trailing newline dropped\n", "trailing newline dropped"},
+      // A macro closes over the scope it is defined in (a loop, a with, another macro).
+      {"{% for i in range(2) %}{% macro m() %}{{ i }}{% endmacro %}{{ m() }}{% endfor %}|{% with a = 5 %}{% macro m() %}{{ a }}{% endmacro %}{{ m() }}{% endwith %}|{% macro outer(x) %}{% macro inner() %}[{{ x }}]{% endmacro %}{{ inner() }}{% endmacro %}{{ outer(3) }}",
+       "01|5|[3]"},
+      {"{% set ns = namespace() %}{% macro keep() %}{% set ns.c = caller %}{% endmacro %}{% call keep() %}kept{% endcall %}{{ ns.c() }}", "kept"},
+      {"{{ [1, 2, 3][1::9223372036854775807] }}|{{ 'abc'[::-9223372036854775807] }}|{{ 'h\u00e9llo'[::-2] }}|{{ 'h\u00e9llo'[4:0:-2] }}|{{ [1, 2, 3][-9223372036854775807:9223372036854775807] }}",
+       "[2]|c|olh|ol|[1, 2, 3]"},
+      {"{{ ('%600s' % 'a') | length }}|{{ ('%.1000f' % 1) | length }}|{{ '%-4s|%3s' % ('\u00e9', '\u00fc') }}|{{ '%.2s' % 'h\u00e9llo' }}|{{ '%5.1f|%-3d|%03d' % (2.25, 7, 5) }}",
+       "600|1002|\u00e9   |  \u00fc|h\u00e9|  2.2|7  |005"},
+      {"{{ '{0}{1}{0}'.format('a', 'b') }}", "aba"},
   };
   return c;
 }
@@ -315,7 +324,7 @@ TEST(ChatTemplateErrors, UndefinedUsesFail) {
 TEST(ChatTemplateErrors, HostileTemplatesHitTheLimits) {
   ExpectError(RenderSource("{% for i in range(100000000) %}{% endfor %}"), "range() of more than");
   ExpectError(RenderSource("{% for i in range(1000000) %}{% for j in range(1000000) %}{% endfor %}{% endfor %}"),
-              "loop iterations and macro calls (the limit)");
+              "steps (loop iterations, macro calls, elements and bytes operations touch; the limit)");
   ExpectError(RenderSource("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}"), "macro calls nested deeper than");
   ExpectError(RenderSource("{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(0) }}"), "the limit");
   ExpectError(RenderSource("{% set ns = namespace(s='xxxxxxxxxxxxxxxx') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
@@ -325,6 +334,81 @@ TEST(ChatTemplateErrors, HostileTemplatesHitTheLimits) {
   ExpectError(RenderSource("{{ 2 ** 64 }}"), "integer overflow");
   ExpectError(RenderSource("{{ " + std::string(10000, '(') + "1" + std::string(10000, ')') + " }}"), "nesting deeper than");
   ExpectError(RenderSource("{% set ns = namespace() %}{% set ns._private = 1 %}"), "underscore-prefixed");
+}
+
+// Hostile templates from a review, each with the refusal it must meet (before the fixes each
+// one crashed, hung, overflowed the stack or took minutes).
+TEST(ChatTemplateErrors, HostileTemplatesAreRefused) {
+  auto repeated = [](const std::string& piece, int n) {
+    std::string s;
+    for (int i = 0; i < n; ++i) s += piece;
+    return s;
+  };
+  const std::string deep_sum = "{{ 0" + repeated("+0", 200000) + " }}";
+  const std::string attr_chain = "{{ x" + repeated(".a", 100000) + " }}";
+  const std::string filter_chain = "{{ x" + repeated("|string", 100000) + " }}";
+  const std::string deep_macro = "{% macro f(n) %}{{ f(n + 1)" + repeated(" ~ ''", 60) + " }}{% endmacro %}{{ f(0) }}";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      // A caller (or macro) kept past the block it was made in.
+      {"{% set ns = namespace() %}{% macro keep() %}{% set ns.c = caller %}{% endmacro %}{% for i in range(1) %}{% call keep() %}x{% endcall %}{% endfor %}{{ ns.c() }}",
+       "line 1: macro 'caller' called after the block it was defined in ended (not supported)"},
+      {"{% set ns = namespace() %}{% for i in range(1) %}{% macro m() %}{{ i }}{% endmacro %}{% set ns.m = m %}{% endfor %}{{ ns.m() }}",
+       "macro 'm' called after the block it was defined in ended"},
+      // Chains that nest without parentheses; evaluation nested across macro calls.
+      {deep_sum, "line 1: nesting deeper than 200 levels"},
+      {attr_chain, "line 1: nesting deeper than 200 levels"},
+      {filter_chain, "line 1: nesting deeper than 200 levels"},
+      {deep_macro, "nests expressions, statements and macro calls deeper than 1000 levels (the limit)"},
+      // Cyclic and deeply nested values.
+      {"{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", "a namespace cannot hold a namespace"},
+      {"{% set ns = namespace() %}{% set ns.l = [1, {'a': ns}] %}", "a namespace cannot hold a namespace"},
+      {"{% set a = namespace() %}{% set b = namespace(x=[a]) %}", "a namespace cannot hold a namespace"},
+      {"{% set ns = namespace(l=[]) %}{% for i in range(1000000) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l }}",
+       "a value nested deeper than 1000 levels (the limit)"},
+      {"{% set x = [] %}" + repeated("{% set x = {'k': x} %}", 2000), "a value nested deeper than 1000 levels (the limit)"},
+      // str.format's field numbers.
+      {"{{ '{99999999999999999999}'.format(1) }}", "Too many decimal digits in format string"},
+      {"{{ '{1a}'.format(1) }}", "KeyError: '1a'"},
+      // Sizes checked before allocating.
+      {"{{ [1] | batch(1000000000000000, 0) }}", "steps (loop iterations"},
+      {"{{ 'a' | indent(1000000000000000000) }}", "the indented string would pass 67108864 bytes (the limit)"},
+      {"{{ ('a\n' * 1000000) | indent(100) }}", "the indented string would pass 67108864 bytes (the limit)"},
+      {"{{ ('&' * 20000000) | e }}", "the escaped string would pass 67108864 bytes (the limit)"},
+      {"{% set ns = namespace(l=1) %}{% for i in range(900) %}{% set ns.l = [ns.l] %}{% endfor %}{{ ns.l | tojson(indent='x' * 30000000) }}",
+       "value too large to print (over 67108864 bytes)"},
+      // printf-style formatting.
+      {"{{ '%d' % 1e300 }}", "integer overflow (%d of 1e+300)"},
+      {"{{ '%d' % (1e300 * 1e300) }}", "cannot convert float infinity to integer"},
+      {"{{ '%99999999999999999999s' % 'a' }}", "formatted string too large"},
+      // Work and bytes the limits count.
+      {"{% set big = range(100000) | list %}{% for i in range(1000) %}{% if -1 in big %}{% endif %}{% endfor %}",
+       "steps (loop iterations"},
+      {"{% set big = range(100000) | list %}{% set other = big | list %}{% for i in range(1000) %}{% if big == other %}{% endif %}{% endfor %}",
+       "steps (loop iterations"},
+      {"{% set d = dict(range(200000) | map('string') | batch(2)) %}", "steps (loop iterations"},
+      {"{% set ns = namespace(s='x' * 30000000) %}{% for i in range(1000) %}{% set ns.t = ns.s ~ '' %}{% endfor %}",
+       "bytes of strings and containers (the limit)"},
+      {"{% set ns = namespace(l=[]) %}{% for i in range(1000) %}{% set ns.l = ns.l + ['x' * 1000000] %}{% endfor %}",
+       "bytes of strings and containers (the limit)"},
+      {"{% set s = 'ab' * 30000000 %}{% for i in range(1000) %}{{ s.count('x') }}{% endfor %}", "steps (loop iterations"},
+      {"{% set s = 'ab' * 6000000 %}{{ s.split('a') | length }}", "steps (loop iterations"},
+  };
+  for (const auto& [source, fragment] : cases) {
+    SCOPED_TRACE(source.substr(0, 200));
+    ExpectError(RenderSource(source), fragment);
+  }
+}
+
+// Substring search is linear: a needle of a million 'a's then 'b' in twenty million 'a's would
+// take std::string::find's naive search some 10^13 steps.
+TEST(JinjaInterpreter, SubstringSearchIsLinear) {
+  auto t = jinja::Template::Parse(
+      "{% set hay = 'a' * 20000000 %}{% set needle = 'a' * 1000000 ~ 'b' %}{{ needle in hay }} {{ hay.find(needle) }} "
+      "{{ hay.rfind(needle) }} {{ hay.count(needle) }} {{ hay.split(needle) | length }} {{ hay.replace(needle, '') | length }}");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  auto r = t->Render({});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "False -1 -1 0 1 20000000");
 }
 
 TEST(ChatTemplateErrors, ContinueFinalMessageChecks) {

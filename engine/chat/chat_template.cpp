@@ -108,7 +108,7 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages
 
   const std::string final_content = jinja::Strip(messages.back().content, nullptr, true, true);
   const std::string_view tag = kContinueTag.substr(0, kContinueTag.size() - 1);  // stripped of its space
-  if (out.find(final_content) == std::string::npos || out.find(tag) == std::string::npos)
+  if (jinja::FindBytes(out, final_content) == std::string::npos || out.find(tag) == std::string::npos)
     return InvalidArgument(
         "continue_final_message is set but the final message does not appear in the chat after applying the chat "
         "template! This can happen if the chat template deletes portions of the final message.");

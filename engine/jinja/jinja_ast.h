@@ -47,6 +47,7 @@ struct Expr {
   std::vector<Arg> args;
   bool tuple = false;
   bool negated = false;
+  int height = 1;  // 1 + the tallest operand's: how deep evaluating it recurses
 };
 
 struct Stmt;

@@ -1,5 +1,7 @@
 // jinja2's filters, tests and globals, with jinja2's argument names and defaults.
 #include <algorithm>
+#include <charconv>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -10,10 +12,35 @@
 
 namespace bpt::jinja {
 
-// Python's printf-style formatting (`"%s" % x`, the format filter): %s %r %d %i %f %x %%,
-// with flags, width and precision.
+namespace {
+
+// One C conversion with flags, width and precision, into a buffer sized from snprintf's count.
+// The caller bounds width and precision by the output limit (and int).
+template <typename T>
+StatusOr<std::string> CFormat(const std::string& flags, size_t width, bool has_precision, size_t precision,
+                              const std::string& conversion, T x, const Limits& limits) {
+  const std::string spec = "%" + flags + "*" + (has_precision ? ".*" : "") + conversion;
+  const int w = static_cast<int>(width), p = static_cast<int>(precision);
+  auto print = [&](char* buf, size_t size) {
+    return has_precision ? std::snprintf(buf, size, spec.c_str(), w, p, x) : std::snprintf(buf, size, spec.c_str(), w, x);
+  };
+  const int n = print(nullptr, 0);
+  if (n < 0) return InvalidArgument("bad format '" + spec + "'");
+  if (static_cast<size_t>(n) > limits.max_output_bytes) return InvalidArgument("formatted string too large");
+  std::string out(static_cast<size_t>(n) + 1, '\0');
+  print(out.data(), out.size());
+  out.resize(static_cast<size_t>(n));
+  return out;
+}
+
+}  // namespace
+
+// Python's printf-style formatting (`"%s" % x`, the format filter): %s %r %d %i %o %x %X %e %E
+// %f %F %g %G %%, with flags, width and precision; for %s and %r they count code points, as
+// Python's do.
 StatusOr<std::string> PrintfFormat(const std::string& format, const Value& args, const Limits& limits) {
   ValueList values = args.is_tuple() ? args.list() : ValueList{args};
+  const size_t max_field = std::min<size_t>(limits.max_output_bytes, INT_MAX);
   size_t next = 0;
   std::string out;
   for (size_t i = 0; i < format.size(); ++i) {
@@ -22,11 +49,26 @@ StatusOr<std::string> PrintfFormat(const std::string& format, const Value& args,
       continue;
     }
     size_t j = i + 1;
-    while (j < format.size() && std::string_view("-+ 0#").find(format[j]) != std::string_view::npos) ++j;
-    while (j < format.size() && (std::isdigit(static_cast<unsigned char>(format[j])) || format[j] == '.')) ++j;
+    std::string flags;
+    while (j < format.size() && std::string_view("-+ 0#").find(format[j]) != std::string_view::npos) flags += format[j++];
+    // A width or precision: digits, false when past the output limit.
+    auto number = [&](size_t* value) {
+      const size_t begin = j;
+      while (j < format.size() && std::isdigit(static_cast<unsigned char>(format[j]))) ++j;
+      *value = 0;
+      if (j == begin) return true;
+      return std::from_chars(format.data() + begin, format.data() + j, *value).ec == std::errc() && *value <= max_field;
+    };
+    size_t width = 0, precision = 0;
+    bool has_precision = false;
+    if (!number(&width)) return InvalidArgument("formatted string too large");
+    if (j < format.size() && format[j] == '.') {
+      ++j;
+      has_precision = true;
+      if (!number(&precision)) return InvalidArgument("formatted string too large");
+    }
     if (j >= format.size()) return InvalidArgument("incomplete format");
     const char conv = format[j];
-    const std::string spec = format.substr(i, j - i);
     i = j;
     if (conv == '%') {
       out += '%';
@@ -34,28 +76,40 @@ StatusOr<std::string> PrintfFormat(const std::string& format, const Value& args,
     }
     if (next >= values.size()) return InvalidArgument("not enough arguments for format string");
     const Value& v = values[next++];
-    char buf[512];
+    std::string text;
     if (conv == 's' || conv == 'r') {
-      BPT_ASSIGN_OR_RETURN(std::string text, conv == 's' ? ToStr(v, limits.max_output_bytes) : Repr(v, limits.max_output_bytes));
-      if (spec.size() == 1) {
-        out += text;
-      } else {
-        std::snprintf(buf, sizeof(buf), (spec + "s").c_str(), text.c_str());
-        out += buf;
+      BPT_ASSIGN_OR_RETURN(text, conv == 's' ? ToStr(v, limits.max_output_bytes) : Repr(v, limits.max_output_bytes));
+      if (has_precision) {  // the first `precision` code points
+        size_t pos = 0, len = 0;
+        for (size_t k = 0; k < precision && pos < text.size(); ++k, pos += len) DecodeAt(text, pos, &len);
+        text.resize(pos);
+      }
+      const size_t length = CodePointCount(text);
+      if (length < width) {
+        if (out.size() + text.size() + (width - length) > limits.max_output_bytes)
+          return InvalidArgument("formatted string too large");
+        text.insert(flags.find('-') != std::string::npos ? text.size() : 0, width - length, ' ');
       }
     } else if (conv == 'd' || conv == 'i' || conv == 'x' || conv == 'X' || conv == 'o') {
       if (!v.is_number()) return InvalidArgument("%" + std::string(1, conv) + " format: a number is required, not " + v.TypeName());
-      const long long n = v.is_float() ? static_cast<long long>(v.as_double()) : v.as_int();
-      std::snprintf(buf, sizeof(buf), (spec + "ll" + (conv == 'i' ? 'd' : conv)).c_str(), n);
-      out += buf;
+      long long n = v.as_int();
+      if (v.is_float()) {
+        const double d = v.as_double();
+        if (std::isnan(d)) return InvalidArgument("cannot convert float NaN to integer");
+        if (std::isinf(d)) return InvalidArgument("cannot convert float infinity to integer");
+        // Python would print the whole integer; past 64 bits the cast would be undefined.
+        if (!(std::fabs(d) < 9.2e18)) return InvalidArgument("integer overflow (%" + std::string(1, conv) + " of " + FloatRepr(d) + ")");
+        n = static_cast<long long>(d);
+      }
+      BPT_ASSIGN_OR_RETURN(text, CFormat(flags, width, has_precision, precision, std::string("ll") + (conv == 'i' ? 'd' : conv), n, limits));
     } else if (conv == 'f' || conv == 'F' || conv == 'e' || conv == 'E' || conv == 'g' || conv == 'G') {
       if (!v.is_number()) return InvalidArgument("must be real number, not " + v.TypeName());
-      std::snprintf(buf, sizeof(buf), (spec + conv).c_str(), v.as_double());
-      out += buf;
+      BPT_ASSIGN_OR_RETURN(text, CFormat(flags, width, has_precision, precision, std::string(1, conv), v.as_double(), limits));
     } else {
       return InvalidArgument(std::string("unsupported format character '") + conv + "'");
     }
-    if (out.size() > limits.max_output_bytes) return InvalidArgument("formatted string too large");
+    if (out.size() + text.size() > limits.max_output_bytes) return InvalidArgument("formatted string too large");
+    out += text;
   }
   if (next < values.size()) return InvalidArgument("not all arguments converted during string formatting");
   return out;
@@ -105,7 +159,8 @@ StatusOr<ValueList> Sorted(ValueList items, const Value& attribute, bool case_se
   }
   Status error;
   std::stable_sort(keyed.begin(), keyed.end(), [&](const auto& x, const auto& y) {
-    auto less = reverse ? Less(y.first, x.first) : Less(x.first, y.first);
+    if (!error.ok()) return false;  // the budget ran out: stop comparing
+    auto less = reverse ? Less(y.first, x.first, budget) : Less(x.first, y.first, budget);
     if (!less.ok()) {
       error = less.status();
       return false;
@@ -118,7 +173,10 @@ StatusOr<ValueList> Sorted(ValueList items, const Value& attribute, bool case_se
   return out;
 }
 
-std::string HtmlEscape(const std::string& s) {
+StatusOr<std::string> HtmlEscape(const std::string& s, size_t max_bytes) {
+  size_t size = s.size();  // sized first: an entity is up to 5 bytes more than its character
+  for (char c : s) size += c == '&' || c == '<' || c == '>' ? (c == '&' ? 4 : 3) : c == '"' || c == '\'' ? 4 : 0;
+  if (size > max_bytes) return InvalidArgument("the escaped string would pass " + std::to_string(max_bytes) + " bytes (the limit)");
   std::string out;
   for (char c : s) {
     switch (c) {
@@ -158,26 +216,41 @@ bool ParseFloat(const std::string& text, double* out) {
   return *end == '\0';
 }
 
-StatusOr<Value> Indent(const std::string& text, const Value& width, bool first, bool blank) {
-  const std::string indention = width.is_string() ? width.str() : std::string(static_cast<size_t>(std::max<int64_t>(0, IntOr(width, 4))), ' ');
-  // s + "\n", then splitlines(): the lines, without a trailing empty one
-  std::vector<std::string> lines;
+// jinja2's indent: (s + "\n").splitlines() joined by "\n", every line but the first indented
+// (blank ones only with `blank`), the first too with `first`. Sized before anything is built.
+StatusOr<Value> Indent(const std::string& text, const Value& width, bool first, bool blank, Budget& budget) {
+  const size_t max = budget.limits().max_output_bytes;
+  const Status too_large =
+      InvalidArgument("the indented string would pass " + std::to_string(max) + " bytes (the limit)");
+  std::string indention;
+  if (width.is_string()) {
+    indention = width.str();
+  } else {
+    const int64_t n = std::max<int64_t>(0, IntOr(width, 4));
+    if (static_cast<uint64_t>(n) > max) return too_large;
+    indention.assign(static_cast<size_t>(n), ' ');
+  }
   const std::string s = text + "\n";
-  size_t start = 0;
+  size_t lines = 0;
   for (size_t i = 0; i < s.size(); ++i)
     if (s[i] == '\n' || s[i] == '\r') {
-      lines.push_back(s.substr(start, i - start));
+      if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') ++i;
+      ++lines;
+    }
+  if (!indention.empty() && (s.size() > max || lines > (max - s.size()) / indention.size())) return too_large;
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>((s.size() + lines * indention.size()) / kBytesPerStep)));
+  std::string rv;
+  size_t start = 0, index = 0;
+  for (size_t i = 0; i < s.size(); ++i)
+    if (s[i] == '\n' || s[i] == '\r') {
+      const std::string_view line(s.data() + start, i - start);
+      if (index > 0) rv += '\n';
+      if (index == 0 ? first : (blank || !line.empty())) rv += indention;
+      rv += line;
+      ++index;
       if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') ++i;
       start = i + 1;
     }
-  std::string rv;
-  if (blank) {
-    for (size_t i = 0; i < lines.size(); ++i) rv += (i > 0 ? "\n" + indention : "") + lines[i];
-  } else {
-    rv = lines[0];
-    for (size_t i = 1; i < lines.size(); ++i) rv += "\n" + (lines[i].empty() ? lines[i] : indention + lines[i]);
-  }
-  if (first) rv = indention + rv;
   return Value::String(std::move(rv));
 }
 
@@ -201,14 +274,14 @@ StatusOr<Value> ToJsonFilter(const Value& v, const Arguments& args, Budget& budg
   }
   o.sort_keys = a[3].Truthy();
   BPT_ASSIGN_OR_RETURN(std::string text, ToJson(v, o, budget.limits().max_output_bytes));
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(text.size() / kBytesPerStep)));
   return Value::String(std::move(text));
 }
 
 // select/reject (attr empty) and selectattr/rejectattr: keep items whose test (truthiness when
 // none is named) holds, or fails.
 StatusOr<Value> Select(const Value& v, const Arguments& args, bool keep, bool by_attr, Budget& budget) {
-  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
-  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(items.size())));
+  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
   size_t first = 0;
   Value attribute;
   if (by_attr) {
@@ -234,7 +307,7 @@ StatusOr<Value> Select(const Value& v, const Arguments& args, bool keep, bool by
     if (test.empty()) {
       holds = subject.Truthy();
     } else {
-      BPT_ASSIGN_OR_RETURN(holds, ApplyTest(test, subject, test_args));
+      BPT_ASSIGN_OR_RETURN(holds, ApplyTest(test, subject, test_args, budget));
     }
     if (holds == keep) out.push_back(item);
   }
@@ -242,8 +315,7 @@ StatusOr<Value> Select(const Value& v, const Arguments& args, bool keep, bool by
 }
 
 StatusOr<Value> Map(const Value& v, const Arguments& args, Budget& budget) {
-  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
-  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(items.size())));
+  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
   ValueList out;
   const Value* attribute = nullptr;
   const Value* dflt = nullptr;
@@ -273,7 +345,7 @@ StatusOr<Value> Map(const Value& v, const Arguments& args, Budget& budget) {
 
 StatusOr<Value> MinMax(const Value& v, const Arguments& args, bool max, Budget& budget) {
   BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"case_sensitive", "attribute"}, max ? "max" : "min"));
-  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+  BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
   if (items.empty()) return Value::Undefined("No aggregated item, sequence was empty.");
   BPT_ASSIGN_OR_RETURN(ValueList sorted, Sorted(items, a[1], a[0].Truthy(), max, budget));
   return sorted[0];
@@ -321,12 +393,13 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
     return Value::Int(n);
   }
   if (name == "list") {
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     return Value::List(std::move(items));
   }
   if (name == "items") {
     if (v.is_undefined()) return Value::List({});
     if (!v.is_dict()) return InvalidArgument("can only get item pairs from a mapping, not " + v.TypeName());
+    BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(v.dict().size())));
     ValueList out;
     for (const auto& [k, item] : v.dict()) out.push_back(Value::List({Value::String(k), item}, true));
     return Value::List(std::move(out));
@@ -334,6 +407,7 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
   if (name == "dictsort") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"case_sensitive", "by", "reverse"}, what));
     if (!v.is_dict()) return InvalidArgument("dictsort needs a mapping, not " + v.TypeName());
+    BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(v.dict().size())));
     ValueList pairs;
     for (const auto& [k, item] : v.dict()) pairs.push_back(Value::List({Value::String(k), item}, true));
     const bool by_value = a[1].is_string() && a[1].str() == "value";
@@ -341,30 +415,34 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
     return Value::List(std::move(sorted));
   }
   if (name == "first" || name == "last") {
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     if (items.empty()) return Value::Undefined("No " + what + " item, sequence was empty.");
     return name == "first" ? items.front() : items.back();
   }
   if (name == "reverse") {
-    if (v.is_string()) return Slice(v, Value::None(), Value::None(), Value::Int(-1));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    if (v.is_string()) return Slice(v, Value::None(), Value::None(), Value::Int(-1), budget);
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     std::reverse(items.begin(), items.end());
     return Value::List(std::move(items));
   }
   if (name == "sort") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"reverse", "case_sensitive", "attribute"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     BPT_ASSIGN_OR_RETURN(ValueList sorted, Sorted(std::move(items), a[2], a[1].Truthy(), a[0].Truthy(), budget));
     return Value::List(std::move(sorted));
   }
   if (name == "unique") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"case_sensitive", "attribute"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(items.size())));
     ValueList out, seen;
     for (const auto& item : items) {
       BPT_ASSIGN_OR_RETURN(Value key, SortKey(item, a[1], a[0].Truthy(), budget));
-      if (std::any_of(seen.begin(), seen.end(), [&](const Value& s) { return Equal(s, key); })) continue;
+      bool repeated = false;
+      for (size_t i = 0; i < seen.size() && !repeated; ++i) {
+        BPT_ASSIGN_OR_RETURN(repeated, Equal(seen[i], key, budget));
+      }
+      if (repeated) continue;
       BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(seen.size())));
       seen.push_back(key);
       out.push_back(item);
@@ -374,20 +452,20 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
   if (name == "min" || name == "max") return MinMax(v, args, name == "max", budget);
   if (name == "sum") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"attribute", "start"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     Value total = a[1].is_undefined() ? Value::Int(0) : a[1];
     for (const auto& item : items) {
       Value x = item;
       if (!a[0].is_undefined()) {
         BPT_ASSIGN_OR_RETURN(x, AttrPath(item, a[0], budget));
       }
-      BPT_ASSIGN_OR_RETURN(total, Arithmetic("+", total, x, limits));
+      BPT_ASSIGN_OR_RETURN(total, Arithmetic("+", total, x, budget));
     }
     return total;
   }
   if (name == "join") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"d", "attribute"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     BPT_ASSIGN_OR_RETURN(std::string sep, a[0].is_undefined() ? StatusOr<std::string>(std::string()) : Str(a[0], budget));
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
@@ -399,6 +477,7 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
       if (i > 0) out += sep;
       out += text;
       if (out.size() > limits.max_output_bytes) return InvalidArgument("joined string too large");
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>((sep.size() + text.size()) / kBytesPerStep)));
     }
     return Value::String(std::move(out));
   }
@@ -411,13 +490,14 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"linecount", "fill_with"}, what));
     const int64_t n = IntOr(a[0], 0);
     if (n <= 0) return InvalidArgument("batch linecount must be positive");
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, budget));
     ValueList out, row;
     for (auto& item : items) {
       row.push_back(item);
       if (static_cast<int64_t>(row.size()) == n) out.push_back(Value::List(std::exchange(row, {})));
     }
     if (!row.empty()) {
+      if (!a[1].is_undefined()) BPT_RETURN_IF_ERROR(budget.Spend(n - static_cast<int64_t>(row.size())));  // before filling
       if (!a[1].is_undefined())
         while (static_cast<int64_t>(row.size()) < n) row.push_back(a[1]);
       out.push_back(Value::List(std::move(row)));
@@ -468,12 +548,16 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
   }
   // The rest take the value as a string.
   BPT_ASSIGN_OR_RETURN(std::string s, Str(v, budget));
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(s.size() / kBytesPerStep)));
   if (name == "string") return Value::String(std::move(s));
   if (name == "upper") return Value::String(Upper(s));
   if (name == "lower") return Value::String(Lower(s));
   if (name == "title") return Value::String(Title(s));
   if (name == "capitalize") return Value::String(Capitalize(s));
-  if (name == "escape" || name == "e" || name == "forceescape") return Value::String(HtmlEscape(s));
+  if (name == "escape" || name == "e" || name == "forceescape") {
+    BPT_ASSIGN_OR_RETURN(std::string escaped, HtmlEscape(s, limits.max_output_bytes));
+    return Value::String(std::move(escaped));
+  }
   if (name == "trim") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"chars"}, what));
     std::string chars;
@@ -492,7 +576,7 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
   }
   if (name == "indent") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"width", "first", "blank"}, what));
-    return Indent(s, a[0], a[1].Truthy(), a[2].Truthy());
+    return Indent(s, a[0], a[1].Truthy(), a[2].Truthy(), budget);
   }
   if (name == "center") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"width"}, what));
@@ -520,7 +604,7 @@ StatusOr<Value> ApplyFilter(std::string_view name, const Value& v, const Argumen
   return InvalidArgument("no filter named '" + what + "'");
 }
 
-StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const Arguments& args) {
+StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const Arguments& args, Budget& budget) {
   const std::string what(name);
   auto arg = [&]() -> StatusOr<Value> {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"other"}, what));
@@ -564,8 +648,11 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const Arguments&
     return name == "odd" ? m != 0 : m == 0;
   }
   BPT_ASSIGN_OR_RETURN(Value other, arg());
-  if (name == "eq" || name == "equalto" || name == "==") return Equal(v, other);
-  if (name == "ne" || name == "!=") return !Equal(v, other);
+  if (name == "eq" || name == "equalto" || name == "==") return Equal(v, other, budget);
+  if (name == "ne" || name == "!=") {
+    BPT_ASSIGN_OR_RETURN(bool same, Equal(v, other, budget));
+    return !same;
+  }
   if (name == "sameas") {
     if (v.kind() != other.kind()) return false;
     if (v.is_none() || v.is_undefined()) return true;
@@ -575,18 +662,23 @@ StatusOr<bool> ApplyTest(std::string_view name, const Value& v, const Arguments&
     if (v.is_mapping()) return &v.dict() == &other.dict();
     return false;
   }
-  if (name == "in") return Contains(other, v);
-  if (name == "lt" || name == "lessthan" || name == "<") return Less(v, other);
-  if (name == "gt" || name == "greaterthan" || name == ">") return Less(other, v);
+  if (name == "in") return Contains(other, v, budget);
+  if (name == "lt" || name == "lessthan" || name == "<") return Less(v, other, budget);
+  if (name == "gt" || name == "greaterthan" || name == ">") return Less(other, v, budget);
   if (name == "le" || name == "<=") {
-    BPT_ASSIGN_OR_RETURN(bool greater, Less(other, v));
+    BPT_ASSIGN_OR_RETURN(bool greater, Less(other, v, budget));
     return !greater;
   }
   if (name == "ge" || name == ">=") {
-    BPT_ASSIGN_OR_RETURN(bool less, Less(v, other));
+    BPT_ASSIGN_OR_RETURN(bool less, Less(v, other, budget));
     return !less;
   }
   return InvalidArgument("no test named '" + what + "'");
+}
+
+Status NamespaceInNamespace() {
+  return InvalidArgument(
+      "a namespace cannot hold a namespace, even inside a list or dict (not supported: values could form a cycle)");
 }
 
 ValueDict BuiltinGlobals(Budget& budget) {
@@ -615,13 +707,15 @@ ValueDict BuiltinGlobals(Budget& budget) {
     for (int64_t i = 0; i < static_cast<int64_t>(count); ++i) items.push_back(Value::Int(start + i * step));
     return Value::List(std::move(items));
   }));
-  auto dict_from = [](const Arguments& args, const std::string& what, bool check_names) -> StatusOr<ValueDict> {
+  auto dict_from = [b](const Arguments& args, const std::string& what, bool is_namespace) -> StatusOr<ValueDict> {
     if (args.positional.size() > 1) return InvalidArgument(what + " expected at most 1 positional argument");
     ValueDict items;
     auto put = [&](const std::string& k, const Value& v) -> Status {
-      if (check_names && !k.empty() && k[0] == '_')
+      if (is_namespace && !k.empty() && k[0] == '_')
         return InvalidArgument("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '" +
                                k + "'. Please rename the attribute.");
+      if (is_namespace && (v.is_namespace() || v.holds_namespace())) return NamespaceInNamespace();
+      BPT_RETURN_IF_ERROR(b->Spend(static_cast<int64_t>(items.size() / kEntriesPerStep)));  // the scan for k
       for (auto& [key, old] : items)
         if (key == k) {
           old = v;
@@ -635,7 +729,7 @@ ValueDict BuiltinGlobals(Budget& budget) {
       if (init.is_mapping()) {
         for (const auto& [k, v] : init.dict()) BPT_RETURN_IF_ERROR(put(k, v));
       } else {
-        BPT_ASSIGN_OR_RETURN(ValueList pairs, Iterate(init));
+        BPT_ASSIGN_OR_RETURN(ValueList pairs, Iterate(init, *b));
         for (const auto& pair : pairs) {
           if (!pair.is_list() || pair.list().size() != 2 || !pair.list()[0].is_string())
             return InvalidArgument(what + ": each item must be a (str, value) pair");

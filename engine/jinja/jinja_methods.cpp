@@ -1,5 +1,6 @@
 // Attributes of values: the methods of Python's str, dict and list that templates call (those
 // the immutable sandbox allows), then a dict's items.
+#include <charconv>
 #include <cstdio>
 
 #include "jinja_builtins.h"
@@ -17,8 +18,9 @@ StatusOr<std::string> StringArg(const Value& v, const std::string& what) {
   return v.str();
 }
 
-// Python's str.split: by `sep`, or by whitespace runs when sep is None.
-StatusOr<ValueList> Split(const std::string& s, const Value& sep, int64_t maxsplit) {
+// Python's str.split: by `sep`, or by whitespace runs when sep is None. A step per part, spent
+// before the part is made (parts of one byte would take far more memory than the string).
+StatusOr<ValueList> Split(const std::string& s, const Value& sep, int64_t maxsplit, Budget& budget) {
   ValueList out;
   if (sep.is_none() || sep.is_undefined()) {
     size_t pos = 0, n;
@@ -33,6 +35,7 @@ StatusOr<ValueList> Split(const std::string& s, const Value& sep, int64_t maxspl
       }
       const size_t start = pos;
       while (pos < s.size() && !IsPythonSpace(DecodeAt(s, pos, &n))) pos += n;
+      BPT_RETURN_IF_ERROR(budget.Spend(1));
       out.push_back(Value::String(s.substr(start, pos - start)));
       skip_space();
     }
@@ -43,11 +46,12 @@ StatusOr<ValueList> Split(const std::string& s, const Value& sep, int64_t maxspl
   size_t pos = 0;
   while (true) {
     const size_t hit = (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) ? std::string::npos
-                                                                                       : s.find(d, pos);
+                                                                                       : FindBytes(s, d, pos);
     if (hit == std::string::npos) {
       out.push_back(Value::String(s.substr(pos)));
       return out;
     }
+    BPT_RETURN_IF_ERROR(budget.Spend(1));
     out.push_back(Value::String(s.substr(pos, hit - pos)));
     pos = hit + d.size();
   }
@@ -75,8 +79,15 @@ StatusOr<std::string> Format(const std::string& f, const Arguments& args, const 
     if (field.find_first_of(":!.[") != std::string::npos)
       return InvalidArgument("format field '{" + field + "}' is not supported (only {}, {N} and {name})");
     const Value* v = nullptr;
-    if (field.empty() || std::isdigit(static_cast<unsigned char>(field[0]))) {
-      const size_t index = field.empty() ? auto_index++ : std::stoul(field);
+    // As Python: an all-digit name is an index, anything else a keyword ("{1a}" is KeyError).
+    const bool numeric = !field.empty() && field.find_first_not_of("0123456789") == std::string::npos;
+    if (field.empty() || numeric) {
+      size_t index = auto_index;
+      if (field.empty()) {
+        ++auto_index;
+      } else if (std::from_chars(field.data(), field.data() + field.size(), index).ec != std::errc()) {
+        return InvalidArgument("Too many decimal digits in format string");
+      }
       if (index >= args.positional.size()) return InvalidArgument("Replacement index " + std::to_string(index) + " out of range");
       v = &args.positional[index];
     } else {
@@ -98,13 +109,14 @@ StatusOr<Value> Replace(const std::string& s, const std::string& old, const std:
   int64_t done = 0;
   auto full = [&] { return count >= 0 && done >= count; };
   if (old.empty()) {  // Python inserts between every character
-    const std::vector<size_t> offsets = CodePointOffsets(s);
-    for (size_t i = 0; i + 1 < offsets.size(); ++i) {
+    size_t len = 0;
+    for (size_t pos = 0; pos < s.size(); pos += len) {
+      DecodeAt(s, pos, &len);
       if (!full()) {
         out += repl;
         ++done;
       }
-      out.append(s, offsets[i], offsets[i + 1] - offsets[i]);
+      out.append(s, pos, len);
       if (out.size() > limits.max_output_bytes) return InvalidArgument("replaced string too large");
     }
     if (!full()) out += repl;
@@ -112,7 +124,7 @@ StatusOr<Value> Replace(const std::string& s, const std::string& old, const std:
   }
   size_t pos = 0;
   while (true) {
-    const size_t hit = full() ? std::string::npos : s.find(old, pos);
+    const size_t hit = full() ? std::string::npos : FindBytes(s, old, pos);
     if (hit == std::string::npos) break;
     out.append(s, pos, hit - pos);
     out += repl;
@@ -134,10 +146,11 @@ bool AllChars(const std::string& s, bool (*pred)(char32_t)) {
   return true;
 }
 
-StatusOr<Value> StringMethod(const std::string& name, const Value& self, const Arguments& args,
-                             const Limits& limits) {
+StatusOr<Value> StringMethod(const std::string& name, const Value& self, const Arguments& args, Budget& budget) {
+  const Limits& limits = budget.limits();
   const std::string& s = self.str();
   const std::string what = "str." + name;
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(s.size() / kBytesPerStep)));  // each one reads the string
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"chars"}, what));
     std::string chars;
@@ -158,7 +171,7 @@ StatusOr<Value> StringMethod(const std::string& name, const Value& self, const A
   }
   if (name == "split") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"sep", "maxsplit"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList parts, Split(s, a[0], a[1].is_number() ? a[1].as_int() : -1));
+    BPT_ASSIGN_OR_RETURN(ValueList parts, Split(s, a[0], a[1].is_number() ? a[1].as_int() : -1, budget));
     return Value::List(std::move(parts));
   }
   if (name == "splitlines") {
@@ -166,6 +179,7 @@ StatusOr<Value> StringMethod(const std::string& name, const Value& self, const A
     size_t start = 0;
     for (size_t i = 0; i < s.size(); ++i)
       if (s[i] == '\n' || s[i] == '\r') {
+        BPT_RETURN_IF_ERROR(budget.Spend(1));
         lines.push_back(Value::String(s.substr(start, i - start)));
         if (s[i] == '\r' && i + 1 < s.size() && s[i + 1] == '\n') ++i;
         start = i + 1;
@@ -189,13 +203,14 @@ StatusOr<Value> StringMethod(const std::string& name, const Value& self, const A
   }
   if (name == "join") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"iterable"}, what));
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(a[0]));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(a[0], budget));
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) {
       if (i > 0) out += s;
       BPT_ASSIGN_OR_RETURN(std::string item, StringArg(items[i], "sequence item " + std::to_string(i)));
       out += item;
       if (out.size() > limits.max_output_bytes) return InvalidArgument("joined string too large");
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>((s.size() + item.size()) / kBytesPerStep)));
     }
     return Value::String(std::move(out));
   }
@@ -205,10 +220,10 @@ StatusOr<Value> StringMethod(const std::string& name, const Value& self, const A
     if (name == "count") {
       if (sub.empty()) return Value::Int(static_cast<int64_t>(CodePointCount(s)) + 1);
       int64_t n = 0;
-      for (size_t pos = s.find(sub); pos != std::string::npos; pos = s.find(sub, pos + sub.size())) ++n;
+      for (size_t pos = FindBytes(s, sub); pos != std::string::npos; pos = FindBytes(s, sub, pos + sub.size())) ++n;
       return Value::Int(n);
     }
-    const size_t hit = name == "rfind" ? s.rfind(sub) : s.find(sub);
+    const size_t hit = name == "rfind" ? RFindBytes(s, sub) : FindBytes(s, sub);
     if (hit == std::string::npos) {
       if (name == "index") return InvalidArgument("substring not found");
       return Value::Int(-1);
@@ -245,15 +260,17 @@ bool IsStringMethod(const std::string& n) {
   return false;
 }
 
-StatusOr<Value> DictMethod(const std::string& name, const Value& self, const Arguments& args) {
+StatusOr<Value> DictMethod(const std::string& name, const Value& self, const Arguments& args, Budget& budget) {
   const std::string what = "dict." + name;
   if (name == "get") {
     BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"key", "default"}, what));
+    BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(self.dict().size() / kEntriesPerStep)));
     if (a[0].is_string())
       if (const Value* v = self.Find(a[0].str())) return *v;
     return a[1].is_undefined() ? Value::None() : a[1];
   }
   BPT_RETURN_IF_ERROR(BindArguments(args, {}, what).status());
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(self.dict().size())));
   ValueList out;
   for (const auto& [k, v] : self.dict()) {
     if (name == "keys")
@@ -270,38 +287,40 @@ StatusOr<Value> DictMethod(const std::string& name, const Value& self, const Arg
   return Value::List(std::move(out));
 }
 
-StatusOr<Value> ListMethod(const std::string& name, const Value& self, const Arguments& args) {
+StatusOr<Value> ListMethod(const std::string& name, const Value& self, const Arguments& args, Budget& budget) {
   BPT_ASSIGN_OR_RETURN(ValueList a, BindArguments(args, {"value"}, "list." + name));
   int64_t count = 0;
-  for (size_t i = 0; i < self.list().size(); ++i)
-    if (Equal(self.list()[i], a[0])) {
+  for (size_t i = 0; i < self.list().size(); ++i) {
+    BPT_RETURN_IF_ERROR(budget.Spend(1));
+    BPT_ASSIGN_OR_RETURN(bool same, Equal(self.list()[i], a[0], budget));
+    if (same) {
       if (name == "index") return Value::Int(static_cast<int64_t>(i));
       ++count;
     }
+  }
   if (name == "index") return InvalidArgument("value is not in list");
   return Value::Int(count);
 }
 
-Value Bind(const std::string& name, const Value& self, const Limits& limits,
-           StatusOr<Value> (*method)(const std::string&, const Value&, const Arguments&, const Limits&)) {
-  const Limits* l = &limits;
-  return Value::Function(self.TypeName() + "." + name, [name, self, l, method](Arguments& args) {
-    return method(name, self, args, *l);
+Value Bind(const std::string& name, const Value& self, Budget& budget,
+           StatusOr<Value> (*method)(const std::string&, const Value&, const Arguments&, Budget&)) {
+  Budget* b = &budget;
+  return Value::Function(self.TypeName() + "." + name, [name, self, b, method](Arguments& args) {
+    return method(name, self, args, *b);
   });
 }
 
 }  // namespace
 
 StatusOr<Value> GetAttribute(const Value& obj, const std::string& name, Budget& budget) {
-  const Limits& limits = budget.limits();
+  if (obj.is_mapping()) BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(obj.dict().size() / kEntriesPerStep)));
   switch (obj.kind()) {
     case Value::Kind::kString:
-      if (IsStringMethod(name)) return Bind(name, obj, limits, StringMethod);
+      if (IsStringMethod(name)) return Bind(name, obj, budget, StringMethod);
       break;
     case Value::Kind::kDict:
       if (name == "items" || name == "keys" || name == "values" || name == "get" || name == "copy")
-        return Bind(name, obj, limits, [](const std::string& n, const Value& self, const Arguments& args,
-                                          const Limits&) { return DictMethod(n, self, args); });
+        return Bind(name, obj, budget, DictMethod);
       if (name == "update" || name == "pop" || name == "popitem" || name == "setdefault" || name == "clear")
         return InvalidArgument("access to attribute '" + name + "' of 'dict' object is unsafe.");
       if (const Value* v = obj.Find(name)) return *v;
@@ -311,8 +330,7 @@ StatusOr<Value> GetAttribute(const Value& obj, const std::string& name, Budget& 
       break;
     case Value::Kind::kList:
       if (name == "index" || name == "count")
-        return Bind(name, obj, limits, [](const std::string& n, const Value& self, const Arguments& args,
-                                          const Limits&) { return ListMethod(n, self, args); });
+        return Bind(name, obj, budget, ListMethod);
       if (name == "append" || name == "extend" || name == "insert" || name == "pop" || name == "remove" ||
           name == "clear" || name == "sort" || name == "reverse")
         return InvalidArgument("access to attribute '" + name + "' of '" + obj.TypeName() + "' object is unsafe.");

@@ -14,16 +14,21 @@ Status TooLarge(const Limits& limits) {
   return InvalidArgument("a value would pass " + std::to_string(limits.max_output_bytes) + " bytes (the limit)");
 }
 
-StatusOr<Value> Repeat(const Value& seq, int64_t n, const Limits& limits) {
+Status SpendBytes(Budget& budget, size_t bytes) { return budget.Spend(static_cast<int64_t>(bytes / kBytesPerStep)); }
+
+StatusOr<Value> Repeat(const Value& seq, int64_t n, Budget& budget) {
+  const Limits& limits = budget.limits();
   if (n <= 0) return seq.is_string() ? Value::String("") : Value::List({}, seq.is_tuple());
   const size_t unit = seq.is_string() ? seq.str().size() : seq.list().size() * sizeof(Value);
   if (unit > 0 && static_cast<uint64_t>(n) > limits.max_output_bytes / unit) return TooLarge(limits);
   if (seq.is_string()) {
+    BPT_RETURN_IF_ERROR(SpendBytes(budget, unit * static_cast<size_t>(n)));
     std::string out;
     out.reserve(unit * static_cast<size_t>(n));
     for (int64_t i = 0; i < n; ++i) out += seq.str();
     return Value::String(std::move(out));
   }
+  BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(seq.list().size()) * n));
   ValueList out;
   for (int64_t i = 0; i < n; ++i) out.insert(out.end(), seq.list().begin(), seq.list().end());
   return Value::List(std::move(out), seq.is_tuple());
@@ -42,18 +47,22 @@ int64_t FloorDiv(int64_t a, int64_t b) {
 
 }  // namespace
 
-StatusOr<ValueList> Iterate(const Value& v) {
+StatusOr<ValueList> Iterate(const Value& v, Budget& budget) {
   switch (v.kind()) {
     case Value::Kind::kUndefined:
       return ValueList{};
     case Value::Kind::kList:
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(v.list().size())));
       return v.list();
     case Value::Kind::kDict: {
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(v.dict().size())));
       ValueList keys;
       for (const auto& [k, item] : v.dict()) keys.push_back(Value::String(k));
       return keys;
     }
     case Value::Kind::kString: {
+      BPT_RETURN_IF_ERROR(SpendBytes(budget, v.str().size()));
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(CodePointCount(v.str()))));
       ValueList chars;
       const std::vector<size_t> offsets = CodePointOffsets(v.str());
       for (size_t i = 0; i + 1 < offsets.size(); ++i)
@@ -67,11 +76,13 @@ StatusOr<ValueList> Iterate(const Value& v) {
 
 StatusOr<std::string> PrintfFormat(const std::string& format, const Value& args, const Limits& limits);
 
-StatusOr<Value> Arithmetic(std::string_view op, const Value& a, const Value& b, const Limits& limits) {
+StatusOr<Value> Arithmetic(std::string_view op, const Value& a, const Value& b, Budget& budget) {
+  const Limits& limits = budget.limits();
   if (op == "~") {
     BPT_ASSIGN_OR_RETURN(std::string x, ToStr(a, limits.max_output_bytes));
     BPT_ASSIGN_OR_RETURN(std::string y, ToStr(b, limits.max_output_bytes));
     if (x.size() + y.size() > limits.max_output_bytes) return TooLarge(limits);
+    BPT_RETURN_IF_ERROR(SpendBytes(budget, x.size() + y.size()));
     return Value::String(x + y);
   }
   if (a.is_undefined()) return InvalidArgument(a.str());
@@ -87,10 +98,12 @@ StatusOr<Value> Arithmetic(std::string_view op, const Value& a, const Value& b, 
     }
     if (a.is_string() && b.is_string()) {
       if (a.str().size() + b.str().size() > limits.max_output_bytes) return TooLarge(limits);
+      BPT_RETURN_IF_ERROR(SpendBytes(budget, a.str().size() + b.str().size()));
       return Value::String(a.str() + b.str());
     }
     if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
       if ((a.list().size() + b.list().size()) * sizeof(Value) > limits.max_output_bytes) return TooLarge(limits);
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(a.list().size() + b.list().size())));
       ValueList out = a.list();
       out.insert(out.end(), b.list().begin(), b.list().end());
       return Value::List(std::move(out), a.is_tuple());
@@ -116,12 +129,13 @@ StatusOr<Value> Arithmetic(std::string_view op, const Value& a, const Value& b, 
       if (__builtin_mul_overflow(a.as_int(), b.as_int(), &r)) return InvalidArgument("integer overflow");
       return Value::Int(r);
     }
-    if ((a.is_string() || a.is_list()) && b.is_number() && !b.is_float()) return Repeat(a, b.as_int(), limits);
-    if ((b.is_string() || b.is_list()) && a.is_number() && !a.is_float()) return Repeat(b, a.as_int(), limits);
+    if ((a.is_string() || a.is_list()) && b.is_number() && !b.is_float()) return Repeat(a, b.as_int(), budget);
+    if ((b.is_string() || b.is_list()) && a.is_number() && !a.is_float()) return Repeat(b, a.as_int(), budget);
     return InvalidArgument("can't multiply sequence by non-int of type '" + b.TypeName() + "'");
   }
   if (op == "%" && a.is_string()) {
     BPT_ASSIGN_OR_RETURN(std::string s, PrintfFormat(a.str(), b, limits));
+    BPT_RETURN_IF_ERROR(SpendBytes(budget, s.size()));
     return Value::String(std::move(s));
   }
   if (!numbers) return Unsupported(op, a, b);
@@ -160,19 +174,24 @@ StatusOr<Value> Arithmetic(std::string_view op, const Value& a, const Value& b, 
   return InvalidArgument("unknown operator '" + std::string(op) + "'");
 }
 
-StatusOr<bool> Contains(const Value& container, const Value& item) {
+StatusOr<bool> Contains(const Value& container, const Value& item, Budget& budget) {
   switch (container.kind()) {
     case Value::Kind::kUndefined:
       return false;
     case Value::Kind::kString:
       if (!item.is_string())
         return InvalidArgument("'in <string>' requires string as left operand, not " + item.TypeName());
-      return container.str().find(item.str()) != std::string::npos;
+      BPT_RETURN_IF_ERROR(SpendBytes(budget, container.str().size()));
+      return FindBytes(container.str(), item.str()) != std::string::npos;
     case Value::Kind::kList:
-      for (const auto& v : container.list())
-        if (Equal(v, item)) return true;
+      for (const auto& v : container.list()) {
+        BPT_RETURN_IF_ERROR(budget.Spend(1));
+        BPT_ASSIGN_OR_RETURN(bool same, Equal(v, item, budget));
+        if (same) return true;
+      }
       return false;
     case Value::Kind::kDict:
+      BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(container.dict().size() / kEntriesPerStep)));
       return item.is_string() && container.Find(item.str()) != nullptr;
     default:
       return InvalidArgument("argument of type '" + container.TypeName() + "' is not iterable");
@@ -188,13 +207,18 @@ StatusOr<Value> GetItem(const Value& obj, const Value& key, Budget& budget) {
       if (i < 0 || i >= n) return Value::Undefined("'list object' has no element " + std::to_string(key.as_int()));
       return obj.list()[static_cast<size_t>(i)];
     }
-    const std::vector<size_t> offsets = CodePointOffsets(obj.str());
-    const int64_t n = static_cast<int64_t>(offsets.size()) - 1;
-    if (i < 0) i += n;
-    if (i < 0 || i >= n) return Value::Undefined("'str object' has no element " + std::to_string(key.as_int()));
-    return Value::String(obj.str().substr(offsets[i], offsets[i + 1] - offsets[i]));
+    const std::string& s = obj.str();
+    BPT_RETURN_IF_ERROR(SpendBytes(budget, s.size()));
+    if (i < 0) i += static_cast<int64_t>(CodePointCount(s));
+    size_t pos = 0, len = 0;
+    for (int64_t k = 0; i >= 0 && pos < s.size(); ++k, pos += len) {
+      DecodeAt(s, pos, &len);
+      if (k == i) return Value::String(s.substr(pos, len));
+    }
+    return Value::Undefined("'str object' has no element " + std::to_string(key.as_int()));
   }
   if (obj.is_dict() && key.is_string()) {
+    BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(obj.dict().size() / kEntriesPerStep)));
     if (const Value* v = obj.Find(key.str())) return *v;
   }
   if (key.is_string()) {
@@ -210,7 +234,8 @@ StatusOr<Value> GetItem(const Value& obj, const Value& key, Budget& budget) {
   return Value::Undefined("'" + obj.TypeName() + " object' has no element " + (key_text.ok() ? *key_text : "?"));
 }
 
-StatusOr<Value> Slice(const Value& obj, const Value& start_v, const Value& stop_v, const Value& step_v) {
+StatusOr<Value> Slice(const Value& obj, const Value& start_v, const Value& stop_v, const Value& step_v,
+                      Budget& budget) {
   auto as_index = [](const Value& v, const char* what) -> StatusOr<std::optional<int64_t>> {
     if (v.is_none()) return std::optional<int64_t>();
     if (!v.is_number() || v.is_float())
@@ -220,24 +245,19 @@ StatusOr<Value> Slice(const Value& obj, const Value& start_v, const Value& stop_
   BPT_ASSIGN_OR_RETURN(auto start_o, as_index(start_v, "start"));
   BPT_ASSIGN_OR_RETURN(auto stop_o, as_index(stop_v, "stop"));
   BPT_ASSIGN_OR_RETURN(auto step_o, as_index(step_v, "step"));
-  const int64_t step = step_o.value_or(1);
+  // PySlice_Unpack: the most negative step is taken as -INT64_MAX, so -step cannot overflow.
+  const int64_t step = std::max(step_o.value_or(1), -INT64_MAX);
   if (step == 0) return InvalidArgument("slice step cannot be zero");
   if (!obj.is_list() && !obj.is_string()) return InvalidArgument("'" + obj.TypeName() + "' object is not subscriptable");
-  std::vector<size_t> offsets;
-  int64_t n;
-  if (obj.is_string()) {
-    offsets = CodePointOffsets(obj.str());
-    n = static_cast<int64_t>(offsets.size()) - 1;
-  } else {
-    n = static_cast<int64_t>(obj.list().size());
-  }
-  // Python's PySlice_AdjustIndices
+  if (obj.is_string()) BPT_RETURN_IF_ERROR(SpendBytes(budget, obj.str().size()));
+  const int64_t n = obj.is_string() ? static_cast<int64_t>(CodePointCount(obj.str()))
+                                    : static_cast<int64_t>(obj.list().size());
+  // Python's PySlice_AdjustIndices: start and stop end up in [-1, n], so their differences fit.
   auto adjust = [&](std::optional<int64_t> v, int64_t dflt) {
     if (!v) return dflt;
     int64_t i = *v;
     if (i < 0) {
-      i += n;
-      if (i < 0) i = step < 0 ? -1 : 0;
+      i = i < -n ? (step < 0 ? -1 : 0) : i + n;
     } else if (i >= n) {
       i = step < 0 ? n - 1 : n;
     }
@@ -245,15 +265,36 @@ StatusOr<Value> Slice(const Value& obj, const Value& start_v, const Value& stop_
   };
   const int64_t start = adjust(start_o, step < 0 ? n - 1 : 0);
   const int64_t stop = adjust(stop_o, step < 0 ? -1 : n);
-  std::string s;
-  ValueList items;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-    if (obj.is_string())
-      s.append(obj.str(), offsets[i], offsets[i + 1] - offsets[i]);
-    else
-      items.push_back(obj.list()[static_cast<size_t>(i)]);
+  int64_t count = 0;
+  if (step < 0 ? stop < start : start < stop)
+    count = step < 0 ? (start - stop - 1) / -step + 1 : (stop - start - 1) / step + 1;
+  BPT_RETURN_IF_ERROR(budget.Spend(count));
+  // The k-th item is start + k * step; k * step stays between start and stop, so it fits.
+  if (obj.is_list()) {
+    ValueList items;
+    items.reserve(static_cast<size_t>(count));
+    for (int64_t k = 0; k < count; ++k) items.push_back(obj.list()[static_cast<size_t>(start + k * step)]);
+    return Value::List(std::move(items), obj.is_tuple());
   }
-  return obj.is_string() ? Value::String(std::move(s)) : Value::List(std::move(items), obj.is_tuple());
+  // A string: one pass over its code points, taking those the slice names (from the lowest one
+  // up, reversed after for a negative step), without an offset table as large as the string.
+  const std::string& s = obj.str();
+  const int64_t low = step > 0 ? start : start + (count - 1) * step;
+  const int64_t stride = step > 0 ? step : -step;
+  std::vector<std::pair<size_t, size_t>> taken;  // byte offset, length
+  std::string out;
+  size_t pos = 0, len = 0;
+  for (int64_t k = 0; count > 0 && pos < s.size() && k < low + (count - 1) * stride + 1; ++k, pos += len) {
+    DecodeAt(s, pos, &len);
+    if (k >= low && (k - low) % stride == 0) {
+      if (step > 0)
+        out.append(s, pos, len);
+      else
+        taken.emplace_back(pos, len);
+    }
+  }
+  for (auto it = taken.rbegin(); it != taken.rend(); ++it) out.append(s, it->first, it->second);
+  return Value::String(std::move(out));
 }
 
 }  // namespace bpt::jinja

@@ -336,12 +336,24 @@ class Parser {
     e->line = line;
     return e;
   }
-  ExprPtr Binary(std::string op, ExprPtr l, ExprPtr r, int line) {
+  // Every node with operands is finished here: one nested past kMaxNesting is refused. Chains
+  // (`a + b + ...`, `x.a.b...`, `x | f | g...`) nest without the parser recursing, and the tree
+  // is checked, evaluated and destroyed recursively.
+  StatusOr<ExprPtr> Built(ExprPtr e) {
+    int tallest = 0;
+    for (const auto& item : e->items)
+      if (item) tallest = std::max(tallest, item->height);
+    for (const auto& a : e->args) tallest = std::max(tallest, a.value->height);
+    e->height = tallest + 1;
+    if (e->height > kMaxNesting) return Error("nesting deeper than " + std::to_string(kMaxNesting) + " levels", e->line);
+    return e;
+  }
+  StatusOr<ExprPtr> Binary(std::string op, ExprPtr l, ExprPtr r, int line) {
     ExprPtr e = Node(Expr::Kind::kBinary, line);
     e->op = std::move(op);
     e->items.push_back(std::move(l));
     e->items.push_back(std::move(r));
-    return e;
+    return Built(std::move(e));
   }
 
   bool TupleEnds(std::initializer_list<std::string_view> extra) const {
@@ -376,7 +388,7 @@ class Parser {
     ExprPtr e = Node(Expr::Kind::kList, line);
     e->tuple = true;
     e->items = std::move(items);
-    return e;
+    return Built(std::move(e));
   }
 
   StatusOr<ExprPtr> Expression(bool with_condexpr) {
@@ -396,7 +408,7 @@ class Parser {
       c->items.push_back(std::move(cond));
       c->items.push_back(std::move(e));
       c->items.push_back(std::move(otherwise));
-      e = std::move(c);
+      BPT_ASSIGN_OR_RETURN(e, Built(std::move(c)));
     }
     return e;
   }
@@ -407,7 +419,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, And());
-      l = Binary("or", std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary("or", std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -418,7 +430,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, Not());
-      l = Binary("and", std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary("and", std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -432,7 +444,7 @@ class Parser {
       e->op = "not";
       BPT_ASSIGN_OR_RETURN(ExprPtr operand, Not());
       e->items.push_back(std::move(operand));
-      return e;
+      return Built(std::move(e));
     }
     return Compare();
   }
@@ -464,7 +476,8 @@ class Parser {
       chain->ops.push_back(op);
       chain->items.push_back(std::move(r));
     }
-    return chain ? std::move(chain) : std::move(l);
+    if (chain) return Built(std::move(chain));
+    return l;
   }
 
   StatusOr<ExprPtr> Math1() {
@@ -474,7 +487,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, Concat());
-      l = Binary(op, std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary(op, std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -485,7 +498,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, Math2());
-      l = Binary("~", std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary("~", std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -497,7 +510,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, Pow());
-      l = Binary(op, std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary(op, std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -508,7 +521,7 @@ class Parser {
       const int line = Cur().line;
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr r, Unary(true));
-      l = Binary("**", std::move(l), std::move(r), line);
+      BPT_ASSIGN_OR_RETURN(l, Binary("**", std::move(l), std::move(r), line));
     }
     return l;
   }
@@ -523,6 +536,7 @@ class Parser {
       Next();
       BPT_ASSIGN_OR_RETURN(ExprPtr operand, Unary(false));
       e->items.push_back(std::move(operand));
+      BPT_ASSIGN_OR_RETURN(e, Built(std::move(e)));
     } else {
       BPT_ASSIGN_OR_RETURN(e, Primary());
     }
@@ -596,7 +610,7 @@ class Parser {
             e->items.push_back(std::move(item));
           }
           Next();
-          return e;
+          return Built(std::move(e));
         }
         if (tok.value == "{") {
           Next();
@@ -611,7 +625,7 @@ class Parser {
             e->items.push_back(std::move(value));
           }
           Next();
-          return e;
+          return Built(std::move(e));
         }
         break;
       default:
@@ -635,14 +649,14 @@ class Parser {
           a->items.push_back(std::move(e));
           a->items.push_back(std::move(index));
           Next();
-          e = std::move(a);
+          BPT_ASSIGN_OR_RETURN(e, Built(std::move(a)));
           continue;
         } else {
           return Error("expected an attribute name after '.'");
         }
         Next();
         a->items.push_back(std::move(e));
-        e = std::move(a);
+        BPT_ASSIGN_OR_RETURN(e, Built(std::move(a)));
       } else if (IsOp("[")) {
         Next();
         BPT_ASSIGN_OR_RETURN(e, Subscript(std::move(e), line));
@@ -672,12 +686,12 @@ class Parser {
       ExprPtr e = Node(Expr::Kind::kGetItem, line);
       e->items.push_back(std::move(obj));
       e->items.push_back(std::move(parts[0]));
-      return e;
+      return Built(std::move(e));
     }
     ExprPtr e = Node(Expr::Kind::kSlice, line);
     e->items.push_back(std::move(obj));
     for (auto& p : parts) e->items.push_back(std::move(p));
-    return e;
+    return Built(std::move(e));
   }
 
   Status CallArgs(std::vector<Arg>& args) {
@@ -705,7 +719,7 @@ class Parser {
     ExprPtr e = Node(Expr::Kind::kCall, Cur().line);
     e->items.push_back(std::move(callee));
     BPT_RETURN_IF_ERROR(CallArgs(e->args));
-    return e;
+    return Built(std::move(e));
   }
 
   StatusOr<ExprPtr> Filter(ExprPtr operand) {
@@ -718,7 +732,7 @@ class Parser {
     }
     if (operand) e->items.push_back(std::move(operand));
     if (IsOp("(")) BPT_RETURN_IF_ERROR(CallArgs(e->args));
-    return e;
+    return Built(std::move(e));
   }
 
   StatusOr<ExprPtr> Test(ExprPtr operand) {
@@ -738,7 +752,7 @@ class Parser {
       BPT_ASSIGN_OR_RETURN(a.value, Postfix(std::move(p)));
       e->args.push_back(std::move(a));
     }
-    return e;
+    return Built(std::move(e));
   }
 
   const std::vector<Token>& t_;

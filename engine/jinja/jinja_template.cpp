@@ -42,12 +42,19 @@ class Renderer : public Budget {
     steps_ += steps;
     if (steps_ > limits_.max_iterations)
       return InvalidArgument("the template ran more than " + std::to_string(limits_.max_iterations) +
-                             " loop iterations and macro calls (the limit)");
+                             " steps (loop iterations, macro calls, elements and bytes operations touch; the limit)");
+    return OkStatus();
+  }
+  Status Allocate(size_t bytes) override {
+    allocated_ += bytes;
+    if (allocated_ > limits_.max_allocated_bytes)
+      return InvalidArgument("the template made more than " + std::to_string(limits_.max_allocated_bytes) +
+                             " bytes of strings and containers (the limit)");
     return OkStatus();
   }
 
   StatusOr<std::string> Run(const Body& body, const ValueDict& variables) {
-    frames_.push_back({{}, -1});
+    current_ = std::make_shared<Frame>();
     for (auto& [k, v] : BuiltinGlobals(*this)) Assign(k, v);
     for (const auto& [k, v] : variables) Assign(k, v);
     std::string out;
@@ -57,45 +64,70 @@ class Renderer : public Budget {
   }
 
  private:
+  // A scope. Its parent is held while it lives, so the chain is always there to read and ends
+  // at the top level (a parent exists before its child: the chain has no cycle).
   struct Frame {
     ValueDict vars;
-    int parent;
+    std::shared_ptr<Frame> parent;
   };
 
   // ---- scopes ----
 
   const Value* Lookup(const std::string& name) const {
-    for (int f = current_; f >= 0; f = frames_[f].parent)
-      for (const auto& [k, v] : frames_[f].vars)
+    for (const Frame* f = current_.get(); f != nullptr; f = f->parent.get())
+      for (const auto& [k, v] : f->vars)
         if (k == name) return &v;
     return nullptr;
   }
 
   void Assign(const std::string& name, Value v) {
-    for (auto& [k, old] : frames_[current_].vars)
+    for (auto& [k, old] : current_->vars)
       if (k == name) {
         old = std::move(v);
         return;
       }
-    frames_[current_].vars.emplace_back(name, std::move(v));
+    current_->vars.emplace_back(name, std::move(v));
   }
 
-  // Pushes a frame whose lookups continue in `parent`; pops it when destroyed.
+  // Makes a frame whose lookups continue in `parent` the current one; restores the previous
+  // one when destroyed.
   class Scope {
    public:
-    Scope(Renderer& r, int parent) : r_(r), saved_(r.current_) {
-      r.frames_.push_back({{}, parent});
-      r.current_ = static_cast<int>(r.frames_.size()) - 1;
+    Scope(Renderer& r, std::shared_ptr<Frame> parent) : r_(r), saved_(std::move(r.current_)) {
+      r.current_ = std::make_shared<Frame>();
+      r.current_->parent = std::move(parent);
     }
-    ~Scope() {
-      r_.frames_.pop_back();
-      r_.current_ = saved_;
+    ~Scope() { r_.current_ = std::move(saved_); }
+
+   private:
+    Renderer& r_;
+    std::shared_ptr<Frame> saved_;
+  };
+
+  // Counts nested evaluation (Eval and Exec) against max_eval_depth.
+  class Nested {
+   public:
+    explicit Nested(Renderer& r) : r_(r) { ++r.eval_depth_; }
+    ~Nested() { --r_.eval_depth_; }
+    Status Check() const {
+      if (r_.eval_depth_ <= r_.limits_.max_eval_depth) return OkStatus();
+      return InvalidArgument("the template nests expressions, statements and macro calls deeper than " +
+                             std::to_string(r_.limits_.max_eval_depth) + " levels (the limit)");
     }
 
    private:
     Renderer& r_;
-    int saved_;
   };
+
+  // Charges a value the template made (not one passed through from an operand) to the byte
+  // budget, and refuses one nested past kMaxValueDepth.
+  Status Made(const Value& v, const void* passed_a = nullptr, const void* passed_b = nullptr) {
+    if (v.depth() > kMaxValueDepth)
+      return InvalidArgument("a value nested deeper than " + std::to_string(kMaxValueDepth) + " levels (the limit)");
+    const void* storage = v.storage();
+    if (storage == nullptr || storage == passed_a || storage == passed_b) return OkStatus();
+    return Allocate(v.ShallowBytes());
+  }
 
   static Status At(int line, const Status& s) {
     if (s.ok() || s.message().rfind("line ", 0) == 0) return s;
@@ -113,6 +145,8 @@ class Renderer : public Budget {
   // ---- statements ----
 
   StatusOr<Flow> Exec(const Body& body, std::string& out) {
+    Nested nested(*this);
+    BPT_RETURN_IF_ERROR(nested.Check());
     for (const auto& s : body) {
       auto flow = ExecOne(*s, out);
       if (!flow.ok()) return At(s->line, flow.status());
@@ -150,6 +184,7 @@ class Renderer : public Budget {
       case Stmt::Kind::kFilterBlock: {
         std::string captured;
         BPT_RETURN_IF_ERROR(Exec(s.bodies[0], captured).status());
+        BPT_RETURN_IF_ERROR(Allocate(captured.size()));
         Value v = Value::String(std::move(captured));
         for (const auto& f : s.filters) {
           BPT_ASSIGN_OR_RETURN(v, Filter(*f, v));
@@ -163,10 +198,10 @@ class Renderer : public Budget {
         return Flow::kNormal;
       }
       case Stmt::Kind::kMacro:
-        Assign(s.name, MakeMacro(s, s.params, s.bodies[0], /*parent=*/0, s.name));
+        Assign(s.name, MakeMacro(s, s.params, s.bodies[0], s.name));
         return Flow::kNormal;
       case Stmt::Kind::kCallBlock: {
-        const Value caller = MakeMacro(s, s.params, s.bodies[0], current_, "caller");
+        const Value caller = MakeMacro(s, s.params, s.bodies[0], "caller");
         BPT_ASSIGN_OR_RETURN(Value v, Call(*s.expr, &caller));
         BPT_ASSIGN_OR_RETURN(std::string text, ToStr(v, limits_.max_output_bytes));
         BPT_RETURN_IF_ERROR(Emit(out, text));
@@ -200,6 +235,7 @@ class Renderer : public Budget {
       if (t.attribute[0] == '_')
         return InvalidArgument("Chat templates cannot store underscore-prefixed attributes on a namespace, but got '" +
                                t.attribute + "'. Please rename the attribute.");
+      if (v.is_namespace() || v.holds_namespace()) return NamespaceInNamespace();
       for (auto& [k, old] : ns->mutable_namespace())
         if (k == t.attribute) {
           old = std::move(v);
@@ -212,7 +248,7 @@ class Renderer : public Budget {
       Assign(t.names[0], std::move(v));
       return OkStatus();
     }
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(v, *this));
     if (items.size() != t.names.size())
       return InvalidArgument(items.size() < t.names.size()
                                  ? "not enough values to unpack (expected " + std::to_string(t.names.size()) +
@@ -226,7 +262,7 @@ class Renderer : public Budget {
     BPT_ASSIGN_OR_RETURN(Value iterable, Eval(*s.expr));
     if (iterable.is_none() || iterable.is_number() || iterable.is_callable() || iterable.is_namespace())
       return InvalidArgument("'" + iterable.TypeName() + "' object is not iterable");
-    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(iterable));
+    BPT_ASSIGN_OR_RETURN(ValueList items, Iterate(iterable, *this));
     if (s.condition) {  // the loop filter runs first: loop.length counts what it keeps
       ValueList kept;
       for (auto& item : items) {
@@ -270,13 +306,18 @@ class Renderer : public Budget {
     return Flow::kNormal;
   }
 
-  // A macro, or a call block's caller: renders `body` in a frame whose lookups continue in
-  // `parent` (the top level for a macro, the call site for a caller).
-  Value MakeMacro(const Stmt& s, const std::vector<Param>& params, const Body& body, int parent, std::string name) {
+  // A macro, or a call block's caller: renders `body` in a frame whose lookups continue in the
+  // scope it was made in, as jinja2's closures do. That scope is not kept alive by the macro (a
+  // namespace holding the macro would hold it, a cycle): once it has ended, a call is refused.
+  Value MakeMacro(const Stmt& s, const std::vector<Param>& params, const Body& body, std::string name) {
     const Stmt* stmt = &s;
     const std::vector<Param>* ps = &params;
     const Body* b = &body;
-    return Value::Function(name, [this, stmt, ps, b, parent, name](Arguments& args) -> StatusOr<Value> {
+    std::weak_ptr<Frame> scope = current_;
+    return Value::Function(name, [this, stmt, ps, b, scope, name](Arguments& args) -> StatusOr<Value> {
+      std::shared_ptr<Frame> parent = scope.lock();
+      if (parent == nullptr)
+        return InvalidArgument("macro '" + name + "' called after the block it was defined in ended (not supported)");
       BPT_RETURN_IF_ERROR(Spend(1));
       if (depth_ >= limits_.max_call_depth)
         return InvalidArgument("macro calls nested deeper than " + std::to_string(limits_.max_call_depth) +
@@ -304,7 +345,7 @@ class Renderer : public Budget {
         }
       }
       ++depth_;
-      Scope scope(*this, parent);
+      Scope frame(*this, std::move(parent));
       if (!caller.is_undefined()) Assign("caller", caller);
       for (size_t i = 0; i < ps->size(); ++i) {
         if (!given[i] && (*ps)[i].default_value) {
@@ -330,6 +371,8 @@ class Renderer : public Budget {
   // ---- expressions ----
 
   StatusOr<Value> Eval(const Expr& e) {
+    Nested nested(*this);
+    BPT_RETURN_IF_ERROR(At(e.line, nested.Check()));
     auto v = EvalInner(e);
     if (!v.ok()) return At(e.line, v.status());
     return v;
@@ -351,7 +394,9 @@ class Renderer : public Budget {
           BPT_ASSIGN_OR_RETURN(Value v, Eval(*item));
           items.push_back(std::move(v));
         }
-        return Value::List(std::move(items), e.tuple);
+        Value list = Value::List(std::move(items), e.tuple);
+        BPT_RETURN_IF_ERROR(Made(list));
+        return list;
       }
       case Expr::Kind::kDict: {
         ValueDict items;
@@ -359,6 +404,7 @@ class Renderer : public Budget {
           BPT_ASSIGN_OR_RETURN(Value k, Eval(*e.items[i]));
           BPT_ASSIGN_OR_RETURN(Value v, Eval(*e.items[i + 1]));
           if (!k.is_string()) return InvalidArgument("dict keys must be strings, got '" + k.TypeName() + "'");
+          BPT_RETURN_IF_ERROR(Spend(static_cast<int64_t>(items.size() / kEntriesPerStep)));  // the scan for k
           bool replaced = false;
           for (auto& [key, old] : items)
             if (key == k.str()) {
@@ -367,7 +413,9 @@ class Renderer : public Budget {
             }
           if (!replaced) items.emplace_back(k.str(), std::move(v));
         }
-        return Value::Dict(std::move(items));
+        Value dict = Value::Dict(std::move(items));
+        BPT_RETURN_IF_ERROR(Made(dict));
+        return dict;
       }
       case Expr::Kind::kUnary: {
         BPT_ASSIGN_OR_RETURN(Value v, Eval(*e.items[0]));
@@ -384,7 +432,9 @@ class Renderer : public Budget {
         if (e.op == "and") return a.Truthy() ? Eval(*e.items[1]) : a;
         if (e.op == "or") return a.Truthy() ? a : Eval(*e.items[1]);
         BPT_ASSIGN_OR_RETURN(Value b, Eval(*e.items[1]));
-        return Arithmetic(e.op, a, b, limits_);
+        BPT_ASSIGN_OR_RETURN(Value r, Arithmetic(e.op, a, b, *this));
+        BPT_RETURN_IF_ERROR(Made(r, a.storage(), b.storage()));
+        return r;
       }
       case Expr::Kind::kCompare: {
         BPT_ASSIGN_OR_RETURN(Value left, Eval(*e.items[0]));
@@ -424,7 +474,9 @@ class Renderer : public Budget {
             parts[i] = Value::None();
           }
         if (obj.is_undefined()) return UndefinedError(obj);
-        return Slice(obj, parts[0], parts[1], parts[2]);
+        BPT_ASSIGN_OR_RETURN(Value r, Slice(obj, parts[0], parts[1], parts[2], *this));
+        BPT_RETURN_IF_ERROR(Made(r));
+        return r;
       }
       case Expr::Kind::kCall:
         return Call(e, nullptr);
@@ -435,7 +487,7 @@ class Renderer : public Budget {
       case Expr::Kind::kTest: {
         BPT_ASSIGN_OR_RETURN(Value operand, Eval(*e.items[0]));
         BPT_ASSIGN_OR_RETURN(Arguments args, EvalArgs(e.args));
-        BPT_ASSIGN_OR_RETURN(bool result, ApplyTest(e.name, operand, args));
+        BPT_ASSIGN_OR_RETURN(bool result, ApplyTest(e.name, operand, args, *this));
         return Value::Bool(result != e.negated);
       }
     }
@@ -443,22 +495,25 @@ class Renderer : public Budget {
   }
 
   StatusOr<bool> Compare(const std::string& op, const Value& a, const Value& b) {
-    if (op == "==") return Equal(a, b);
-    if (op == "!=") return !Equal(a, b);
-    if (op == "in") return Contains(b, a);
+    if (op == "==") return Equal(a, b, *this);
+    if (op == "!=") {
+      BPT_ASSIGN_OR_RETURN(bool same, Equal(a, b, *this));
+      return !same;
+    }
+    if (op == "in") return Contains(b, a, *this);
     if (op == "not in") {
-      BPT_ASSIGN_OR_RETURN(bool in, Contains(b, a));
+      BPT_ASSIGN_OR_RETURN(bool in, Contains(b, a, *this));
       return !in;
     }
     if (a.is_undefined()) return UndefinedError(a);
     if (b.is_undefined()) return UndefinedError(b);
-    if (op == "<") return Less(a, b);
-    if (op == ">") return Less(b, a);
+    if (op == "<") return Less(a, b, *this);
+    if (op == ">") return Less(b, a, *this);
     if (op == "<=") {
-      BPT_ASSIGN_OR_RETURN(bool greater, Less(b, a));
+      BPT_ASSIGN_OR_RETURN(bool greater, Less(b, a, *this));
       return !greater;
     }
-    BPT_ASSIGN_OR_RETURN(bool less, Less(a, b));  // ">="
+    BPT_ASSIGN_OR_RETURN(bool less, Less(a, b, *this));  // ">="
     return !less;
   }
 
@@ -476,7 +531,9 @@ class Renderer : public Budget {
 
   StatusOr<Value> Filter(const Expr& e, const Value& operand) {
     BPT_ASSIGN_OR_RETURN(Arguments args, EvalArgs(e.args));
-    return ApplyFilter(e.name, operand, args, *this);
+    BPT_ASSIGN_OR_RETURN(Value r, ApplyFilter(e.name, operand, args, *this));
+    BPT_RETURN_IF_ERROR(Made(r, operand.storage()));
+    return r;
   }
 
   StatusOr<Value> Call(const Expr& e, const Value* caller) {
@@ -485,14 +542,17 @@ class Renderer : public Budget {
     if (!callee.is_callable()) return InvalidArgument("'" + callee.TypeName() + "' object is not callable");
     BPT_ASSIGN_OR_RETURN(Arguments args, EvalArgs(e.args));
     if (caller != nullptr) args.keyword.emplace_back("caller", *caller);
-    return callee.function()(args);
+    BPT_ASSIGN_OR_RETURN(Value r, callee.function()(args));
+    BPT_RETURN_IF_ERROR(Made(r));
+    return r;
   }
 
   const Limits& limits_;
-  std::vector<Frame> frames_;
-  int current_ = 0;
-  int depth_ = 0;
+  std::shared_ptr<Frame> current_;
+  int depth_ = 0;       // macro calls
+  int eval_depth_ = 0;  // Eval and Exec
   int64_t steps_ = 0;
+  size_t allocated_ = 0;
 };
 
 }  // namespace

@@ -1,7 +1,9 @@
 // A Jinja2 template, parsed once and rendered many times (from several threads at once), with
 // jinja2's semantics under transformers' environment settings. Hostile templates are bounded:
-// each render has an output cap, a budget of loop iterations and macro calls, a cap on range()
-// and a macro call depth; exceeding one is an InvalidArgument naming the limit.
+// each render has an output cap, a budget of work (loop iterations, macro calls, elements and
+// bytes operations touch), a budget of bytes of strings and containers made, a cap on range(),
+// a macro call depth and an evaluation depth; exceeding one is an InvalidArgument naming the
+// limit.
 #pragma once
 
 #include <cstddef>
@@ -18,9 +20,15 @@ namespace bpt::jinja {
 
 struct Limits {
   size_t max_output_bytes = size_t{64} << 20;  // also any one string or printed value
-  int64_t max_iterations = 5'000'000;          // loop iterations, macro calls and per-item filter steps, together
-  int64_t max_range = 1'000'000;               // elements of one range()
-  int max_call_depth = 100;                    // nested macro calls
+  // Loop iterations, macro calls, elements operations touch (compared, copied, searched) and
+  // bytes they touch (one step per kBytesPerStep), together.
+  int64_t max_iterations = 5'000'000;
+  size_t max_allocated_bytes = size_t{256} << 20;  // strings and containers the render makes, in all
+  int64_t max_range = 1'000'000;                   // elements of one range()
+  int max_call_depth = 100;                        // nested macro calls
+  // Expressions and statements evaluated inside one another, across macro calls: the stack a
+  // render uses grows with it.
+  int max_eval_depth = 1000;
 };
 
 class Template {

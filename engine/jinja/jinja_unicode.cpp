@@ -1,8 +1,24 @@
 #include "jinja_unicode.h"
 
+#include <cstring>
+
 #include <utf8proc.h>
 
 namespace bpt::jinja {
+
+size_t FindBytes(std::string_view haystack, std::string_view needle, size_t from) {
+  if (from > haystack.size()) return std::string_view::npos;
+  if (needle.empty()) return from;
+  const void* hit = memmem(haystack.data() + from, haystack.size() - from, needle.data(), needle.size());
+  return hit == nullptr ? std::string_view::npos : static_cast<size_t>(static_cast<const char*>(hit) - haystack.data());
+}
+
+size_t RFindBytes(std::string_view haystack, std::string_view needle) {
+  // The first hit in both reversed is the last one forward.
+  const std::string h(haystack.rbegin(), haystack.rend()), n(needle.rbegin(), needle.rend());
+  const size_t hit = FindBytes(h, n);
+  return hit == std::string_view::npos ? hit : haystack.size() - hit - needle.size();
+}
 
 char32_t DecodeAt(std::string_view s, size_t pos, size_t* length) {
   utf8proc_int32_t c = -1;

@@ -17,6 +17,11 @@ size_t CodePointCount(std::string_view s);
 char32_t DecodeAt(std::string_view s, size_t pos, size_t* length);
 void AppendUtf8(std::string& out, char32_t c);
 
+// The first `needle` in `haystack` at or after `from` (npos if none), and the last one, in time
+// linear in the lengths (glibc's memmem; std::string::find is quadratic at worst).
+size_t FindBytes(std::string_view haystack, std::string_view needle, size_t from = 0);
+size_t RFindBytes(std::string_view haystack, std::string_view needle);
+
 // Python's str.isspace() for one code point.
 bool IsPythonSpace(char32_t c);
 // str.strip()/lstrip()/rstrip(): chars == nullptr strips Python whitespace.

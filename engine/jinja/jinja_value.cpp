@@ -9,6 +9,24 @@
 
 namespace bpt::jinja {
 
+const std::string Value::kEmpty;
+
+namespace {
+
+// The depth and namespace mark a container takes from its elements.
+template <typename Items, typename Get>
+void Mark(const Items& items, Get get, uint16_t* depth, bool* holds_namespace) {
+  int deepest = 0;
+  for (const auto& item : items) {
+    const Value& v = get(item);
+    deepest = std::max(deepest, v.depth());
+    if (v.is_namespace() || v.holds_namespace()) *holds_namespace = true;
+  }
+  *depth = static_cast<uint16_t>(std::min(deepest + 1, int{UINT16_MAX}));
+}
+
+}  // namespace
+
 Value Value::Undefined(std::string name) {
   Value v;
   v.s_ = std::make_shared<const std::string>(std::move(name));
@@ -45,7 +63,7 @@ Value Value::Float(double f) {
 Value Value::String(std::string s) {
   Value v;
   v.kind_ = Kind::kString;
-  v.s_ = std::make_shared<const std::string>(std::move(s));
+  if (!s.empty()) v.s_ = std::make_shared<const std::string>(std::move(s));
   return v;
 }
 
@@ -53,6 +71,7 @@ Value Value::List(ValueList items, bool tuple) {
   Value v;
   v.kind_ = Kind::kList;
   v.tuple_ = tuple;
+  Mark(items, [](const Value& x) -> const Value& { return x; }, &v.depth_, &v.holds_namespace_);
   v.list_ = std::make_shared<const ValueList>(std::move(items));
   return v;
 }
@@ -60,6 +79,7 @@ Value Value::List(ValueList items, bool tuple) {
 Value Value::Dict(ValueDict items) {
   Value v;
   v.kind_ = Kind::kDict;
+  Mark(items, [](const auto& x) -> const Value& { return x.second; }, &v.depth_, &v.holds_namespace_);
   v.dict_ = std::make_shared<ValueDict>(std::move(items));
   return v;
 }
@@ -124,7 +144,7 @@ bool Value::Truthy() const {
     case Kind::kFloat:
       return f_ != 0;
     case Kind::kString:
-      return !s_->empty();
+      return !str().empty();
     case Kind::kList:
       return !list_->empty();
     case Kind::kDict:
@@ -141,7 +161,7 @@ int64_t Value::Length() const {
     case Kind::kUndefined:
       return 0;
     case Kind::kString:
-      return static_cast<int64_t>(CodePointCount(*s_));
+      return static_cast<int64_t>(CodePointCount(str()));
     case Kind::kList:
       return static_cast<int64_t>(list_->size());
     case Kind::kDict:
@@ -156,6 +176,37 @@ const Value* Value::Find(std::string_view key) const {
   for (const auto& [k, v] : *dict_)
     if (k == key) return &v;
   return nullptr;
+}
+
+const void* Value::storage() const {
+  switch (kind_) {
+    case Kind::kString:
+      return s_.get();
+    case Kind::kList:
+      return list_.get();
+    case Kind::kDict:
+    case Kind::kNamespace:
+      return dict_.get();
+    default:
+      return nullptr;
+  }
+}
+
+size_t Value::ShallowBytes() const {
+  switch (kind_) {
+    case Kind::kString:
+      return str().size();
+    case Kind::kList:
+      return list_->size() * sizeof(Value);
+    case Kind::kDict:
+    case Kind::kNamespace: {
+      size_t n = 0;
+      for (const auto& [k, v] : *dict_) n += sizeof(std::pair<std::string, Value>) + k.size();
+      return n;
+    }
+    default:
+      return 0;
+  }
 }
 
 std::string Value::TypeName() const {
@@ -204,7 +255,13 @@ StatusOr<ValueList> BindArguments(const Arguments& args, std::initializer_list<c
   return bound;
 }
 
-bool Equal(const Value& a, const Value& b) {
+namespace {
+
+Status SpendBytes(Budget& budget, size_t bytes) { return budget.Spend(static_cast<int64_t>(bytes / kBytesPerStep)); }
+
+}  // namespace
+
+StatusOr<bool> Equal(const Value& a, const Value& b, Budget& budget) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() == b.as_double();
     return a.as_int() == b.as_int();
@@ -215,18 +272,34 @@ bool Equal(const Value& a, const Value& b) {
     case Value::Kind::kNone:
       return true;
     case Value::Kind::kString:
+      if (a.str().size() != b.str().size()) return false;
+      BPT_RETURN_IF_ERROR(SpendBytes(budget, a.str().size()));
       return a.str() == b.str();
     case Value::Kind::kList: {
       if (a.is_tuple() != b.is_tuple() || a.list().size() != b.list().size()) return false;
-      for (size_t i = 0; i < a.list().size(); ++i)
-        if (!Equal(a.list()[i], b.list()[i])) return false;
+      if (&a.list() == &b.list()) return true;
+      for (size_t i = 0; i < a.list().size(); ++i) {
+        BPT_RETURN_IF_ERROR(budget.Spend(1));
+        BPT_ASSIGN_OR_RETURN(bool same, Equal(a.list()[i], b.list()[i], budget));
+        if (!same) return false;
+      }
       return true;
     }
     case Value::Kind::kDict: {
       if (a.dict().size() != b.dict().size()) return false;
-      for (const auto& [k, v] : a.dict()) {
-        const Value* other = b.Find(k);
-        if (other == nullptr || !Equal(v, *other)) return false;
+      if (&a.dict() == &b.dict()) return true;
+      for (size_t i = 0; i < a.dict().size(); ++i) {
+        const auto& [k, v] = a.dict()[i];
+        BPT_RETURN_IF_ERROR(budget.Spend(1));
+        // Same order (the usual case) finds the key at once; else a scan of b's keys.
+        const Value* other = b.dict()[i].first == k ? &b.dict()[i].second : nullptr;
+        if (other == nullptr) {
+          BPT_RETURN_IF_ERROR(budget.Spend(static_cast<int64_t>(b.dict().size() / kEntriesPerStep)));
+          other = b.Find(k);
+        }
+        if (other == nullptr) return false;
+        BPT_ASSIGN_OR_RETURN(bool same, Equal(v, *other, budget));
+        if (!same) return false;
       }
       return true;
     }
@@ -239,18 +312,23 @@ bool Equal(const Value& a, const Value& b) {
   }
 }
 
-StatusOr<bool> Less(const Value& a, const Value& b) {
+StatusOr<bool> Less(const Value& a, const Value& b, Budget& budget) {
   if (a.is_number() && b.is_number()) {
     if (a.is_float() || b.is_float()) return a.as_double() < b.as_double();
     return a.as_int() < b.as_int();
   }
-  if (a.is_string() && b.is_string()) return a.str() < b.str();  // UTF-8 byte order is code point order
+  if (a.is_string() && b.is_string()) {  // UTF-8 byte order is code point order
+    BPT_RETURN_IF_ERROR(SpendBytes(budget, std::min(a.str().size(), b.str().size())));
+    return a.str() < b.str();
+  }
   if (a.is_list() && b.is_list() && a.is_tuple() == b.is_tuple()) {
     const ValueList& x = a.list();
     const ValueList& y = b.list();
     for (size_t i = 0; i < x.size() && i < y.size(); ++i) {
-      if (Equal(x[i], y[i])) continue;
-      return Less(x[i], y[i]);
+      BPT_RETURN_IF_ERROR(budget.Spend(1));
+      BPT_ASSIGN_OR_RETURN(bool same, Equal(x[i], y[i], budget));
+      if (same) continue;
+      return Less(x[i], y[i], budget);
     }
     return x.size() < y.size();
   }
@@ -270,7 +348,10 @@ std::string FloatRepr(double d) {
     sci.erase(0, 1);
   }
   const size_t e_pos = sci.find('e');
-  const int exponent = std::stoi(sci.substr(e_pos + 1));
+  int exponent = 0;  // to_chars wrote it: [+-]digits, always in range
+  const char* exp_begin = sci.data() + e_pos + 1;
+  if (*exp_begin == '+') ++exp_begin;
+  std::from_chars(exp_begin, sci.data() + sci.size(), exponent);
   std::string digits = sci.substr(0, e_pos);
   if (digits.size() > 1) digits.erase(1, 1);  // drop the point
   if (exponent < -4 || exponent >= 16) {
@@ -437,10 +518,13 @@ void AppendJsonString(std::string& out, const std::string& s, bool ensure_ascii)
 }
 
 Status AppendJson(std::string& out, const Value& v, const JsonOptions& o, int level, size_t max_bytes) {
+  // Sized first: a long indent string times the depth could pass any limit in one line.
   auto newline = [&](int depth) {
-    if (!o.has_indent) return;
+    if (!o.has_indent) return OkStatus();
+    if (o.indent.size() * static_cast<size_t>(depth) + out.size() + 1 > max_bytes) return TooLarge(max_bytes);
     out += '\n';
     for (int i = 0; i < depth; ++i) out += o.indent;
+    return OkStatus();
   };
   switch (v.kind()) {
     case Value::Kind::kNone:
@@ -468,10 +552,10 @@ Status AppendJson(std::string& out, const Value& v, const JsonOptions& o, int le
       out += '[';
       for (size_t i = 0; i < v.list().size(); ++i) {
         if (i > 0) out += o.item_separator;
-        newline(level + 1);
+        BPT_RETURN_IF_ERROR(newline(level + 1));
         BPT_RETURN_IF_ERROR(AppendJson(out, v.list()[i], o, level + 1, max_bytes));
       }
-      newline(level);
+      BPT_RETURN_IF_ERROR(newline(level));
       out += ']';
       break;
     }
@@ -487,12 +571,12 @@ Status AppendJson(std::string& out, const Value& v, const JsonOptions& o, int le
       out += '{';
       for (size_t i = 0; i < entries.size(); ++i) {
         if (i > 0) out += o.item_separator;
-        newline(level + 1);
+        BPT_RETURN_IF_ERROR(newline(level + 1));
         AppendJsonString(out, entries[i]->first, o.ensure_ascii);
         out += o.key_separator;
         BPT_RETURN_IF_ERROR(AppendJson(out, entries[i]->second, o, level + 1, max_bytes));
       }
-      newline(level);
+      BPT_RETURN_IF_ERROR(newline(level));
       out += '}';
       break;
     }

@@ -31,6 +31,27 @@ struct Arguments {
 
 using NativeFunction = std::function<StatusOr<Value>(Arguments&)>;
 
+struct Limits;
+
+// The render's budgets: work (loop iterations, macro calls and elements or bytes an operation
+// touches) and bytes of strings and containers produced; each refusal names its limit.
+class Budget {
+ public:
+  virtual ~Budget() = default;
+  virtual Status Spend(int64_t steps) = 0;
+  virtual Status Allocate(size_t bytes) = 0;
+  virtual const Limits& limits() const = 0;
+};
+
+// Work on bytes (scanning, comparing, copying) spends one step per this many; on elements, one
+// per element, except key lookups in a dict, one per this many entries scanned.
+inline constexpr size_t kBytesPerStep = 256;
+inline constexpr size_t kEntriesPerStep = 8;
+
+// Containers nest at most this deep (the nesting the template's evaluation checks): printing,
+// comparing and destroying a value recurse once per level.
+inline constexpr int kMaxValueDepth = 1000;
+
 class Value {
  public:
   enum class Kind { kUndefined, kNone, kBool, kInt, kFloat, kString, kList, kDict, kNamespace, kCallable };
@@ -66,11 +87,21 @@ class Value {
   bool as_bool() const { return b_; }
   int64_t as_int() const { return kind_ == Kind::kBool ? (b_ ? 1 : 0) : i_; }  // bool or int
   double as_double() const { return kind_ == Kind::kFloat ? f_ : static_cast<double>(as_int()); }
-  const std::string& str() const { return *s_; }  // string; for Undefined, its name
+  const std::string& str() const { return s_ ? *s_ : kEmpty; }  // string; for Undefined and a callable, its name
   const ValueList& list() const { return *list_; }
   const ValueDict& dict() const { return *dict_; }  // dict or namespace
   ValueDict& mutable_namespace() const { return *dict_; }
   const NativeFunction& function() const { return *fn_; }
+  // Containers: one more than the deepest element (saturating); scalars 0. A namespace's counts
+  // its items when it was made (its later attributes hold no namespace, see holds_namespace).
+  int depth() const { return depth_; }
+  // A container with a namespace anywhere inside (a namespace may hold none, so values never
+  // form a cycle).
+  bool holds_namespace() const { return holds_namespace_; }
+  // The shared storage (string, list or dict), to tell a fresh value from one passed through.
+  const void* storage() const;
+  // Bytes a fresh copy of this value's own storage takes (not its elements' storage).
+  size_t ShallowBytes() const;
 
   // Python truthiness (Undefined is false).
   bool Truthy() const;
@@ -85,9 +116,12 @@ class Value {
   Kind kind_ = Kind::kUndefined;
   bool b_ = false;
   bool tuple_ = false;
+  bool holds_namespace_ = false;
+  uint16_t depth_ = 0;
   int64_t i_ = 0;
   double f_ = 0;
-  std::shared_ptr<const std::string> s_ = std::make_shared<const std::string>();
+  static const std::string kEmpty;
+  std::shared_ptr<const std::string> s_;  // null: empty
   std::shared_ptr<const ValueList> list_;
   std::shared_ptr<ValueDict> dict_;
   std::shared_ptr<const NativeFunction> fn_;
@@ -98,10 +132,11 @@ class Value {
 StatusOr<ValueList> BindArguments(const Arguments& args, std::initializer_list<const char*> names,
                                   const std::string& what);
 
-// Python ==, with 1 == 1.0 == True; Undefined equals only Undefined.
-bool Equal(const Value& a, const Value& b);
+// Python ==, with 1 == 1.0 == True; Undefined equals only Undefined. Identical containers are
+// equal at once (CPython's identity shortcut); every element compared spends a step.
+StatusOr<bool> Equal(const Value& a, const Value& b, Budget& budget);
 // Python <; a TypeError (as Python's message says it) for unordered types.
-StatusOr<bool> Less(const Value& a, const Value& b);
+StatusOr<bool> Less(const Value& a, const Value& b, Budget& budget);
 
 // Python str() and repr(), failing once the result would pass max_bytes.
 StatusOr<std::string> ToStr(const Value& v, size_t max_bytes);

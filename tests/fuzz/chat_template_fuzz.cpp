@@ -35,6 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   limits.max_iterations = 100000;
   limits.max_range = 10000;
   limits.max_call_depth = 50;
+  limits.max_allocated_bytes = 16 << 20;
   auto out = tmpl->Render(variables, limits);
   if (out.ok() && out->size() > limits.max_output_bytes) std::abort();
   return 0;
