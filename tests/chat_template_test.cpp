@@ -358,7 +358,7 @@ TEST(ChatTemplateErrors, HostileTemplatesAreRefused) {
       {deep_sum, "line 1: nesting deeper than 200 levels"},
       {attr_chain, "line 1: nesting deeper than 200 levels"},
       {filter_chain, "line 1: nesting deeper than 200 levels"},
-      {deep_macro, "nests expressions, statements and macro calls deeper than 1000 levels (the limit)"},
+      {deep_macro, "nests expressions, statements and macro calls deeper than 256 levels (the limit)"},
       // Cyclic and deeply nested values.
       {"{% set ns = namespace() %}{% set ns.me = ns %}{{ ns }}", "a namespace cannot hold a namespace"},
       {"{% set ns = namespace() %}{% set ns.l = [1, {'a': ns}] %}", "a namespace cannot hold a namespace"},
