@@ -41,7 +41,7 @@ StatusOr<ChatTemplate> LoadChatTemplate(const TokenizerConfig& config) {
         "this model has no chat template (no chat_template in tokenizer_config.json, no chat_template.jinja): "
         "send text or token ids");
   StatusOr<ChatTemplate> parsed =
-      ChatTemplate::Parse(*source, config.bos_token.value_or(""), config.eos_token.value_or(""));
+      ChatTemplate::Parse(*source, config.special_tokens);
   if (!parsed.ok()) return FailedPrecondition("this model's chat template does not parse: " + parsed.status().message());
   return parsed;
 }

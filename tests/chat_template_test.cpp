@@ -121,7 +121,7 @@ TEST(ChatTemplateConformance, MatchesTransformersByteForByte) {
   for (const auto& t : Templates()) {
     const std::string source = ReadFile(std::filesystem::path(BPTSERVE_CHAT_TEMPLATES_DIR) / t.file);
     ASSERT_FALSE(source.empty()) << t.file;
-    auto tmpl = ChatTemplate::Parse(source, t.bos, t.eos, FixedClock);
+    auto tmpl = ChatTemplate::Parse(source, {{"bos_token", t.bos}, {"eos_token", t.eos}}, FixedClock);
     ASSERT_TRUE(tmpl.ok()) << t.file << ": " << tmpl.status().ToString();
     for (const auto& c : Conversations()) {
       json messages = json::array();
@@ -274,7 +274,7 @@ TEST(JinjaInterpreter, FeaturesMatchExpectedAndPythonJinja2) {
 // ---- errors ----
 
 StatusOr<std::string> RenderSource(std::string_view source, const std::vector<ChatMessage>& messages = {{"user", "hi"}}) {
-  BPT_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Parse(source, "<s>", "</s>", FixedClock));
+  BPT_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Parse(source, {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, FixedClock));
   return t.Render(messages, ChatRenderOptions{});
 }
 
@@ -302,7 +302,7 @@ TEST(ChatTemplateErrors, RaiseExceptionCarriesTheMessage) {
 TEST(ChatTemplateErrors, MistralRefusesBrokenAlternation) {
   auto t = ChatTemplate::Parse(ReadFile(std::filesystem::path(BPTSERVE_CHAT_TEMPLATES_DIR) /
                                         "mistralai-Mistral-Nemo-Instruct-2407.jinja"),
-                               "<s>", "</s>", FixedClock);
+                               {{"bos_token", "<s>"}, {"eos_token", "</s>"}}, FixedClock);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   const std::vector<ChatMessage> messages = {{"user", "a"}, {"user", "b"}};
   ExpectError(t->Render(messages, {}), "After the optional system message, conversation roles must alternate");
@@ -412,7 +412,7 @@ TEST(JinjaInterpreter, SubstringSearchIsLinear) {
 }
 
 TEST(ChatTemplateErrors, ContinueFinalMessageChecks) {
-  auto t = ChatTemplate::Parse("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", "", "");
+  auto t = ChatTemplate::Parse("{% for m in messages %}{{ m.role }}: {{ m.content }}\n{% endfor %}", {});
   ASSERT_TRUE(t.ok());
   ChatRenderOptions both;
   both.continue_final_message = true;
@@ -427,14 +427,14 @@ TEST(ChatTemplateErrors, ContinueFinalMessageChecks) {
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, "user: hi\nassistant: Sure, ");
   // A template that drops the content cannot be continued.
-  auto drops = ChatTemplate::Parse("{% for m in messages %}{{ m.role }}{% endfor %}{# content #}", "", "");
+  auto drops = ChatTemplate::Parse("{% for m in messages %}{{ m.role }}{% endfor %}{# content #}", {});
   ASSERT_TRUE(drops.ok());
   EXPECT_FALSE(drops->Render(std::vector<ChatMessage>{{"assistant", "x"}}, cont).ok());
 }
 
 TEST(ChatTemplate, HundredThousandMessagesRender) {
   auto t = ChatTemplate::Parse(ReadFile(std::filesystem::path(BPTSERVE_CHAT_TEMPLATES_DIR) / "Qwen-Qwen2.5-7B-Instruct.jinja"),
-                               "", "<|im_end|>");
+                               {{"eos_token", "<|im_end|>"}});
   ASSERT_TRUE(t.ok());
   std::vector<ChatMessage> messages;
   for (int i = 0; i < 100000; ++i) messages.push_back({i % 2 ? "assistant" : "user", "m" + std::to_string(i)});
@@ -443,8 +443,20 @@ TEST(ChatTemplate, HundredThousandMessagesRender) {
   EXPECT_NE(r->find("m99999<|im_end|>"), std::string::npos);
 }
 
+// Only the special tokens the tokenizer has are defined, as transformers passes its
+// special_tokens_map; an argument of the same name (add_generation_prompt) wins over one.
+TEST(ChatTemplate, TheTemplateSeesTheTokenizersSpecialTokens) {
+  auto t = ChatTemplate::Parse("{{ bos_token is defined }}|{{ pad_token }}|{{ add_generation_prompt }}",
+                               {{"pad_token", "<pad>"}, {"add_generation_prompt", "shadowed"}});
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  const std::vector<ChatMessage> messages = {{"user", "hi"}};
+  auto r = t->Render(messages, {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(*r, "False|<pad>|True");
+}
+
 TEST(ChatTemplate, StrftimeUsesTheInjectedClock) {
-  auto t = ChatTemplate::Parse("{{ strftime_now('%Y') }}", "", "", [] {
+  auto t = ChatTemplate::Parse("{{ strftime_now('%Y') }}", {}, [] {
     return std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 30 + 24 * 10));
   });
   ASSERT_TRUE(t.ok());

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 #include "test_models.h"
 
@@ -37,6 +38,19 @@ TEST(TokenizerConfig, ReadsTokensAsStringsOrAddedTokens) {
   EXPECT_EQ(config->eos_token.value_or(""), "</s>");
   ASSERT_NE(config->ChatTemplateFor(false), nullptr);
   EXPECT_EQ(*config->ChatTemplateFor(false), "{{ bos_token }}");
+}
+
+TEST(TokenizerConfig, SpecialTokensAreThoseTheFileSets) {
+  TempDir dir;
+  Write(dir / "tokenizer_config.json",
+        R"({"bos_token": null, "eos_token": "<|im_end|>", "pad_token": {"content": "<|endoftext|>"},
+            "unk_token": null, "additional_special_tokens": ["<a>"], "model_max_length": 32768})");
+  auto config = LoadTokenizerConfig(dir.path());
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  const std::map<std::string, std::string> expected = {{"eos_token", "<|im_end|>"}, {"pad_token", "<|endoftext|>"}};
+  EXPECT_EQ(config->special_tokens, expected);
+  EXPECT_FALSE(config->bos_token.has_value());
+  EXPECT_EQ(config->eos_token.value_or(""), "<|im_end|>");
 }
 
 TEST(TokenizerConfig, NamedTemplatesPickToolUseOnlyWithTools) {

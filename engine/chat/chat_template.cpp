@@ -10,8 +10,7 @@ namespace bpt {
 struct ChatTemplate::Impl {
   jinja::Template tmpl;
   std::string source;
-  std::string bos_token;
-  std::string eos_token;
+  SpecialTokens special_tokens;
   Clock clock;
 };
 
@@ -52,12 +51,11 @@ StatusOr<std::string> Strftime(const std::string& format, std::chrono::system_cl
 
 }  // namespace
 
-StatusOr<ChatTemplate> ChatTemplate::Parse(std::string_view source, std::string bos_token, std::string eos_token,
-                                           Clock clock) {
+StatusOr<ChatTemplate> ChatTemplate::Parse(std::string_view source, SpecialTokens special_tokens, Clock clock) {
   auto tmpl = jinja::Template::Parse(source);
   if (!tmpl.ok()) return Prefixed(tmpl.status());
   return ChatTemplate(std::make_shared<const Impl>(
-      Impl{std::move(*tmpl), std::string(source), std::move(bos_token), std::move(eos_token), std::move(clock)}));
+      Impl{std::move(*tmpl), std::string(source), std::move(special_tokens), std::move(clock)}));
 }
 
 StatusOr<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages,
@@ -83,7 +81,11 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages
     list.push_back(Value::Dict({{"role", Value::String(messages[i].role)}, {"content", Value::String(std::move(content))}}));
   }
   const Impl* impl = impl_.get();
-  jinja::ValueDict variables = {
+  // transformers' {**special_tokens_map, **kwargs}: the special tokens first, so an argument of
+  // the same name wins (Template::Render takes the later entry).
+  jinja::ValueDict variables;
+  for (const auto& [name, text] : impl->special_tokens) variables.emplace_back(name, Value::String(text));
+  jinja::ValueDict arguments = {
       {"raise_exception", Value::Function("raise_exception", [](jinja::Arguments& args) -> StatusOr<Value> {
          auto text = args.positional.empty() ? StatusOr<std::string>(std::string()) : jinja::ToStr(args.positional[0], 1 << 20);
          return InvalidArgument(text.ok() ? *text : text.status().message());
@@ -94,13 +96,12 @@ StatusOr<std::string> ChatTemplate::Render(std::span<const ChatMessage> messages
          BPT_ASSIGN_OR_RETURN(std::string text, Strftime(args.positional[0].str(), impl->clock()));
          return Value::String(std::move(text));
        })},
-      {"bos_token", Value::String(impl->bos_token)},
-      {"eos_token", Value::String(impl->eos_token)},
       {"messages", Value::List(std::move(list))},
       {"tools", Value::FromJson(options.tools)},
       {"documents", Value::FromJson(options.documents)},
       {"add_generation_prompt", Value::Bool(options.add_generation_prompt)},
   };
+  for (auto& entry : arguments) variables.push_back(std::move(entry));
   auto rendered = impl->tmpl.Render(variables);
   if (!rendered.ok()) return Prefixed(rendered.status());
   std::string out = std::move(*rendered);

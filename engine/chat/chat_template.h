@@ -1,11 +1,12 @@
 // A model's chat template (tokenizer_config.json's chat_template, or chat_template.jinja),
 // rendered exactly as transformers' apply_chat_template(..., tokenize=False) renders it: the
-// same variables (messages, add_generation_prompt, tools, documents, bos_token, eos_token), the
+// same variables (messages, add_generation_prompt, tools, documents, the special tokens), the
 // same globals (raise_exception, strftime_now, namespace, dict) and continue_final_message's cut.
 #pragma once
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <span>
@@ -27,9 +28,12 @@ struct ChatRenderOptions {
 class ChatTemplate {
  public:
   using Clock = std::function<std::chrono::system_clock::time_point()>;
+  // The tokenizer's special tokens by attribute name ("bos_token", "eos_token", "pad_token", ...),
+  // only those it has: the template sees the others undefined, as transformers passes them.
+  using SpecialTokens = std::map<std::string, std::string>;
 
   // InvalidArgument("chat template: line N: ...") when the source does not parse.
-  static StatusOr<ChatTemplate> Parse(std::string_view source, std::string bos_token, std::string eos_token,
+  static StatusOr<ChatTemplate> Parse(std::string_view source, SpecialTokens special_tokens,
                                       Clock clock = std::chrono::system_clock::now);
 
   // Thread-safe. A template error or raise_exception(msg) gives InvalidArgument carrying the

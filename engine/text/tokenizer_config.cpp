@@ -95,8 +95,16 @@ StatusOr<TokenizerConfig> LoadTokenizerConfig(const std::string& model_dir) {
   StatusOr<nlohmann::json> j = ReadJsonFile(path, kMaxTokenizerConfigBytes);
   if (j.ok()) {
     BPT_ASSIGN_OR_RETURN(JsonFields f, JsonFields::Of(*j, path));
-    BPT_ASSIGN_OR_RETURN(config.bos_token, SpecialTokenText(*j, f, "bos_token"));
-    BPT_ASSIGN_OR_RETURN(config.eos_token, SpecialTokenText(*j, f, "eos_token"));
+    for (const char* name : {"bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"}) {
+      BPT_ASSIGN_OR_RETURN(std::optional<std::string> text, SpecialTokenText(*j, f, name));
+      if (text.has_value()) config.special_tokens[name] = std::move(*text);
+    }
+    const auto named = [&](const char* name) {
+      const auto it = config.special_tokens.find(name);
+      return it == config.special_tokens.end() ? std::optional<std::string>() : std::optional<std::string>(it->second);
+    };
+    config.bos_token = named("bos_token");
+    config.eos_token = named("eos_token");
     BPT_ASSIGN_OR_RETURN(config.tokenizer_class, f.OptionalString("tokenizer_class", Null::kAbsent));
     BPT_ASSIGN_OR_RETURN(config.legacy, f.OptionalBool("legacy", Null::kAbsent));
     BPT_ASSIGN_OR_RETURN(config.add_prefix_space, f.OptionalBool("add_prefix_space", Null::kAbsent));

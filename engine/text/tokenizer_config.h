@@ -16,6 +16,9 @@ struct TokenizerConfig {
   // The tokens' text (tokenizer_config.json gives a string or an AddedToken object).
   std::optional<std::string> bos_token;
   std::optional<std::string> eos_token;
+  // Every special-token attribute transformers knows that the file sets (bos_token, eos_token,
+  // unk_token, sep_token, pad_token, cls_token, mask_token): what a chat template sees.
+  std::map<std::string, std::string> special_tokens;
   // The class AutoTokenizer builds ("LlamaTokenizer", "PreTrainedTokenizerFast", ...), and the
   // two settings with which LlamaTokenizer rebuilds its pipeline (see hf_tokenizer_class.h).
   std::optional<std::string> tokenizer_class;

@@ -11,7 +11,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view source(reinterpret_cast<const char*>(data), size);
   // Through the public entry point, for its error wrapping...
-  auto chat = bpt::ChatTemplate::Parse(source, "<s>", "</s>");
+  auto chat = bpt::ChatTemplate::Parse(source, {{"bos_token", "<s>"}, {"eos_token", "</s>"}});
   if (!chat.ok()) return 0;
   // ...and rendered by the interpreter with the variables transformers passes, under small limits.
   auto tmpl = bpt::jinja::Template::Parse(source);
