@@ -455,6 +455,18 @@ TEST(ChatTemplate, TheTemplateSeesTheTokenizersSpecialTokens) {
   EXPECT_EQ(*r, "False|<pad>|True");
 }
 
+// `+#}` keeps the newline trim_blocks would take (jinja2: 'a{# c +#}\nb' renders "a\nb"); a
+// lone surrogate escape has no UTF-8 and is refused where it is written.
+TEST(ChatTemplate, CommentPlusAndSurrogateEscapes) {
+  auto kept = RenderSource("a{# c +#}\nb");
+  ASSERT_TRUE(kept.ok()) << kept.status().ToString();
+  EXPECT_EQ(*kept, "a\nb");
+  auto trimmed = RenderSource("a{# c #}\nb");
+  ASSERT_TRUE(trimmed.ok()) << trimmed.status().ToString();
+  EXPECT_EQ(*trimmed, "ab");
+  ExpectError(RenderSource("{{ '\\ud800' }}"), "line 1: a surrogate \\u escape in string");
+}
+
 TEST(ChatTemplate, StrftimeUsesTheInjectedClock) {
   auto t = ChatTemplate::Parse("{{ strftime_now('%Y') }}", {}, [] {
     return std::chrono::system_clock::time_point(std::chrono::hours(24 * 365 * 30 + 24 * 10));
@@ -463,6 +475,16 @@ TEST(ChatTemplate, StrftimeUsesTheInjectedClock) {
   auto r = t->Render(std::vector<ChatMessage>{{"user", "x"}}, {});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(*r, "2000");
+
+  // glibc's flags and modifiers pass through to strftime, as Python passes them (%-d: no padding).
+  auto flags = ChatTemplate::Parse("{{ strftime_now('%-d|%d|%Ey|%%') }}", {}, [] {
+    // 2000-01-04 at noon UTC: the same date in every time zone the test may run in.
+    return std::chrono::system_clock::time_point(std::chrono::hours(24 * 10960 + 12));
+  });
+  ASSERT_TRUE(flags.ok());
+  auto f = flags->Render(std::vector<ChatMessage>{{"user", "x"}}, {});
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  EXPECT_EQ(*f, "4|04|00|%");
 }
 
 }  // namespace

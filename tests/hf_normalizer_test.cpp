@@ -43,8 +43,10 @@ TEST(HfNormalizerTest, TextMatchesHfTokenizers) {
        {"lowercase", false}},
   };
   std::vector<std::string> texts = testing::HfTestTexts();
-  // Control characters and an embedded NUL: the length comes from the array, not strlen.
-  constexpr char kControlText[] = "\x01\x7f tab\tnul\0? \ufffd\ufeff\u200d soft\u00ad \u4e2d\u6587 \u2581";
+  // Control characters and an embedded NUL (the length comes from the array, not strlen), an
+  // unassigned code point and a noncharacter (category Cn: BertNormalizer keeps them).
+  constexpr char kControlText[] =
+      "\x01\x7f tab\tnul\0? \ufffd\ufeff\u200d soft\u00ad \u4e2d\u6587 \u2581 \u0378\ufdd0";
   texts.push_back(std::string(kControlText, sizeof(kControlText) - 1));
   std::vector<HfCase> cases;
   for (const json& spec : specs) cases.push_back({"normalizer", spec, true});

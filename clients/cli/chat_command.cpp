@@ -123,7 +123,8 @@ int ChatCommand::OneShot(const Connection& connection) {
 }
 
 int ChatCommand::Interactive(const Connection& connection) {
-  Interrupts interrupts;  // before the channel's threads
+  // Before the channel's threads, and never destroyed: its signal thread outlives every return.
+  static Interrupts& interrupts = *new Interrupts;
   auto stub = bptserve::v1::Inference::NewStub(MakeChannel(connection));
   std::vector<bptserve::v1::ChatMessage> history;
   if (!system_.empty()) history.push_back(Message("system", system_));

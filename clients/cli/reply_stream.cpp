@@ -12,7 +12,10 @@ grpc::Status StreamReply(bptserve::v1::Inference::Stub& stub, grpc::ClientContex
   while (reader->Read(&res)) {
     if (res.has_prefill_progress()) {
       const auto& p = res.prefill_progress();
-      const int width = 40, filled = static_cast<int>(width * p.processed_tokens() / std::max<int64_t>(1, p.total_tokens()));
+      // Clamped: the counts come from the server, and a bar is no place to fail on them.
+      const int64_t total = std::max<int64_t>(1, p.total_tokens());
+      const int width = 40;
+      const int filled = static_cast<int>(std::clamp<int64_t>(p.processed_tokens(), 0, total) * width / total);
       std::cerr << "\rprefill [" << std::string(filled, '#') << std::string(width - filled, ' ') << "] "
                 << p.processed_tokens() << "/" << p.total_tokens() << (p.processed_tokens() == p.total_tokens() ? "\n" : "")
                 << std::flush;

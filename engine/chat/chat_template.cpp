@@ -33,17 +33,22 @@ StatusOr<std::string> Strftime(const std::string& format, std::chrono::system_cl
       out += format[i];
       continue;
     }
+    // A glibc flag (%-d: no padding) and an E/O modifier pass through, as Python hands them to C.
+    std::string spec = "%";
+    if (i + 2 < format.size() && std::string_view("-_0^#").find(format[i + 1]) != std::string_view::npos)
+      spec += format[++i];
+    if (i + 2 < format.size() && (format[i + 1] == 'E' || format[i + 1] == 'O')) spec += format[++i];
     const char directive = format[++i];
-    if (directive == 'f') {  // microseconds: Python's, not C's
+    spec += directive;
+    if (directive == 'f' && spec.size() == 2) {  // microseconds: Python's, not C's
       char buf[8];
       std::snprintf(buf, sizeof(buf), "%06lld", static_cast<long long>(micros < 0 ? micros + 1000000 : micros));
       out += buf;
       continue;
     }
-    const char spec[3] = {'%', directive, '\0'};
     char buf[256];
-    const size_t n = std::strftime(buf, sizeof(buf), spec, &local);
-    if (n == 0 && directive != 'p') return InvalidArgument("strftime_now: unsupported directive %" + std::string(1, directive));
+    const size_t n = std::strftime(buf, sizeof(buf), spec.c_str(), &local);
+    if (n == 0 && directive != 'p') return InvalidArgument("strftime_now: unsupported directive " + spec);
     out.append(buf, n);
   }
   return out;

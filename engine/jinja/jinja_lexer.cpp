@@ -113,7 +113,7 @@ class Lexer {
   Status Comment() {
     const size_t end = src_.find("#}", pos_);
     if (end == std::string::npos) return Error("missing end of comment tag");
-    const char sign = end > pos_ && src_[end - 1] == '-' ? '-' : '\0';
+    const char sign = end > pos_ && (src_[end - 1] == '-' || src_[end - 1] == '+') ? src_[end - 1] : '\0';
     CountLines(pos_, end);
     pos_ = end + 2;
     AfterEnd(sign, true);
@@ -311,6 +311,8 @@ class Lexer {
         case 'U': {
           const long v = hex(e == 'x' ? 2 : e == 'u' ? 4 : 8);
           if (v < 0 || v > 0x10ffff) return Error(std::string("truncated \\") + e + " escape in string");
+          // A lone surrogate has no UTF-8 form: Python's string would not encode either.
+          if (v >= 0xd800 && v <= 0xdfff) return Error(std::string("a surrogate \\") + e + " escape in string");
           AppendUtf8(out, static_cast<char32_t>(v));
           break;
         }

@@ -173,6 +173,7 @@ StatusOr<std::vector<int32_t>> SentencePieceTokenizer::EncodeWhole(std::string_v
   if (static_cast<size_t>(n) > ids.size()) {
     ids.resize(n);
     n = api_->encode(handle_, text.data(), text.size(), ids.data(), ids.size());
+    if (n < 0 || static_cast<size_t>(n) > ids.size()) return Internal("the tokenizer could not encode the text");
   }
   return std::vector<int32_t>(ids.begin(), ids.begin() + n);
 }
@@ -196,6 +197,7 @@ StatusOr<std::string> SentencePieceTokenizer::Decode(std::span<const int32_t> id
   if (static_cast<size_t>(n) > text.size()) {
     text.resize(n);
     n = api_->decode(handle_, as_int.data(), as_int.size(), text.data(), text.size());
+    if (n < 0 || static_cast<size_t>(n) > text.size()) return Internal("the tokenizer could not decode the ids");
   }
   text.resize(n);
   return text;
