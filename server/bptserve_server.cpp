@@ -94,6 +94,9 @@ Status BptServer::Start() {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
       engine_ = std::move(engine).value();
+      // The pool holds whole blocks, so its capacity divides exactly (on the CPU device too).
+      const int block_size = engine_->options().kv_cache.block_size;
+      metrics_->SetCacheConfig(block_size, engine_->kv_capacity_tokens() / block_size);
       worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
       dispatcher_->SetReady(engine_.get(), worker_.get());
