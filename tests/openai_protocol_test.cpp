@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <random>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <variant>
@@ -477,6 +478,33 @@ TEST(OpenAiRequest, NestingIsBounded) {
   EXPECT_EQ(Accept(Route::kCompletions, R"({"prompt":")" + std::string(1000, '[') + R"(\"{{"})").prompt_text.size(), 1003u);
   // A bomb: 10 MB of '[' is refused at the 65th, without the parser's stacks.
   ExpectRefusal(Refuse(Route::kCompletions, std::string(10 << 20, '[')), "", "at byte 64");
+}
+
+TEST(OpenAiRequest, MutatedBodiesEndInARequestOrAnError) {
+  // Random byte edits of real bodies: every one is accepted or refused, and a refusal's body is
+  // JSON (its message may quote the bad bytes).
+  const std::vector<std::string> seeds = {
+      R"({"model":"m","prompt":[1,2,3],"stop":["a","b"],"logprobs":2,"stream":true,"stream_options":{"include_usage":true}})",
+      R"({"messages":[{"role":"user","content":[{"type":"text","text":"h\u00e9"}]}],"max_completion_tokens":5,"top_k":-1})"};
+  std::mt19937 random(1234);
+  for (int i = 0; i < 20000; ++i) {
+    std::string body = seeds[i % seeds.size()];
+    for (int edits = 1 + static_cast<int>(random() % 4); edits > 0; --edits) {
+      const size_t at = random() % body.size();
+      switch (random() % 3) {
+        case 0: body[at] = static_cast<char>(random() % 256); break;
+        case 1: body.erase(at, 1 + random() % 3); break;
+        default: body.insert(at, 1, "[]{}\",:0-e\\\xff\xc3"[random() % 14]); break;
+      }
+      if (body.empty()) body.push_back('{');
+    }
+    const Route route = i % 2 ? Route::kChatCompletions : Route::kCompletions;
+    auto parsed = ParseRequest(route, body, ModelDefaults(), kLimits);
+    if (auto* error = std::get_if<ApiError>(&parsed)) {
+      ASSERT_EQ(error->http_status, 400) << body;
+      ASSERT_FALSE(json::parse(ErrorBody(*error), nullptr, false).is_discarded()) << body;
+    }
+  }
 }
 
 // --- errors --------------------------------------------------------------------------------------

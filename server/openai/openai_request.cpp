@@ -286,13 +286,12 @@ class RequestParser {
   }
 
   FieldError Stop(json& v) {
-    std::vector<std::string>& stop = out_.request.stopping.stop;
     if (v.is_string()) return StopString(v, "stop");
     if (!v.is_array()) return MustBe("stop", "a string or an array of strings", v);
     if (v.size() > static_cast<size_t>(kMaxStopStrings))
       return InvalidRequest("stop", "stop has " + std::to_string(v.size()) + " strings; at most " +
                                         std::to_string(kMaxStopStrings) + " are allowed");
-    stop.reserve(v.size());
+    out_.request.stopping.stop.reserve(v.size());
     for (size_t i = 0; i < v.size(); ++i)
       if (auto error = StopString(v[i], "stop[" + std::to_string(i) + "]")) return error;
     return std::nullopt;
