@@ -88,7 +88,7 @@ void HttpGeneration::OnToken(const TokenOutput& token) {
 }
 
 void HttpGeneration::FailLocked(const Status& status) {
-  const openai::ApiError error = openai::FromStatus(status);
+  const openai::ApiError error = openai::FromStatus(status, route_ == "/v1/chat/completions" ? "messages" : "prompt");
   if (metrics_ != nullptr) metrics_->RecordError(ToGrpcStatus(status).error_code());
   if (client_gone_) {
     CountLocked(499);  // nothing reaches a client that left; nginx's 499 names that
