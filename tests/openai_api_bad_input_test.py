@@ -33,8 +33,8 @@ MODEL = "chat-demo"
 PROMPT = "The server reads the document once"
 MESSAGES = [{"role": "user", "content": "Hello"}]
 HUGE = 300 << 20  # over the 256 MiB body limit
-TYPES = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
-         413: "invalid_request_error", 429: "rate_limit_error"}
+# As api.openai.com answers: an unknown model is a 404 of type invalid_request_error, code model_not_found.
+TYPES = {400: "invalid_request_error", 404: "invalid_request_error"}
 
 
 def section(name, fn, *args):
@@ -127,6 +127,8 @@ def sdk_error_checks(port):
               f"{what}: {type(error).__name__} {error.status_code}, expected {kind.__name__} {status}: {error.body}")
         check(error.param == param, f"{what}: param {error.param!r}, expected {param!r}: {error.body}")
         check(error.type == TYPES[status], f"{what}: type {error.type!r}: {error.body}")
+        if status == 404:
+            check(error.code == "model_not_found", f"{what}: code {error.code!r}: {error.body}")
         problem = error_shape_problem(error.response.content)
         check(not problem, f"{what}: {problem}")
     # Prompt and max_tokens beyond the KV cache (4096 tokens) can never fit: 400, not 429.

@@ -174,7 +174,7 @@ def wait_cancelled(metrics_port, expected, what):
                      f"KV usage {metric(s, 'bptserve_kv_cache_usage_perc')}")
 
 
-def completions_checks(port, metrics_port, target):
+def models_checks(port, target):
     client = sdk(port)
     status, _, _ = http_request(port, "GET", "/health")
     check(status == 200, f"/health: {status}")
@@ -194,8 +194,15 @@ def completions_checks(port, metrics_port, target):
           and entry.get("owned_by") == "bptserve" and isinstance(entry.get("created"), int)
           and entry.get("max_model_len") == info.context_limit_tokens, f"/v1/models body {listed}")
 
-    # Greedy: deterministic, and what gRPC gives for the same request.
-    c = client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=16, temperature=0)
+
+def greedy(client, **body):
+    return client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=16, temperature=0, **body)
+
+
+def greedy_checks(port, target):
+    """Greedy: deterministic, and what gRPC gives for the same request; returns the text."""
+    client = sdk(port)
+    c = greedy(client)
     text = c.choices[0].text
     check(c.object == "text_completion" and c.id.startswith("cmpl-") and c.model == "demo-model"
           and len(c.choices) == 1 and c.choices[0].index == 0 and isinstance(c.created, int), f"completion {c}")
@@ -204,7 +211,7 @@ def completions_checks(port, metrics_port, target):
     check(c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
           and c.usage.prompt_tokens_details is not None
           and isinstance(c.usage.prompt_tokens_details.cached_tokens, int), f"completion usage {c.usage}")
-    again = client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=16, temperature=0)
+    again = greedy(client)
     check(again.choices[0].text == text and again.id != c.id, "greedy: the same text twice, two ids")
     g_text, g_finish, g_usage = grpc_generate(target, text=PROMPT, max_new_tokens=16, temperature=0)
     check(g_text == text, f"greedy completion as gRPC: {text!r} vs {g_text!r}")
@@ -215,15 +222,23 @@ def completions_checks(port, metrics_port, target):
     by_ids = client.completions.create(model="demo-model", prompt=ids, max_tokens=16, temperature=0)
     check(by_ids.choices[0].text == text and by_ids.usage.prompt_tokens == len(ids),
           f"a prompt of token ids ({len(ids)}): {by_ids.choices[0].text!r} {by_ids.usage}")
+    return text
 
-    # Seeds: the same seed the same text, over HTTP and gRPC; another seed another text.
+
+def seed_checks(port, target):
+    """The same seed the same text, over HTTP and gRPC; another seed another text."""
+    client = sdk(port)
     seeded = [client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=16, temperature=1,
                                         seed=seed).choices[0].text for seed in (7, 7, 8)]
     check(seeded[0] == seeded[1] and seeded[0] != seeded[2], f"seeds 7, 7, 8: {seeded}")
     g_seeded, _, _ = grpc_generate(target, text=PROMPT, max_new_tokens=16, temperature=1, seed=7)
     check(g_seeded == seeded[0], f"seed 7 over gRPC: {g_seeded!r} vs {seeded[0]!r}")
 
-    # Streaming: the deltas make the same text; one finish_reason; usage last, when asked.
+
+def stream_checks(port, text):
+    """The deltas make the whole response's text; one finish_reason; usage last, when asked."""
+    client = sdk(port)
+    c = greedy(client)
     chunks = list(client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=16, temperature=0,
                                             stream=True, stream_options={"include_usage": True}))
     with_choices = [ch for ch in chunks if ch.choices]
@@ -241,7 +256,10 @@ def completions_checks(port, metrics_port, target):
                                            stream=True))
     check(all(ch.usage is None for ch in plain) and plain and plain[-1].choices, "no usage chunk unless asked")
 
-    # Stop strings: the text before the first one, finish_reason stop, as gRPC stops.
+
+def stop_checks(port, target, text):
+    """Stop strings: the text before the first one, finish_reason stop, as gRPC stops."""
+    client = sdk(port)
     stop = pick_stop(text)
     check(stop is not None, f"a stop string from {text!r}")
     if stop is not None:
@@ -257,7 +275,10 @@ def completions_checks(port, metrics_port, target):
         g_text, g_finish, _ = grpc_generate(target, text=PROMPT, max_new_tokens=16, temperature=0, stop=[stop])
         check(g_text == expected and g_finish == "stop", f"gRPC stop {stop!r}: {g_text!r} {g_finish}")
 
-    # Logprobs: one per token, the chosen one's equal to gRPC's and (greedy) the top one's.
+
+def logprob_checks(port, target):
+    """One per token, the chosen one's equal to gRPC's and (greedy) the top one's."""
+    client = sdk(port)
     lp = client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=8, temperature=0,
                                    logprobs=3).choices[0].logprobs
     reference = grpc_logprobs(target, PROMPT, 8, 3)
@@ -274,7 +295,10 @@ def completions_checks(port, metrics_port, target):
         model="demo-model", prompt=PROMPT, max_tokens=8, temperature=0, logprobs=2, stream=True) if ch.choices]
     check(sum(len(x.tokens) for x in streamed_lp if x is not None) == 8, "streamed logprobs: one per token")
 
-    # The prefix cache: the same long prompt again reuses its blocks, and says so.
+
+def prefix_cache_checks(port):
+    """The same long prompt again reuses its blocks, and usage says so."""
+    client = sdk(port)
     long_prompt = "Cached. " + DOCUMENT * 40
     first = client.completions.create(model="demo-model", prompt=long_prompt, max_tokens=2, temperature=0)
     second = client.completions.create(model="demo-model", prompt=long_prompt, max_tokens=2, temperature=0)
@@ -282,13 +306,18 @@ def completions_checks(port, metrics_port, target):
           and 0 < second.usage.prompt_tokens_details.cached_tokens < second.usage.prompt_tokens,
           f"cached_tokens {first.usage.prompt_tokens_details} then {second.usage.prompt_tokens_details}")
 
-    # The demo model has no chat template: chat is refused, clearly.
+
+def no_template_checks(port):
+    """The demo model has no chat template: chat is refused, clearly."""
+    client = sdk(port)
     e = status_error(lambda: client.chat.completions.create(
         model="demo-model", messages=[{"role": "user", "content": "Hi"}], max_tokens=2))
     check(e is not None and e.status_code == 400 and "template" in str(e.message),
           f"chat without a template: {e and (e.status_code, e.body)}")
 
-    # Two requests on one keep-alive connection, and a chunked request body.
+
+def keepalive_checks(port, text):
+    """Two requests on one keep-alive connection, and a chunked request body."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG)
     body = json.dumps({"model": "demo-model", "prompt": PROMPT, "max_tokens": 16, "temperature": 0}).encode()
     texts = []
@@ -302,7 +331,6 @@ def completions_checks(port, metrics_port, target):
     texts.append(json.loads(r.read())["choices"][0]["text"] if r.status == 200 else r.status)
     conn.close()
     check(texts == [text] * 3, f"keep-alive and chunked requests: {texts}")
-    return text
 
 
 def sse_framing_checks(port, path, body, what):
@@ -451,85 +479,109 @@ def concurrency_checks(port, metrics_port, target):
         check(False, str(e))
 
 
+CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
+
+
+def chat_greedy(client, **body):
+    return client.chat.completions.create(model="chat-model", messages=CHAT, max_tokens=12, temperature=0, **body)
+
+
+def chat_greedy_checks(port, target):
+    """A chat completion, greedy, and the same through gRPC; returns the content."""
+    client = sdk(port)
+    check([m.id for m in client.models.list().data] == ["chat-model"], "--served-model-name names the model")
+    with Client(target) as g:
+        ids, _ = g.tokenize_chat(CHAT)
+    c = chat_greedy(client)
+    content = c.choices[0].message.content
+    check(c.object == "chat.completion" and c.id.startswith("chatcmpl-") and c.model == "chat-model"
+          and len(c.choices) == 1 and c.choices[0].message.role == "assistant" and isinstance(content, str),
+          f"chat completion {c}")
+    check(c.usage.prompt_tokens == len(ids) and c.usage.completion_tokens <= 12
+          and c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
+          and c.choices[0].finish_reason == ("length" if c.usage.completion_tokens == 12 else "stop")
+          and c.usage.prompt_tokens_details is not None, f"chat usage {c.usage} {c.choices[0].finish_reason}")
+    g_text, g_finish, g_usage = grpc_generate(target, chat=CHAT, max_new_tokens=12, temperature=0)
+    check(g_text == content and FINISH.get(g_finish) == c.choices[0].finish_reason
+          and (g_usage.prompt_tokens, g_usage.completion_tokens) == (c.usage.prompt_tokens, c.usage.completion_tokens),
+          f"chat as gRPC: {content!r} {c.usage} vs {g_text!r} {g_usage}")
+    e = status_error(lambda: client.chat.completions.create(model="demo-model", messages=CHAT))
+    check(e is not None and e.status_code == 404 and e.param == "model", "the default name is not served here")
+    return content
+
+
+def chat_request_checks(port, target, content):
+    """Seeds, content parts, max_completion_tokens and stop strings in chat."""
+    client = sdk(port)
+    seeded = [client.chat.completions.create(model="chat-model", messages=CHAT, max_tokens=12, seed=3,
+                                             temperature=1).choices[0].message.content for _ in range(2)]
+    g_seeded, _, _ = grpc_generate(target, chat=CHAT, max_new_tokens=12, seed=3, temperature=1)
+    check(seeded[0] == seeded[1] == g_seeded, f"chat seed 3: {seeded} gRPC {g_seeded!r}")
+    parts = client.chat.completions.create(
+        model="chat-model", max_tokens=12, temperature=0,
+        messages=[CHAT[0], {"role": "user", "content": [{"type": "text", "text": "Hello"}]}])
+    check(parts.choices[0].message.content == content, "a content of one text part is that text")
+    newer = client.chat.completions.create(model="chat-model", messages=CHAT, max_completion_tokens=12, temperature=0)
+    check(newer.choices[0].message.content == content, "max_completion_tokens as max_tokens")
+    stop = pick_stop(content)
+    check(stop is not None, f"a stop string from {content!r}")
+    if stop is not None:
+        s = chat_greedy(client, stop=stop)
+        check(s.choices[0].message.content == content[:content.find(stop)] and s.choices[0].finish_reason == "stop",
+              f"chat stop {stop!r}: {s.choices[0].message.content!r}")
+
+
+def chat_stream_checks(port, content):
+    """The role first, the deltas make the content, one finish_reason, usage last."""
+    client = sdk(port)
+    c = chat_greedy(client)
+    chunks = list(chat_greedy(client, stream=True, stream_options={"include_usage": True}))
+    with_choices = [ch for ch in chunks if ch.choices]
+    check(with_choices and with_choices[0].choices[0].delta.role == "assistant", "the first chunk's role")
+    check("".join(ch.choices[0].delta.content or "" for ch in with_choices) == content,
+          "streamed chat content is the whole response's")
+    finishes = [ch.choices[0].finish_reason for ch in with_choices if ch.choices[0].finish_reason]
+    check(finishes == [c.choices[0].finish_reason] and with_choices[-1].choices[0].finish_reason,
+          f"chat stream finish reasons {finishes}")
+    check(chunks[-1].choices == [] and chunks[-1].usage is not None
+          and chunks[-1].usage.completion_tokens == c.usage.completion_tokens
+          and chunks[-1].usage.prompt_tokens == c.usage.prompt_tokens, f"chat usage chunk {chunks[-1]}")
+    check(all(ch.object == "chat.completion.chunk" for ch in chunks) and len({ch.id for ch in chunks}) == 1,
+          "chat chunks: one id, object chat.completion.chunk")
+    parsed = sse_framing_checks(port, "/v1/chat/completions", {
+        "model": "chat-model", "messages": CHAT, "max_tokens": 12, "temperature": 0, "stream": True,
+        "stream_options": {"include_usage": True}}, "chat SSE")
+    check(parsed and parsed[0]["choices"][0]["delta"].get("role") == "assistant"
+          and "".join(p["choices"][0]["delta"].get("content") or "" for p in parsed if p["choices"]) == content,
+          "chat SSE: role first, the same content")
+
+
+def chat_logprob_checks(port):
+    """One entry per token; (greedy) the chosen one is the top one."""
+    client = sdk(port)
+    lp = client.chat.completions.create(model="chat-model", messages=CHAT, max_tokens=6, temperature=0,
+                                        logprobs=True, top_logprobs=2)
+    entries = (lp.choices[0].logprobs.content or []) if lp.choices[0].logprobs else []
+    check(len(entries) == lp.usage.completion_tokens and all(
+        isinstance(e.token, str) and e.logprob <= 0 and isinstance(e.bytes, list) and len(e.top_logprobs) == 2
+        and abs(e.top_logprobs[0].logprob - e.logprob) < 1e-4 for e in entries), f"chat logprobs {entries}")
+    streamed = [ch.choices[0].logprobs for ch in client.chat.completions.create(
+        model="chat-model", messages=CHAT, max_tokens=6, temperature=0, logprobs=True, stream=True)
+        if ch.choices and ch.choices[0].logprobs]
+    check(sum(len(x.content or []) for x in streamed) == lp.usage.completion_tokens, "streamed chat logprobs")
+
+
 def chat_checks(bin_dir, work):
     model = test_support.chat_model(bin_dir, work, "chat-dir")
-    server, grpc_port, metrics_port = test_support.start_server(
+    server, grpc_port, _ = test_support.start_server(
         bin_dir, "--model", model, "--served-model-name", "chat-model", "--kv-capacity", "8192")
     try:
         port, target = server.http_port, f"127.0.0.1:{grpc_port}"
-        client = sdk(port)
-        check([m.id for m in client.models.list().data] == ["chat-model"], "--served-model-name names the model")
-        messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]
-        with Client(target) as g:
-            ids, _ = g.tokenize_chat(messages)
-        c = client.chat.completions.create(model="chat-model", messages=messages, max_tokens=12, temperature=0)
-        content = c.choices[0].message.content
-        check(c.object == "chat.completion" and c.id.startswith("chatcmpl-") and c.model == "chat-model"
-              and len(c.choices) == 1 and c.choices[0].message.role == "assistant" and isinstance(content, str),
-              f"chat completion {c}")
-        check(c.usage.prompt_tokens == len(ids) and c.usage.completion_tokens <= 12
-              and c.usage.total_tokens == c.usage.prompt_tokens + c.usage.completion_tokens
-              and c.choices[0].finish_reason == ("length" if c.usage.completion_tokens == 12 else "stop")
-              and c.usage.prompt_tokens_details is not None, f"chat usage {c.usage} {c.choices[0].finish_reason}")
-        g_text, g_finish, g_usage = grpc_generate(target, chat=messages, max_new_tokens=12, temperature=0)
-        check(g_text == content and FINISH.get(g_finish) == c.choices[0].finish_reason
-              and (g_usage.prompt_tokens, g_usage.completion_tokens) == (c.usage.prompt_tokens, c.usage.completion_tokens),
-              f"chat as gRPC: {content!r} {c.usage} vs {g_text!r} {g_usage}")
-        seeded = [client.chat.completions.create(model="chat-model", messages=messages, max_tokens=12, seed=3,
-                                                 temperature=1).choices[0].message.content for _ in range(2)]
-        g_seeded, _, _ = grpc_generate(target, chat=messages, max_new_tokens=12, seed=3, temperature=1)
-        check(seeded[0] == seeded[1] == g_seeded, f"chat seed 3: {seeded} gRPC {g_seeded!r}")
-        parts = client.chat.completions.create(
-            model="chat-model", max_tokens=12, temperature=0,
-            messages=[messages[0], {"role": "user", "content": [{"type": "text", "text": "Hello"}]}])
-        check(parts.choices[0].message.content == content, "a content of one text part is that text")
-        newer = client.chat.completions.create(model="chat-model", messages=messages, max_completion_tokens=12,
-                                               temperature=0)
-        check(newer.choices[0].message.content == content, "max_completion_tokens as max_tokens")
-
-        chunks = list(client.chat.completions.create(model="chat-model", messages=messages, max_tokens=12,
-                                                     temperature=0, stream=True,
-                                                     stream_options={"include_usage": True}))
-        with_choices = [ch for ch in chunks if ch.choices]
-        check(with_choices and with_choices[0].choices[0].delta.role == "assistant", "the first chunk's role")
-        check("".join(ch.choices[0].delta.content or "" for ch in with_choices) == content,
-              "streamed chat content is the whole response's")
-        finishes = [ch.choices[0].finish_reason for ch in with_choices if ch.choices[0].finish_reason]
-        check(finishes == [c.choices[0].finish_reason] and with_choices[-1].choices[0].finish_reason,
-              f"chat stream finish reasons {finishes}")
-        check(chunks[-1].choices == [] and chunks[-1].usage is not None
-              and chunks[-1].usage.completion_tokens == c.usage.completion_tokens
-              and chunks[-1].usage.prompt_tokens == c.usage.prompt_tokens, f"chat usage chunk {chunks[-1]}")
-        check(all(ch.object == "chat.completion.chunk" for ch in chunks) and len({ch.id for ch in chunks}) == 1,
-              "chat chunks: one id, object chat.completion.chunk")
-
-        stop = pick_stop(content)
-        check(stop is not None, f"a stop string from {content!r}")
-        if stop is not None:
-            s = client.chat.completions.create(model="chat-model", messages=messages, max_tokens=12,
-                                               temperature=0, stop=stop)
-            check(s.choices[0].message.content == content[:content.find(stop)] and s.choices[0].finish_reason == "stop",
-                  f"chat stop {stop!r}: {s.choices[0].message.content!r}")
-
-        lp = client.chat.completions.create(model="chat-model", messages=messages, max_tokens=6, temperature=0,
-                                            logprobs=True, top_logprobs=2)
-        entries = (lp.choices[0].logprobs.content or []) if lp.choices[0].logprobs else []
-        check(len(entries) == lp.usage.completion_tokens and all(
-            isinstance(e.token, str) and e.logprob <= 0 and isinstance(e.bytes, list) and len(e.top_logprobs) == 2
-            and abs(e.top_logprobs[0].logprob - e.logprob) < 1e-4 for e in entries), f"chat logprobs {entries}")
-        streamed = [ch.choices[0].logprobs for ch in client.chat.completions.create(
-            model="chat-model", messages=messages, max_tokens=6, temperature=0, logprobs=True, stream=True)
-            if ch.choices and ch.choices[0].logprobs]
-        check(sum(len(x.content or []) for x in streamed) == lp.usage.completion_tokens, "streamed chat logprobs")
-
-        parsed = sse_framing_checks(port, "/v1/chat/completions", {
-            "model": "chat-model", "messages": messages, "max_tokens": 12, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}, "chat SSE")
-        check(parsed and parsed[0]["choices"][0]["delta"].get("role") == "assistant"
-              and "".join(p["choices"][0]["delta"].get("content") or "" for p in parsed if p["choices"]) == content,
-              "chat SSE: role first, the same content")
-        e = status_error(lambda: client.chat.completions.create(model="demo-model", messages=messages))
-        check(e is not None and e.status_code == 404 and e.param == "model", "the default name is not served here")
+        content = section("chat", chat_greedy_checks, port, target)
+        if content is not None:
+            section("chat requests", chat_request_checks, port, target, content)
+            section("chat streams", chat_stream_checks, port, content)
+        section("chat logprobs", chat_logprob_checks, port)
     finally:
         server.terminate()
         check(server.wait(timeout=HANG) == 0, "chat server exit code after SIGTERM")
@@ -548,24 +600,26 @@ def api_key_checks(bin_dir, work):
             check(c.usage.completion_tokens >= 1, f"the key {key} is accepted")
         check([m.id for m in sdk(port, "first-key").models.list().data] == ["demo-model"], "models with a key")
         e = status_error(lambda: sdk(port, "wrong-key").completions.create(**body))
-        check(isinstance(e, openai.AuthenticationError) and e.status_code == 401 and e.type == "authentication_error",
-              f"a wrong key: {e and (e.status_code, e.body)}")
+        # As api.openai.com answers a bad key: type invalid_request_error, code invalid_api_key.
+        check(isinstance(e, openai.AuthenticationError) and e.status_code == 401 and e.type == "invalid_request_error"
+              and e.code == "invalid_api_key", f"a wrong key: {e and (e.status_code, e.body)}")
         e = status_error(lambda: sdk(port, "wrong-key").models.list())
         check(e is not None and e.status_code == 401, "/v1/models needs the key")
         status, _, raw = http_request(port, "POST", "/v1/completions", body)
         error = json.loads(raw).get("error", {}) if raw.startswith(b"{") else {}
-        check(status == 401 and error.get("type") == "authentication_error" and error.get("message"),
+        check(status == 401 and error.get("code") == "invalid_api_key" and error.get("message"),
               f"no key: {status} {raw[:200]}")
         for path in ("/health", "/ready"):
             status, _, _ = http_request(port, "GET", path)
             check(status == 200, f"{path} without a key: {status}")
         # Refused from the head alone: a huge body announced, none sent, and the 401 arrives.
-        with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
-            s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                      b"Authorization: Bearer wrong-key\r\nContent-Length: 314572800\r\n\r\n")
-            status, _, raw, closed = test_support.read_response(s)
-        check(status == 401 and b'"authentication_error"' in raw and closed,
-              f"a wrong key with a body announced: {status} {raw[:200]!r}, closed after: {closed}")
+        for what, key_header in (("a wrong key", b"Authorization: Bearer wrong-key\r\n"), ("no key", b"")):
+            with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+                s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+                          key_header + b"Content-Length: 314572800\r\n\r\n")
+                status, _, raw, closed = test_support.read_response(s)
+            check(status == 401 and b'"invalid_api_key"' in raw and closed,
+                  f"{what} with a body announced: {status} {raw[:200]!r}, closed after: {closed}")
     finally:
         server.terminate()
         check(server.wait(timeout=HANG) == 0, "keyed server exit code after SIGTERM")
@@ -575,7 +629,7 @@ def queue_and_drain_checks(bin_dir):
     """--max-running 1 --max-queue 1: one request runs, one waits, the next is refused (429); then
     SIGTERM: /ready and new requests 503, /health 200, and the waiting stream still completes."""
     server, grpc_port, metrics_port = test_support.start_server(
-        bin_dir, "--max-running", "1", "--max-queue", "1", "--kv-capacity", "32768")
+        bin_dir, "--max-running", "1", "--max-queue", "1", "--kv-capacity", "32768", "--drain-seconds", "300")
     try:
         port = server.http_port
         client = sdk(port)
@@ -632,11 +686,20 @@ def completions_sse_checks(port, greedy_text):
     check("".join(p["choices"][0]["text"] for p in parsed if p["choices"]) == greedy_text, "SSE text as the SDK's")
 
 
+# --max-queue 128: the 64 concurrent requests never meet the queue's limit.
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768",
-                                                            "--prefill-block", "64")
+                                                            "--prefill-block", "64", "--max-queue", "128")
 try:
     port, target = server.http_port, f"127.0.0.1:{grpc_port}"
-    greedy_text = section("completions", completions_checks, port, metrics_port, target)
+    section("health and models", models_checks, port, target)
+    greedy_text = section("greedy completions", greedy_checks, port, target)
+    section("seeds", seed_checks, port, target)
+    section("streamed completions", stream_checks, port, greedy_text)
+    section("stop strings", stop_checks, port, target, greedy_text)
+    section("logprobs", logprob_checks, port, target)
+    section("prefix cache", prefix_cache_checks, port)
+    section("chat without a template", no_template_checks, port)
+    section("keep-alive and chunked requests", keepalive_checks, port, greedy_text)
     section("completions SSE", completions_sse_checks, port, greedy_text)
     section("prefill progress", prefill_progress_checks, port)
     section("disconnects", disconnect_checks, port, metrics_port)
@@ -647,7 +710,7 @@ finally:
     check(server.wait(timeout=HANG) == 0, "bptserve exit code after SIGTERM")
 
 with tempfile.TemporaryDirectory() as work:
-    section("chat", chat_checks, BIN_DIR, work)
+    section("chat server", chat_checks, BIN_DIR, work)
     section("API keys", api_key_checks, BIN_DIR, work)
 section("queue and drain", queue_and_drain_checks, BIN_DIR)
 
