@@ -109,6 +109,16 @@ def sdk_error_checks(port):
         ("chat: no messages", lambda: chat(messages=[]), openai.BadRequestError, 400, "messages"),
         ("chat: role 5", lambda: chat(messages=[{"role": 5, "content": "x"}]), openai.BadRequestError, 400,
          "messages[0].role"),
+        ("prompt of two prompts", lambda: completions(prompt=["a", "b"]), openai.BadRequestError, 400, "prompt"),
+        ("token id out of the vocabulary", lambda: completions(prompt=[5, 999999]), openai.BadRequestError, 400,
+         "prompt[1]"),
+        ("empty prompt", lambda: completions(prompt=""), openai.BadRequestError, 400, "prompt"),
+        ("17 stop strings", lambda: completions(stop=["a"] * 17), openai.BadRequestError, 400, "stop"),
+        ("stream_options without stream", lambda: completions(stream_options={"include_usage": True}),
+         openai.BadRequestError, 400, "stream_options"),
+        ("chat: top_logprobs without logprobs", lambda: chat(top_logprobs=2), openai.BadRequestError, 400,
+         "top_logprobs"),
+        ("chat: no role", lambda: chat(messages=[{"content": "x"}]), openai.BadRequestError, 400, "messages[0].role"),
         ("prompt over the limit", lambda: completions(prompt=long_prompt), openai.BadRequestError, 400, "prompt"),
         ("chat: messages over the limit", lambda: chat(messages=[{"role": "user", "content": long_prompt}]),
          openai.BadRequestError, 400, "messages"),
@@ -178,6 +188,36 @@ def raw_body_checks(port):
     check(status == 404 and not error_shape_problem(raw), f"an unknown route: {status} {raw[:200]!r}")
     status, _, raw = http_request(port, "GET", "/v1/completions")
     check(status in (404, 405) and not error_shape_problem(raw), f"GET /v1/completions: {status} {raw[:200]!r}")
+
+
+def malformed_http_checks(port):
+    """The transport's own refusals have the API's error shape, and close the connection."""
+    cases = [
+        ("a malformed request line", b"GARBAGE\r\n\r\n", 400),
+        ("a head over 16 KiB", b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n", 431),
+        ("a bad Content-Length", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", 400),
+        ("a bad chunk", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        b"zz\r\nabc\r\n0\r\n\r\n", 400),
+        ("Content-Length and chunked", b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                                       b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ]
+    for what, data, expected in cases:
+        with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+            s.sendall(data)
+            status, _, raw, closed = read_response(s, HANG)
+        check(status == expected and not error_shape_problem(raw) and closed,
+              f"{what}: {status} (expected {expected}) {error_shape_problem(raw)} {raw[:200]!r}, closed: {closed}")
+    # Expect: 100-continue (curl sends it for bodies over 1 MiB): the interim reply, then the answer.
+    body = json.dumps({"model": MODEL, "prompt": PROMPT, "max_tokens": 2}).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+        f = s.makefile("rb")
+        interim = [f.readline(), f.readline()]
+        s.sendall(body)
+        final = f.readline()
+    check(interim == [b"HTTP/1.1 100 Continue\r\n", b"\r\n"] and final.startswith(b"HTTP/1.1 200"),
+          f"Expect: 100-continue: {interim} then {final!r}")
 
 
 def huge_body_checks(port):
@@ -254,6 +294,7 @@ with tempfile.TemporaryDirectory() as work:
         slow = slowloris_open(port, 16)
         section("SDK errors", sdk_error_checks, port)
         section("raw bodies", raw_body_checks, port)
+        section("malformed HTTP", malformed_http_checks, port)
         section("huge bodies", huge_body_checks, port)
         section("slowloris", slowloris_checks, port, slow)
     finally:

@@ -331,6 +331,44 @@ def keepalive_checks(port, text):
     texts.append(json.loads(r.read())["choices"][0]["text"] if r.status == 200 else r.status)
     conn.close()
     check(texts == [text] * 3, f"keep-alive and chunked requests: {texts}")
+    # Pipelined: two requests in one write, two responses in order.
+    request = (b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    with socket.create_connection(("127.0.0.1", port), timeout=HANG) as s:
+        s.sendall(request + request)
+        f = s.makefile("rb")
+        pipelined = []
+        for _ in range(2):
+            status = f.readline().split(b" ")[1]
+            length = 0
+            while (line := f.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            pipelined.append(json.loads(f.read(length))["choices"][0]["text"] if status == b"200" else status)
+    check(pipelined == [text] * 2, f"pipelined requests: {pipelined}")
+
+
+def accepted_fields_checks(port, target):
+    """null is unset; user is accepted; a prompt of any script, escaped or not, is what gRPC reads."""
+    client = sdk(port)
+    c = client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=4, user="someone",
+                                  extra_body={"temperature": None, "top_p": None, "stop": None, "seed": None})
+    check(c.usage.completion_tokens >= 1, "null fields and user")
+    unicode_prompt = "Ünïcödé: 日本語のテキスト, العربية, emoji 👩‍👩‍👧‍👦 and \t tabs \"quoted\""
+    g_text, _, g_usage = grpc_generate(target, text=unicode_prompt, max_new_tokens=8, temperature=0)
+    escaped = client.completions.create(model="demo-model", prompt=unicode_prompt, max_tokens=8, temperature=0)
+    body = json.dumps({"model": "demo-model", "prompt": unicode_prompt, "max_tokens": 8, "temperature": 0},
+                      ensure_ascii=False).encode()
+    status, _, raw = http_request(port, "POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    try:
+        plain = json.loads(raw.decode("utf-8"))
+    except ValueError:
+        plain = {}
+    check(escaped.choices[0].text == g_text and escaped.usage.prompt_tokens == g_usage.prompt_tokens,
+          f"a \\u-escaped prompt: {escaped.choices[0].text!r} {escaped.usage} vs gRPC {g_text!r} {g_usage}")
+    check(status == 200 and plain.get("choices", [{}])[0].get("text") == g_text
+          and plain.get("usage", {}).get("prompt_tokens") == g_usage.prompt_tokens,
+          f"a UTF-8 prompt: {status} {raw[:300]!r} vs gRPC {g_text!r}")
 
 
 def sse_framing_checks(port, path, body, what):
@@ -340,7 +378,11 @@ def sse_framing_checks(port, path, body, what):
                               "-d", json.dumps(body), f"http://127.0.0.1:{port}{path}"],
                              capture_output=True, timeout=HANG)
         headers = open(head.name, "rb").read().decode("latin-1")
-    raw = out.stdout.decode("utf-8", "replace")
+    try:
+        raw = out.stdout.decode("utf-8")
+    except UnicodeDecodeError as e:
+        check(False, f"{what}: the stream is not UTF-8: {e}")
+        raw = out.stdout.decode("utf-8", "replace")
     check(out.returncode == 0 and headers.startswith("HTTP/1.1 200"), f"{what}: curl {out.returncode} {headers!r}")
     check(re.search(r"(?im)^content-type: text/event-stream", headers) is not None, f"{what}: headers {headers!r}")
     check(raw.endswith("\n\ndata: [DONE]\n\n") and "\r" not in raw, f"{what}: ends {raw[-80:]!r}")
@@ -398,6 +440,13 @@ def disconnect_checks(port, metrics_port):
           f"long prefill: a progress comment before any data: {response.status} {first}")
     disconnect(sock)
     wait_cancelled(metrics_port, before + 2, "a client gone mid-prefill")
+    # Not streaming: nothing was sent when the client goes; the server sees it anyway.
+    _, sock = open_stream(port, "/v1/completions", {"model": "demo-model", "prompt": "Hello", "max_tokens": 20000,
+                                                    "temperature": 0})
+    wait_for(lambda: metric(scrape(metrics_port), "bptserve_num_requests_running") == 1, HANG,
+             "the request to run")
+    disconnect(sock)
+    wait_cancelled(metrics_port, before + 3, "a client gone while its whole response is generated")
 
 
 def http_metrics_checks(port, metrics_port):
@@ -638,11 +687,22 @@ def queue_and_drain_checks(bin_dir):
         response = running.getresponse()
         first = next((v for k, v in sse_events(response) if k == "data"), None)
         check(response.status == 200 and first not in (None, "[DONE]"), "the running request streams")
+        # A client gone while its request waits: cancelled, and the queue empties.
+        waiting_metric = lambda: metric(scrape(metrics_port), "bptserve_num_requests_waiting")  # noqa: E731
+        _, gone_sock = open_stream(port, "/v1/completions", {"model": "demo-model", "prompt": PROMPT,
+                                                             "max_tokens": 8, "stream": True})
+        wait_for(lambda: waiting_metric() == 1, HANG, "a request to wait")
+        disconnect(gone_sock)
+        try:
+            wait_for(lambda: waiting_metric() == 0 and metric(
+                scrape(metrics_port), "bptserve_request_errors_total", code="CANCELLED") == 1, HANG,
+                "the waiting request's client gone")
+        except RuntimeError as e:
+            check(False, f"{e}: waiting {waiting_metric()}")
         waiting, _ = open_stream(port, "/v1/completions", {
             "model": "demo-model", "prompt": PROMPT, "max_tokens": 8, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}})
-        wait_for(lambda: metric(scrape(metrics_port), "bptserve_num_requests_waiting") == 1, HANG,
-                 "the second request to wait")
+        wait_for(lambda: waiting_metric() == 1, HANG, "the second request to wait")
         for stream in (False, True):
             e = status_error(lambda: client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=2,
                                                                stream=stream))
@@ -699,7 +759,8 @@ try:
     section("logprobs", logprob_checks, port, target)
     section("prefix cache", prefix_cache_checks, port)
     section("chat without a template", no_template_checks, port)
-    section("keep-alive and chunked requests", keepalive_checks, port, greedy_text)
+    section("keep-alive, chunked and pipelined requests", keepalive_checks, port, greedy_text)
+    section("accepted fields", accepted_fields_checks, port, target)
     section("completions SSE", completions_sse_checks, port, greedy_text)
     section("prefill progress", prefill_progress_checks, port)
     section("disconnects", disconnect_checks, port, metrics_port)
