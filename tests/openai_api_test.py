@@ -2,8 +2,9 @@
 """The OpenAI-compatible HTTP API of a live bptserve, through the official `openai` SDK, curl and
 plain HTTP: models, completions and chat (streaming or not), usage, stop strings, seeds, logprobs,
 the SSE framing, the same answers as the gRPC API, prefill progress comments, clients that
-disconnect mid-stream and mid-prefill, 32 HTTP and 32 gRPC clients at once, the HTTP metrics, API
-keys, a full queue (429) and a drain (503). Bad input is openai_api_bad_input_test.py's.
+disconnect (mid-stream, mid-prefill, while queued, before a whole response), 32 HTTP and 32 gRPC
+clients at once, the HTTP metrics, API keys, a full queue (429), a drain (503; streams in flight
+finish, or end with an error event when its time is up). Bad input is openai_api_bad_input_test.py's.
 
 Waits are for events (a metric, a line, a status) with only a hang's bound; nothing is timed.
 
@@ -747,6 +748,30 @@ def completions_sse_checks(port, greedy_text):
 
 
 # --max-queue 128: the 64 concurrent requests never meet the queue's limit.
+def drain_deadline_checks(bin_dir):
+    """A stream still running when the drain's time is up (--drain-seconds 1, against a generation
+    of minutes) ends with an error event and [DONE], and the server exits 0."""
+    server, _, _ = test_support.start_server(bin_dir, "--kv-capacity", "32768", "--drain-seconds", "1")
+    try:
+        conn, _ = open_stream(server.http_port, "/v1/completions", {
+            "model": "demo-model", "prompt": "Hello", "max_tokens": 20000, "temperature": 0, "stream": True})
+        response = conn.getresponse()
+        events = sse_events(response)
+        first = next((e for e in events if e[0] == "data"), None)
+        check(response.status == 200 and first is not None, f"the long stream: {response.status} {first}")
+        server.send_signal(signal.SIGTERM)
+        rest = [first] + list(events)
+        error = json.loads(rest[-2][1]).get("error", {}) if len(rest) >= 2 and rest[-2][0] == "data" else {}
+        check(not framing_problems(rest) and error.get("type") == "server_error" and error.get("message"),
+              f"a stream cut by the drain's end: {framing_problems(rest)} {rest[-2:]}")
+        code = server.wait(timeout=HANG)
+        check(code == 0, f"exit code after the drain's time: {code}")
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+
+
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768",
                                                             "--prefill-block", "64", "--max-queue", "128")
 try:
@@ -774,5 +799,6 @@ with tempfile.TemporaryDirectory() as work:
     section("chat server", chat_checks, BIN_DIR, work)
     section("API keys", api_key_checks, BIN_DIR, work)
 section("queue and drain", queue_and_drain_checks, BIN_DIR)
+section("drain deadline", drain_deadline_checks, BIN_DIR)
 
 sys.exit(check.finish())
