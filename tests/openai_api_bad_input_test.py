@@ -156,7 +156,8 @@ def raw_body_checks(port):
         def valid(text):
             if path == "/v1/completions":
                 return b'{"model": "chat-demo", "prompt": "' + text + b'", "max_tokens": 2}'
-            return b'{"model": "chat-demo", "messages": [{"role": "user", "content": "' + text + b'"}], "max_tokens": 2}'
+            return (b'{"model": "chat-demo", "messages": [{"role": "user", "content": "' + text
+                    + b'"}], "max_tokens": 2}')
         good = valid(b"Hello")
         status, _, raw = http_request(port, "POST", path, good, {"Content-Type": "application/json"})
         check(status == 200, f"{path} the valid body: {status} {raw[:200]!r}")
@@ -254,7 +255,8 @@ def huge_body_checks(port):
             pass
         status, _, raw, closed = read_response(s, HANG)
     check(status == 413 and not error_shape_problem(raw) and closed,
-          f"a chunked body of {sent >> 20} MiB sent: {status} {error_shape_problem(raw)} {raw[:200]!r}, closed: {closed}")
+          f"a chunked body of {sent >> 20} MiB sent: {status} {error_shape_problem(raw)} {raw[:200]!r}, "
+          f"closed: {closed}")
     check(sent < HUGE, "the server refused the chunked body before 300 MiB")
     # The server still serves.
     status, _, _ = http_request(port, "POST", "/v1/completions", {"model": MODEL, "prompt": PROMPT, "max_tokens": 2})

@@ -3,7 +3,7 @@
 plain HTTP: models, completions and chat (streaming or not), usage, stop strings, seeds, logprobs,
 the SSE framing, the same answers as the gRPC API, prefill progress comments, clients that
 disconnect (mid-stream, mid-prefill, while queued, before a whole response), 32 HTTP and 32 gRPC
-clients at once, the HTTP metrics, API keys, a full queue (429), a drain (503; streams in flight
+clients at once, the HTTP metrics, API keys, TLS and mTLS, a full queue (429), a drain (503; streams in flight
 finish, or end with an error event when its time is up). Bad input is openai_api_bad_input_test.py's.
 
 Waits are for events (a metric, a line, a status) with only a hang's bound; nothing is timed.
@@ -16,6 +16,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -469,7 +470,8 @@ def http_metrics_checks(port, metrics_port):
         check(got == (2, 1, 2), f"http_requests_total 200 +{got[0]}, 400 +{got[1]}; request_success_total +{got[2]}")
     except RuntimeError as e:
         s = scrape(metrics_port)
-        check(False, f"{e}: {[(k, v) for k, v in s.items() if k[0] in ('bptserve_http_requests_total', 'bptserve_request_success_total')]}")
+        counters = ("bptserve_http_requests_total", "bptserve_request_success_total")
+        check(False, f"{e}: {[(k, v) for k, v in s.items() if k[0] in counters]}")
 
 
 def concurrency_checks(port, metrics_port, target):
@@ -675,6 +677,49 @@ def api_key_checks(bin_dir, work):
         check(server.wait(timeout=HANG) == 0, "keyed server exit code after SIGTERM")
 
 
+def tls_checks(bin_dir, work):
+    """--tls-cert/--tls-key serve the HTTP API over TLS too; with --tls-client-ca only clients with
+    a certificate from that CA (here the same self-signed one) are served."""
+    cert, key = os.path.join(work, "cert.pem"), os.path.join(work, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True)
+    body = {"model": "demo-model", "prompt": PROMPT, "max_tokens": 16, "temperature": 0}
+    for mutual in (False, True):
+        flags = ["--tls-cert", cert, "--tls-key", key] + (["--tls-client-ca", cert] if mutual else [])
+        server, _, _ = test_support.start_server(bin_dir, "--kv-capacity", "4096", *flags)
+        try:
+            port = server.http_port
+            context = ssl.create_default_context(cafile=cert)
+            if mutual:
+                context.load_cert_chain(cert, key)
+            client = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                                   timeout=HANG, http_client=openai.DefaultHttpxClient(verify=context))
+            text = client.completions.create(**body).choices[0].text
+            streamed = "".join(ch.choices[0].text for ch in client.completions.create(**body, stream=True)
+                               if ch.choices)
+            check(text == streamed != "", f"TLS (mutual: {mutual}): {text!r} streamed {streamed!r}")
+            client_cert = ["--cert", cert, "--key", key] if mutual else []
+            out = subprocess.run(["curl", "-N", "-s", "--cacert", cert, *client_cert,
+                                  "-H", "Content-Type: application/json", "-d", json.dumps({**body, "stream": True}),
+                                  f"https://127.0.0.1:{port}/v1/completions"], capture_output=True, timeout=HANG)
+            check(out.returncode == 0 and out.stdout.endswith(b"data: [DONE]\n\n"),
+                  f"curl over TLS (mutual: {mutual}): {out.returncode} {out.stdout[-80:]!r}")
+            check(status_of(port, "GET", "/health") != 200, "plain HTTP to the TLS port is not served")
+            if mutual:
+                anonymous = openai.OpenAI(base_url=f"https://127.0.0.1:{port}/v1", api_key="unused", max_retries=0,
+                                          timeout=HANG, http_client=openai.DefaultHttpxClient(
+                                              verify=ssl.create_default_context(cafile=cert)))
+                try:
+                    anonymous.completions.create(**body)
+                    check(False, "mTLS: a client without a certificate was served")
+                except openai.APIConnectionError:
+                    pass
+        finally:
+            server.terminate()
+            check(server.wait(timeout=HANG) == 0, f"TLS server (mutual: {mutual}) exit code after SIGTERM")
+
+
 def queue_and_drain_checks(bin_dir):
     """--max-running 1 --max-queue 1: one request runs, one waits, the next is refused (429); then
     SIGTERM: /ready and new requests 503, /health 200, and the waiting stream still completes."""
@@ -798,6 +843,7 @@ finally:
 with tempfile.TemporaryDirectory() as work:
     section("chat server", chat_checks, BIN_DIR, work)
     section("API keys", api_key_checks, BIN_DIR, work)
+    section("TLS", tls_checks, BIN_DIR, work)
 section("queue and drain", queue_and_drain_checks, BIN_DIR)
 section("drain deadline", drain_deadline_checks, BIN_DIR)
 
