@@ -104,15 +104,12 @@ def status_error(call):
     return None
 
 
-def open_stream(port, path, body, api_key=None):
-    """Sends a streaming request on a connection of its own; returns (connection, socket) before
-    reading the response, so the caller decides when (and whether) to read it."""
+def open_stream(port, path, body):
+    """Sends a request on a connection of its own; returns (connection, socket) before reading the
+    response, so the caller decides when (and whether) to read it."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=HANG)
     conn.connect()
-    headers = {"Content-Type": "application/json"}
-    if api_key:
-        headers["Authorization"] = f"Bearer {api_key}"
-    conn.request("POST", path, body=json.dumps(body).encode(), headers=headers)
+    conn.request("POST", path, body=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
     return conn, conn.sock
 
 
