@@ -270,6 +270,7 @@ class Session final : public Connection,
     parser_.reset();
     close_after_response_ = !keep_alive_;
     exchange_ = std::make_shared<ConnectionExchange>(this->shared_from_this());
+    ++context_.unsent_responses;
     // Bytes already here are a pipelined next request: the peer cannot be watched past them.
     if (buffer_.size() == 0) Watch();
     context_.handler->OnRequest(head_, std::move(body), exchange_);
@@ -384,7 +385,10 @@ class Session final : public Connection,
 
   void ResponseSent() {
     response_complete_ = false;
-    if (exchange_ != nullptr) std::exchange(exchange_, nullptr)->Finished();
+    if (exchange_ != nullptr) {
+      std::exchange(exchange_, nullptr)->Finished();
+      --context_.unsent_responses;
+    }
     if (close_after_response_) return Linger();
     phase_ = Phase::kIdle;
     if (buffer_.size() > 0) {
@@ -437,7 +441,10 @@ class Session final : public Connection,
     error_code ignored;
     Socket().close(ignored);
     context_.connections.Remove(this);
-    if (exchange_ != nullptr) std::exchange(exchange_, nullptr)->ConnectionLost();
+    if (exchange_ != nullptr) {
+      std::exchange(exchange_, nullptr)->ConnectionLost();
+      --context_.unsent_responses;
+    }
   }
 
   // One timer per direction; a generation number tells a wait that fired for a deadline since

@@ -95,6 +95,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
   int port() const;
   size_t open_connections() const;
+  // Requests handed to the Handler whose response is not yet sent whole (nor its client gone).
+  size_t unsent_responses() const;
 
  private:
   class Impl;
