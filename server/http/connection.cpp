@@ -177,6 +177,8 @@ class Session final : public Connection,
   tcp::socket& Socket() { return beast::get_lowest_layer(stream_).socket(); }
 
   void Begin() {
+    // The server may have stopped it between its registration and its start.
+    if (phase_ == Phase::kClosed) return;
     error_code ignored;
     // Each streamed chunk (an SSE event) must leave at once, not wait for more to coalesce.
     Socket().set_option(tcp::no_delay(true), ignored);
