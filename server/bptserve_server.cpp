@@ -155,6 +155,9 @@ void BptServer::Drain() {
     }
   }
   // Streams still open now belong to clients that stopped reading: a short grace, then cut.
+  const auto grace = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+  while (http_server_ && http_server_->unsent_responses() > 0 && std::chrono::steady_clock::now() < grace)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 }  // namespace bpt::server

@@ -76,6 +76,15 @@ def crd_errors(o):
     return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(o)]
 
 
+# The images build what the README builds: every library package of its build line (the Run
+# section's apt-get) is installed in each Dockerfile's build stage.
+readme_apt = next(line for line in open(os.path.join(REPO, "README.md")) if line.startswith("apt-get update"))
+build_packages = {p for p in readme_apt.split() if p.endswith("-dev")}
+for dockerfile in ("Dockerfile", "Dockerfile.cpu"):
+    text = open(os.path.join(DEPLOY, "docker", dockerfile)).read()
+    installed = set(re.findall(r"[\w.+-]+-dev\b", text.split("apt-get install", 1)[1].split("&&", 1)[0]))
+    check(build_packages <= installed, f"{dockerfile} lacks the README's build packages {sorted(build_packages - installed)}")
+
 # yamllint over everything in deploy/.
 r = run(["yamllint", "-c", os.path.join(DEPLOY, ".yamllint"), DEPLOY])
 check(r.returncode == 0, f"yamllint: {r.stdout}{r.stderr}")

@@ -669,6 +669,64 @@ TEST(HttpServer, ClientGoneBeforeTheResponseRunsOnClose) {
   EXPECT_EQ(handler.on_close_calls, 1);
 }
 
+TEST(HttpServer, ClientGoneWhileStreamingRunsOnClose) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  std::shared_ptr<Exchange> exchange;
+  {
+    Client client(server->port());
+    ASSERT_TRUE(client.Send("POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+    exchange = handler.NextHeld();
+    ASSERT_NE(exchange, nullptr);
+    exchange->StartStream(200, "text/event-stream");
+    exchange->Write("data: 1\n\n");
+    ASSERT_TRUE(client.ReadResponseHead());
+    ASSERT_TRUE(client.ReadChunk());
+  }
+  ASSERT_TRUE(handler.on_close.Wait());
+  EXPECT_TRUE(exchange->closed());
+  exchange->Write("data: 2\n\n");  // dropped
+  EXPECT_EQ(handler.on_close_calls, 1);
+}
+
+// A next request that arrives while a response is pending ends the watch for the peer going:
+// it waits, unparsed, and is answered after the pending response.
+TEST(HttpServer, RequestArrivingWhileAResponseIsPendingIsAnsweredAfterIt) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  auto exchange = handler.NextHeld();
+  ASSERT_NE(exchange, nullptr);
+  ASSERT_TRUE(client.Send(kGetEcho));
+  exchange->Respond({200, "text/plain", "held", {}});
+  auto held = client.ReadResponse();
+  ASSERT_TRUE(held);
+  EXPECT_EQ(held->body, "held");
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /echo ");
+  EXPECT_EQ(handler.on_close_calls, 0);
+}
+
+TEST(HttpServer, HeadRequestGetsTheHeadAlone) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("HEAD /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto head = client.ReadResponseHead();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->Header("content-length"), std::to_string(std::string("HEAD /echo ").size()));
+  ASSERT_TRUE(client.Send(kGetEcho));  // had a body been sent, this would read it instead
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /echo ");
+}
+
 // The engine worker may still hold exchanges when the server goes: they are closed (OnClose
 // runs) and their later calls, from another thread, do nothing.
 TEST(HttpServer, DestructionClosesOpenExchanges) {

@@ -177,6 +177,8 @@ class Session final : public Connection,
   tcp::socket& Socket() { return beast::get_lowest_layer(stream_).socket(); }
 
   void Begin() {
+    // The server may have stopped it between its registration and its start.
+    if (phase_ == Phase::kClosed) return;
     error_code ignored;
     // Each streamed chunk (an SSE event) must leave at once, not wait for more to coalesce.
     Socket().set_option(tcp::no_delay(true), ignored);
@@ -270,6 +272,7 @@ class Session final : public Connection,
     parser_.reset();
     close_after_response_ = !keep_alive_;
     exchange_ = std::make_shared<ConnectionExchange>(this->shared_from_this());
+    ++context_.unsent_responses;
     // Bytes already here are a pipelined next request: the peer cannot be watched past them.
     if (buffer_.size() == 0) Watch();
     context_.handler->OnRequest(head_, std::move(body), exchange_);
@@ -384,7 +387,10 @@ class Session final : public Connection,
 
   void ResponseSent() {
     response_complete_ = false;
-    if (exchange_ != nullptr) std::exchange(exchange_, nullptr)->Finished();
+    if (exchange_ != nullptr) {
+      std::exchange(exchange_, nullptr)->Finished();
+      --context_.unsent_responses;
+    }
     if (close_after_response_) return Linger();
     phase_ = Phase::kIdle;
     if (buffer_.size() > 0) {
@@ -437,7 +443,10 @@ class Session final : public Connection,
     error_code ignored;
     Socket().close(ignored);
     context_.connections.Remove(this);
-    if (exchange_ != nullptr) std::exchange(exchange_, nullptr)->ConnectionLost();
+    if (exchange_ != nullptr) {
+      std::exchange(exchange_, nullptr)->ConnectionLost();
+      --context_.unsent_responses;
+    }
   }
 
   // One timer per direction; a generation number tells a wait that fired for a deadline since

@@ -2,6 +2,8 @@
 // answered through an Exchange, with every limit and timeout of HttpServerOptions.
 #pragma once
 
+#include <atomic>
+
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/context.hpp>
 
@@ -18,6 +20,9 @@ struct ConnectionContext {
   Handler* handler;
   std::unique_ptr<boost::asio::ssl::context> tls;  // null: plain HTTP
   ConnectionRegistry connections;
+  // Requests handed to the Handler whose response has not been sent whole (nor its connection
+  // lost): a drain waits for these before the server stops.
+  std::atomic<size_t> unsent_responses{0};
 };
 
 // `socket` is bound to the connection's own strand. The connection is not started (nor counted).

@@ -88,6 +88,7 @@ class HttpServer::Impl {
 
   int port() const { return port_; }
   size_t open_connections() const { return context_.connections.size(); }
+  size_t unsent_responses() const { return context_.unsent_responses.load(); }
 
  private:
   // On the acceptor's strand.
@@ -131,5 +132,6 @@ HttpServer::~HttpServer() = default;
 
 int HttpServer::port() const { return impl_->port(); }
 size_t HttpServer::open_connections() const { return impl_->open_connections(); }
+size_t HttpServer::unsent_responses() const { return impl_->unsent_responses(); }
 
 }  // namespace bpt::server::http

@@ -28,9 +28,11 @@ struct HttpServerOptions {
   std::string tls_cert, tls_key, tls_client_ca;  // PEM paths; cert+key: TLS; client_ca: mTLS required
   uint64_t max_body_bytes = 256ull << 20;
   int io_threads = 2;
+  // A first request's head (and TLS handshake) counts from the accept, a next one's from its first byte.
   std::chrono::milliseconds header_timeout{10000};  // the whole head must arrive in this (slowloris)
   std::chrono::milliseconds body_timeout{300000};   // the whole body
-  std::chrono::milliseconds idle_timeout{60000};    // keep-alive wait for the next request
+  std::chrono::milliseconds idle_timeout{60000};    // keep-alive wait for the next request; also the
+                                                    // longest a peer may take none of a write
   size_t max_header_bytes = 16 * 1024;
   size_t max_connections = 4096;         // past it, new connections are closed at once
 };
@@ -95,6 +97,8 @@ class HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
   int port() const;
   size_t open_connections() const;
+  // Requests handed to the Handler whose response is not yet sent whole (nor its client gone).
+  size_t unsent_responses() const;
 
  private:
   class Impl;
