@@ -3,17 +3,20 @@
 plain HTTP: models, completions and chat (streaming or not), usage, stop strings, seeds, logprobs,
 the SSE framing, the same answers as the gRPC API, prefill progress comments, clients that
 disconnect (mid-stream, mid-prefill, while queued, before a whole response), 32 HTTP and 32 gRPC
-clients at once, the HTTP metrics, API keys, TLS and mTLS, a full queue (429), a drain (503; streams in flight
-finish, or end with an error event when its time is up). Bad input is openai_api_bad_input_test.py's.
+clients at once, the HTTP metrics, readiness while loading, API keys, TLS and mTLS, a full queue
+(429), a drain (503; streams in flight finish, or end with an error event when its time is up).
+Bad input is openai_api_bad_input_test.py's.
 
 Waits are for events (a metric, a line, a status) with only a hang's bound; nothing is timed.
 
 usage: openai_api_test.py BIN_DIR PYTHON_CLIENT_DIR
 """
+import errno
 import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import ssl
@@ -674,6 +677,48 @@ def api_key_checks(bin_dir, work):
         check(server.wait(timeout=HANG) == 0, "keyed server exit code after SIGTERM")
 
 
+def loading_checks(bin_dir, work):
+    """While the model loads: /health 200, /ready and the API 503. The model's generation_config.json
+    is a FIFO, so the loader waits in its open() until this test writes it: the model is loading for
+    exactly as long as the test needs."""
+    model = os.path.join(work, "loading-model")
+    shutil.copytree(os.path.join(bin_dir, "..", "demo-model"), model)
+    fifo = os.path.join(model, "generation_config.json")
+    os.mkfifo(fifo)
+    server, _, _ = test_support.launch_server(bin_dir, "--model", model, "--kv-capacity", "4096")
+    try:
+        port = server.http_port
+        check(status_of(port, "GET", "/health") == 200, "/health while loading")
+        status, _, raw = http_request(port, "GET", "/ready")
+        check(status == 503 and b'"error"' in raw, f"/ready while loading: {status} {raw[:200]!r}")
+        e = status_error(lambda: sdk(port).completions.create(model="loading-model", prompt=PROMPT, max_tokens=2))
+        check(e is not None and e.status_code == 503 and e.type == "server_error",
+              f"a request while loading: {e and (e.status_code, e.body)}")
+        e = status_error(lambda: sdk(port).models.list())
+        check(e is not None and e.status_code == 503, f"/v1/models while loading: {e and (e.status_code, e.body)}")
+
+        def writer():  # ENXIO until the loader opens the FIFO for reading
+            try:
+                return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as error:
+                if error.errno == errno.ENXIO:
+                    return None
+                raise
+        fd = wait_for(writer, HANG, "the loader to open generation_config.json")
+        os.write(fd, b"{}")
+        os.close(fd)
+        loaded = threading.Thread(target=test_support.wait_until_loaded, args=(server,), daemon=True)
+        loaded.start()
+        loaded.join(HANG)
+        check(not loaded.is_alive(), "the model loads once its generation config is written")
+        check(status_of(port, "GET", "/ready") == 200, "/ready once loaded")
+        c = sdk(port).completions.create(model="loading-model", prompt=PROMPT, max_tokens=2)
+        check(c.usage.completion_tokens >= 1, "served once loaded")
+    finally:
+        server.terminate()
+        check(server.wait(timeout=HANG) == 0, "loading server exit code after SIGTERM")
+
+
 def tls_checks(bin_dir, work):
     """--tls-cert/--tls-key serve the HTTP API over TLS too; with --tls-client-ca only clients with
     a certificate from that CA (here the same self-signed one) are served."""
@@ -839,6 +884,7 @@ finally:
 
 with tempfile.TemporaryDirectory() as work:
     section("chat server", chat_checks, BIN_DIR, work)
+    section("loading", loading_checks, BIN_DIR, work)
     section("API keys", api_key_checks, BIN_DIR, work)
     section("TLS", tls_checks, BIN_DIR, work)
 section("queue and drain", queue_and_drain_checks, BIN_DIR)

@@ -34,12 +34,10 @@ class Checks:
         return 1 if self.failures else 0
 
 
-def start_server(bin_dir, *extra_args):
-    """Returns (process, grpc_port, metrics_port) once the server says it loaded the model and
-    serves: readiness (bptserve.v1.Inference, and GET /ready) is SERVING from then on, and not
-    before; the ports open earlier, while the model loads. The HTTP API listens on any free port
-    (unless extra_args give --http-port), process.http_port; process.output holds the lines the
-    server printed, read on a thread so that a full pipe never blocks it."""
+def launch_server(bin_dir, *extra_args):
+    """Returns (process, grpc_port, metrics_port) as soon as the server listens; the model may still
+    be loading (wait_until_loaded waits for it). The HTTP API listens on any free port (unless
+    extra_args give --http-port): process.http_port. process.output holds the lines it printed."""
     args = list(extra_args)
     if not any(a == "--http-port" or a.startswith("--http-port=") for a in args):
         args = ["--http-port", "0", *args]
@@ -47,18 +45,39 @@ def start_server(bin_dir, *extra_args):
         [os.path.join(bin_dir, "bptserve"), "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", *args],
         stdout=subprocess.PIPE, text=True)
     server.output = []
-    ports = None
     while True:
         line = server.stdout.readline()
         if not line:
             server.wait()
-            raise RuntimeError("bptserve exited before " + ("loading the model" if ports else "listening"))
+            raise RuntimeError("bptserve exited before listening")
         server.output.append(line)
-        ports = ports or re.match(r"listening on port (\d+), metrics on port (-?\d+)(?:, http on port (-?\d+))?", line)
-        if ports and line.startswith("model loaded"):
+        ports = re.match(r"listening on port (\d+), metrics on port (-?\d+)(?:, http on port (-?\d+))?", line)
+        if ports:
             server.http_port = int(ports.group(3)) if ports.group(3) else None
-            threading.Thread(target=lambda: server.output.extend(server.stdout), daemon=True).start()
             return server, int(ports.group(1)), int(ports.group(2))
+
+
+def wait_until_loaded(server):
+    """Returns once the server says it loaded the model and serves: readiness (bptserve.v1.Inference,
+    and GET /ready) is SERVING from then on, and not before. Its later output is read on a thread,
+    so that a full pipe never blocks it."""
+    while True:
+        line = server.stdout.readline()
+        if not line:
+            server.wait()
+            raise RuntimeError("bptserve exited before loading the model")
+        server.output.append(line)
+        if line.startswith("model loaded"):
+            threading.Thread(target=lambda: server.output.extend(server.stdout), daemon=True).start()
+            return
+
+
+def start_server(bin_dir, *extra_args):
+    """Returns (process, grpc_port, metrics_port) once the server listens and has loaded the model
+    (launch_server, then wait_until_loaded)."""
+    server, grpc_port, metrics_port = launch_server(bin_dir, *extra_args)
+    wait_until_loaded(server)
+    return server, grpc_port, metrics_port
 
 
 def wait_for(predicate, seconds, what):
