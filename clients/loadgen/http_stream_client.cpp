@@ -1,5 +1,6 @@
 #include "http_stream_client.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
@@ -62,7 +63,7 @@ class CompletionStreamCheck {
     }
     result.succeeded = !error_type_ && !violated_;
     result.protocol_violation = violated_;
-    if (!problem_.empty()) result.problem = problem_;
+    result.problem = violated_ ? violation_ : error_message_;
     result.ttft_s = timeline_.ttft_s();
     result.tokens = completion_tokens_;
     result.inter_token_s = timeline_.take_inter_token_s();
@@ -81,7 +82,7 @@ class CompletionStreamCheck {
       if (chunk.contains("error")) {
         if (error_type_) return Violate("a second error event");
         error_type_ = chunk.at("error").value("type", "untyped");
-        problem_ = chunk.at("error").value("message", "");
+        error_message_ = chunk.at("error").value("message", "");
         return;
       }
       if (chunk.at("object") != "text_completion") return Violate("a chunk whose object is not text_completion");
@@ -108,7 +109,7 @@ class CompletionStreamCheck {
   }
 
   void Violate(std::string problem) {
-    if (!violated_) problem_ = std::move(problem);
+    if (!violated_) violation_ = std::move(problem);
     violated_ = true;
   }
 
@@ -121,8 +122,9 @@ class CompletionStreamCheck {
   int usage_chunks_ = 0;
   int64_t completion_tokens_ = 0;
   std::optional<std::string> error_type_;
+  std::string error_message_;
   bool violated_ = false;
-  std::string problem_;
+  std::string violation_;  // the first one
 };
 
 }  // namespace
