@@ -39,12 +39,18 @@ StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
 
 Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
   if (keys_.empty()) return OkStatus();
+  std::vector<std::string_view> values;
   const auto [first, last] = context.client_metadata().equal_range("authorization");
-  if (first == last) return Unauthenticated("missing 'authorization: Bearer <key>' metadata");
+  for (auto it = first; it != last; ++it) values.emplace_back(it->second.data(), it->second.size());
+  return CheckAuthorization(values);
+}
+
+Status ApiKeyAuth::CheckAuthorization(const std::vector<std::string_view>& values) const {
+  if (keys_.empty()) return OkStatus();
+  if (values.empty()) return Unauthenticated("missing 'authorization: Bearer <key>' (gRPC metadata or HTTP header)");
   // Two credentials: which one a proxy or a log reads is anyone's guess, so neither is taken.
-  if (std::next(first) != last)
-    return Unauthenticated("more than one 'authorization' metadata entry; send exactly one");
-  const std::string value(first->second.data(), first->second.size());
+  if (values.size() > 1) return Unauthenticated("more than one 'authorization' entry; send exactly one");
+  const std::string value(values.front());
   // RFC 7235: the scheme is case-insensitive; one or more spaces separate it from the token.
   const size_t space = value.find(' ');
   const std::string scheme = value.substr(0, space);
@@ -53,7 +59,7 @@ Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
                         return std::tolower(static_cast<unsigned char>(a)) == b;
                       });
   if (!bearer || token == std::string::npos)
-    return Unauthenticated("'authorization' metadata must be 'Bearer <key>'");
+    return Unauthenticated("'authorization' must be 'Bearer <key>'");
   const std::string key = value.substr(token);
   bool match = false;
   for (const auto& k : keys_) match |= ConstantTimeEquals(k, key);

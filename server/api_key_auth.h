@@ -5,6 +5,7 @@
 #include <grpcpp/server_context.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "status.h"
@@ -19,6 +20,9 @@ class ApiKeyAuth {
   // From the initial metadata alone, so a call is refused before its message is read.
   // UNAUTHENTICATED naming what is missing, ambiguous or wrong; OK when keys are off.
   Status Check(const grpc::ServerContextBase& context) const;
+  // The same check over the values of every `authorization` header of an HTTP request, so the
+  // gRPC and HTTP APIs accept and refuse the same keys in the same words.
+  Status CheckAuthorization(const std::vector<std::string_view>& values) const;
 
  private:
   std::vector<std::string> keys_;

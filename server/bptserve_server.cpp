@@ -38,9 +38,11 @@ StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptio
 BptServer::BptServer(ServerOptions options) : options_(std::move(options)) {}
 
 BptServer::~BptServer() {
+  http_server_.reset();  // its connections close: their generations are cancelled
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
   if (loader_.joinable()) loader_.join();
   worker_.reset();  // ends every job before the engine goes
+  http_service_.reset();  // after the worker: its last sinks report to the service
   if (server_) server_->Wait();
 }
 
@@ -51,6 +53,17 @@ Status BptServer::Start() {
   metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
   if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
   BPT_RETURN_IF_ERROR(Engine::CheckDevice(options_.engine.device));
+  if (options_.http_port >= 0) {
+    http_service_ = std::make_unique<OpenAiHttpService>(options_, auth, metrics_.get());
+    http::HttpServerOptions http_options;
+    http_options.host = options_.host;
+    http_options.port = options_.http_port;
+    http_options.tls_cert = options_.tls_cert;
+    http_options.tls_key = options_.tls_key;
+    http_options.tls_client_ca = options_.tls_client_ca;
+    http_options.max_body_bytes = static_cast<uint64_t>(options_.max_message_mb) << 20;
+    BPT_ASSIGN_OR_RETURN(http_server_, http::HttpServer::Start(http_options, http_service_.get()));
+  }
   dispatcher_ = std::make_unique<GenericDispatcher>(options_, std::move(auth), metrics_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -81,9 +94,13 @@ Status BptServer::Start() {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (engine.ok()) {
       engine_ = std::move(engine).value();
+      // The pool holds whole blocks, so its capacity divides exactly (on the CPU device too).
+      const int block_size = engine_->options().kv_cache.block_size;
+      metrics_->SetCacheConfig(block_size, engine_->kv_capacity_tokens() / block_size);
       worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
       dispatcher_->SetReady(engine_.get(), worker_.get());
+      if (http_service_) http_service_->SetReady(engine_.get(), worker_.get());
       server_->GetHealthCheckService()->SetServingStatus(kReadinessService, true);
     } else {
       load_status_ = engine.status();
@@ -116,6 +133,7 @@ std::string BptServer::LoadedSummary() {
 void BptServer::Drain() {
   server_->GetHealthCheckService()->SetServingStatus(kReadinessService, false);
   dispatcher_->StopAccepting();
+  if (http_service_) http_service_->StopAccepting();
   {
     std::lock_guard<std::mutex> lock(load_mu_);
     if (worker_) worker_->StopAccepting();
@@ -123,7 +141,8 @@ void BptServer::Drain() {
   // In flight means the engine still works on it, or its stream has not delivered its end.
   auto idle = [&] {
     std::lock_guard<std::mutex> lock(load_mu_);
-    return (!worker_ || worker_->Idle()) && dispatcher_->open_streams() == 0;
+    return (!worker_ || worker_->Idle()) && dispatcher_->open_streams() == 0 &&
+           (!http_service_ || http_service_->open_generations() == 0);
   };
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(options_.drain_seconds);
   while (!idle() && std::chrono::steady_clock::now() < deadline)

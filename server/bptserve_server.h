@@ -1,5 +1,5 @@
-// The whole server: the gRPC API and reflection (generic_dispatcher.h), health, metrics and the
-// engine worker. The port opens before the model loads, so liveness answers at once and
+// The whole server: the gRPC API and reflection (generic_dispatcher.h), health, the OpenAI HTTP
+// API (openai_http_service.h), metrics and the engine worker. The port opens before the model loads, so liveness answers at once and
 // readiness once it is loaded.
 #pragma once
 
@@ -11,7 +11,9 @@
 #include "engine.h"
 #include "engine_worker.h"
 #include "generic_dispatcher.h"
+#include "http_server.h"
 #include "metrics.h"
+#include "openai_http_service.h"
 #include "server_options.h"
 
 namespace bpt::server {
@@ -31,6 +33,7 @@ class BptServer {
   std::string LoadedSummary();
   int port() const { return port_; }
   int metrics_port() const { return metrics_ ? metrics_->port() : -1; }
+  int http_port() const { return http_server_ ? http_server_->port() : -1; }
 
   // SIGTERM: readiness NOT_SERVING, new requests UNAVAILABLE, in-flight ones get drain_seconds
   // to finish, the rest end CANCELLED; then the server stops.
@@ -42,6 +45,8 @@ class BptServer {
   std::unique_ptr<GenericDispatcher> dispatcher_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+  std::unique_ptr<OpenAiHttpService> http_service_;
+  std::unique_ptr<http::HttpServer> http_server_;
 
   std::thread loader_;
   std::mutex load_mu_;

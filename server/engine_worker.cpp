@@ -245,6 +245,7 @@ std::optional<StatusOr<GenerationResult>> EngineWorker::Admit(Inbound& inbound) 
   auto observer = std::make_unique<JobObserver>(*this, job.sink, inbox_s, cancel_all_, metrics_);
   const Status submitted = engine_.Submit(std::move(job.request), observer.get());
   if (!submitted.ok()) return submitted;
+  job.sink->OnAdmitted();
   observers_.emplace(observer.get(), std::move(observer));
   std::lock_guard<std::mutex> lock(mu_);
   in_engine_ = observers_.size();

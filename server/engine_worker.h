@@ -28,6 +28,9 @@ class GenerationSink {
  public:
   virtual ~GenerationSink() = default;
   virtual bool Cancelled() const = 0;
+  // The engine took the job (its prompt tokenized and within every limit): from here on only a
+  // cancel or a backend failure ends it early. The HTTP API chooses its status code here.
+  virtual void OnAdmitted() {}
   virtual void OnPrefillProgress(int64_t processed_tokens, int64_t total_tokens) = 0;
   virtual void OnToken(const TokenOutput& token) = 0;
   // Called once per submitted job: the result (timings include the time queued), or the

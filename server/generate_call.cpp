@@ -129,22 +129,9 @@ void GenerateCall::OnFinished(const StatusOr<GenerationResult>& result) {
   f->mutable_timings()->set_prefill_s(g.timings.prefill_s);
   f->mutable_timings()->set_time_to_first_token_s(g.timings.time_to_first_token_s);
   f->mutable_timings()->set_decode_s(g.timings.decode_s);
-  if (metrics_ != nullptr) {
-    RequestRecord record;
-    record.finish_reason = g.finish_reason;
-    record.prompt_tokens = g.prompt_tokens;
-    record.cached_prompt_tokens = g.cached_prompt_tokens;
-    record.prefix_cache_queried = request_uses_prefix_cache_;
-    record.completion_tokens = static_cast<int64_t>(g.token_ids.size());
-    record.queue_s = g.timings.queue_s;
-    record.prefill_s = g.timings.prefill_s;
-    record.time_to_first_token_s = g.timings.time_to_first_token_s;
-    record.decode_s = g.timings.decode_s;
-    record.e2e_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    metrics_->RecordSuccess(record);
-    if (g.timings.prefill_s > 0)
-      metrics_->SetPrefillTokensPerSecond(static_cast<double>(g.prompt_tokens - g.cached_prompt_tokens) / g.timings.prefill_s);
-  }
+  if (metrics_ != nullptr)
+    metrics_->RecordFinished(g, request_uses_prefix_cache_,
+                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
   Enqueue(std::move(r));
   Complete(grpc::Status::OK);
 }

@@ -1,4 +1,4 @@
-// bptserve: serves a model over gRPC until SIGTERM or SIGINT, then drains and exits 0.
+// bptserve: serves a model over gRPC (and the OpenAI HTTP API) until SIGTERM or SIGINT, then drains and exits 0.
 #include <signal.h>
 
 #include <iostream>
@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "listening on port " << server.port() << ", metrics on port " << server.metrics_port()
-            << "; loading the model" << std::endl;
+            << ", http on port " << server.http_port() << "; loading the model" << std::endl;
   std::thread loaded([&server] {
     bpt::Status s = server.WaitUntilLoaded();
     if (!s.ok()) {

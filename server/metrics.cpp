@@ -65,6 +65,9 @@ const char* CodeLabel(grpc::StatusCode code) {
   }
 }
 
+// The statuses the HTTP API sends; any other is counted as "other".
+constexpr int kHttpStatusLabels[] = {200, 400, 401, 404, 405, 408, 413, 429, 431, 499, 500, 503, 504};
+
 }  // namespace
 
 Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus::Registry>()) {
@@ -101,10 +104,23 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
   for (int c = 1; c <= 16; ++c)
     if (const char* label = CodeLabel(static_cast<grpc::StatusCode>(c)))
       errors_[static_cast<grpc::StatusCode>(c)] = &errors.Add({{"code", label}});
+  auto& http = prometheus::BuildCounter()
+                   .Name("bptserve_http_requests_total")
+                   .Help("HTTP API requests by route and the status code sent (499: the client left first).")
+                   .Register(r);
+  for (std::string_view route : kHttpRouteLabels) {
+    for (int status : kHttpStatusLabels)
+      http_requests_[route][status] = &http.Add({{"route", std::string(route)}, {"code", std::to_string(status)}});
+    http_requests_[route][0] = &http.Add({{"route", std::string(route)}, {"code", "other"}});
+  }
   running_ = MakeGauge(r, "bptserve_num_requests_running", "Requests the engine is working on.");
   waiting_ = MakeGauge(r, "bptserve_num_requests_waiting", "Requests waiting for the engine.");
   kv_usage_ = MakeGauge(r, "bptserve_kv_cache_usage_perc", "Fraction of the KV cache in use (1 means full).");
   kv_capacity_ = MakeGauge(r, "bptserve_kv_cache_capacity_tokens", "KV cache capacity in tokens.");
+  cache_config_ = &prometheus::BuildGauge()
+                       .Name("bptserve_cache_config_info")
+                       .Help("KV cache layout in its labels (tokens per block, blocks in the pool); the value is 1.")
+                       .Register(r);
   prefill_tokens_per_second_ = MakeGauge(r, "bptserve_prefill_tokens_per_second", "Prefill throughput of the last prompt.");
   resident_memory_ = MakeGauge(r, "bptserve_process_resident_memory_bytes", "Resident memory of the server process.");
   UpdateProcessMemory();
@@ -126,25 +142,28 @@ Status Metrics::StartEndpoint(const std::string& host, int port) {
   return OkStatus();
 }
 
-void Metrics::RecordSuccess(const RequestRecord& r) {
-  const auto counter = success_.find(r.finish_reason);
+void Metrics::RecordFinished(const GenerationResult& g, bool prefix_cache_queried, double e2e_s) {
+  const auto counter = success_.find(g.finish_reason);
   BPT_CHECK(counter != success_.end(),
-            std::string("a request finished with OK and reason ") + FinishReasonName(r.finish_reason) +
+            std::string("a request finished with OK and reason ") + FinishReasonName(g.finish_reason) +
                 ", which has no success counter");
   counter->second->Increment();
-  prompt_tokens_total_->Increment(static_cast<double>(r.prompt_tokens));
-  if (r.prefix_cache_queried) {
-    prefix_cache_queries_->Increment(static_cast<double>(r.prompt_tokens));
-    prefix_cache_hits_->Increment(static_cast<double>(r.cached_prompt_tokens));
+  const auto completion_tokens = static_cast<double>(g.token_ids.size());
+  prompt_tokens_total_->Increment(static_cast<double>(g.prompt_tokens));
+  if (prefix_cache_queried) {
+    prefix_cache_queries_->Increment(static_cast<double>(g.prompt_tokens));
+    prefix_cache_hits_->Increment(static_cast<double>(g.cached_prompt_tokens));
   }
-  generation_tokens_total_->Increment(static_cast<double>(r.completion_tokens));
-  prompt_tokens_hist_->Observe(static_cast<double>(r.prompt_tokens));
-  generation_tokens_hist_->Observe(static_cast<double>(r.completion_tokens));
-  queue_time_->Observe(r.queue_s);
-  prefill_time_->Observe(r.prefill_s);
-  decode_time_->Observe(r.decode_s);
-  e2e_latency_->Observe(r.e2e_s);
-  if (r.completion_tokens > 0) time_to_first_token_->Observe(r.time_to_first_token_s);
+  generation_tokens_total_->Increment(completion_tokens);
+  prompt_tokens_hist_->Observe(static_cast<double>(g.prompt_tokens));
+  generation_tokens_hist_->Observe(completion_tokens);
+  queue_time_->Observe(g.timings.queue_s);
+  prefill_time_->Observe(g.timings.prefill_s);
+  decode_time_->Observe(g.timings.decode_s);
+  e2e_latency_->Observe(e2e_s);
+  if (completion_tokens > 0) time_to_first_token_->Observe(g.timings.time_to_first_token_s);
+  if (g.timings.prefill_s > 0)
+    prefill_tokens_per_second_->Set(static_cast<double>(g.prompt_tokens - g.cached_prompt_tokens) / g.timings.prefill_s);
 }
 
 void Metrics::RecordError(grpc::StatusCode code) {
@@ -152,9 +171,21 @@ void Metrics::RecordError(grpc::StatusCode code) {
   if (it != errors_.end()) it->second->Increment();
 }
 
+void Metrics::CountHttpRequest(std::string_view route, int status) {
+  auto by_status = http_requests_.find(route);
+  if (by_status == http_requests_.end()) by_status = http_requests_.find("other");
+  auto counter = by_status->second.find(status);
+  if (counter == by_status->second.end()) counter = by_status->second.find(0);
+  counter->second->Increment();
+}
+
 void Metrics::SetKvCache(int64_t used_tokens, int64_t capacity_tokens) {
   kv_capacity_->Set(static_cast<double>(capacity_tokens));
   kv_usage_->Set(capacity_tokens > 0 ? static_cast<double>(used_tokens) / capacity_tokens : 0.0);
+}
+
+void Metrics::SetCacheConfig(int64_t block_size, int64_t num_blocks) {
+  cache_config_->Add({{"block_size", std::to_string(block_size)}, {"num_gpu_blocks", std::to_string(num_blocks)}}).Set(1);
 }
 
 void Metrics::UpdateProcessMemory() {

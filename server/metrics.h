@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <grpcpp/support/status.h>
@@ -22,14 +23,8 @@
 
 namespace bpt::server {
 
-struct RequestRecord {
-  FinishReason finish_reason;
-  int64_t prompt_tokens = 0;
-  int64_t completion_tokens = 0;
-  int64_t cached_prompt_tokens = 0;
-  bool prefix_cache_queried = false;  // false: the request bypassed the prefix cache
-  double queue_s = 0, prefill_s = 0, time_to_first_token_s = 0, decode_s = 0, e2e_s = 0;
-};
+inline constexpr std::string_view kHttpRouteLabels[] = {"/v1/completions", "/v1/chat/completions", "/v1/models",
+                                                        "/health", "/ready", "other"};
 
 class Metrics {
  public:
@@ -40,13 +35,22 @@ class Metrics {
   Status StartEndpoint(const std::string& host, int port);
   int port() const { return endpoint_ ? endpoint_->port() : -1; }
 
-  void RecordSuccess(const RequestRecord& r);
+  // A generation that ended OK (from gRPC or HTTP): the success counter of its finish reason,
+  // token counters and the request histograms. e2e_s is measured by the API that served it.
+  void RecordFinished(const GenerationResult& result, bool prefix_cache_queried, double e2e_s);
   void RecordError(grpc::StatusCode code);
+  // bptserve_http_requests_total{route,code}: route is one of kHttpRouteLabels ("other" for any
+  // path the API does not serve), code the HTTP status sent (499: the client left first).
+  void CountHttpRequest(std::string_view route, int status);
   void ObserveInterTokenLatency(double seconds) { inter_token_latency_->Observe(seconds); }
   void SetRunning(int n) { running_->Set(n); }
   void SetWaiting(int n) { waiting_->Set(n); }
   void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
-  void SetPrefillTokensPerSecond(double v) { prefill_tokens_per_second_->Set(v); }
+  // bptserve_cache_config_info{block_size,num_gpu_blocks} 1, as vLLM's vllm:cache_config_info:
+  // the endpoint picker of the Gateway API Inference Extension hashes prompt prefixes in blocks
+  // of block_size and sizes its index of each pod by num_gpu_blocks. Set once, when the model
+  // has loaded (the values are then fixed, so the labels stay bounded).
+  void SetCacheConfig(int64_t block_size, int64_t num_blocks);
   void ObserveIterationTokens(int64_t tokens) { iteration_tokens_->Observe(static_cast<double>(tokens)); }
   void ObserveIterationSequences(int64_t n) { iteration_sequences_->Observe(static_cast<double>(n)); }
   void AddPreemptions(int64_t n) {
@@ -76,10 +80,13 @@ class Metrics {
   prometheus::Counter* prefix_cache_hits_;
   std::map<FinishReason, prometheus::Counter*> success_;
   std::map<grpc::StatusCode, prometheus::Counter*> errors_;
+  // [route][status] for the statuses the HTTP API sends; "other" for the rest.
+  std::map<std::string_view, std::map<int, prometheus::Counter*>> http_requests_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* kv_usage_;
   prometheus::Gauge* kv_capacity_;
+  prometheus::Family<prometheus::Gauge>* cache_config_;
   prometheus::Gauge* prefill_tokens_per_second_;
   prometheus::Gauge* resident_memory_;
 

@@ -10,10 +10,6 @@
 namespace bpt::server {
 
 inline constexpr int kDefaultMaxNewTokens = 256;
-// A chat's bounds, beside --max-message-mb's on its bytes: a conversation longer than any model's
-// context is refused before its template runs over it; a role is a word (system, user, tool, ...).
-inline constexpr int kMaxChatMessages = 8192;
-inline constexpr size_t kMaxChatRoleBytes = 64;
 
 // Fills job.request (token-id prompts), job.prompt_text or job.chat (tokenized on the worker);
 // sampling fields the message leaves unset take `defaults` (ModelInfo::default_sampling).

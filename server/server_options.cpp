@@ -22,6 +22,8 @@ std::string ServerOptions::Describe() const {
     << "  model:             " << engine.model_dir << "\n"
     << "  listen:            " << host << ":" << port << (tls_cert.empty() ? " (plaintext)" : " (TLS)")
     << (tls_client_ca.empty() ? "" : " (mTLS)") << "\n"
+    << "  HTTP (OpenAI API): " << (http_port < 0 ? std::string("off") : host + ":" + std::to_string(http_port)) << (http_port >= 0 && !tls_cert.empty() ? " (TLS)" : "") << "\n"
+    << "  model name:        " << ModelName() << "\n"
     << "  metrics:           " << (metrics_port < 0 ? std::string("off") : host + ":" + std::to_string(metrics_port) + "/metrics") << "\n"
     << "  device:            " << engine.device << "\n"
     << "  max message:       " << max_message_mb << " MiB\n"
@@ -39,6 +41,14 @@ std::string ServerOptions::Describe() const {
   return s.str();
 }
 
+std::string ServerOptions::ModelName() const {
+  if (!served_model_name.empty()) return served_model_name;
+  std::string dir = engine.model_dir;
+  while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+  const size_t slash = dir.rfind('/');
+  return slash == std::string::npos ? dir : dir.substr(slash + 1);
+}
+
 StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code) {
   ServerOptions o;
   o.engine.model_dir = DefaultModelDir();
@@ -47,6 +57,10 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--host", o.host, "Address to listen on");
   app.add_option("--port", o.port, "gRPC port (0: any free port)")->check(CLI::Range(0, 65535));
   app.add_option("--metrics-port", o.metrics_port, "Prometheus /metrics port (-1: off)")->check(CLI::Range(-1, 65535));
+  app.add_option("--http-port", o.http_port, "OpenAI-compatible HTTP API port (0: any free port; -1: off)")
+      ->check(CLI::Range(-1, 65535));
+  app.add_option("--served-model-name", o.served_model_name,
+                 "The model's id in the HTTP API (default: the model directory's name)");
   app.add_option("--device", o.engine.device, "Compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
   app.add_option("--max-message-mb", o.max_message_mb, "Largest request message in MiB")->check(CLI::Range(1, 2047));
   app.add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (0: the model's limit)")
@@ -66,7 +80,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--threads", o.engine.cpu.num_threads, "CPU threads (0: all)")->check(CLI::NonNegativeNumber);
   app.add_option("--tokenizer-threads", o.tokenizer_threads, "Threads that tokenize text prompts")
       ->check(CLI::PositiveNumber);
-  auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain (enables TLS)");
+  auto* cert = app.add_option("--tls-cert", o.tls_cert, "PEM certificate chain (enables TLS, for gRPC and HTTP)");
   auto* key = app.add_option("--tls-key", o.tls_key, "PEM private key");
   app.add_option("--tls-client-ca", o.tls_client_ca, "PEM CA: require and verify client certificates (mTLS)")
       ->needs(cert);

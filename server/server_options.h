@@ -16,6 +16,8 @@ struct ServerOptions {
   std::string host = "0.0.0.0";
   int port = 50051;                // 0: any free port (tests)
   int metrics_port = 9400;         // 0: any free port; -1: no metrics endpoint
+  int http_port = 8000;            // the OpenAI-compatible HTTP API; 0: any free port; -1: off
+  std::string served_model_name;   // the API's model id; empty: the model directory's name
   int max_message_mb = 256;
   int64_t max_prompt_tokens = 0;   // 0: the model's context limit
   int tokenizer_threads = 2;       // threads that tokenize text prompts, off the engine's thread
@@ -24,7 +26,9 @@ struct ServerOptions {
   bool reflection_without_key = false;  // with API keys on: serve reflection to callers without one
   double drain_seconds = 30;
 
-  std::string Describe() const;  // one line per setting, printed at start
+  std::string Describe() const;
+  // served_model_name, or the model directory's last path component.
+  std::string ModelName() const;  // one line per setting, printed at start
 };
 
 // Parses argv; on --help or a bad flag, *exit_code is set and the caller exits with it.

@@ -64,7 +64,7 @@ int MetricsPortOf(const std::string& listening_line) {
 }
 
 TEST(MetricsEndpoint, AnswersEveryMethodAndPathAndKeepsServing) {
-  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--device", "cpu",
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "-1", "--device", "cpu",
                                  "--kv-capacity", "4096"});
   const int metrics_port = MetricsPortOf(server.WaitForLine("listening on port"));
   ASSERT_GT(metrics_port, 0);
@@ -77,7 +77,7 @@ TEST(MetricsEndpoint, KeepsServingWithTheCudaPluginLoaded) {
   const std::string plugin = std::string(BPTSERVE_BIN_DIR) + "/libbptserve_cuda.so";
   if (stat(plugin.c_str(), &st) != 0) GTEST_SKIP() << "this build has no CUDA plugin";
   // --device auto loads the plugin to look for a GPU, and falls back to the CPU without one.
-  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--device", "auto",
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "0", "--http-port", "-1", "--device", "auto",
                                  "--kv-capacity", "4096"});
   const int metrics_port = MetricsPortOf(server.WaitForLine("listening on port"));
   ASSERT_GT(metrics_port, 0);

@@ -80,7 +80,7 @@ TEST(ServerTls, TlsAndMutualTls) {
 }
 
 TEST(ServerProcess, SigtermDrainsAndExitsZero) {
-  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--kv-capacity", "32768"});
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--http-port", "-1", "--kv-capacity", "32768"});
   int port = 0;
   sscanf(server.WaitForLine("listening on port").c_str(), "listening on port %d", &port);
   ASSERT_GT(port, 0) << "the server never said where it listens";
@@ -123,7 +123,7 @@ TEST(ServerProcess, SigtermDrainsAndExitsZero) {
 TEST(ServerProcess, UnauthenticatedLargeRequestsAreRefusedBeforeTheirMessageIsRead) {
   testing::TempDir dir;
   std::ofstream(dir / "keys") << "secret-one\n";
-  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--kv-capacity", "32768",
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", "0", "--metrics-port", "-1", "--http-port", "-1", "--kv-capacity", "32768",
                                  "--api-key-file", dir / "keys"});
   int port = 0;
   sscanf(server.WaitForLine("listening on port").c_str(), "listening on port %d", &port);
@@ -174,7 +174,7 @@ TEST(ServerProcess, PortInUseExitsWithTheReason) {
   socklen_t len = sizeof(addr);
   ASSERT_EQ(getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   const std::string port = std::to_string(ntohs(addr.sin_port));
-  testing::ServerProcess server({"--host", "127.0.0.1", "--port", port, "--metrics-port", "0"});
+  testing::ServerProcess server({"--host", "127.0.0.1", "--port", port, "--metrics-port", "0", "--http-port", "-1"});
   const int status = server.Wait();
   close(taken);
   EXPECT_TRUE(WIFEXITED(status));
@@ -186,7 +186,7 @@ TEST(ServerProcess, PortInUseExitsWithTheReason) {
 TEST(ServerProcess, DeviceCudaWithoutAGpuExitsWithTheReason) {
   if (Engine::CheckDevice("cuda").ok()) GTEST_SKIP() << "this machine has a CUDA device";
   const std::string command = std::string(BPTSERVE_BIN_DIR) +
-                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --device cuda 2>&1";
+                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --http-port -1 --device cuda 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
   std::string output;

@@ -453,6 +453,15 @@ TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
   EXPECT_EQ(hits, second.finished.usage().cached_prompt_tokens());
 }
 
+// The KV layout the Inference Extension's endpoint picker reads (block_size: the unit the prefix
+// cache above matches in), in the labels vLLM gives vllm:cache_config_info.
+TEST_F(ServerTest, CacheConfigInfoCarriesTheKvBlockLayout) {
+  const KvCacheOptions kv = LoopbackOptions(testing::DemoModelDir()).engine.kv_cache;
+  const std::string series = "bptserve_cache_config_info{block_size=\"" + std::to_string(kv.block_size) +
+                             "\",num_gpu_blocks=\"" + std::to_string(kv.capacity_tokens / kv.block_size) + "\"}";
+  EXPECT_EQ(MetricValue(Metrics(), series), 1.0) << Metrics();
+}
+
 // Batching shown by the batch-size histogram, not by timing: an occupier decodes in every step, so
 // each step that runs one of the streams runs two requests or more, however the streams' arrivals
 // fall. Had the server run requests one at a time, no step would.

@@ -27,6 +27,7 @@ inline server::ServerOptions LoopbackOptions(const std::string& model_dir) {
   o.host = "127.0.0.1";
   o.port = 0;
   o.metrics_port = 0;
+  o.http_port = 0;
   o.engine.scheduler.prefill_block = 64;
   o.engine.kv_cache.capacity_tokens = 32768;
   o.drain_seconds = 30;

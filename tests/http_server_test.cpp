@@ -1,0 +1,851 @@
+// The HTTP/1.1 transport (server/http) against raw socket clients: round trips, keep-alive and
+// pipelining, every limit and timeout, refusals that never read the body, streaming one chunk at
+// a time, disconnects seen while a response is pending, TLS and mTLS, and the connection limit.
+// Timeouts are only waited for, never raced: a test waits for the event (a close, a callback)
+// with a generous bound that only guards against a hang.
+#include <gtest/gtest.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_server.h"
+
+namespace bpt::server::http {
+namespace {
+
+constexpr std::chrono::seconds kHangGuard{60};
+
+class Event {
+ public:
+  void Set() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    set_ = true;
+    cv_.notify_all();
+  }
+  bool Wait() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    return cv_.wait_for(lock, kHangGuard, [&] { return set_; });
+  }
+  bool is_set() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return set_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool set_ = false;
+};
+
+struct TransportErrorCall {
+  int status;
+  bool had_head;
+  std::string message;
+};
+
+// /echo answers at once with the method, path and body; /refuse is refused from its head; any
+// other path's exchange is handed to the test, which answers it from its own thread as the
+// engine worker would.
+class TestHandler : public Handler {
+ public:
+  std::optional<Response> OnHead(const RequestHead& head) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    heads_.push_back(head);
+    if (head.path == "/refuse") return Response{401, "text/plain", "refused", {}};
+    return std::nullopt;
+  }
+
+  void OnRequest(const RequestHead& head, std::string body, std::shared_ptr<Exchange> exchange) override {
+    ++requests;
+    if (head.path == "/echo") {
+      exchange->Respond({200, "text/plain", head.method + " " + head.path + " " + body, {{"X-Test", "yes"}}});
+      return;
+    }
+    exchange->SetOnClose([this] {
+      ++on_close_calls;
+      on_close.Set();
+    });
+    std::lock_guard<std::mutex> lock(mutex_);
+    held_.push_back(std::move(exchange));
+    held_cv_.notify_all();
+  }
+
+  Response TransportError(const RequestHead* head, int status, const std::string& message) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    transport_errors_.push_back({status, head != nullptr, message});
+    return {status, "text/plain", "transport error " + std::to_string(status), {}};
+  }
+
+  // The next exchange handed to the test (null past the hang guard).
+  std::shared_ptr<Exchange> NextHeld() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    if (!held_cv_.wait_for(lock, kHangGuard, [&] { return !held_.empty(); })) return nullptr;
+    auto exchange = held_.front();
+    held_.pop_front();
+    return exchange;
+  }
+
+  std::vector<RequestHead> heads() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return heads_;
+  }
+  std::vector<TransportErrorCall> transport_errors() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return transport_errors_;
+  }
+
+  std::atomic<int> requests{0};
+  std::atomic<int> on_close_calls{0};
+  Event on_close;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable held_cv_;
+  std::deque<std::shared_ptr<Exchange>> held_;
+  std::vector<RequestHead> heads_;
+  std::vector<TransportErrorCall> transport_errors_;
+};
+
+struct ParsedResponse {
+  std::string status_line;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
+  std::string body;
+
+  std::string Header(const std::string& lower_name) const {
+    for (const auto& [name, value] : headers)
+      if (name == lower_name) return value;
+    return "";
+  }
+};
+
+struct TlsClientFiles {
+  std::string ca;
+  std::string cert, key;  // empty: no client certificate
+};
+
+// A blocking client on a raw socket (optionally TLS through OpenSSL), reading responses byte by
+// byte from what the server sent; every read gives up after the hang guard.
+class Client {
+ public:
+  explicit Client(int port, const TlsClientFiles* tls = nullptr) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    timeval guard{kHangGuard.count(), 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    if (connected_ && tls != nullptr) connected_ = StartTls(*tls);
+  }
+  ~Client() {
+    if (ssl_ != nullptr) SSL_free(ssl_);
+    if (ssl_context_ != nullptr) SSL_CTX_free(ssl_context_);
+    if (fd_ >= 0) close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connected() const { return connected_; }
+
+  bool Send(const std::string& bytes) {
+    size_t sent = 0;
+    while (sent < bytes.size()) {
+      const ssize_t n = ssl_ != nullptr ? SSL_write(ssl_, bytes.data() + sent, static_cast<int>(bytes.size() - sent))
+                                        : send(fd_, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      sent += static_cast<size_t>(n);
+    }
+    return true;
+  }
+
+  // Everything up to and including the blank line after the header fields.
+  std::optional<std::string> ReadHead() {
+    while (buffer_.find("\r\n\r\n") == std::string::npos)
+      if (!Fill()) return std::nullopt;
+    const size_t end = buffer_.find("\r\n\r\n") + 4;
+    std::string head = buffer_.substr(0, end);
+    buffer_.erase(0, end);
+    return head;
+  }
+
+  // One whole response, its body by Content-Length or chunked coding (all chunks joined).
+  std::optional<ParsedResponse> ReadResponse() {
+    auto response = ReadResponseHead();
+    if (!response) return std::nullopt;
+    if (response->Header("transfer-encoding") == "chunked") {
+      while (true) {
+        auto chunk = ReadChunk();
+        if (!chunk) return std::nullopt;
+        if (chunk->empty()) break;
+        response->body += *chunk;
+      }
+    } else {
+      const std::string length = response->Header("content-length");
+      if (!length.empty() && !ReadBytes(std::stoul(length), &response->body)) return std::nullopt;
+    }
+    return response;
+  }
+
+  std::optional<ParsedResponse> ReadResponseHead() {
+    auto head = ReadHead();
+    if (!head) return std::nullopt;
+    ParsedResponse response;
+    size_t line_end = head->find("\r\n");
+    response.status_line = head->substr(0, line_end);
+    if (response.status_line.rfind("HTTP/1.", 0) != 0 || response.status_line.size() < 12) return std::nullopt;
+    response.status = std::stoi(response.status_line.substr(9, 3));
+    size_t start = line_end + 2;
+    while ((line_end = head->find("\r\n", start)) != start) {
+      const std::string line = head->substr(start, line_end - start);
+      const size_t colon = line.find(':');
+      std::string name = line.substr(0, colon);
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const size_t value = line.find_first_not_of(' ', colon + 1);
+      response.headers.emplace_back(name, value == std::string::npos ? "" : line.substr(value));
+      start = line_end + 2;
+    }
+    return response;
+  }
+
+  // One chunk of a chunked body: its data, or "" for the last chunk (no trailer fields).
+  std::optional<std::string> ReadChunk() {
+    while (buffer_.find("\r\n") == std::string::npos)
+      if (!Fill()) return std::nullopt;
+    const size_t line_end = buffer_.find("\r\n");
+    const size_t size = std::stoul(buffer_.substr(0, line_end), nullptr, 16);
+    buffer_.erase(0, line_end + 2);
+    std::string data;
+    std::string crlf;
+    if (!ReadBytes(size, &data) || !ReadBytes(2, &crlf) || crlf != "\r\n") return std::nullopt;
+    return data;
+  }
+
+  // Whether the server closed the connection (EOF or a reset) with nothing more sent.
+  bool ClosedByServer() {
+    if (!buffer_.empty()) return false;
+    char byte;
+    return ReadSome(&byte, 1) <= 0 && !timed_out_;
+  }
+
+  // Whether nothing is left unread: what a peer closing at once would have sent is here.
+  bool nothing_buffered() const { return buffer_.empty(); }
+
+ private:
+  bool StartTls(const TlsClientFiles& files) {
+    ssl_context_ = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(ssl_context_, SSL_VERIFY_PEER, nullptr);
+    if (SSL_CTX_load_verify_locations(ssl_context_, files.ca.c_str(), nullptr) != 1) return false;
+    if (!files.cert.empty() &&
+        (SSL_CTX_use_certificate_file(ssl_context_, files.cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ssl_context_, files.key.c_str(), SSL_FILETYPE_PEM) != 1))
+      return false;
+    ssl_ = SSL_new(ssl_context_);
+    SSL_set_fd(ssl_, fd_);
+    SSL_set_tlsext_host_name(ssl_, "localhost");
+    SSL_set1_host(ssl_, "localhost");
+    const bool ok = SSL_connect(ssl_) == 1;
+    ERR_clear_error();
+    return ok;
+  }
+
+  ssize_t ReadSome(char* out, size_t size) {
+    const ssize_t n = ssl_ != nullptr ? SSL_read(ssl_, out, static_cast<int>(size)) : recv(fd_, out, size, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) timed_out_ = true;
+    ERR_clear_error();
+    return n;
+  }
+
+  bool Fill() {
+    char chunk[16384];
+    const ssize_t n = ReadSome(chunk, sizeof chunk);
+    if (n <= 0) return false;
+    buffer_.append(chunk, static_cast<size_t>(n));
+    return true;
+  }
+
+  bool ReadBytes(size_t size, std::string* out) {
+    while (buffer_.size() < size)
+      if (!Fill()) return false;
+    out->append(buffer_, 0, size);
+    buffer_.erase(0, size);
+    return true;
+  }
+
+  int fd_ = -1;
+  bool connected_ = false;
+  bool timed_out_ = false;
+  SSL_CTX* ssl_context_ = nullptr;
+  SSL* ssl_ = nullptr;
+  std::string buffer_;  // read and not yet consumed
+};
+
+HttpServerOptions LoopbackOptions() {
+  HttpServerOptions options;
+  options.host = "127.0.0.1";
+  options.port = 0;
+  return options;
+}
+
+std::unique_ptr<HttpServer> StartServer(const HttpServerOptions& options, Handler* handler) {
+  auto server = HttpServer::Start(options, handler);
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return server.ok() ? std::move(server).value() : nullptr;
+}
+
+// Polls what only the server's own threads change; the bound only guards against a hang.
+template <class Predicate>
+bool Eventually(Predicate predicate) {
+  const auto give_up = std::chrono::steady_clock::now() + kHangGuard;
+  while (!predicate()) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return true;
+}
+
+const std::string kGetEcho = "GET /echo?x=1 HTTP/1.1\r\nHost: test\r\nX-Mixed-Case: Value\r\n\r\n";
+
+TEST(HttpServer, GetRoundTrip) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  EXPECT_GT(server->port(), 0);
+  Client client(server->port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send(kGetEcho));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status_line, "HTTP/1.1 200 OK");
+  EXPECT_EQ(response->body, "GET /echo ");
+  EXPECT_EQ(response->Header("content-type"), "text/plain");
+  EXPECT_EQ(response->Header("x-test"), "yes");
+  EXPECT_EQ(response->Header("connection"), "");
+  EXPECT_NE(response->Header("date"), "");
+
+  const auto heads = handler.heads();
+  ASSERT_EQ(heads.size(), 1u);
+  EXPECT_EQ(heads[0].method, "GET");
+  EXPECT_EQ(heads[0].path, "/echo");
+  EXPECT_FALSE(heads[0].has_body);
+  EXPECT_FALSE(heads[0].content_length.has_value());
+  ASSERT_EQ(heads[0].Headers("x-mixed-case").size(), 1u);
+  EXPECT_EQ(heads[0].Headers("x-mixed-case")[0], "Value");
+  EXPECT_EQ(heads[0].headers[0].first, "host");
+}
+
+TEST(HttpServer, KeepAliveServesTwoRequestsOnOneConnection) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send(kGetEcho));
+  auto first = client.ReadResponse();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello"));
+  auto second = client.ReadResponse();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->body, "POST /echo hello");
+  EXPECT_EQ(server->open_connections(), 1u);
+  EXPECT_EQ(handler.requests, 2);
+}
+
+TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\none"
+                          "POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n"
+                          "GET /echo HTTP/1.1\r\nHost: t\r\n\r\n"));
+  for (const std::string expected : {"POST /echo one", "POST /echo two", "GET /echo "}) {
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, expected);
+  }
+}
+
+TEST(HttpServer, ExpectContinueIsAnsweredOnlyAfterTheHeadIsAccepted) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  auto interim = client.ReadHead();
+  ASSERT_TRUE(interim);
+  EXPECT_EQ(*interim, "HTTP/1.1 100 Continue\r\n\r\n");
+  ASSERT_TRUE(client.Send("body"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "POST /echo body");
+
+  Client refused(server->port());
+  ASSERT_TRUE(refused.Send("POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\nExpect: 100-continue\r\n\r\n"));
+  auto refusal = refused.ReadResponse();
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->status, 401);
+}
+
+// The refusal comes from the head alone: the 300 MB body is never sent, so an answer proves the
+// server did not wait for it, and the connection closes so the body is never taken for a request.
+TEST(HttpServer, RefusedHeadIsAnsweredWithoutReadingTheBody) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /refuse HTTP/1.1\r\nHost: t\r\nContent-Length: 300000000\r\n\r\n"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 401);
+  EXPECT_EQ(response->body, "refused");
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_EQ(handler.requests, 0);
+  const auto heads = handler.heads();
+  ASSERT_EQ(heads.size(), 1u);
+  EXPECT_EQ(heads[0].content_length, 300000000u);
+  EXPECT_TRUE(heads[0].has_body);
+}
+
+TEST(HttpServer, RefusedHeadWithoutBodyKeepsTheConnection) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("GET /refuse HTTP/1.1\r\nHost: t\r\n\r\n"));
+  auto refusal = client.ReadResponse();
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->status, 401);
+  EXPECT_EQ(refusal->Header("connection"), "");
+  ASSERT_TRUE(client.Send(kGetEcho));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+}
+
+TEST(HttpServer, BodyOverTheLimitByContentLengthIs413) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.max_body_bytes = 1000;
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 413);
+  EXPECT_EQ(response->body, "transport error 413");
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(client.ClosedByServer());
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].had_head);
+  EXPECT_NE(errors[0].message.find("1001"), std::string::npos) << errors[0].message;
+  EXPECT_EQ(handler.requests, 0);
+}
+
+TEST(HttpServer, ChunkedBodyOverTheLimitIs413) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.max_body_bytes = 1000;
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  const std::string chunk(600, 'x');
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "258\r\n" + chunk + "\r\n258\r\n" + chunk + "\r\n0\r\n\r\n"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 413);
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_EQ(handler.requests, 0);
+
+  Client within(server->port());
+  ASSERT_TRUE(within.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+                          "258\r\n" + chunk + "\r\n0\r\n\r\n"));
+  auto accepted = within.ReadResponse();
+  ASSERT_TRUE(accepted);
+  EXPECT_EQ(accepted->body, "POST /echo " + chunk);
+}
+
+TEST(HttpServer, HeadOverTheLimitIs431) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.max_header_bytes = 1024;
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("GET /echo HTTP/1.1\r\nHost: t\r\nX-Big: " + std::string(4096, 'b') + "\r\n\r\n"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 431);
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(client.ClosedByServer());
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_FALSE(errors[0].had_head);
+  EXPECT_TRUE(handler.heads().empty());
+}
+
+TEST(HttpServer, MalformedRequestsAre400) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  for (const std::string& garbage :
+       {std::string("\x01\x02 garbage\r\n\r\n"), std::string("GET /echo HTTP/1.1\r\nHost t\r\n\r\n"),
+        std::string("POST /echo HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd"),
+        std::string("POST /echo HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabcd"),
+        std::string("GET /echo HTTP/2.0\r\n\r\n")}) {
+    Client client(server->port());
+    ASSERT_TRUE(client.Send(garbage));
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response) << garbage;
+    EXPECT_EQ(response->status, 400) << garbage;
+    EXPECT_EQ(response->Header("connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer()) << garbage;
+  }
+  EXPECT_EQ(handler.requests, 0);
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 5u);
+  EXPECT_FALSE(errors[0].had_head);
+  EXPECT_TRUE(errors[3].had_head);  // the Transfer-Encoding is judged from a parsed head
+}
+
+// One io thread: if the slow client's partial head held it, the other client could not be
+// served at all. The slow one is answered 408 and closed once header_timeout has passed.
+TEST(HttpServer, SlowHeadIsCutAtTheDeadlineWithoutBlockingOthers) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.io_threads = 1;
+  options.header_timeout = std::chrono::milliseconds(500);
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client slow(server->port());
+  ASSERT_TRUE(slow.Send("GET /echo HTTP/1.1\r\nHost: t\r\nX-Drip: a"));
+
+  Client other(server->port());
+  ASSERT_TRUE(other.Send(kGetEcho));
+  auto served = other.ReadResponse();
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200);
+
+  auto timed_out = slow.ReadResponse();
+  ASSERT_TRUE(timed_out);
+  EXPECT_EQ(timed_out->status, 408);
+  EXPECT_EQ(timed_out->Header("connection"), "close");
+  EXPECT_TRUE(slow.ClosedByServer());
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_FALSE(errors[0].had_head);
+}
+
+TEST(HttpServer, SlowBodyIs408) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.body_timeout = std::chrono::milliseconds(300);
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc"));
+  auto response = client.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 408);
+  EXPECT_TRUE(client.ClosedByServer());
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].had_head);
+}
+
+TEST(HttpServer, IdleKeepAliveConnectionIsClosed) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.idle_timeout = std::chrono::milliseconds(300);
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send(kGetEcho));
+  ASSERT_TRUE(client.ReadResponse());
+  EXPECT_TRUE(client.ClosedByServer());
+  EXPECT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+  EXPECT_TRUE(handler.transport_errors().empty());
+}
+
+TEST(HttpServer, Http10ClosesUnlessAskedToKeepAlive) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client kept(server->port());
+  ASSERT_TRUE(kept.Send("GET /echo HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+  auto first = kept.ReadResponse();
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status_line, "HTTP/1.0 200 OK");
+  EXPECT_EQ(first->Header("connection"), "keep-alive");
+  ASSERT_TRUE(kept.Send("GET /echo HTTP/1.0\r\n\r\n"));
+  auto second = kept.ReadResponse();
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->Header("connection"), "close");
+  EXPECT_TRUE(kept.ClosedByServer());
+}
+
+// Chunk 2 is written only after the client has read chunk 1: each Write leaves at once as its
+// own chunk, not held back for the next.
+TEST(HttpServer, StreamChunksArriveInOrderOneAtATime) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /stream HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  auto exchange = handler.NextHeld();
+  ASSERT_NE(exchange, nullptr);
+  exchange->StartStream(200, "text/event-stream", {{"Cache-Control", "no-cache"}});
+  auto head = client.ReadResponseHead();
+  ASSERT_TRUE(head);
+  EXPECT_EQ(head->status, 200);
+  EXPECT_EQ(head->Header("content-type"), "text/event-stream");
+  EXPECT_EQ(head->Header("transfer-encoding"), "chunked");
+  EXPECT_EQ(head->Header("cache-control"), "no-cache");
+  for (int i = 1; i <= 3; ++i) {
+    const std::string event = "data: " + std::to_string(i) + "\n\n";
+    exchange->Write(event);
+    auto chunk = client.ReadChunk();
+    ASSERT_TRUE(chunk);
+    EXPECT_EQ(*chunk, event);
+    EXPECT_TRUE(client.nothing_buffered());
+  }
+  exchange->Write("");  // nothing: an empty chunk would end the stream
+  exchange->EndStream();
+  exchange->Write("after the end");
+  auto last = client.ReadChunk();
+  ASSERT_TRUE(last);
+  EXPECT_EQ(*last, "");
+
+  ASSERT_TRUE(client.Send(kGetEcho));  // the connection goes on
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /echo ");
+  EXPECT_FALSE(exchange->closed());
+  EXPECT_EQ(handler.on_close_calls, 0);
+}
+
+TEST(HttpServer, ClientGoneBeforeTheResponseRunsOnClose) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  std::shared_ptr<Exchange> exchange;
+  {
+    Client client(server->port());
+    ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+    exchange = handler.NextHeld();
+    ASSERT_NE(exchange, nullptr);
+    EXPECT_FALSE(exchange->closed());
+  }
+  ASSERT_TRUE(handler.on_close.Wait());
+  EXPECT_TRUE(exchange->closed());
+  exchange->Respond({200, "text/plain", "too late", {}});  // dropped
+  Event ran_at_once;
+  exchange->SetOnClose([&] { ran_at_once.Set(); });
+  EXPECT_TRUE(ran_at_once.is_set());
+  EXPECT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+  EXPECT_EQ(handler.on_close_calls, 1);
+}
+
+// The engine worker may still hold exchanges when the server goes: they are closed (OnClose
+// runs) and their later calls, from another thread, do nothing.
+TEST(HttpServer, DestructionClosesOpenExchanges) {
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  auto exchange = handler.NextHeld();
+  ASSERT_NE(exchange, nullptr);
+  exchange->StartStream(200, "text/event-stream");
+  std::thread worker([&] {
+    while (!exchange->closed()) exchange->Write("data: racing the shutdown\n\n");
+    exchange->Write("data: late\n\n");
+    exchange->EndStream();
+  });
+  server.reset();
+  EXPECT_TRUE(handler.on_close.is_set());
+  EXPECT_TRUE(exchange->closed());
+  worker.join();
+  EXPECT_EQ(handler.on_close_calls, 1);
+}
+
+TEST(HttpServer, ConnectionsPastTheLimitAreClosedAtOnce) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.max_connections = 1;
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  auto first = std::make_unique<Client>(server->port());
+  ASSERT_TRUE(first->Send(kGetEcho));
+  ASSERT_TRUE(first->ReadResponse());  // served: it holds the one place
+
+  Client over(server->port());
+  EXPECT_TRUE(over.ClosedByServer());
+  EXPECT_EQ(server->open_connections(), 1u);
+
+  first.reset();
+  ASSERT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+  Client next(server->port());
+  ASSERT_TRUE(next.Send(kGetEcho));
+  auto response = next.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+}
+
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "bptserve-http-test-XXXXXX").string();
+    path_ = mkdtemp(pattern.data());
+  }
+  ~TempDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all from it.
+void MakeCertificates(const TempDir& dir) {
+  const std::string script =
+      "cd " + dir.path() + " && "
+      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=bptserve-test-ca && "
+      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
+      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > san.ext && "
+      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext && "
+      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client && "
+      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1";
+  ASSERT_EQ(std::system(("(" + script + ") > /dev/null 2>&1").c_str()), 0) << script;
+}
+
+std::optional<ParsedResponse> GetOver(int port, const TlsClientFiles* tls) {
+  Client client(port, tls);
+  if (!client.connected() || !client.Send(kGetEcho)) return std::nullopt;
+  return client.ReadResponse();
+}
+
+// The certificates are made once for the suite: openssl's RSA key generation is most of its time.
+class HttpServerTls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir;
+    MakeCertificates(*dir_);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static HttpServerOptions TlsOptions() {
+    auto options = LoopbackOptions();
+    options.tls_cert = *dir_ / "server.pem";
+    options.tls_key = *dir_ / "server.key";
+    return options;
+  }
+  static TlsClientFiles TrustOnly() { return {*dir_ / "ca.pem", "", ""}; }
+  static TlsClientFiles WithClientCertificate() { return {*dir_ / "ca.pem", *dir_ / "client.pem", *dir_ / "client.key"}; }
+
+  static TempDir* dir_;
+};
+TempDir* HttpServerTls::dir_ = nullptr;
+
+TEST_F(HttpServerTls, TlsRoundTrip) {
+  TestHandler handler;
+  auto server = StartServer(TlsOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  const TlsClientFiles trust_only = TrustOnly();
+  auto response = GetOver(server->port(), &trust_only);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "GET /echo ");
+  EXPECT_FALSE(GetOver(server->port(), nullptr));  // plain HTTP to a TLS port
+}
+
+TEST_F(HttpServerTls, MutualTlsRequiresAClientCertificate) {
+  TestHandler handler;
+  auto options = TlsOptions();
+  options.tls_client_ca = *dir_ / "ca.pem";
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  const TlsClientFiles with_client_cert = WithClientCertificate();
+  auto response = GetOver(server->port(), &with_client_cert);
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "GET /echo ");
+  const TlsClientFiles trust_only = TrustOnly();
+  EXPECT_FALSE(GetOver(server->port(), &trust_only));
+  EXPECT_EQ(handler.requests, 1);
+}
+
+TEST_F(HttpServerTls, ClientGoneIsSeenOverTls) {
+  TestHandler handler;
+  auto server = StartServer(TlsOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  const TlsClientFiles trust_only = TrustOnly();
+  {
+    Client client(server->port(), &trust_only);
+    ASSERT_TRUE(client.connected());
+    ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+    ASSERT_NE(handler.NextHeld(), nullptr);
+  }
+  EXPECT_TRUE(handler.on_close.Wait());
+}
+
+TEST(HttpServerOptions, BadOptionsAreRefusedNamingTheField) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.io_threads = 0;
+  auto no_threads = HttpServer::Start(options, &handler);
+  ASSERT_FALSE(no_threads.ok());
+  EXPECT_NE(no_threads.status().message().find("io_threads"), std::string::npos);
+
+  options = LoopbackOptions();
+  options.tls_cert = "/nonexistent/server.pem";
+  options.tls_key = "/nonexistent/server.key";
+  auto missing_cert = HttpServer::Start(options, &handler);
+  ASSERT_FALSE(missing_cert.ok());
+  EXPECT_NE(missing_cert.status().message().find("tls_cert '/nonexistent/server.pem'"), std::string::npos)
+      << missing_cert.status().message();
+
+  options = LoopbackOptions();
+  options.tls_cert = "/nonexistent/server.pem";
+  auto no_key = HttpServer::Start(options, &handler);
+  ASSERT_FALSE(no_key.ok());
+  EXPECT_NE(no_key.status().message().find("tls_key"), std::string::npos);
+
+  auto first = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(first, nullptr);
+  options = LoopbackOptions();
+  options.port = first->port();
+  auto taken = HttpServer::Start(options, &handler);
+  ASSERT_FALSE(taken.ok());
+  EXPECT_NE(taken.status().message().find(std::to_string(first->port())), std::string::npos);
+}
+
+}  // namespace
+}  // namespace bpt::server::http
