@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """HTTP against gRPC on one server: bptserve-loadgen in both protocols at each client count, the
 same requests, interleaved and repeated. One JSON line per loadgen run on stdout, then one summary
-line: per client count the medians over the rounds and the HTTP/gRPC ratios of TTFT p50/p90, ITL
-p50/p90 and throughput. A benchmark, not a test: the exit code says only whether every run
+line: per client count the medians over the rounds, their spread, and the HTTP/gRPC ratios of
+TTFT p50/p90, ITL p50/p90 and throughput. A benchmark, not a test: the exit code says only whether every run
 passed loadgen's own checks.
 
     # a server already running
@@ -105,10 +105,13 @@ def run_loadgen(args, protocol, address, clients, requests_per_client):
 def summarize(runs, client_counts):
     levels = []
     for clients in client_counts:
-        medians = {}
+        medians, spreads = {}, {}
         for protocol in ("grpc", "http"):
             mine = [r for r in runs if r["protocol"] == protocol and r["clients"] == clients]
             medians[protocol] = {m: statistics.median(r[m] for r in mine) for m in RATIO_METRICS}
+            # (max - min) / median over the rounds: a ratio closer to 1 than this is noise.
+            spreads[protocol] = {m: round((max(r[m] for r in mine) - min(r[m] for r in mine)) / medians[protocol][m], 4)
+                                 if medians[protocol][m] else math.nan for m in RATIO_METRICS}
         ratios = {m: medians["http"][m] / medians["grpc"][m] if medians["grpc"][m] else math.nan
                   for m in RATIO_METRICS}
         # Latency ratios must stay under 1 + BUDGET, the throughput ratio over 1 - BUDGET.
@@ -116,6 +119,7 @@ def summarize(runs, client_counts):
             ratios["generated_tokens_per_s"] >= 1 - BUDGET
         levels.append({"clients": clients, "grpc": medians["grpc"], "http": medians["http"],
                        "http_over_grpc": {m: round(v, 4) for m, v in ratios.items()},
+                       "spread": spreads,
                        "within_budget": within})
     return {"summary": levels, "rounds": len({r["round"] for r in runs}), "budget": BUDGET}
 

@@ -20,9 +20,13 @@ StreamResult GrpcStreamClient::Stream(const LoadRequest& request) {
   auto reader = stub_->Generate(&context, message);
   bptserve::v1::GenerateResponse response;
   int finished = 0;
+  int64_t tokens = 0;
   while (reader->Read(&response)) {
     const auto arrival = Clock::now();
-    if (response.has_tokens()) timeline.OnTokens(arrival, response.tokens().token_ids_size());
+    if (response.has_tokens()) {
+      tokens += response.tokens().token_ids_size();
+      if (!response.tokens().text().empty()) timeline.OnText(arrival, response.tokens().token_ids_size());
+    }
     if (response.has_finished()) ++finished;
   }
   const grpc::Status status = reader->Finish();
@@ -38,7 +42,7 @@ StreamResult GrpcStreamClient::Stream(const LoadRequest& request) {
     result.problem = status.error_message();
   }
   result.ttft_s = timeline.ttft_s();
-  result.tokens = timeline.tokens();
+  result.tokens = tokens;
   result.inter_token_s = timeline.take_inter_token_s();
   return result;
 }

@@ -95,9 +95,8 @@ class CompletionStreamCheck {
       }
       for (const auto& choice : choices) {
         if (finish_reasons_ > 0) return Violate("a chunk after the finish_reason");
-        // bptserve sends one chunk per token, none for a token without text of its own (part of
-        // a UTF-8 character), which the next chunk then carries.
-        if (!choice.at("text").get<std::string>().empty()) timeline_.OnTokens(arrival, 1);
+        // bptserve sends one event per token that has text.
+        if (!choice.at("text").get<std::string>().empty()) timeline_.OnText(arrival, 1);
         const auto& reason = choice.at("finish_reason");
         if (reason.is_null()) continue;
         if (reason != "stop" && reason != "length") return Violate("finish_reason " + reason.dump());
