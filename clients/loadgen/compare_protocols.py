@@ -2,8 +2,8 @@
 """HTTP against gRPC on one server: bptserve-loadgen in both protocols at each client count, the
 same requests, interleaved and repeated. One JSON line per loadgen run on stdout, then one summary
 line: per client count the medians over the rounds, their spread, and the HTTP/gRPC ratios of
-TTFT p50/p90, ITL p50/p90 and throughput. A benchmark, not a test: the exit code says only whether every run
-passed loadgen's own checks.
+TTFT p50/p90, ITL p50/p90 and throughput. A benchmark, not a test: the exit code says only
+whether every run passed loadgen's own checks.
 
     # a server already running
     clients/loadgen/compare_protocols.py --grpc localhost:50051 --http localhost:8000
