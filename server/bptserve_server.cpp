@@ -39,6 +39,7 @@ BptServer::BptServer(ServerOptions options) : options_(std::move(options)) {}
 
 BptServer::~BptServer() {
   http_server_.reset();  // its connections close: their generations are cancelled
+  if (http_service_) http_service_->StopParsing();  // its last parses still reach the worker
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
   if (loader_.joinable()) loader_.join();
   worker_.reset();  // ends every job before the engine goes

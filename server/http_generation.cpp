@@ -7,12 +7,20 @@ namespace bpt::server {
 namespace {
 
 // A prefill comment at most this often from progress events, and a heartbeat comment after this
-// long without a write: well under the idle timeouts of common proxies (Envoy's stream idle
-// timeout is 5 minutes, nginx's proxy_read_timeout 60 s, cloud load balancers' 60-350 s).
+// long without a write (the service's heartbeat looks every kHeartbeatPeriod, so no gap passes
+// 2 s): well under the idle timeouts of common proxies (Envoy's stream idle timeout is 5
+// minutes, nginx's proxy_read_timeout 60 s, cloud load balancers' 60-350 s).
 constexpr auto kCommentInterval = std::chrono::seconds(1);
-constexpr auto kQuietLimit = std::chrono::seconds(2);
+constexpr auto kQuietLimit = std::chrono::milliseconds(1500);
 
 }  // namespace
+
+std::vector<std::pair<std::string, std::string>> ErrorHeaders(int http_status) {
+  if (http_status == 401) return {{"WWW-Authenticate", "Bearer"}};  // RFC 6750
+  // A full queue and a drain pass: clients (the openai SDK among them) wait this long, then retry.
+  if (http_status == 429 || http_status == 503) return {{"Retry-After", "1"}};
+  return {};
+}
 
 HttpGeneration::HttpGeneration(std::shared_ptr<http::Exchange> exchange, openai::ResponseWriter writer, bool stream,
                                bool uses_prefix_cache, std::string_view route, Metrics* metrics,
@@ -65,14 +73,18 @@ void HttpGeneration::OnPrefillProgress(int64_t processed_tokens, int64_t total_t
   prompt_tokens_ = total_tokens;
   const auto now = std::chrono::steady_clock::now();
   // The first report always goes out: a client sees the prefill start whatever the step time.
-  const bool first = processed_tokens > 0 && last_write_ == start_;
-  if (streaming_ && !ended_ && (first || now - last_write_ >= kCommentInterval)) PrefillCommentLocked(now);
+  if (streaming_ && !ended_ && (!prefill_reported_ || now - last_write_ >= kCommentInterval)) {
+    prefill_reported_ = true;
+    PrefillCommentLocked(now);
+  }
 }
 
 void HttpGeneration::Heartbeat(std::chrono::steady_clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!streaming_ || ended_ || client_gone_ || now - last_write_ < kQuietLimit) return;
-  if (prefilled_tokens_ < prompt_tokens_)
+  if (!prefill_reported_)  // waiting for the engine to start it
+    WriteLocked(openai::ResponseWriter::StreamComment("queued"), now);
+  else if (prefilled_tokens_ < prompt_tokens_)
     PrefillCommentLocked(now);
   else  // decoding, but the step is slow (a long prefill of another request in the same batch)
     WriteLocked(openai::ResponseWriter::StreamComment("keep-alive"), now);
@@ -96,7 +108,7 @@ void HttpGeneration::FailLocked(const Status& status) {
     WriteLocked(openai::ResponseWriter::StreamError(error), std::chrono::steady_clock::now());
   } else {
     CountLocked(error.http_status);
-    exchange_->Respond({error.http_status, "application/json", openai::ErrorBody(error), {}});
+    exchange_->Respond({error.http_status, "application/json", openai::ErrorBody(error), ErrorHeaders(error.http_status)});
   }
 }
 

@@ -12,6 +12,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "engine_worker.h"
 #include "http_server.h"
@@ -19,6 +21,10 @@
 #include "openai_response.h"
 
 namespace bpt::server {
+
+// What an error response carries beside its body: the auth scheme with a 401, Retry-After with
+// a 429 or 503.
+std::vector<std::pair<std::string, std::string>> ErrorHeaders(int http_status);
 
 class HttpGeneration final : public GenerationSink {
  public:
@@ -60,6 +66,7 @@ class HttpGeneration final : public GenerationSink {
   bool client_gone_ = false;
   bool admitted_ = false;
   bool streaming_ = false;  // the 200 and the SSE headers are sent
+  bool prefill_reported_ = false;
   bool counted_ = false;
   bool ended_ = false;
   int64_t prefilled_tokens_ = 0, prompt_tokens_ = 0;  // the last progress the engine reported

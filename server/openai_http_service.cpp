@@ -13,7 +13,10 @@ namespace {
 
 constexpr std::string_view kCompletions = "/v1/completions";
 constexpr std::string_view kChatCompletions = "/v1/chat/completions";
-constexpr auto kHeartbeatPeriod = std::chrono::seconds(1);
+constexpr auto kHeartbeatPeriod = std::chrono::milliseconds(500);
+// Request bodies (up to --max-message-mb of JSON: a second or more) are parsed here, never on
+// the transport's io threads, which every other connection needs.
+constexpr int kParseThreads = 2;
 
 bool IsGeneration(std::string_view route) { return route == kCompletions || route == kChatCompletions; }
 
@@ -23,6 +26,7 @@ grpc::StatusCode GrpcCodeOfHttpStatus(int status) {
     case 400: return grpc::StatusCode::INVALID_ARGUMENT;
     case 401: return grpc::StatusCode::UNAUTHENTICATED;
     case 404: return grpc::StatusCode::NOT_FOUND;
+    case 405: return grpc::StatusCode::UNIMPLEMENTED;
     case 408: case 504: return grpc::StatusCode::DEADLINE_EXCEEDED;
     case 413: case 429: case 431: return grpc::StatusCode::RESOURCE_EXHAUSTED;
     case 499: return grpc::StatusCode::CANCELLED;
@@ -54,9 +58,11 @@ OpenAiHttpService::OpenAiHttpService(const ServerOptions& options, ApiKeyAuth au
       metrics_(metrics),
       model_name_(options.ModelName()),
       created_(static_cast<int64_t>(std::time(nullptr))),
+      parse_pool_(std::make_unique<TokenizerPool>(kParseThreads, std::max(options.engine.scheduler.max_queue, 1))),
       heartbeat_([this] { HeartbeatLoop(); }) {}
 
 OpenAiHttpService::~OpenAiHttpService() {
+  StopParsing();
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -65,7 +71,18 @@ OpenAiHttpService::~OpenAiHttpService() {
   heartbeat_.join();
 }
 
+void OpenAiHttpService::StopParsing() { parse_pool_.reset(); }
+
 void OpenAiHttpService::SetReady(Engine* engine, EngineWorker* worker) {
+  // Logprobs name every alternative of every token on the worker's thread: each token's text is
+  // looked up, not decoded there. Empty in token-ids mode (no tokenizer).
+  std::vector<std::string> texts(static_cast<size_t>(engine->model_info().vocab_size));
+  for (size_t id = 0; id < texts.size(); ++id) {
+    const auto token = static_cast<int32_t>(id);
+    StatusOr<std::string> text = engine->Decode(std::span<const int32_t>(&token, 1));
+    if (text.ok()) texts[id] = std::move(text).value();
+  }
+  token_texts_ = std::move(texts);
   worker_ = worker;
   engine_ = engine;
 }
@@ -94,7 +111,7 @@ http::Response OpenAiHttpService::Counted(std::string_view route, http::Response
 http::Response OpenAiHttpService::Error(std::string_view route, int status, std::string message, std::string type,
                                         std::string param, std::string code) const {
   const openai::ApiError error{status, std::move(message), std::move(type), std::move(param), std::move(code)};
-  return Counted(route, {status, "application/json", openai::ErrorBody(error), {}});
+  return Counted(route, {status, "application/json", openai::ErrorBody(error), ErrorHeaders(status)});
 }
 
 std::optional<http::Response> OpenAiHttpService::OnHead(const http::RequestHead& head) {
@@ -147,7 +164,16 @@ void OpenAiHttpService::OnRequest(const http::RequestHead& head, std::string bod
                                                 model_name_, created_, engine_.load()->model_info().max_model_len),
                                             {}}));
   } else {
-    StartGeneration(route, body, std::move(exchange));
+    auto shared_body = std::make_shared<std::string>(std::move(body));
+    const bool queued = parse_pool_->TryRun([this, &route, shared_body, exchange] {
+      StartGeneration(route, *shared_body, exchange);
+      return std::function<void()>([] {});
+    });
+    if (!queued)
+      exchange->Respond(Error(route.label, 429,
+                              "too many requests are being parsed (" + std::to_string(options_.engine.scheduler.max_queue) +
+                                  ", --max-queue); retry later",
+                              "rate_limit_error", "", "rate_limit_exceeded"));
   }
 }
 
@@ -193,9 +219,8 @@ void OpenAiHttpService::StartGeneration(const Route& route, std::string_view bod
   context.include_usage = request.include_usage;
   context.logprobs = request.logprobs;
   context.top_logprobs = job.request.sampling.top_logprobs;
-  context.token_text = [engine](int32_t id) {
-    StatusOr<std::string> text = engine->Decode(std::span<const int32_t>(&id, 1));
-    return text.ok() ? std::move(text).value() : std::string();
+  context.token_text = [this](int32_t id) {
+    return id >= 0 && static_cast<size_t>(id) < token_texts_.size() ? token_texts_[static_cast<size_t>(id)] : std::string();
   };
 
   uint64_t key;

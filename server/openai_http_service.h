@@ -20,6 +20,7 @@
 #include "http_server.h"
 #include "metrics.h"
 #include "server_options.h"
+#include "tokenizer_pool.h"
 
 namespace bpt::server {
 
@@ -34,6 +35,9 @@ class OpenAiHttpService final : public http::Handler {
   void StopAccepting() { accepting_ = false; }
   // Generations whose response has not ended.
   int open_generations() const;
+  // Finishes the bodies being parsed (each then submitted or refused) and parses no more: before
+  // the worker goes, since each parse ends in EngineWorker::Submit.
+  void StopParsing();
 
   std::optional<http::Response> OnHead(const http::RequestHead& head) override;
   void OnRequest(const http::RequestHead& head, std::string body, std::shared_ptr<http::Exchange> exchange) override;
@@ -62,12 +66,14 @@ class OpenAiHttpService final : public http::Handler {
   std::atomic<Engine*> engine_{nullptr};
   std::atomic<EngineWorker*> worker_{nullptr};
   std::atomic<bool> accepting_{true};
+  std::vector<std::string> token_texts_;  // [vocab_size]: each token's text, set with the engine
 
   mutable std::mutex mu_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
   uint64_t next_id_ = 0;
   std::map<uint64_t, std::shared_ptr<HttpGeneration>> generations_;  // open ones, for the heartbeat
+  std::unique_ptr<TokenizerPool> parse_pool_;  // bodies to requests, off the io threads
   std::thread heartbeat_;
 };
 

@@ -234,7 +234,10 @@ TEST(OpenAiChatRequest, Logprobs) {
   EXPECT_EQ(on.request.sampling.top_logprobs, 0);
   EXPECT_FALSE(Chat(R"("logprobs":false)").logprobs);
   ExpectRefusal(RefuseChat(R"("top_logprobs":2)"), "top_logprobs", "needs logprobs set to true");
-  ExpectRefusal(RefuseChat(R"("logprobs":false,"top_logprobs":0)"), "top_logprobs", "needs logprobs");
+  // 0 asks for nothing: OpenAI takes it without logprobs.
+  const ParsedRequest zero = Chat(R"("logprobs":false,"top_logprobs":0)");
+  EXPECT_FALSE(zero.logprobs);
+  EXPECT_EQ(zero.request.sampling.top_logprobs, 0);
   ExpectRefusal(RefuseChat(R"("logprobs":true,"top_logprobs":21)"), "top_logprobs", "in [0, 20]");
   ExpectRefusal(RefuseChat(R"("logprobs":1)"), "logprobs", "logprobs must be a boolean, got 1");
   ExpectRefusal(RefuseChat(R"("prompt":"x")"), "prompt", "Unrecognized request argument supplied: prompt");
@@ -408,6 +411,9 @@ TEST(OpenAiRequest, UnsupportedFieldsAreRefusedUnlessTheyAskNothing) {
   ExpectRefusal(RefuseChat(R"("tools":[{"type":"function","function":{"name":"f"}}])"), "tools", "tools are not supported");
   ExpectRefusal(RefuseChat(R"("tool_choice":"none")"), "tool_choice", "not supported");
   ExpectRefusal(RefuseChat(R"("response_format":{"type":"json_object"})"), "response_format", "not supported");
+  // A "type" that is no string is refused like any other format, never thrown over.
+  for (const char* type : {"null", "1", "[]", "{}"})
+    ExpectRefusal(RefuseChat(std::string(R"("response_format":{"type":)") + type + "}"), "response_format", "not supported");
   ExpectRefusal(RefuseChat(R"("function_call":"auto")"), "function_call", "not supported");
   ExpectRefusal(RefuseChat(R"("functions":[{"name":"f"}])"), "functions", "not supported");
   ExpectRefusal(RefuseChat(R"("audio":{"voice":"alloy"})"), "audio", "not supported");
@@ -556,7 +562,7 @@ TEST(OpenAiError, FromStatusMapsEveryCode) {
       {OutOfRange("the prompt has more than 10 tokens"), "prompt", 400, "invalid_request_error", "prompt", ""},
       {FailedPrecondition("stop strings need a tokenizer: token ids only"), "prompt", 400, "invalid_request_error",
        "stop", ""},
-      {Status(StatusCode::kUnauthenticated, "missing API key"), "prompt", 401, "authentication_error", "",
+      {Status(StatusCode::kUnauthenticated, "missing API key"), "prompt", 401, "invalid_request_error", "",
        "invalid_api_key"},
       {NotFound("no such model"), "prompt", 404, "not_found_error", "", ""},
       {ResourceExhausted("the request queue is full (8 waiting, --max-queue); retry later"), "prompt", 429,

@@ -1,23 +1,30 @@
 // bptserve-loadgen: concurrent clients against a running server; one JSON line of results.
 //   bptserve-loadgen --server localhost:50051 --clients 32 --requests 20
-// Every request must end with exactly one terminal status (and an OK stream with exactly one
-// Finished message); the exit code is non-zero otherwise. Latencies are measured at the client.
+//   bptserve-loadgen --protocol http --server localhost:8000 --clients 32 --requests 20
+// Every request must end with exactly one terminal status (gRPC: an OK stream with exactly one
+// Finished message; HTTP: a 200 stream with exactly one finish_reason and one [DONE]); the exit
+// code is non-zero otherwise. Latencies are measured at the client, the same way for both.
 #include <grpcpp/grpcpp.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <chrono>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "bptserve/v1/bptserve.grpc.pb.h"
+#include "grpc_stream_client.h"
+#include "http_stream_client.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using bptserve::loadgen::Clock;
+using bptserve::loadgen::StreamResult;
+
+// Enough failures on stderr to say what went wrong, not one line per request of a broken run.
+constexpr int kReportedProblems = 5;
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -26,93 +33,111 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
+// The results of every client, gathered under one lock.
+class LoadReport {
+ public:
+  void Add(const StreamResult& result) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (result.status) ++statuses_[*result.status];
+    if (result.protocol_violation) ++protocol_violations_;
+    if (!result.problem.empty() && reported_problems_ < kReportedProblems) {
+      ++reported_problems_;
+      std::cerr << "request " << result.status.value_or("without a status") << ": " << result.problem << "\n";
+    }
+    if (!result.succeeded) return;
+    if (result.ttft_s) ttft_.push_back(*result.ttft_s);
+    itl_.insert(itl_.end(), result.inter_token_s.begin(), result.inter_token_s.end());
+    e2e_.push_back(result.e2e_s);
+    tokens_ += result.tokens;
+  }
+
+  int terminal_statuses() const {
+    int terminal = 0;
+    for (const auto& [status, count] : statuses_) terminal += count;
+    return terminal;
+  }
+  int protocol_violations() const { return protocol_violations_; }
+
+  nlohmann::json ToJson(double wall_s) const {
+    return {{"statuses", statuses_},
+            {"protocol_violations", protocol_violations_},
+            {"generated_tokens_per_s", static_cast<double>(tokens_) / wall_s},
+            {"ttft_p50_s", Percentile(ttft_, 50)},
+            {"ttft_p90_s", Percentile(ttft_, 90)},
+            {"ttft_p99_s", Percentile(ttft_, 99)},
+            {"itl_p50_s", Percentile(itl_, 50)},
+            {"itl_p90_s", Percentile(itl_, 90)},
+            {"itl_p99_s", Percentile(itl_, 99)},
+            {"e2e_p50_s", Percentile(e2e_, 50)},
+            {"wall_s", wall_s}};
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, int> statuses_;
+  int protocol_violations_ = 0;
+  int reported_problems_ = 0;
+  std::vector<double> ttft_, itl_, e2e_;
+  int64_t tokens_ = 0;
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"bptserve load generator"};
-  std::string server = "localhost:50051", prompt = "Long documents are the reason bptserve exists. ";
+  std::string protocol = "grpc", server = "localhost:50051", model, api_key;
+  std::string prompt = "Long documents are the reason bptserve exists. ";
   int clients = 32, requests = 20, max_new_tokens = 32, prompt_repeats = 8;
-  app.add_option("--server", server);
+  app.add_option("--protocol", protocol, "grpc: the Generate stream; http: POST /v1/completions, streamed")
+      ->check(CLI::IsMember({"grpc", "http"}));
+  app.add_option("--server", server, "host:port of the server's gRPC or HTTP port");
+  app.add_option("--model", model, "HTTP: the model to ask for (default: the first GET /v1/models lists)");
+  app.add_option("--api-key", api_key, "Sent as 'authorization: Bearer KEY'");
   app.add_option("--clients", clients, "Concurrent clients")->check(CLI::PositiveNumber);
   app.add_option("--requests", requests, "Requests per client")->check(CLI::PositiveNumber);
-  app.add_option("--max-new-tokens", max_new_tokens);
+  app.add_option("--max-new-tokens", max_new_tokens)->check(CLI::PositiveNumber);
   app.add_option("--prompt", prompt, "Prompt text (repeated --prompt-repeats times)");
   app.add_option("--prompt-repeats", prompt_repeats);
   CLI11_PARSE(app, argc, argv);
   std::string text;
   for (int i = 0; i < prompt_repeats; ++i) text += prompt;
 
-  auto channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
-  std::mutex mu;
-  std::vector<double> ttft, itl, e2e;
-  std::map<std::string, int> statuses;
-  int64_t tokens = 0;
-  int protocol_violations = 0;
+  std::shared_ptr<grpc::Channel> channel;
+  if (protocol == "grpc") {
+    channel = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
+  } else if (model.empty()) {
+    try {
+      model = bptserve::loadgen::FirstServedModelId(server, api_key);
+    } catch (const std::runtime_error& e) {
+      std::cerr << e.what() << "\n";
+      return 1;
+    }
+  }
+  auto new_client = [&]() -> std::unique_ptr<bptserve::loadgen::StreamClient> {
+    if (channel) return std::make_unique<bptserve::loadgen::GrpcStreamClient>(channel, api_key);
+    return std::make_unique<bptserve::loadgen::HttpStreamClient>(server, api_key, model);
+  };
+
+  LoadReport report;
   const auto start = Clock::now();
   std::vector<std::thread> threads;
   for (int c = 0; c < clients; ++c) {
-    threads.emplace_back([&, c] {
-      auto stub = bptserve::v1::Inference::NewStub(channel);
+    threads.emplace_back([&, c, client = new_client()] {
       for (int r = 0; r < requests; ++r) {
-        bptserve::v1::GenerateRequest req;
-        req.set_text(text);
-        req.mutable_sampling()->set_seed(static_cast<uint64_t>(c) * 1000 + r);
-        req.mutable_stopping()->set_max_new_tokens(max_new_tokens);
-        req.mutable_stopping()->set_ignore_eos(true);
-        grpc::ClientContext context;
-        const auto sent = Clock::now();
-        auto reader = stub->Generate(&context, req);
-        bptserve::v1::GenerateResponse res;
-        std::vector<double> gaps;
-        double first = -1;
-        Clock::time_point last;
-        int finished = 0;
-        int64_t n = 0;
-        while (reader->Read(&res)) {
-          const auto now = Clock::now();
-          if (res.has_tokens()) {
-            // Tokens that were coalesced into one message share its arrival: each gets an equal share.
-            const int k = res.tokens().token_ids_size();
-            if (first < 0) {
-              first = std::chrono::duration<double>(now - sent).count();
-            } else {
-              for (int i = 0; i < k; ++i) gaps.push_back(std::chrono::duration<double>(now - last).count() / k);
-            }
-            last = now;
-            n += k;
-          }
-          if (res.has_finished()) ++finished;
-        }
-        const grpc::Status status = reader->Finish();
-        const double total = std::chrono::duration<double>(Clock::now() - sent).count();
-        std::lock_guard<std::mutex> lock(mu);
-        ++statuses[status.ok() ? "OK" : std::to_string(status.error_code())];
-        if (status.ok() != (finished == 1) || finished > 1) ++protocol_violations;
-        if (status.ok()) {
-          ttft.push_back(first);
-          itl.insert(itl.end(), gaps.begin(), gaps.end());
-          e2e.push_back(total);
-          tokens += n;
-        }
+        report.Add(client->Stream({.prompt = text,
+                                   .max_new_tokens = max_new_tokens,
+                                   .seed = static_cast<uint64_t>(c) * 1000 + static_cast<uint64_t>(r)}));
       }
     });
   }
   for (auto& t : threads) t.join();
-  const double wall = std::chrono::duration<double>(Clock::now() - start).count();
-  int terminal = 0;
-  for (const auto& [code, count] : statuses) terminal += count;
-  nlohmann::json out = {{"clients", clients},
+  const double wall_s = std::chrono::duration<double>(Clock::now() - start).count();
+
+  nlohmann::json out = {{"protocol", protocol},
+                        {"clients", clients},
                         {"requests", clients * requests},
-                        {"terminal_statuses", terminal},
-                        {"statuses", statuses},
-                        {"protocol_violations", protocol_violations},
-                        {"generated_tokens_per_s", tokens / wall},
-                        {"ttft_p50_s", Percentile(ttft, 50)},
-                        {"ttft_p99_s", Percentile(ttft, 99)},
-                        {"itl_p50_s", Percentile(itl, 50)},
-                        {"itl_p99_s", Percentile(itl, 99)},
-                        {"e2e_p50_s", Percentile(e2e, 50)},
-                        {"wall_s", wall}};
+                        {"terminal_statuses", report.terminal_statuses()}};
+  out.update(report.ToJson(wall_s));
   std::cout << out.dump() << std::endl;
-  return terminal == clients * requests && protocol_violations == 0 ? 0 : 1;
+  return report.terminal_statuses() == clients * requests && report.protocol_violations() == 0 ? 0 : 1;
 }

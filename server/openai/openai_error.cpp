@@ -17,7 +17,7 @@ StatusShape ShapeOf(const Status& status) {
     case StatusCode::kInvalidArgument:
     case StatusCode::kOutOfRange:
     case StatusCode::kFailedPrecondition: return {400, "invalid_request_error", ""};
-    case StatusCode::kUnauthenticated: return {401, "authentication_error", "invalid_api_key"};
+    case StatusCode::kUnauthenticated: return {401, "invalid_request_error", "invalid_api_key"};  // as OpenAI
     case StatusCode::kNotFound: return {404, "not_found_error", ""};
     case StatusCode::kResourceExhausted:
       // The scheduler's "prompt + max_new_tokens exceeds the KV cache capacity" holds however

@@ -20,7 +20,11 @@ using FieldError = std::optional<ApiError>;
 bool AsksNothingIfOne(const json& v) { return v.is_number() && v == 1; }
 bool AsksNothingIfFalse(const json& v) { return v.is_boolean() && !v.get<bool>(); }
 bool AsksNothingIfEmpty(const json& v) { return (v.is_object() || v.is_array() || v.is_string()) && v.empty(); }
-bool AsksNothingIfTextFormat(const json& v) { return v.is_object() && v.size() == 1 && v.value("type", "") == "text"; }
+bool AsksNothingIfTextFormat(const json& v) {
+  // find, not value(): value() throws when "type" holds something other than a string.
+  const auto type = v.is_object() && v.size() == 1 ? v.find("type") : v.end();
+  return v.is_object() && type != v.end() && type->is_string() && *type == "text";
+}
 bool AsksNothingIfTextModality(const json& v) { return v == json::array({"text"}); }
 bool AsksSomethingAlways(const json&) { return false; }
 
@@ -192,7 +196,8 @@ class RequestParser {
     const std::optional<int64_t> max_tokens = max_completion_tokens_ ? max_completion_tokens_ : max_tokens_;
     out_.default_max_new_tokens = !max_tokens.has_value();
     stopping.max_new_tokens = static_cast<int>(max_tokens.value_or(kDefaultChatMaxTokens));
-    if (top_logprobs_ && !out_.logprobs)
+    // 0 asks for nothing, and OpenAI takes it without logprobs.
+    if (top_logprobs_.value_or(0) > 0 && !out_.logprobs)
       return InvalidRequest("top_logprobs", "top_logprobs needs logprobs set to true");
     out_.request.sampling.top_logprobs = out_.logprobs ? static_cast<int>(top_logprobs_.value_or(0)) : 0;
     return std::nullopt;
