@@ -654,7 +654,8 @@ def api_key_checks(bin_dir, work):
         e = status_error(lambda: sdk(port, "wrong-key").completions.create(**body))
         # As api.openai.com answers a bad key: type invalid_request_error, code invalid_api_key.
         check(isinstance(e, openai.AuthenticationError) and e.status_code == 401 and e.type == "invalid_request_error"
-              and e.code == "invalid_api_key", f"a wrong key: {e and (e.status_code, e.body)}")
+              and e.code == "invalid_api_key" and e.response.headers.get("www-authenticate") == "Bearer",
+              f"a wrong key: {e and (e.status_code, e.body, e.response.headers)}")
         e = status_error(lambda: sdk(port, "wrong-key").models.list())
         check(e is not None and e.status_code == 401, "/v1/models needs the key")
         status, _, raw = http_request(port, "POST", "/v1/completions", body)
@@ -794,8 +795,9 @@ def queue_and_drain_checks(bin_dir):
         for stream in (False, True):
             e = status_error(lambda: client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=2,
                                                                stream=stream))
-            check(isinstance(e, openai.RateLimitError) and e.status_code == 429 and e.type == "rate_limit_error",
-                  f"a full queue (stream={stream}): {e and (e.status_code, e.body)}")
+            check(isinstance(e, openai.RateLimitError) and e.status_code == 429 and e.type == "rate_limit_error"
+                  and e.response.headers.get("retry-after") is not None,
+                  f"a full queue (stream={stream}): {e and (e.status_code, e.body, e.response.headers)}")
         try:
             with Client(f"127.0.0.1:{grpc_port}") as g:
                 list(g.generate(text=PROMPT, max_new_tokens=2, timeout=HANG))
@@ -812,8 +814,9 @@ def queue_and_drain_checks(bin_dir):
         status, _, _ = http_request(port, "GET", "/health")
         check(status == 200, f"/health while draining: {status}")
         e = status_error(lambda: client.completions.create(model="demo-model", prompt=PROMPT, max_tokens=2))
-        check(e is not None and e.status_code == 503 and isinstance(e.body, dict) and e.body.get("message"),
-              f"a new request while draining: {e and (e.status_code, e.body)}")
+        check(e is not None and e.status_code == 503 and isinstance(e.body, dict) and e.body.get("message")
+              and e.response.headers.get("retry-after") is not None,
+              f"a new request while draining: {e and (e.status_code, e.body, e.response.headers)}")
         disconnect(running_sock)
         status, events = read_stream(waiting)
         usage = (chunks_of(events) or [{}])[-1].get("usage") or {}
