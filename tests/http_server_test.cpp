@@ -1,6 +1,7 @@
 // The HTTP/1.1 transport (server/http) against raw socket clients: round trips, keep-alive and
 // pipelining, every limit and timeout, refusals that never read the body, streaming one chunk at
-// a time, disconnects seen while a response is pending, TLS and mTLS, and the connection limit.
+// a time, disconnects seen while a response is pending, a Handler that throws, keep-alive
+// probes, TLS and mTLS (with session resumption), and the connection limit.
 // Timeouts are only waited for, never raced: a test waits for the event (a close, a callback)
 // with a generous bound that only guards against a hang.
 #include <gtest/gtest.h>
@@ -12,20 +13,25 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "http_server.h"
+#include "proc_status.h"
 
 namespace bpt::server::http {
 namespace {
@@ -136,19 +142,30 @@ struct ParsedResponse {
   }
 };
 
-struct TlsClientFiles {
+struct TlsClientSetup {
   std::string ca;
   std::string cert, key;  // empty: no client certificate
+  int max_version = 0;              // e.g. TLS1_2_VERSION; 0: the library's newest
+  SSL_SESSION* resume = nullptr;    // a session to resume (not owned)
 };
 
+struct SessionFree {
+  void operator()(SSL_SESSION* session) const { SSL_SESSION_free(session); }
+};
+using UniqueSession = std::unique_ptr<SSL_SESSION, SessionFree>;
+
 // A blocking client on a raw socket (optionally TLS through OpenSSL), reading responses byte by
-// byte from what the server sent; every read gives up after the hang guard.
+// byte from what the server sent; every read gives up after the hang guard. Without TLS, one
+// thread may Send while another reads: they share only the socket.
 class Client {
  public:
-  explicit Client(int port, const TlsClientFiles* tls = nullptr) {
+  // receive_buffer_bytes: a fixed receive buffer (0: the kernel's, which grows as the client reads).
+  explicit Client(int port, const TlsClientSetup* tls = nullptr, int receive_buffer_bytes = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     timeval guard{kHangGuard.count(), 0};
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &guard, sizeof guard);
+    if (receive_buffer_bytes > 0)
+      setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer_bytes, sizeof receive_buffer_bytes);
     sockaddr_in address{};
     address.sin_family = AF_INET;
     address.sin_port = htons(static_cast<uint16_t>(port));
@@ -165,6 +182,23 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   bool connected() const { return connected_; }
+
+  int local_port() const {
+    sockaddr_in address{};
+    socklen_t size = sizeof address;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size);
+    return ntohs(address.sin_port);
+  }
+
+  bool resumed_session() const { return ssl_ != nullptr && SSL_session_reused(ssl_) == 1; }
+
+  // Ends TLS with close_notify (a connection dropped without it leaves its session unresumable)
+  // and returns the session, for a next connection to resume.
+  UniqueSession CloseTls() {
+    UniqueSession session(SSL_get1_session(ssl_));
+    SSL_shutdown(ssl_);
+    return session;
+  }
 
   bool Send(const std::string& bytes) {
     size_t sent = 0;
@@ -249,17 +283,28 @@ class Client {
   // Whether nothing is left unread: what a peer closing at once would have sent is here.
   bool nothing_buffered() const { return buffer_.empty(); }
 
+  // Appends the next `size` bytes (a body after its head was read).
+  bool ReadBytes(size_t size, std::string* out) {
+    while (buffer_.size() < size)
+      if (!Fill()) return false;
+    out->append(buffer_, 0, size);
+    buffer_.erase(0, size);
+    return true;
+  }
+
  private:
-  bool StartTls(const TlsClientFiles& files) {
+  bool StartTls(const TlsClientSetup& setup) {
     ssl_context_ = SSL_CTX_new(TLS_client_method());
     SSL_CTX_set_verify(ssl_context_, SSL_VERIFY_PEER, nullptr);
-    if (SSL_CTX_load_verify_locations(ssl_context_, files.ca.c_str(), nullptr) != 1) return false;
-    if (!files.cert.empty() &&
-        (SSL_CTX_use_certificate_file(ssl_context_, files.cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
-         SSL_CTX_use_PrivateKey_file(ssl_context_, files.key.c_str(), SSL_FILETYPE_PEM) != 1))
+    if (setup.max_version != 0) SSL_CTX_set_max_proto_version(ssl_context_, setup.max_version);
+    if (SSL_CTX_load_verify_locations(ssl_context_, setup.ca.c_str(), nullptr) != 1) return false;
+    if (!setup.cert.empty() &&
+        (SSL_CTX_use_certificate_file(ssl_context_, setup.cert.c_str(), SSL_FILETYPE_PEM) != 1 ||
+         SSL_CTX_use_PrivateKey_file(ssl_context_, setup.key.c_str(), SSL_FILETYPE_PEM) != 1))
       return false;
     ssl_ = SSL_new(ssl_context_);
     SSL_set_fd(ssl_, fd_);
+    if (setup.resume != nullptr) SSL_set_session(ssl_, setup.resume);
     SSL_set_tlsext_host_name(ssl_, "localhost");
     SSL_set1_host(ssl_, "localhost");
     const bool ok = SSL_connect(ssl_) == 1;
@@ -279,14 +324,6 @@ class Client {
     const ssize_t n = ReadSome(chunk, sizeof chunk);
     if (n <= 0) return false;
     buffer_.append(chunk, static_cast<size_t>(n));
-    return true;
-  }
-
-  bool ReadBytes(size_t size, std::string* out) {
-    while (buffer_.size() < size)
-      if (!Fill()) return false;
-    out->append(buffer_, 0, size);
-    buffer_.erase(0, size);
     return true;
   }
 
@@ -487,6 +524,44 @@ TEST(HttpServer, ChunkedBodyOverTheLimitIs413) {
   ASSERT_TRUE(accepted);
   EXPECT_EQ(accepted->body, "POST /echo " + chunk);
 }
+
+// Beast bounds neither a chunk's extensions nor a chunked body's trailer; the connection's read
+// buffer must. The client sends far more of one than that bound, from one small buffer so that
+// this process's own memory stays flat: the refusal arriving at all shows the server stopped
+// reading it in, and the process's resident memory that it never held what was sent.
+void ExpectEndlessChunkedPartRefused(const std::string& part_start) {
+  constexpr size_t kSentBytes = 32 << 20;
+  constexpr int64_t kMostGrowth = 16 << 20;  // well under what holding kSentBytes would take
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  const int64_t resident_before = bpt::testing::ProcStatusBytes("self", "VmRSS");
+  ASSERT_TRUE(client.Send("POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + part_start));
+  // Once refused the server reads on only to throw away, until it gives up on the peer: a send
+  // may then fail, and the sender just stops.
+  std::thread sender([&] {
+    const std::string filler(64 << 10, 'x');
+    for (size_t sent = 0; sent < kSentBytes && client.Send(filler); sent += filler.size()) {
+    }
+  });
+  auto response = client.ReadResponse();
+  const bool closed = response && client.ClosedByServer();
+  sender.join();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 413);
+  EXPECT_EQ(response->Header("connection"), "close");
+  EXPECT_TRUE(closed);
+  EXPECT_LT(bpt::testing::ProcStatusBytes("self", "VmRSS") - resident_before, kMostGrowth);
+  const auto errors = handler.transport_errors();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_TRUE(errors[0].had_head);
+  EXPECT_EQ(handler.requests, 0);
+}
+
+TEST(HttpServer, EndlessChunkExtensionIs413) { ExpectEndlessChunkedPartRefused("1;x="); }
+
+TEST(HttpServer, EndlessChunkedTrailerIs413) { ExpectEndlessChunkedPartRefused("1\r\na\r\n0\r\nX-Trailer: "); }
 
 TEST(HttpServer, HeadOverTheLimitIs431) {
   TestHandler handler;
@@ -711,6 +786,161 @@ TEST(HttpServer, RequestArrivingWhileAResponseIsPendingIsAnsweredAfterIt) {
   EXPECT_EQ(handler.on_close_calls, 0);
 }
 
+// idle_timeout bounds how long the peer takes none of a write, not how long a whole response
+// takes: a body that needs many times idle_timeout to drain at the client's pace goes out whole.
+// The client's receive buffer is fixed (not grown as it reads), so that what the kernels hold
+// ahead of the reader stays a few MB and the server's writes keep waiting on it.
+TEST(HttpServer, SlowButSteadyReaderGetsALargeResponseWhole) {
+  constexpr std::chrono::milliseconds kIdleTimeout{1000};
+  constexpr size_t kBodyBytes = 32 << 20;
+  constexpr size_t kReadBytes = 64 << 10;
+  // The reader's pace: kBodyBytes take over 2 s (so more than idle_timeout), while the server's
+  // writes complete about every 100 ms.
+  constexpr std::chrono::milliseconds kPause{4};
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.idle_timeout = kIdleTimeout;
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port(), nullptr, 256 << 10);
+  ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  auto exchange = handler.NextHeld();
+  ASSERT_NE(exchange, nullptr);
+  std::string body(kBodyBytes, '\0');
+  for (size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+  exchange->Respond({200, "application/octet-stream", body, {}});
+  auto head = client.ReadResponseHead();
+  ASSERT_TRUE(head);
+  ASSERT_EQ(head->Header("content-length"), std::to_string(kBodyBytes));
+  const auto started = std::chrono::steady_clock::now();
+  std::string received;
+  while (received.size() < kBodyBytes) {
+    ASSERT_TRUE(client.ReadBytes(std::min(kReadBytes, kBodyBytes - received.size()), &received))
+        << "cut after " << received.size() << " bytes";
+    std::this_thread::sleep_for(kPause);
+  }
+  EXPECT_TRUE(received == body);
+  // Else this test would not have shown that a response outlasting idle_timeout is kept.
+  EXPECT_GT(std::chrono::steady_clock::now() - started, kIdleTimeout);
+  EXPECT_EQ(handler.on_close_calls, 0);
+  ASSERT_TRUE(client.Send(kGetEcho));  // the connection goes on
+  auto next = client.ReadResponse();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->body, "GET /echo ");
+}
+
+// A client that takes none of a response for idle_timeout is gone: the connection closes, and
+// with it the exchange (the response was never sent whole).
+TEST(HttpServer, ReaderTakingNothingIsClosedAfterTheIdleTimeout) {
+  TestHandler handler;
+  auto options = LoopbackOptions();
+  options.idle_timeout = std::chrono::milliseconds(300);
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port(), nullptr, 64 << 10);
+  ASSERT_TRUE(client.Send("POST /hold HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}"));
+  auto exchange = handler.NextHeld();
+  ASSERT_NE(exchange, nullptr);
+  // Far more than the kernel's send and receive buffers between the two hold.
+  exchange->Respond({200, "application/octet-stream", std::string(32 << 20, 'x'), {}});
+  ASSERT_TRUE(handler.on_close.Wait());
+  EXPECT_TRUE(exchange->closed());
+  EXPECT_TRUE(Eventually([&] { return server->open_connections() == 0; }));
+  EXPECT_EQ(server->unsent_responses(), 0u);
+}
+
+// A Handler that throws where each of its calls would (a JSON library's exception, say).
+class ThrowingHandler : public TestHandler {
+ public:
+  std::optional<Response> OnHead(const RequestHead& head) override {
+    if (head.path == "/throw-in-head") throw std::runtime_error("OnHead failed");
+    return TestHandler::OnHead(head);
+  }
+  void OnRequest(const RequestHead& head, std::string body, std::shared_ptr<Exchange> exchange) override {
+    if (head.path == "/throw-in-request") {
+      exchange->SetOnClose([this] { on_close.Set(); });
+      exchange->Respond({200, "text/plain", "answered before the throw", {}});
+      throw 42;  // not even a std::exception
+    }
+    TestHandler::OnRequest(head, std::move(body), std::move(exchange));
+  }
+  Response TransportError(const RequestHead*, int, const std::string&) override {
+    throw std::logic_error("TransportError failed");
+  }
+};
+
+TEST(HttpServer, HandlerThatThrowsGets500AndTheServerGoesOn) {
+  ThrowingHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  for (const std::string request :
+       {"GET /throw-in-head HTTP/1.1\r\nHost: t\r\n\r\n",
+        "POST /throw-in-request HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\n{}",
+        "GET /echo HTTP/1.1\r\nHost t\r\n\r\n"}) {  // malformed: TransportError throws
+    Client client(server->port());
+    ASSERT_TRUE(client.Send(request));
+    auto response = client.ReadResponse();
+    ASSERT_TRUE(response) << request;
+    EXPECT_EQ(response->status, 500) << request;
+    EXPECT_EQ(response->Header("content-type"), "application/json");
+    EXPECT_EQ(response->body,
+              R"({"error":{"message":"internal error","type":"server_error","param":null,"code":null}})");
+    EXPECT_EQ(response->Header("connection"), "close");
+    EXPECT_TRUE(client.ClosedByServer()) << request;
+  }
+  // The exchange handed over before the throw is closed, its own response never sent.
+  EXPECT_TRUE(handler.on_close.Wait());
+  EXPECT_EQ(server->unsent_responses(), 0u);
+  Client served(server->port());
+  ASSERT_TRUE(served.Send(kGetEcho));
+  auto response = served.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+}
+
+// The kernel's view of the server's end of a loopback connection, from /proc/net/tcp: its timer
+// ("tr" 2 is the keep-alive timer) and when that fires, in 1/100 s. None when not listed.
+struct TcpTimer {
+  int kind = 0;
+  long expires_centiseconds = 0;
+};
+std::optional<TcpTimer> SocketTimer(int local_port, int remote_port) {
+  std::ifstream table("/proc/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the column names
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer;
+    fields >> slot >> local >> remote >> state >> queues >> timer;
+    const auto port = [](const std::string& address) {
+      return std::stoi(address.substr(address.find(':') + 1), nullptr, 16);
+    };
+    if (port(local) != local_port || port(remote) != remote_port) continue;
+    return TcpTimer{std::stoi(timer.substr(0, 2), nullptr, 16), std::stol(timer.substr(3), nullptr, 16)};
+  }
+  return std::nullopt;
+}
+
+// A client gone without a FIN or a reset is found by keep-alive probes, the first after 60 s
+// idle (the system's default would be two hours).
+TEST(HttpServer, AcceptedConnectionsProbeAnIdlePeer) {
+  if (!std::filesystem::exists("/proc/net/tcp")) GTEST_SKIP() << "no /proc/net/tcp";
+  TestHandler handler;
+  auto server = StartServer(LoopbackOptions(), &handler);
+  ASSERT_NE(server, nullptr);
+  Client client(server->port());
+  ASSERT_TRUE(client.Send(kGetEcho));
+  ASSERT_TRUE(client.ReadResponse());  // the server's end is set up by now
+  // The retransmission timer shows instead until the response's last byte is acknowledged.
+  std::optional<TcpTimer> timer;
+  ASSERT_TRUE(Eventually([&] {
+    timer = SocketTimer(server->port(), client.local_port());
+    return timer && timer->kind == 2;
+  }));
+  EXPECT_GT(timer->expires_centiseconds, 0);
+  EXPECT_LE(timer->expires_centiseconds, 60 * 100);
+}
+
 TEST(HttpServer, HeadRequestGetsTheHeadAlone) {
   TestHandler handler;
   auto server = StartServer(LoopbackOptions(), &handler);
@@ -803,7 +1033,7 @@ void MakeCertificates(const TempDir& dir) {
   ASSERT_EQ(std::system(("(" + script + ") > /dev/null 2>&1").c_str()), 0) << script;
 }
 
-std::optional<ParsedResponse> GetOver(int port, const TlsClientFiles* tls) {
+std::optional<ParsedResponse> GetOver(int port, const TlsClientSetup* tls) {
   Client client(port, tls);
   if (!client.connected() || !client.Send(kGetEcho)) return std::nullopt;
   return client.ReadResponse();
@@ -827,8 +1057,8 @@ class HttpServerTls : public ::testing::Test {
     options.tls_key = *dir_ / "server.key";
     return options;
   }
-  static TlsClientFiles TrustOnly() { return {*dir_ / "ca.pem", "", ""}; }
-  static TlsClientFiles WithClientCertificate() { return {*dir_ / "ca.pem", *dir_ / "client.pem", *dir_ / "client.key"}; }
+  static TlsClientSetup TrustOnly() { return {*dir_ / "ca.pem", "", ""}; }
+  static TlsClientSetup WithClientCertificate() { return {*dir_ / "ca.pem", *dir_ / "client.pem", *dir_ / "client.key"}; }
 
   static TempDir* dir_;
 };
@@ -838,7 +1068,7 @@ TEST_F(HttpServerTls, TlsRoundTrip) {
   TestHandler handler;
   auto server = StartServer(TlsOptions(), &handler);
   ASSERT_NE(server, nullptr);
-  const TlsClientFiles trust_only = TrustOnly();
+  const TlsClientSetup trust_only = TrustOnly();
   auto response = GetOver(server->port(), &trust_only);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->body, "GET /echo ");
@@ -851,11 +1081,11 @@ TEST_F(HttpServerTls, MutualTlsRequiresAClientCertificate) {
   options.tls_client_ca = *dir_ / "ca.pem";
   auto server = StartServer(options, &handler);
   ASSERT_NE(server, nullptr);
-  const TlsClientFiles with_client_cert = WithClientCertificate();
+  const TlsClientSetup with_client_cert = WithClientCertificate();
   auto response = GetOver(server->port(), &with_client_cert);
   ASSERT_TRUE(response);
   EXPECT_EQ(response->body, "GET /echo ");
-  const TlsClientFiles trust_only = TrustOnly();
+  const TlsClientSetup trust_only = TrustOnly();
   EXPECT_FALSE(GetOver(server->port(), &trust_only));
   EXPECT_EQ(handler.requests, 1);
 }
@@ -864,7 +1094,7 @@ TEST_F(HttpServerTls, ClientGoneIsSeenOverTls) {
   TestHandler handler;
   auto server = StartServer(TlsOptions(), &handler);
   ASSERT_NE(server, nullptr);
-  const TlsClientFiles trust_only = TrustOnly();
+  const TlsClientSetup trust_only = TrustOnly();
   {
     Client client(server->port(), &trust_only);
     ASSERT_TRUE(client.connected());
@@ -872,6 +1102,37 @@ TEST_F(HttpServerTls, ClientGoneIsSeenOverTls) {
     ASSERT_NE(handler.NextHeld(), nullptr);
   }
   EXPECT_TRUE(handler.on_close.Wait());
+}
+
+// A TLS 1.2 client that reconnects with its session resumes it, with a client certificate
+// required: OpenSSL refuses such a resumption unless the server's context has a session id context.
+TEST_F(HttpServerTls, MutualTlsSessionIsResumed) {
+  TestHandler handler;
+  auto options = TlsOptions();
+  options.tls_client_ca = *dir_ / "ca.pem";
+  auto server = StartServer(options, &handler);
+  ASSERT_NE(server, nullptr);
+  TlsClientSetup setup = WithClientCertificate();
+  setup.max_version = TLS1_2_VERSION;
+  UniqueSession session;
+  {
+    Client first(server->port(), &setup);
+    ASSERT_TRUE(first.connected());
+    EXPECT_FALSE(first.resumed_session());
+    ASSERT_TRUE(first.Send(kGetEcho));
+    ASSERT_TRUE(first.ReadResponse());
+    session = first.CloseTls();
+  }
+  ASSERT_NE(session, nullptr);
+  setup.resume = session.get();
+  Client second(server->port(), &setup);
+  ASSERT_TRUE(second.connected());
+  EXPECT_TRUE(second.resumed_session());
+  ASSERT_TRUE(second.Send(kGetEcho));
+  auto response = second.ReadResponse();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "GET /echo ");
+  EXPECT_EQ(handler.requests, 2);
 }
 
 TEST(HttpServerOptions, BadOptionsAreRefusedNamingTheField) {

@@ -2,7 +2,7 @@
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/beast/core/buffers_suffix.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -12,6 +12,12 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstdint>
 #include <ctime>
@@ -47,6 +53,30 @@ constexpr std::chrono::seconds kLingerTimeout{5};
 // while a response is pending, the first bytes of a next keep-alive request, bytes thrown away
 // while lingering.
 constexpr size_t kReadChunkBytes = 4096;
+
+// The most Beast's parser reads at once. Beast 1.74 bounds neither a chunk's extensions nor a
+// chunked body's trailer (header_limit is for the head, body_limit counts chunk data alone), and
+// holds each whole in the read buffer until its CRLF: only a cap on that buffer keeps a peer
+// sending `1;x=` and endless bytes from growing it until body_timeout. A head under the limit
+// plus one read fits, so a head too large is still told apart (431) from this (413).
+constexpr size_t kParserReadBytes = 64 * 1024;
+
+// Keep-alive probes: a peer that vanished without a FIN or a reset (a partition, a NAT or load
+// balancer that dropped the flow) is otherwise never seen while a response is being made, since
+// nothing is written then and the watching read waits forever; its request would run to the
+// end. With these it is taken as gone (its request cancelled) about 90 s after it last sent.
+constexpr int kKeepAliveIdleSeconds = 60;
+constexpr int kKeepAliveIntervalSeconds = 10;
+constexpr int kKeepAliveProbes = 3;
+
+// The transport's own body for a Handler that threw: it cannot be asked for one in the API's
+// shape, having just failed, so this one is that shape written out.
+constexpr std::string_view kInternalErrorBody =
+    R"({"error":{"message":"internal error","type":"server_error","param":null,"code":null}})";
+
+size_t HeaderLimit(const HttpServerOptions& options) {
+  return std::min<size_t>(options.max_header_bytes, std::numeric_limits<std::uint32_t>::max());
+}
 
 const boost::system::error_category& HttpParseErrors() {
   return bhttp::make_error_code(bhttp::error::bad_method).category();
@@ -155,7 +185,8 @@ class Session final : public Connection,
         stream_(std::forward<StreamArgs>(stream_args)...),
         executor_(stream_.get_executor()),
         read_deadline_(executor_),
-        write_deadline_(executor_) {}
+        write_deadline_(executor_),
+        buffer_(HeaderLimit(context.options) + kParserReadBytes) {}
 
   void Start() override { net::post(executor_, [self = this->shared_from_this()] { self->Begin(); }); }
   void Stop() override { net::post(executor_, [self = this->shared_from_this()] { self->Close(); }); }
@@ -182,6 +213,10 @@ class Session final : public Connection,
     error_code ignored;
     // Each streamed chunk (an SSE event) must leave at once, not wait for more to coalesce.
     Socket().set_option(tcp::no_delay(true), ignored);
+    Socket().set_option(net::socket_base::keep_alive(true), ignored);
+    SetTcpOption(TCP_KEEPIDLE, kKeepAliveIdleSeconds);
+    SetTcpOption(TCP_KEEPINTVL, kKeepAliveIntervalSeconds);
+    SetTcpOption(TCP_KEEPCNT, kKeepAliveProbes);
     ArmReadDeadline(options_.header_timeout);
     if constexpr (kTls) {
       phase_ = Phase::kHandshake;
@@ -191,6 +226,11 @@ class Session final : public Connection,
     } else {
       ReadHead();
     }
+  }
+
+  // Asio has no portable option for these; one that fails leaves the system's default.
+  void SetTcpOption(int name, int value) {
+    ::setsockopt(Socket().native_handle(), IPPROTO_TCP, name, &value, sizeof value);
   }
 
   void OnHandshake(error_code ec) {
@@ -206,8 +246,7 @@ class Session final : public Connection,
     keep_alive_ = false;
     head_request_ = false;
     parser_.emplace();
-    parser_->header_limit(static_cast<std::uint32_t>(
-        std::min<size_t>(options_.max_header_bytes, std::numeric_limits<std::uint32_t>::max())));
+    parser_->header_limit(static_cast<std::uint32_t>(HeaderLimit(options_)));
     // Unlimited while the Handler judges the head (an unset limit would do, but Beast 1.74 takes
     // every Content-Length for over an unset one); the real limit is set before the body is read.
     parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
@@ -237,7 +276,14 @@ class Session final : public Connection,
     if (request.count(bhttp::field::transfer_encoding) > 0 && !parser_->chunked())
       return Refuse(400, &head_, "a Transfer-Encoding other than chunked is not supported");
 
-    if (std::optional<Response> refusal = context_.handler->OnHead(head_)) {
+    std::optional<Response> refusal;
+    try {
+      refusal = context_.handler->OnHead(head_);
+    } catch (...) {
+      StopReading();
+      return AnswerHandlerFailure();
+    }
+    if (refusal) {
       StopReading();
       // An announced body stays unread, so it must not be taken for the next request.
       return SendResponse(std::move(*refusal), keep_alive_ && !head_.has_body);
@@ -261,6 +307,9 @@ class Session final : public Connection,
     if (!ReadCompleted() || phase_ != Phase::kBody) return;
     if (ec == bhttp::error::body_limit)
       return Refuse(413, &head_, "the request body is over the limit of " + std::to_string(options_.max_body_bytes) + " bytes");
+    if (ec == bhttp::error::buffer_overflow)
+      return Refuse(413, &head_, "a chunk header or the trailer of the request body is over the limit of " +
+                                     std::to_string(buffer_.max_size()) + " bytes");
     if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message) return Close();
     if (ec.category() == HttpParseErrors()) return Refuse(400, &head_, "malformed HTTP request body: " + ec.message());
     if (ec) return Close();
@@ -273,17 +322,38 @@ class Session final : public Connection,
     close_after_response_ = !keep_alive_;
     exchange_ = std::make_shared<ConnectionExchange>(this->shared_from_this());
     ++context_.unsent_responses;
-    // Bytes already here are a pipelined next request: the peer cannot be watched past them.
+    // Bytes already here (a pipelined next request, or only a stray CRLF after the body) are
+    // not parsed until this response is sent, and a read for EOF would have to get past them:
+    // the peer is not watched, so its going is seen only when a write to it fails.
     if (buffer_.size() == 0) Watch();
-    context_.handler->OnRequest(head_, std::move(body), exchange_);
+    try {
+      context_.handler->OnRequest(head_, std::move(body), exchange_);
+    } catch (...) {
+      AnswerHandlerFailure();
+    }
+  }
+
+  // A Handler that threw (its bug) must not end the process: the request gets the transport's
+  // own 500 and the connection closes, so nothing the Handler may still send for the exchange
+  // can follow on it. An exchange already handed over is lost, so that whatever the Handler
+  // started for it (OnClose) is stopped.
+  void AnswerHandlerFailure() {
+    if (exchange_ != nullptr) LoseExchange();
+    SendResponse({500, "application/json", std::string(kInternalErrorBody), {}}, false);
   }
 
   // A read that sees the peer close (EOF or an error: the client is gone, the exchange is
   // closed) while a response is pending or the connection is idle; a TLS peer needs a real
-  // read, not a peek. Data ends the watch: it is the start of the next request.
+  // read, not a peek. Data ends the watch: it is the start of the next request (from then on,
+  // as with bytes already there at Dispatch, the peer's going is seen only by a write). A peer
+  // that only shut down its sending side after its request is taken as gone too: its EOF reads
+  // the same as a close, and telling them apart would take a write, which the watch avoids.
   void Watch() {
+    // A full buffer is a next request to parse, not to watch past.
+    const size_t room = std::min(kReadChunkBytes, buffer_.max_size() - buffer_.size());
+    if (room == 0) return;
     read_pending_ = true;
-    stream_.async_read_some(buffer_.prepare(kReadChunkBytes), [self = this->shared_from_this()](error_code ec, size_t n) {
+    stream_.async_read_some(buffer_.prepare(room), [self = this->shared_from_this()](error_code ec, size_t n) {
       self->OnWatchRead(ec, n);
     });
   }
@@ -322,7 +392,13 @@ class Session final : public Connection,
   void Refuse(int status, const RequestHead* head, const std::string& message) {
     CancelRead();
     StopReading();
-    SendResponse(context_.handler->TransportError(head, status, message), false);
+    Response refusal;
+    try {
+      refusal = context_.handler->TransportError(head, status, message);
+    } catch (...) {
+      return AnswerHandlerFailure();
+    }
+    SendResponse(std::move(refusal), false);
   }
 
   void SendResponse(Response response, bool keep_alive) {
@@ -357,22 +433,41 @@ class Session final : public Connection,
     if (!write_pending_) WriteQueued();
   }
 
-  // Everything queued goes out in one write; the next write waits for it.
+  // Everything queued goes out as one batch; the next batch waits for it.
   void WriteQueued() {
     writes_in_flight_ = std::move(queued_writes_);
     queued_writes_.clear();
     std::vector<net::const_buffer> buffers;
     buffers.reserve(writes_in_flight_.size());
     for (const std::string& bytes : writes_in_flight_) buffers.emplace_back(net::buffer(bytes));
+    unwritten_.emplace(std::move(buffers));
     write_pending_ = true;
-    ArmWriteDeadline();
-    net::async_write(stream_, buffers, [self = this->shared_from_this()](error_code ec, size_t) { self->OnWrite(ec); });
+    WriteSome();
   }
 
-  void OnWrite(error_code ec) {
+  // A batch is written a part at a time, the deadline re-armed for each, so idle_timeout bounds
+  // how long the peer takes none of it, not how long the whole takes: a large body to a slow
+  // but steady reader must not be cut.
+  void WriteSome() {
+    ArmWriteDeadline();
+    stream_.async_write_some(*unwritten_, [self = this->shared_from_this()](error_code ec, size_t n) {
+      self->OnWriteSome(ec, n);
+    });
+  }
+
+  void OnWriteSome(error_code ec, size_t n) {
+    if (phase_ == Phase::kClosed) {
+      write_pending_ = false;
+      return;
+    }
+    if (ec) {
+      write_pending_ = false;
+      return Close();
+    }
+    unwritten_->consume(n);
+    if (net::buffer_size(*unwritten_) > 0) return WriteSome();
     write_pending_ = false;
-    if (phase_ == Phase::kClosed) return;
-    if (ec) return Close();
+    unwritten_.reset();
     writes_in_flight_.clear();
     if (!queued_writes_.empty()) return WriteQueued();
     DisarmWriteDeadline();
@@ -427,7 +522,7 @@ class Session final : public Connection,
 
   void DiscardRead() {
     read_pending_ = true;
-    Socket().async_read_some(buffer_.prepare(kReadChunkBytes), [self = this->shared_from_this()](error_code ec, size_t) {
+    Socket().async_read_some(net::buffer(discarded_), [self = this->shared_from_this()](error_code ec, size_t) {
       self->read_pending_ = false;
       if (self->phase_ == Phase::kClosed) return;
       if (ec) return self->Close();
@@ -443,10 +538,13 @@ class Session final : public Connection,
     error_code ignored;
     Socket().close(ignored);
     context_.connections.Remove(this);
-    if (exchange_ != nullptr) {
-      std::exchange(exchange_, nullptr)->ConnectionLost();
-      --context_.unsent_responses;
-    }
+    if (exchange_ != nullptr) LoseExchange();
+  }
+
+  // The exchange ends unanswered on this connection: its OnClose runs, and sees it counted off.
+  void LoseExchange() {
+    --context_.unsent_responses;
+    std::exchange(exchange_, nullptr)->ConnectionLost();
   }
 
   // One timer per direction; a generation number tells a wait that fired for a deadline since
@@ -502,7 +600,10 @@ class Session final : public Connection,
   Phase phase_ = Phase::kHead;
   bool read_pending_ = false;
   // Bytes read and not yet parsed: a partial head, or the start of a pipelined next request.
+  // Capped (see kParserReadBytes).
   beast::flat_buffer buffer_;
+  // What lingering reads, only to throw it away: buffer_ may be full of an unparsed request.
+  std::array<char, kReadChunkBytes> discarded_;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
 
   // The request being answered.
@@ -516,6 +617,7 @@ class Session final : public Connection,
 
   std::vector<std::string> queued_writes_;
   std::vector<std::string> writes_in_flight_;
+  std::optional<beast::buffers_suffix<std::vector<net::const_buffer>>> unwritten_;  // of writes_in_flight_
   bool write_pending_ = false;
 };
 

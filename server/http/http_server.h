@@ -68,10 +68,16 @@ class Exchange {
   // Runs once, on a transport thread, when the peer disconnects (or a write fails, or the server
   // stops) before the exchange ended, also while nothing has been sent yet: a client gone during
   // a long prefill is seen without writing. If already closed, runs at once.
+  // Seeing a disconnect without writing has two costs: a client that only shuts down its sending
+  // side after its request reads as gone (its exchange closed); and when bytes follow the body
+  // (a pipelined next request, a stray CRLF) the peer is not watched, so its going is seen only
+  // once a write fails.
   virtual void SetOnClose(std::function<void()> on_close) = 0;
   virtual bool closed() const = 0;  // the connection went before the exchange ended (OnClose has run)
 };
 
+// A call that throws is a Handler's bug: the request gets a 500 that the transport makes itself
+// (in the API's error shape) and the connection closes; the process goes on.
 class Handler {
  public:
   virtual ~Handler() = default;
@@ -83,8 +89,9 @@ class Handler {
   // Runs on an io thread: must not block on the engine.
   virtual void OnRequest(const RequestHead& head, std::string body, std::shared_ptr<Exchange> exchange) = 0;
   // The transport's own refusals, so every error body has the API's shape: 400 malformed HTTP,
-  // 408 head/body timeout, 413 body over the limit (chunked bodies counted as read), 431 head
-  // too large. head is null when the request line or headers could not be parsed.
+  // 408 head/body timeout, 413 body over the limit (chunked bodies counted as read; also a
+  // chunk header or trailer too large to hold), 431 head too large. head is null when the
+  // request line or headers could not be parsed.
   virtual Response TransportError(const RequestHead* head, int status, const std::string& message) = 0;
 };
 

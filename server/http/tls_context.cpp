@@ -5,6 +5,8 @@ namespace {
 
 namespace ssl = boost::asio::ssl;
 
+constexpr unsigned char kSessionIdContext[] = "bptserve";
+
 Status PemError(const char* option, const std::string& path, const boost::system::error_code& ec) {
   return InvalidArgument(std::string(option) + " '" + path + "': " + ec.message());
 }
@@ -38,6 +40,13 @@ StatusOr<std::unique_ptr<ssl::context>> MakeTlsContext(const HttpServerOptions& 
       return PemError("tls_client_ca", options.tls_client_ca, ec);
     context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert, ec);
     if (ec) return Internal("TLS client verification: " + ec.message());
+    // A session resumed under verify_peer must be known to come from this context (whose
+    // client CA verified it); without an id for it OpenSSL fails the resuming handshake
+    // (SESSION_ID_CONTEXT_UNINITIALIZED) instead of resuming, so a TLS 1.2 client that reconnects
+    // with its session is refused.
+    if (SSL_CTX_set_session_id_context(context->native_handle(), kSessionIdContext,
+                                       sizeof kSessionIdContext - 1) != 1)
+      return Internal("TLS session id context");
   }
   return context;
 }
