@@ -29,7 +29,9 @@ size_t TooDeepAt(std::string_view text, size_t max_depth) {
   return std::string_view::npos;
 }
 
-// Run over a body json::parse refused, for the parser's own words on why.
+// Run over a body json::parse refused, for the parser's own words on why, without building what
+// the parser read (json::parse would, to throw the same words). engine/base's JsonFields has its
+// own for model files; the server may not include the engine's parts.
 struct ParseErrorRecorder : nlohmann::json_sax<json> {
   bool null() override { return true; }
   bool boolean(bool) override { return true; }
