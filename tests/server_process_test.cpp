@@ -16,6 +16,7 @@
 
 #include "engine.h"
 #include "server_test_util.h"
+#include "test_certificates.h"
 #include "test_models.h"
 
 namespace bpt {
@@ -30,20 +31,6 @@ std::string Read(const std::string& path) {
   return ss.str();
 }
 
-// A CA, a server certificate for localhost/127.0.0.1 and a client certificate, all from it.
-void MakeCertificates(const testing::TempDir& dir) {
-  const std::string d = dir.path();
-  const std::string script =
-      "cd " + d + " && "
-      "openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=bptserve-test-ca && "
-      "openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost && "
-      "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > san.ext && "
-      "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 1 -extfile san.ext && "
-      "openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=client && "
-      "openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1";
-  ASSERT_EQ(std::system((script + " > /dev/null 2>&1").c_str()), 0) << script;
-}
-
 grpc::Status Ping(const std::shared_ptr<grpc::ChannelCredentials>& creds, int port) {
   auto channel = grpc::CreateChannel("localhost:" + std::to_string(port), creds);
   auto stub = bptserve::v1::Inference::NewStub(channel);
@@ -56,7 +43,7 @@ grpc::Status Ping(const std::shared_ptr<grpc::ChannelCredentials>& creds, int po
 
 TEST(ServerTls, TlsAndMutualTls) {
   testing::TempDir dir;
-  MakeCertificates(dir);
+  testing::MakeCertificates(dir);
   grpc::SslCredentialsOptions trust_only;
   trust_only.pem_root_certs = Read(dir / "ca.pem");
   grpc::SslCredentialsOptions with_client_cert = trust_only;

@@ -9,26 +9,9 @@
 #include <string>
 
 #include "random_model.h"
+#include "temp_dir.h"
 
 namespace bpt::testing {
-
-// A fresh directory under the system's temp dir, removed with the object.
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "bptserve-test-XXXXXX").string();
-    path_ = mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
 
 using ::bpt::SmallConfig;
 
