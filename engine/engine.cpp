@@ -121,6 +121,9 @@ Engine::Impl::Impl(ModelConfig config, std::unique_ptr<Tokenizer> tokenizer, std
   info_.token_ids_mode = tokenizer_ == nullptr;
   info_.device = runner_->backend().name();
   info_.dtype = runner_->backend().dtype();
+  info_.weight_dtype = runner_->backend().weight_dtype();
+  info_.kv_dtype = runner_->backend().kv_dtype();
+  info_.attention_kernels = runner_->backend().attention_kernels();
 }
 
 Status Engine::CheckDevice(const std::string& device) {

@@ -62,7 +62,7 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
   CpuOptions options;
   options.num_threads = 2;
   options.attention_tiling = c.tiling;
-  CpuBackend backend(config, options);
+  CpuBackend backend(config, options, ElementType::kFloat32, ElementType::kFloat32);
   const Rope rope(config);
   KvBlockManager blocks((total + c.kv_block_size - 1) / c.kv_block_size + 3, c.kv_block_size);
   blocks.ShuffleFreeBlocks(11);

@@ -23,7 +23,7 @@ Runner MakeRunner(const std::string& dir) {
   EXPECT_TRUE(config.ok());
   auto weights = ModelWeights::Open(dir, *config);
   EXPECT_TRUE(weights.ok()) << weights.status().ToString();
-  auto backend = std::make_unique<CpuBackend>(*config, CpuOptions{});
+  auto backend = std::make_unique<CpuBackend>(*config, CpuOptions{}, ElementType::kFloat32, ElementType::kFloat32);
   auto blocks = std::make_unique<KvBlockManager>(128, 8);
   blocks->ShuffleFreeBlocks(4);
   EXPECT_TRUE(backend->AllocateKvPool(config->num_layers, 128, 8, config->kv_dim()).ok());

@@ -36,7 +36,10 @@ struct ModelInfo {
   bool token_ids_mode = false;  // no tokenizer: prompts are token ids, outputs have no text
   bool has_chat_template = false;  // RenderChat works: a template that parses, and a tokenizer
   std::string device;           // cpu or cuda, as chosen
-  std::string dtype;            // what the backend holds: float32 on the CPU, bfloat16 on CUDA
+  std::string dtype;            // what activations are computed in: float32 on the CPU, bfloat16 on CUDA
+  ElementType weight_dtype = ElementType::kAuto;  // as stored, resolved (never kAuto once loaded)
+  ElementType kv_dtype = ElementType::kAuto;
+  std::string attention_kernels;  // e.g. cpu-avx512-bf16, cuda
   // What a request's unset sampling fields become (EngineOptions::generation_config).
   SamplingParams default_sampling;
 };

@@ -6,8 +6,23 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace bpt {
+
+// How the weights or the KV cache are stored. auto: the device's own (fp32 on the CPU, the exact
+// reference; bf16 on CUDA). Flag spelling: auto, fp32, bf16.
+enum class ElementType { kAuto, kFloat32, kBFloat16 };
+// False when `name` is none of the flag spellings.
+bool ParseElementType(std::string_view name, ElementType* out);
+const char* ElementTypeName(ElementType type);
+
+// The instruction set the CPU kernels use, each level including the ones before it; bf16 adds
+// AVX512-BF16's dot products for bf16 weights and KV. auto: the best this CPU has. Forcing a
+// level the CPU lacks fails at load. Flag spelling: auto, portable, avx2, avx512, avx512-bf16.
+enum class CpuIsa { kAuto, kPortable, kAvx2, kAvx512, kAvx512Bf16 };
+bool ParseCpuIsa(std::string_view name, CpuIsa* out);
+const char* CpuIsaName(CpuIsa isa);
 
 struct SchedulerOptions {
   // Tokens in one forward step: the BPT prefill block, decode tokens included. Sizes the
@@ -33,6 +48,7 @@ struct AttentionTiling {
 
 struct CpuOptions {
   int num_threads = 0;  // 0: all hardware threads. Flag --threads
+  CpuIsa isa = CpuIsa::kAuto;  // Flag --cpu-isa
   AttentionTiling attention_tiling;
 };
 
@@ -63,6 +79,8 @@ struct EngineOptions {
   // repetition_penalty) for the fields a request leaves unset; none: SamplingParams' own.
   // Its end-of-turn ids apply either way. Flag --generation-config
   std::string generation_config = "auto";
+  ElementType weight_dtype = ElementType::kAuto;  // Flag --weight-dtype
+  ElementType kv_dtype = ElementType::kAuto;      // Flag --kv-dtype
   RopePositionGap rope_position_gap;
   SchedulerOptions scheduler;
   KvCacheOptions kv_cache;

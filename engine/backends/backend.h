@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "engine_options.h"
 #include "kv_block_manager.h"
 #include "model_config.h"
 #include "model_weights.h"
@@ -67,8 +68,14 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  // The element type of the weights and the KV cache it holds, as GetModelInfo names it.
+  // The element type activations are computed in, as GetModelInfo names it (float32, bfloat16).
   virtual std::string dtype() const = 0;
+  // How the weights and the KV cache are stored, resolved: kFloat32 or kBFloat16, never kAuto.
+  virtual ElementType weight_dtype() const = 0;
+  virtual ElementType kv_dtype() const = 0;
+  // The attention kernels in use, as GetModelInfo and the load summary name them
+  // (e.g. cpu-avx512-bf16, cuda).
+  virtual std::string attention_kernels() const = 0;
 
   // Takes a host fp32 matrix into backend memory that lives as long as the backend; the host
   // copy is consumed, so loading never holds two full copies of the weights.

@@ -6,6 +6,7 @@
 #include <new>
 
 #include "cpu_backend.h"
+#include "cpu_isa.h"
 #include "cuda_backend.h"
 #include "cuda_plugin_abi.h"
 #include "shared_library.h"
@@ -88,15 +89,25 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, cons
     return InvalidArgument("device '" + device + "' is not one of cpu, cuda, auto");
   const bool use_cuda = device == "cuda" || (device == "auto" && CheckCudaDevice().ok());
   if (!use_cuda) {
+    CpuOptions cpu = options.cpu;
+    BPT_ASSIGN_OR_RETURN(cpu.isa, ResolveCpuIsa(options.cpu.isa));
+    // fp32 is the CPU's exact reference; bf16 halves the bytes where asked.
+    const auto resolve = [](ElementType t) { return t == ElementType::kAuto ? ElementType::kFloat32 : t; };
     // Its attention scratch is sized by the (file-checked) config; a machine too small for it
     // is an error to report, not an exception to end the process with.
     try {
-      return std::unique_ptr<Backend>(std::make_unique<CpuBackend>(config, options.cpu));
+      return std::unique_ptr<Backend>(
+          std::make_unique<CpuBackend>(config, cpu, resolve(options.weight_dtype), resolve(options.kv_dtype)));
     } catch (const std::bad_alloc&) {
       return ResourceExhausted("out of host memory while allocating the CPU backend's attention scratch");
     }
   }
   BPT_RETURN_IF_ERROR(CheckCudaDevice());
+  // The CUDA kernels read and write bf16 only.
+  if (options.weight_dtype == ElementType::kFloat32)
+    return InvalidArgument("weight_dtype fp32: the CUDA backend stores weights in bf16; use auto or bf16");
+  if (options.kv_dtype == ElementType::kFloat32)
+    return InvalidArgument("kv_dtype fp32: the CUDA backend stores the KV cache in bf16; use auto or bf16");
   Status status;
   Backend* backend = LoadCudaPlugin()->create_backend(&config, &options, &status);
   if (backend == nullptr) return status;

@@ -64,7 +64,7 @@ class OpsHarness {
  public:
   OpsHarness(const ModelConfig& config, int prefill_block, int max_running, int64_t num_blocks, int block_size)
       : config_(config), rope_(config), blocks_(num_blocks, block_size) {
-    cpu_ = std::make_unique<CpuBackend>(config, CpuOptions{});
+    cpu_ = std::make_unique<CpuBackend>(config, CpuOptions{}, ElementType::kFloat32, ElementType::kFloat32);
     EngineOptions gpu_options;
     gpu_options.scheduler.prefill_block = prefill_block;
     gpu_options.scheduler.max_running = max_running;

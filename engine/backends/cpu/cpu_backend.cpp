@@ -24,14 +24,20 @@ float* F(const Tensor& t) { return static_cast<float*>(t.data); }
 
 }  // namespace
 
-CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options)
-    : pool_(ResolveThreads(options.num_threads)),
+CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options, ElementType weight_dtype,
+                       ElementType kv_dtype)
+    : isa_(options.isa == CpuIsa::kAuto ? DetectCpuIsa() : options.isa),
+      weight_dtype_(weight_dtype),
+      kv_dtype_(kv_dtype),
+      pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
                  options.attention_tiling, ResolveThreads(options.num_threads)) {
   workspace_bytes_ = attention_.ScratchBytes();
   // OpenBLAS's own workers would spin between calls against ours; ours split the GEMMs instead.
   openblas_set_num_threads(1);
 }
+
+std::string CpuBackend::attention_kernels() const { return std::string("cpu-") + CpuIsaName(isa_); }
 
 CpuBackend::~CpuBackend() {
   if (kv_pool_ != nullptr) munmap(kv_pool_, kv_pool_bytes_);

@@ -1,4 +1,5 @@
-// The CPU backend: fp32, GEMMs through OpenBLAS, attention and elementwise ops on a thread pool.
+// The CPU backend: fp32 activations; weights and the KV cache in fp32 or bf16; kernels for the
+// instruction-set level chosen at load (cpu_isa.h), run on a thread pool.
 #pragma once
 
 #include <memory>
@@ -6,17 +7,23 @@
 
 #include "backend.h"
 #include "cpu_attention.h"
+#include "cpu_isa.h"
 #include "thread_pool.h"
 
 namespace bpt {
 
 class CpuBackend final : public Backend {
  public:
-  CpuBackend(const ModelConfig& config, const CpuOptions& options);
+  // weight_dtype and kv_dtype resolved (kFloat32 or kBFloat16); options.isa kAuto or a level
+  // this CPU supports (ResolveCpuIsa).
+  CpuBackend(const ModelConfig& config, const CpuOptions& options, ElementType weight_dtype, ElementType kv_dtype);
   ~CpuBackend() override;
 
   std::string name() const override { return "cpu"; }
   std::string dtype() const override { return "float32"; }
+  ElementType weight_dtype() const override { return weight_dtype_; }
+  ElementType kv_dtype() const override { return kv_dtype_; }
+  std::string attention_kernels() const override;
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
@@ -39,6 +46,9 @@ class CpuBackend final : public Backend {
   Status CopyToHost(const Tensor& x, float* host) override;
 
  private:
+  const CpuIsa isa_;
+  const ElementType weight_dtype_;
+  const ElementType kv_dtype_;
   ThreadPool pool_;
   CpuAttention attention_;
   std::vector<std::unique_ptr<float[]>> allocations_;

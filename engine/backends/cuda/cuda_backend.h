@@ -31,6 +31,9 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   std::string dtype() const override { return "bfloat16"; }
+  ElementType weight_dtype() const override { return ElementType::kBFloat16; }
+  ElementType kv_dtype() const override { return ElementType::kBFloat16; }
+  std::string attention_kernels() const override { return "cuda"; }
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;

@@ -1,0 +1,19 @@
+// Which CPU kernels run: the instruction-set level this CPU supports, checked once at load.
+// Each kernel family is compiled once per level (cpu_<family>_<level>.cpp, the same template
+// under `#pragma GCC target`), and the backend picks one set of entry points at construction.
+#pragma once
+
+#include "engine_options.h"
+#include "status.h"
+
+namespace bpt {
+
+// The best level this CPU and OS support (never kAuto).
+CpuIsa DetectCpuIsa();
+// True when this machine can run kernels of `isa` (kAuto: always).
+bool CpuSupports(CpuIsa isa);
+// `requested` resolved: kAuto becomes DetectCpuIsa(); a level the CPU lacks is FailedPrecondition
+// naming the option and what the CPU has.
+StatusOr<CpuIsa> ResolveCpuIsa(CpuIsa requested);
+
+}  // namespace bpt
