@@ -1,7 +1,13 @@
-// A fixed set of worker threads for the CPU backend's own kernels (GEMMs use OpenBLAS's).
+// A fixed set of worker threads for the CPU backend's kernels. A forward step calls ParallelFor
+// a few times per layer, each for tens of microseconds of work, so waking a sleeping thread
+// (condition variable, tens of microseconds on a busy machine) would cost as much as the work:
+// workers spin on the job counter for a short while after each job and only then sleep, and
+// the caller spins for the items in flight to finish (never for a worker that has not woken).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -24,18 +30,22 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int thread_index);
-  void RunItems(int thread_index);
+  // Claims and runs items of `generation` until none is left; false once another job began.
+  void RunItems(uint64_t generation, int thread_index);
 
   std::vector<std::thread> workers_;
+  // The current job. A worker claims an item by advancing `claim_` = generation << 32 | next
+  // item, so one that wakes late can never claim an item of a later job with an earlier one's
+  // function; fn_ and count_ change only once every item of the job before is done.
+  std::atomic<const std::function<void(int64_t, int)>*> fn_{nullptr};
+  std::atomic<int64_t> count_{0};
+  std::atomic<uint64_t> claim_{0};
+  std::atomic<int64_t> done_{0};  // items of the current job finished
+  // Sleeping workers wait here; ParallelFor takes the lock only when one sleeps.
   std::mutex mu_;
-  std::condition_variable start_cv_;
-  std::condition_variable done_cv_;
-  const std::function<void(int64_t, int)>* fn_ = nullptr;
-  int64_t count_ = 0;
-  int64_t next_ = 0;
-  int busy_workers_ = 0;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::condition_variable wake_cv_;
+  std::atomic<int> sleeping_workers_{0};
+  std::atomic<bool> stop_{false};
 };
 
 }  // namespace bpt
