@@ -17,9 +17,13 @@ on stdout, then one per goal of issue 16 ("ratio" lines: the value, the goal, wh
 The peers live in a venv of their own (--venv, default ~/.cache/bptserve/cpu-peer-venv), not in
 .ci/run's: torch, transformers, safetensors, sentencepiece, numpy, gguf and llama-cpp-python, each
 installed with that venv's pip when missing. The converter comes from the sdist of the installed
-llama-cpp-python (pip download; it vendors llama.cpp) and is kept beside the venv.
+llama-cpp-python (pip download; it vendors llama.cpp) and is kept in the venv.
+
+Run it on a quiet machine: with other work on the cores, the peers' thread pools wait at every
+operator's barrier for a thread that is not running (decode measured 10-20x slower that way).
 """
 import argparse
+import inspect
 import json
 import os
 import subprocess
@@ -222,11 +226,12 @@ def random_prompt(n, vocab):
 
 def worker_hf(args):
     import torch
-    from transformers import LlamaForCausalLM
-    torch.set_num_threads(args.threads)
-    model = LlamaForCausalLM.from_pretrained(args.model, torch_dtype=torch.float32, attn_implementation="sdpa").eval()
-    ids = torch.tensor([random_prompt(args.prompt, model.config.vocab_size)])
     import transformers
+    torch.set_num_threads(args.threads)
+    # The class itself rather than AutoModel: bptserve-make-model's config.json has no model_type.
+    model = transformers.LlamaForCausalLM.from_pretrained(args.model, dtype=torch.float32,
+                                                          attn_implementation="sdpa").eval()
+    ids = torch.tensor([random_prompt(args.prompt, model.config.vocab_size)])
     fields = {"threads": args.threads, "versions": f"transformers {transformers.__version__}, torch {torch.__version__}"}
     with torch.inference_mode():
         model(ids[:, :8], logits_to_keep=1)  # warm-up: the first call's one-off set-up is not prefill
@@ -235,11 +240,13 @@ def worker_hf(args):
         seconds = time.perf_counter() - start
         emit("prefill", prompt_tokens=args.prompt, seconds=seconds, tokens_per_s=args.prompt / seconds, **fields)
         if args.decode_tokens > 0:
-            past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+            # transformers 5.2x renamed past_key_values to cache (the old name goes in 5.40).
+            name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+            past, token = getattr(out, name), out.logits[:, -1:].argmax(-1)
             start = time.perf_counter()
             for _ in range(args.decode_tokens):
-                out = model(token, past_key_values=past, use_cache=True)
-                past, token = out.past_key_values, out.logits[:, -1:].argmax(-1)
+                out = model(token, use_cache=True, **{name: past})
+                past, token = getattr(out, name), out.logits[:, -1:].argmax(-1)
             seconds = time.perf_counter() - start
             emit("decode", context_tokens=args.prompt, new_tokens=args.decode_tokens, decode_seconds=seconds,
                  tokens_per_s=args.decode_tokens / seconds, **fields)
@@ -287,7 +294,8 @@ def main():
     parser.add_argument("--tokenizer", default=DEFAULT_TOKENIZER, help="the tokenizer.model a new --model gets")
     parser.add_argument("--venv", default=os.path.expanduser("~/.cache/bptserve/cpu-peer-venv"))
     parser.add_argument("--prompts", default="1024,4096,16384", help="prompt lengths to prefill")
-    parser.add_argument("--decode-after", type=int, default=1024, help="the prompt length after which to decode")
+    parser.add_argument("--decode-after", type=int, default=1024,
+                        help="the prompt length (one of --prompts) after which to decode")
     parser.add_argument("--decode-tokens", type=int, default=64, help="tokens to decode")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="the 1K prompt only: checks that every peer runs")
