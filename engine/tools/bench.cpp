@@ -113,9 +113,9 @@ int RunAdmission(const std::string& label, bpt::EngineOptions options) {
   const bpt::Status fits = admitted(capacity - 1), too_long = admitted(capacity);
   nlohmann::json line = RunFields(*engine, label);
   line.update({{"bench", "admission"}, {"kv_capacity_tokens", capacity}, {"longest_admitted_prompt", capacity - 1},
-                         {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
-                         {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
-                         {"workspace_bytes", plan.workspace_bytes}, {"kv_bytes_per_token", plan.kv_bytes_per_token}});
+               {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
+               {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
+               {"workspace_bytes", plan.workspace_bytes}, {"kv_bytes_per_token", plan.kv_bytes_per_token}});
   std::cout << line.dump() << std::endl;
   return fits.ok() && !too_long.ok() ? 0 : 1;
 }
