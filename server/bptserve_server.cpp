@@ -97,7 +97,8 @@ Status BptServer::Start() {
       engine_ = std::move(engine).value();
       // The pool holds whole blocks, so its capacity divides exactly (on the CPU device too).
       const int block_size = engine_->options().kv_cache.block_size;
-      metrics_->SetCacheConfig(block_size, engine_->kv_capacity_tokens() / block_size);
+      metrics_->SetCacheConfig(block_size, engine_->kv_capacity_tokens() / block_size,
+                               ElementTypeName(engine_->model_info().kv_dtype));
       worker_ = std::make_unique<EngineWorker>(*engine_, options_.max_prompt_tokens,
                                                options_.tokenizer_threads, metrics_.get());
       dispatcher_->SetReady(engine_.get(), worker_.get());
@@ -125,9 +126,12 @@ std::string BptServer::LoadedSummary() {
   constexpr double kMiB = 1024.0 * 1024.0;
   std::ostringstream s;
   s.precision(1);
-  s << std::fixed << "device " << engine_->model_info().device << " (" << engine_->model_info().dtype << "): weights " << plan.weight_bytes / kMiB << " MiB, workspace "
-    << plan.workspace_bytes / kMiB << " MiB, KV cache " << plan.kv_capacity_tokens << " tokens ("
-    << plan.kv_capacity_tokens * plan.kv_bytes_per_token / kMiB << " MiB)";
+  const ModelInfo& info = engine_->model_info();
+  s << std::fixed << "device " << info.device << " (" << info.dtype << "): weights " << plan.weight_bytes / kMiB
+    << " MiB " << ElementTypeName(info.weight_dtype) << ", workspace " << plan.workspace_bytes / kMiB
+    << " MiB, KV cache " << plan.kv_capacity_tokens << " tokens ("
+    << plan.kv_capacity_tokens * plan.kv_bytes_per_token / kMiB << " MiB " << ElementTypeName(info.kv_dtype)
+    << "), attention " << info.attention_kernels;
   return s.str();
 }
 

@@ -52,6 +52,9 @@ void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve:
   info->set_vocab_size(model.vocab_size);
   info->set_token_ids_mode(model.token_ids_mode);
   info->set_has_chat_template(model.has_chat_template);
+  info->set_weight_dtype(ElementTypeName(model.weight_dtype));
+  info->set_kv_dtype(ElementTypeName(model.kv_dtype));
+  info->set_attention_kernels(model.attention_kernels);
   info->set_prefill_block_tokens(options.engine.scheduler.prefill_block);
   const SamplingParams& d = model.default_sampling;
   auto* sampling = info->mutable_default_sampling();

@@ -119,7 +119,8 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
   kv_capacity_ = MakeGauge(r, "bptserve_kv_cache_capacity_tokens", "KV cache capacity in tokens.");
   cache_config_ = &prometheus::BuildGauge()
                        .Name("bptserve_cache_config_info")
-                       .Help("KV cache layout in its labels (tokens per block, blocks in the pool); the value is 1.")
+                       .Help("KV cache layout in its labels (tokens per block, blocks in the pool, element type: "
+                             "fp32 or bf16); the value is 1.")
                        .Register(r);
   prefill_tokens_per_second_ = MakeGauge(r, "bptserve_prefill_tokens_per_second", "Prefill throughput of the last prompt.");
   resident_memory_ = MakeGauge(r, "bptserve_process_resident_memory_bytes", "Resident memory of the server process.");
@@ -184,8 +185,10 @@ void Metrics::SetKvCache(int64_t used_tokens, int64_t capacity_tokens) {
   kv_usage_->Set(capacity_tokens > 0 ? static_cast<double>(used_tokens) / capacity_tokens : 0.0);
 }
 
-void Metrics::SetCacheConfig(int64_t block_size, int64_t num_blocks) {
-  cache_config_->Add({{"block_size", std::to_string(block_size)}, {"num_gpu_blocks", std::to_string(num_blocks)}}).Set(1);
+void Metrics::SetCacheConfig(int64_t block_size, int64_t num_blocks, const std::string& cache_dtype) {
+  cache_config_->Add({{"block_size", std::to_string(block_size)}, {"num_gpu_blocks", std::to_string(num_blocks)},
+                      {"cache_dtype", cache_dtype}})
+      .Set(1);
 }
 
 void Metrics::UpdateProcessMemory() {

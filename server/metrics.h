@@ -46,11 +46,12 @@ class Metrics {
   void SetRunning(int n) { running_->Set(n); }
   void SetWaiting(int n) { waiting_->Set(n); }
   void SetKvCache(int64_t used_tokens, int64_t capacity_tokens);
-  // bptserve_cache_config_info{block_size,num_gpu_blocks} 1, as vLLM's vllm:cache_config_info:
-  // the endpoint picker of the Gateway API Inference Extension hashes prompt prefixes in blocks
-  // of block_size and sizes its index of each pod by num_gpu_blocks. Set once, when the model
-  // has loaded (the values are then fixed, so the labels stay bounded).
-  void SetCacheConfig(int64_t block_size, int64_t num_blocks);
+  // bptserve_cache_config_info{block_size,cache_dtype,num_gpu_blocks} 1, as vLLM's
+  // vllm:cache_config_info: the endpoint picker of the Gateway API Inference Extension hashes
+  // prompt prefixes in blocks of block_size and sizes its index of each pod by num_gpu_blocks;
+  // cache_dtype (fp32 or bf16, --kv-dtype resolved) says what a block holds. Set once, when the
+  // model has loaded (the values are then fixed, so the labels stay bounded).
+  void SetCacheConfig(int64_t block_size, int64_t num_blocks, const std::string& cache_dtype);
   void ObserveIterationTokens(int64_t tokens) { iteration_tokens_->Observe(static_cast<double>(tokens)); }
   void ObserveIterationSequences(int64_t n) { iteration_sequences_->Observe(static_cast<double>(n)); }
   void AddPreemptions(int64_t n) {

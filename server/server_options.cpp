@@ -6,6 +6,8 @@
 #include <CLI/CLI.hpp>
 #include <sstream>
 
+#include "engine_flags.h"
+
 namespace bpt::server {
 
 std::string DefaultModelDir() {
@@ -26,6 +28,9 @@ std::string ServerOptions::Describe() const {
     << "  model name:        " << ModelName() << "\n"
     << "  metrics:           " << (metrics_port < 0 ? std::string("off") : host + ":" + std::to_string(metrics_port) + "/metrics") << "\n"
     << "  device:            " << engine.device << "\n"
+    << "  weight dtype:      " << ElementTypeName(engine.weight_dtype) << "\n"
+    << "  KV dtype:          " << ElementTypeName(engine.kv_dtype) << "\n"
+    << "  CPU ISA:           " << CpuIsaName(engine.cpu.isa) << "\n"
     << "  max message:       " << max_message_mb << " MiB\n"
     << "  max prompt tokens: " << (max_prompt_tokens > 0 ? std::to_string(max_prompt_tokens) : "model context limit") << "\n"
     << "  max queue:         " << engine.scheduler.max_queue << "\n"
@@ -62,6 +67,7 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--served-model-name", o.served_model_name,
                  "The model's id in the HTTP API (default: the model directory's name)");
   app.add_option("--device", o.engine.device, "Compute device")->check(CLI::IsMember({"auto", "cpu", "cuda"}));
+  AddStorageFlags(app, &o.engine);
   app.add_option("--max-message-mb", o.max_message_mb, "Largest request message in MiB")->check(CLI::Range(1, 2047));
   app.add_option("--max-prompt-tokens", o.max_prompt_tokens, "Longest prompt accepted (0: the model's limit)")
       ->check(CLI::NonNegativeNumber);

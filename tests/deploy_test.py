@@ -207,8 +207,9 @@ try:
         check(used <= exported, f"{user} uses metrics the server does not export: {sorted(used - exported)}")
 
     # The KV layout the endpoint picker reads: block_size tokens a block, num_gpu_blocks blocks in
-    # the --kv-capacity 4096 pool.
-    layout = re.findall(r'^bptserve_cache_config_info\{block_size="(\d+)",num_gpu_blocks="(\d+)"\} 1$', scrape, re.M)
+    # the --kv-capacity 4096 pool (cache_dtype, what a block holds, is there for people).
+    layout = re.findall(r'^bptserve_cache_config_info\{block_size="(\d+)",cache_dtype="(?:fp32|bf16)",'
+                        r'num_gpu_blocks="(\d+)"\} 1$', scrape, re.M)
     check(len(layout) == 1 and int(layout[0][0]) * int(layout[0][1]) == 4096, f"bptserve_cache_config_info: {layout}")
 
     # The dashboard: a datasource variable, no hard-coded UIDs.

@@ -10,6 +10,8 @@
 #include <sstream>
 
 #include "engine.h"
+#include "model_config.h"
+#include "random_model.h"
 #include "test_models.h"
 #include "tokenizer_files.h"
 
@@ -172,6 +174,25 @@ TEST(MakeModelTokenizer, TheToolFitsTheConfig) {
   EXPECT_EQ(config["vocab_size"], 1000);  // the demo shape's, already larger than 303
   EXPECT_EQ(config["eos_token_id"], 302);
   EXPECT_TRUE(fs::exists(dir / "model/chat_template.jinja"));
+}
+
+// The preset the CPU benchmarks run: SmolLM2-135M's shape as the engine reads it, with the Llama 2
+// vocabulary, and positions for a 16K prompt and its decode.
+TEST(MakeModelPreset, SmolLM2IsTheShapeOfSmolLM2With32000Tokens) {
+  auto config = ParseModelConfig(PresetConfig("smollm2-135m").dump(), "smollm2-135m");
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_EQ(config->architecture, "LlamaForCausalLM");
+  EXPECT_EQ(config->hidden_size, 576);
+  EXPECT_EQ(config->intermediate_size, 1536);
+  EXPECT_EQ(config->num_layers, 30);
+  EXPECT_EQ(config->num_heads, 9);
+  EXPECT_EQ(config->num_kv_heads, 3);
+  EXPECT_EQ(config->head_dim, 64);
+  EXPECT_EQ(config->vocab_size, 32000);
+  EXPECT_DOUBLE_EQ(config->rms_norm_eps, 1e-5);
+  EXPECT_DOUBLE_EQ(config->rope_theta, 100000.0);
+  EXPECT_TRUE(config->tie_word_embeddings);
+  EXPECT_GE(config->max_position_embeddings, 16384 + 1024);
 }
 
 }  // namespace

@@ -167,6 +167,8 @@ try:
         info = client.model_info()
         check(info.architecture == "LlamaForCausalLM", f"model info {info}")
         check(not info.has_chat_template, "the demo model has no chat template")
+        check((info.weight_dtype, info.kv_dtype) == ("fp32", "fp32") and info.attention_kernels.startswith("cpu-"),
+              f"model info: the CPU's storage and kernels {info}")
         ids = client.tokenize("Hello world", add_bos=True)
         check(client.detokenize(ids[1:]) == "Hello world", "tokenize/detokenize round trip")
         document = "Long documents are the reason bptserve exists. " * 40

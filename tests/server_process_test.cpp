@@ -41,6 +41,20 @@ grpc::Status Ping(const std::shared_ptr<grpc::ChannelCredentials>& creds, int po
   return stub->GetModelInfo(&context, {}, &info);
 }
 
+// The server binary on free ports with `flags`, for a start that is expected to fail: its stdout
+// and stderr, once it has exited with *status.
+std::string RunServerToExit(const std::string& flags, int* status) {
+  const std::string command = std::string(BPTSERVE_BIN_DIR) +
+                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --http-port -1 " + flags + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  if (pipe == nullptr) return output;
+  char buffer[512];
+  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
+  *status = pclose(pipe);
+  return output;
+}
+
 TEST(ServerTls, TlsAndMutualTls) {
   testing::TempDir dir;
   testing::MakeCertificates(dir);
@@ -172,17 +186,22 @@ TEST(ServerProcess, PortInUseExitsWithTheReason) {
 // before it listens.
 TEST(ServerProcess, DeviceCudaWithoutAGpuExitsWithTheReason) {
   if (Engine::CheckDevice("cuda").ok()) GTEST_SKIP() << "this machine has a CUDA device";
-  const std::string command = std::string(BPTSERVE_BIN_DIR) +
-                              "/bptserve --host 127.0.0.1 --port 0 --metrics-port 0 --http-port -1 --device cuda 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  char buffer[512];
-  while (fgets(buffer, sizeof(buffer), pipe) != nullptr) output += buffer;
-  const int status = pclose(pipe);
+  int status = 0;
+  const std::string output = RunServerToExit("--device cuda", &status);
   EXPECT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 1) << output;
   EXPECT_NE(output.find("FAILED_PRECONDITION: device cuda:"), std::string::npos) << output;
+  EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
+}
+
+// A storage flag's value that is none of its spellings stops the process before it listens, with
+// a message that names the flag and the values it takes.
+TEST(ServerProcess, BadKvDtypeExitsNamingTheFlag) {
+  int status = 0;
+  const std::string output = RunServerToExit("--kv-dtype fp16", &status);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("--kv-dtype: 'fp16' is not one of auto, fp32, bf16"), std::string::npos) << output;
   EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
 }
 

@@ -454,11 +454,13 @@ TEST_F(ServerTest, PrefixCacheReportsCachedTokensAndCountsThem) {
 }
 
 // The KV layout the Inference Extension's endpoint picker reads (block_size: the unit the prefix
-// cache above matches in), in the labels vLLM gives vllm:cache_config_info.
+// cache above matches in), in the labels vLLM gives vllm:cache_config_info, with the CPU's
+// default element type.
 TEST_F(ServerTest, CacheConfigInfoCarriesTheKvBlockLayout) {
   const KvCacheOptions kv = LoopbackOptions(testing::DemoModelDir()).engine.kv_cache;
   const std::string series = "bptserve_cache_config_info{block_size=\"" + std::to_string(kv.block_size) +
-                             "\",num_gpu_blocks=\"" + std::to_string(kv.capacity_tokens / kv.block_size) + "\"}";
+                             "\",cache_dtype=\"fp32\",num_gpu_blocks=\"" +
+                             std::to_string(kv.capacity_tokens / kv.block_size) + "\"}";
   EXPECT_EQ(MetricValue(Metrics(), series), 1.0) << Metrics();
 }
 
@@ -528,6 +530,9 @@ TEST_F(ServerTest, TokenizeDetokenizeAndModelInfo) {
   EXPECT_EQ(info.kv_capacity_tokens(), 32768);
   EXPECT_EQ(info.device(), "cpu");
   EXPECT_EQ(info.dtype(), "float32");
+  EXPECT_EQ(info.weight_dtype(), "fp32");  // the CPU's default: the exact reference
+  EXPECT_EQ(info.kv_dtype(), "fp32");
+  EXPECT_EQ(info.attention_kernels().rfind("cpu-", 0), 0u) << info.attention_kernels();
   EXPECT_FALSE(info.token_ids_mode());
 }
 

@@ -89,7 +89,8 @@ int main(int argc, char** argv) {
     if (!s.ok()) return Fail(s);
     nlohmann::json j = {{"architecture", mi.architecture()}, {"model_dir", mi.model_dir()},
                         {"context_limit_tokens", mi.context_limit_tokens()}, {"kv_capacity_tokens", mi.kv_capacity_tokens()},
-                        {"dtype", mi.dtype()}, {"device", mi.device()}, {"vocab_size", mi.vocab_size()},
+                        {"dtype", mi.dtype()}, {"weight_dtype", mi.weight_dtype()}, {"kv_dtype", mi.kv_dtype()},
+                        {"attention_kernels", mi.attention_kernels()}, {"device", mi.device()}, {"vocab_size", mi.vocab_size()},
                         {"token_ids_mode", mi.token_ids_mode()}, {"has_chat_template", mi.has_chat_template()},
                         {"prefill_block_tokens", mi.prefill_block_tokens()}};
     const auto& d = mi.default_sampling();

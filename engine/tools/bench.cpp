@@ -7,6 +7,9 @@
 //   bench --preset tinyllama --device cuda --prompts 8192,32768,131072 --prefill-blocks 2048
 //         --decode-contexts 1024,32768          prefill and decode on the GPU
 //   bench --preset tinyllama --device cuda --admission   the longest prompt the card admits
+//   bench --preset smollm2-135m --threads 2 --prompts 1024,4096 --kv-dtype bf16   a CPU storage mode
+//         (engine/tools/cpu_peer_bench.py runs these beside HF transformers and llama.cpp)
+// Every line names the device, weight and KV dtypes, attention kernels and CPU threads it ran with.
 #include <sys/resource.h>
 
 #include <CLI/CLI.hpp>
@@ -15,8 +18,11 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <thread>
 
 #include "engine.h"
+#include "engine_flags.h"
+#include "model_config.h"
 #include "random_model.h"
 
 namespace {
@@ -44,6 +50,34 @@ std::unique_ptr<bpt::Engine> CreateEngine(const bpt::EngineOptions& options) {
   return std::move(engine).value();
 }
 
+// What every line carries: the configuration that ran (threads as the CPU backend resolves 0).
+nlohmann::json RunFields(const bpt::Engine& engine, const std::string& label) {
+  const bpt::ModelInfo& info = engine.model_info();
+  const int requested = engine.options().cpu.num_threads;
+  const int threads = requested > 0 ? requested : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return {{"model", label}, {"device", info.device}, {"weight_dtype", bpt::ElementTypeName(info.weight_dtype)},
+          {"kv_dtype", bpt::ElementTypeName(info.kv_dtype)}, {"attention_kernels", info.attention_kernels},
+          {"threads", threads}};
+}
+
+// Floating-point operations of one prefill of n tokens that ends with the last token's logits:
+//   n * 2 * (linear weights of the layers: L * (h*q + 2*h*kv + q*h + 3*h*f))   q, k, v, o, gate, up, down
+//   + 2 * vocab * h                                                            the last token's lm_head
+//   + L * 2 * 2 * heads * head_dim * sum over positions i of keys attended     Q.K^T and P.V
+// with keys attended = i + 1 (causal), at most the sliding window. Embedding lookups, norms, RoPE and
+// the softmax are left out (a few per cent at most), so GFLOP/s against the compute floor is a
+// slight underestimate.
+double PrefillFlops(const bpt::ModelConfig& c, int64_t n) {
+  const double h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), f = c.intermediate_size;
+  const double linear_per_token = 2.0 * c.num_layers * (h * q + 2 * h * kv + q * h + 3 * h * f);
+  const double lm_head = 2.0 * c.vocab_size * h;
+  const int64_t w = c.sliding_window > 0 ? std::min(c.sliding_window, n) : n;
+  // sum_{i<n} min(i + 1, w) = w (w + 1) / 2 + (n - w) w
+  const double keys = 0.5 * static_cast<double>(w) * static_cast<double>(w + 1) + static_cast<double>(n - w) * w;
+  const double attention = 4.0 * c.num_layers * c.num_heads * c.head_dim * keys;
+  return static_cast<double>(n) * linear_per_token + lm_head + attention;
+}
+
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -64,10 +98,7 @@ struct Timeline : bpt::GenerationObserver {
 
 // The longest prompt the default memory plan admits: the KV pool takes its share of the memory
 // left after weights and workspace, and admission refuses what the pool cannot hold.
-int RunAdmission(const std::string& model_dir, const std::string& label, const std::string& device) {
-  bpt::EngineOptions options;
-  options.model_dir = model_dir;
-  options.device = device;
+int RunAdmission(const std::string& label, bpt::EngineOptions options) {
   options.max_model_len = int64_t{1} << 40;  // the pool, not the position limit, decides here
   auto engine = CreateEngine(options);
   if (engine == nullptr) return 1;
@@ -80,23 +111,20 @@ int RunAdmission(const std::string& model_dir, const std::string& label, const s
     return engine->ValidateRequest(r);
   };
   const bpt::Status fits = admitted(capacity - 1), too_long = admitted(capacity);
-  nlohmann::json line = {{"bench", "admission"}, {"model", label}, {"device", engine->model_info().device},
-                         {"kv_capacity_tokens", capacity}, {"longest_admitted_prompt", capacity - 1},
-                         {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
-                         {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
-                         {"workspace_bytes", plan.workspace_bytes}, {"kv_bytes_per_token", plan.kv_bytes_per_token}};
+  nlohmann::json line = RunFields(*engine, label);
+  line.update({{"bench", "admission"}, {"kv_capacity_tokens", capacity}, {"longest_admitted_prompt", capacity - 1},
+               {"admitted_at_capacity_minus_1", fits.ok()}, {"refused_at_capacity", !too_long.ok()},
+               {"refusal", too_long.ToString()}, {"weight_bytes", plan.weight_bytes},
+               {"workspace_bytes", plan.workspace_bytes}, {"kv_bytes_per_token", plan.kv_bytes_per_token}});
   std::cout << line.dump() << std::endl;
   return fits.ok() && !too_long.ok() ? 0 : 1;
 }
 
-int RunServingBenchmarks(const std::string& model_dir, const std::string& label, const std::vector<int>& streams,
-                         int64_t cached_doc, int threads, const std::string& device) {
+int RunServingBenchmarks(const std::string& label, const std::vector<int>& streams, int64_t cached_doc,
+                         const bpt::EngineOptions& base) {
   using Clock = std::chrono::steady_clock;
   for (int n : streams) {
-    bpt::EngineOptions options;
-    options.model_dir = model_dir;
-    options.device = device;
-    options.cpu.num_threads = threads;
+    bpt::EngineOptions options = base;
     options.scheduler.max_running = n;
     options.scheduler.max_queue = n;
     options.kv_cache.capacity_tokens = static_cast<int64_t>(n) * (256 + 64) + 1024;
@@ -124,17 +152,15 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
       for (size_t i = 1; i < t.tokens.size(); ++i) itl.push_back(std::chrono::duration<double>(t.tokens[i] - t.tokens[i - 1]).count());
       generated += static_cast<int64_t>(t.tokens.size());
     }
-    nlohmann::json line = {{"bench", "streams"}, {"model", label}, {"streams", n}, {"prompt_tokens", 256},
-                           {"new_tokens", 64}, {"generated_tokens_per_s", generated / wall},
-                           {"ttft_p50_s", Percentile(ttft, 50)}, {"ttft_p99_s", Percentile(ttft, 99)},
-                           {"itl_p50_s", Percentile(itl, 50)}, {"itl_p99_s", Percentile(itl, 99)}, {"wall_s", wall}};
+    nlohmann::json line = RunFields(*engine, label);
+    line.update({{"bench", "streams"}, {"streams", n}, {"prompt_tokens", 256},
+                 {"new_tokens", 64}, {"generated_tokens_per_s", generated / wall},
+                 {"ttft_p50_s", Percentile(ttft, 50)}, {"ttft_p99_s", Percentile(ttft, 99)},
+                 {"itl_p50_s", Percentile(itl, 50)}, {"itl_p99_s", Percentile(itl, 99)}, {"wall_s", wall}});
     std::cout << line.dump() << std::endl;
   }
   if (cached_doc > 0) {
-    bpt::EngineOptions options;
-    options.model_dir = model_dir;
-    options.device = device;
-    options.cpu.num_threads = threads;
+    bpt::EngineOptions options = base;
     options.kv_cache.capacity_tokens = cached_doc + 1024;
     auto engine = CreateEngine(options);
     if (engine == nullptr) return 1;
@@ -153,9 +179,10 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
       seconds[round] = std::chrono::duration<double>(Clock::now() - t0).count();
       cached[round] = result->cached_prompt_tokens;
     }
-    nlohmann::json line = {{"bench", "prefix_cache"}, {"model", label}, {"document_tokens", cached_doc},
-                           {"first_request_s", seconds[0]}, {"second_request_s", seconds[1]},
-                           {"second_cached_prompt_tokens", cached[1]}, {"saved_s", seconds[0] - seconds[1]}};
+    nlohmann::json line = RunFields(*engine, label);
+    line.update({{"bench", "prefix_cache"}, {"document_tokens", cached_doc},
+                 {"first_request_s", seconds[0]}, {"second_request_s", seconds[1]},
+                 {"second_cached_prompt_tokens", cached[1]}, {"saved_s", seconds[0] - seconds[1]}});
     std::cout << line.dump() << std::endl;
   }
   return 0;
@@ -165,27 +192,31 @@ int RunServingBenchmarks(const std::string& model_dir, const std::string& label,
 
 int main(int argc, char** argv) {
   CLI::App app{"bptserve engine benchmark (JSON lines on stdout)"};
-  std::string model_dir, preset = "demo", device = "cpu";
+  bpt::EngineOptions base;
+  base.device = "cpu";
+  std::string model_dir, preset = "demo";
   std::vector<int64_t> decode_contexts;
   bool admission = false, no_cuda_graphs = false;
   std::vector<int64_t> prompts = {1024, 8192};
   std::vector<int> prefill_blocks = {256};
   std::vector<int> kv_block_sizes = {64};
-  int decode_tokens = 64, threads = 0, repeats = 1;
+  int decode_tokens = 64, repeats = 1;
   std::vector<int> streams;
   int64_t cached_doc = 0;
   app.add_option("--model", model_dir, "Model directory (default: make one from --preset)");
-  app.add_option("--preset", preset, "demo or tinyllama")->check(CLI::IsMember({"demo", "tinyllama"}));
+  app.add_option("--preset", preset, "demo, tinyllama or smollm2-135m")
+      ->check(CLI::IsMember({"demo", "tinyllama", "smollm2-135m"}));
   app.add_option("--prompts", prompts, "Prompt lengths to prefill")->delimiter(',');
   app.add_option("--prefill-blocks", prefill_blocks, "Prefill block sizes to compare")->delimiter(',');
   app.add_option("--kv-block-sizes", kv_block_sizes, "KV block sizes to compare")->delimiter(',');
   app.add_option("--decode-tokens", decode_tokens, "Tokens to decode after the shortest prompt");
-  app.add_option("--threads", threads, "CPU threads (0: all)");
+  app.add_option("--threads", base.cpu.num_threads, "CPU threads (0: all)");
   app.add_option("--repeats", repeats, "Runs per measurement (the best is reported)");
   app.add_option("--streams", streams, "Concurrent streams to batch (each: 256-token prompt, 64 new tokens)")
       ->delimiter(',');
   app.add_option("--cached-doc", cached_doc, "Document length for the prefix-cache measurement");
-  app.add_option("--device", device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  app.add_option("--device", base.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
+  bpt::AddStorageFlags(app, &base);
   app.add_option("--decode-contexts", decode_contexts, "Cached tokens before decoding (default: the shortest prompt)")
       ->delimiter(',');
   app.add_flag("--no-cuda-graphs", no_cuda_graphs, "Launch decode steps op by op (to measure what graphs save)");
@@ -197,7 +228,7 @@ int main(int argc, char** argv) {
   if (model_dir.empty()) {
     temp_dir = std::filesystem::temp_directory_path() / ("bptserve-bench-" + preset);
     bpt::RandomModelSpec spec;
-    spec.config = preset == "tinyllama" ? bpt::TinyLlamaConfig() : bpt::DemoModelConfig(1000);
+    spec.config = bpt::PresetConfig(preset);
     spec.config["max_position_embeddings"] = 1 << 20;
     if (!std::filesystem::exists(temp_dir / "model.safetensors")) {
       const bpt::Status s = bpt::WriteRandomModel(temp_dir.string(), spec);
@@ -210,21 +241,23 @@ int main(int argc, char** argv) {
     label = preset;
   }
 
-  if (admission) return RunAdmission(model_dir, label, device);
-  if (!streams.empty() || cached_doc > 0)
-    return RunServingBenchmarks(model_dir, label, streams, cached_doc, threads, device);
+  base.model_dir = model_dir;
+  if (admission) return RunAdmission(label, base);
+  if (!streams.empty() || cached_doc > 0) return RunServingBenchmarks(label, streams, cached_doc, base);
+  const auto config = bpt::LoadModelConfig(model_dir);
+  if (!config.ok()) {
+    std::cerr << config.status().ToString() << "\n";
+    return 1;
+  }
   if (decode_contexts.empty()) decode_contexts.push_back(*std::min_element(prompts.begin(), prompts.end()));
   const int64_t longest = std::max(*std::max_element(prompts.begin(), prompts.end()),
                                    *std::max_element(decode_contexts.begin(), decode_contexts.end()));
   for (int kv_block : kv_block_sizes) {
     for (int block : prefill_blocks) {
-      bpt::EngineOptions options;
-      options.model_dir = model_dir;
-      options.device = device;
+      bpt::EngineOptions options = base;
       options.cuda.graphs = !no_cuda_graphs;
       options.scheduler.prefill_block = block;
       options.kv_cache.block_size = kv_block;
-      options.cpu.num_threads = threads;
       options.kv_cache.capacity_tokens = longest + decode_tokens + kv_block;
       auto engine_ptr = CreateEngine(options);
       if (engine_ptr == nullptr) return 1;
@@ -243,11 +276,11 @@ int main(int argc, char** argv) {
           }
           best = std::min(best, s);
         }
-        nlohmann::json line = {{"bench", "prefill"}, {"model", label}, {"device", engine.model_info().device}, {"prompt_tokens", n},
-                               {"prefill_block", block}, {"kv_block_size", kv_block},
-                               {"seconds", best}, {"tokens_per_s", n / best},
-                               {"weight_bytes", plan.weight_bytes}, {"workspace_bytes", plan.workspace_bytes},
-                               {"kv_bytes", plan.kv_bytes_per_token * n}, {"peak_rss_bytes", PeakRssBytes()}};
+        nlohmann::json line = RunFields(engine, label);
+        line.update({{"bench", "prefill"}, {"prompt_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
+                     {"seconds", best}, {"tokens_per_s", n / best}, {"gflop_per_s", PrefillFlops(*config, n) / best / 1e9},
+                     {"weight_bytes", plan.weight_bytes}, {"workspace_bytes", plan.workspace_bytes},
+                     {"kv_bytes", plan.kv_bytes_per_token * n}, {"peak_rss_bytes", PeakRssBytes()}});
         std::cout << line.dump() << std::endl;
       }
       for (int64_t n : decode_tokens > 0 ? decode_contexts : std::vector<int64_t>{}) {
@@ -263,11 +296,13 @@ int main(int argc, char** argv) {
         }
         const auto& t = result->timings;
         const double decode_steps = static_cast<double>(result->token_ids.size() - 1);
-        nlohmann::json line = {{"bench", "decode"}, {"model", label}, {"device", engine.model_info().device},
-                               {"context_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
-                               {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
-                               {"tokens_per_s", decode_steps / t.decode_s}, {"cuda_graphs", !no_cuda_graphs},
-                               {"peak_rss_bytes", PeakRssBytes()}};
+        const double tokens_per_s = decode_steps / t.decode_s;
+        // Each step reads every weight once (the tied head's too: it is the embedding's bytes).
+        nlohmann::json line = RunFields(engine, label);
+        line.update({{"bench", "decode"}, {"context_tokens", n}, {"prefill_block", block}, {"kv_block_size", kv_block},
+                     {"new_tokens", result->token_ids.size()}, {"decode_seconds", t.decode_s},
+                     {"tokens_per_s", tokens_per_s}, {"weight_gb_per_s", plan.weight_bytes * tokens_per_s / 1e9},
+                     {"cuda_graphs", !no_cuda_graphs}, {"peak_rss_bytes", PeakRssBytes()}});
         std::cout << line.dump() << std::endl;
       }
     }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "engine.h"
+#include "engine_flags.h"
 
 namespace {
 
@@ -61,6 +62,7 @@ int main(int argc, char** argv) {
   app.add_option("--prefill-block", options.scheduler.prefill_block, "Tokens per prefill step");
   app.add_option("--kv-capacity", options.kv_cache.capacity_tokens, "KV cache capacity in tokens (0: context limit)");
   app.add_option("--threads", options.cpu.num_threads, "CPU threads (0: all)");
+  bpt::AddStorageFlags(app, &options);
   app.add_flag("--progress", progress, "Show prefill progress on stderr");
   CLI11_PARSE(app, argc, argv);
 

@@ -13,8 +13,10 @@ int main(int argc, char** argv) {
   uint64_t seed = 1;
   int shards = 1;
   app.add_option("--out", out, "Directory to write")->required();
-  app.add_option("--preset", preset, "Shape: demo or tinyllama (ignored with --config)")
-      ->check(CLI::IsMember({"demo", "tinyllama"}));
+  app.add_option("--preset", preset,
+                 "Shape: demo, tinyllama or smollm2-135m (with a 32000 vocabulary, for the Llama 2 tokenizer.model); "
+                 "ignored with --config")
+      ->check(CLI::IsMember({"demo", "tinyllama", "smollm2-135m"}));
   app.add_option("--config", config_path, "A config.json to use instead of a preset");
   app.add_option("--tokenizer", tokenizer,
                  "A SentencePiece tokenizer.model, or a Hugging Face tokenizer directory (tokenizer.json, "
@@ -36,10 +38,8 @@ int main(int argc, char** argv) {
       std::cerr << "cannot read a JSON config from '" << config_path << "'\n";
       return 2;
     }
-  } else if (preset == "tinyllama") {
-    spec.config = bpt::TinyLlamaConfig();
   } else {
-    spec.config = bpt::DemoModelConfig(1000);
+    spec.config = bpt::PresetConfig(preset);
   }
   spec.dtype = dtype == "f32" ? bpt::DType::kF32 : dtype == "f16" ? bpt::DType::kF16 : bpt::DType::kBF16;
   spec.seed = seed;

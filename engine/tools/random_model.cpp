@@ -193,6 +193,12 @@ Status WriteRandomModel(const std::string& dir, const RandomModelSpec& spec) {
   return OkStatus();
 }
 
+nlohmann::json PresetConfig(const std::string& preset) {
+  if (preset == "tinyllama") return TinyLlamaConfig();
+  if (preset == "smollm2-135m") return SmolLM2Config();
+  return DemoModelConfig(1000);
+}
+
 nlohmann::json SmallConfig() {
   return {{"architectures", {"LlamaForCausalLM"}},
           {"vocab_size", 97},
@@ -224,6 +230,24 @@ nlohmann::json TinyLlamaConfig() {
           {"bos_token_id", 1},
           {"eos_token_id", 2},
           {"tie_word_embeddings", false},
+          {"torch_dtype", "bfloat16"}};
+}
+
+nlohmann::json SmolLM2Config() {
+  return {{"architectures", {"LlamaForCausalLM"}},
+          {"vocab_size", 32000},
+          {"hidden_size", 576},
+          {"intermediate_size", 1536},
+          {"num_hidden_layers", 30},
+          {"num_attention_heads", 9},
+          {"num_key_value_heads", 3},
+          {"head_dim", 64},
+          {"rms_norm_eps", 1e-5},
+          {"rope_theta", 100000.0},
+          {"max_position_embeddings", 32768},
+          {"bos_token_id", 1},
+          {"eos_token_id", 2},
+          {"tie_word_embeddings", true},
           {"torch_dtype", "bfloat16"}};
 }
 

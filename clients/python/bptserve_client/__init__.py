@@ -157,4 +157,6 @@ class Client:
         return self._stub.Detokenize(request, metadata=self._metadata).text
 
     def model_info(self) -> pb.ModelInfo:
+        """The loaded model: shape and limits, device, weight_dtype and kv_dtype (fp32 or bf16), the
+        attention_kernels in use (e.g. cpu-avx512), default sampling."""
         return self._stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=self._metadata)
