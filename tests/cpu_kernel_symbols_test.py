@@ -31,9 +31,12 @@ def main():
         kind, name = fields[1], fields[2]
         if kind.islower() and kind not in ("u", "v", "w"):
             continue  # local: never shared with another object
+        if re.match(r"_ZT[IS]", name):
+            continue  # type_info data (UBSan emits it for function types): no instructions
         namespace = "cpu_" + level.group(1)
-        # Functions, template instances, vtables, guards: all mangle the namespace as N3bpt<len><name>.
-        if not re.match(r"_Z(?:T[VIS]|G[VR])?N3bpt%d%s" % (len(namespace), namespace), name):
+        # Functions, template instances, lambdas inside them (_ZZ), vtables, guards: all mangle
+        # the namespace as N3bpt<len><name>.
+        if not re.match(r"_Z(?:Z|TV|G[VR])?N3bpt%d%s" % (len(namespace), namespace), name):
             bad.append("%s: %s %s" % (member, kind, name))
     if not checked:
         print("no per-level kernel objects found in %s" % library)
