@@ -43,8 +43,8 @@ class CpuMatmul {
   const ElementType weight_dtype_;
   std::vector<std::unique_ptr<void, FreeDeleter>> panels_;
   int64_t weight_bytes_ = 0;
-  // x rounded to bf16 for the dot-product kernels: [rows, 2 * ceil(in / 2)], grown to the
-  // largest input the runner's fixed activation shapes give, in its first steps.
+  // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], grown to the largest
+  // input the runner's fixed activation shapes give, in its first steps.
   std::vector<uint16_t> x_bf16_;
 };
 

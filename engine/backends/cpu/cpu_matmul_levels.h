@@ -19,7 +19,7 @@ namespace bpt {
 // One work item of a Linear: rows [row_begin, row_end) of x against panels [panel_begin, panel_end).
 struct LinearTask {
   const float* x;         // [rows, in], row stride x_stride
-  const uint16_t* x_bf16;  // [rows, 2 * ceil(in / 2)]: x rounded to bf16 (dot-product level only)
+  const uint16_t* x_bf16;  // [rows, 2 * ceil(in / 2)]: x rounded to bf16, for linear_bf16_dot only
   int64_t x_stride;
   int64_t in;
   const void* panels;  // the packed weight: float or uint16_t, see above
@@ -39,13 +39,15 @@ struct MatmulKernels {
   // panels: [ceil(rows / panel_width) * panel_width * 2 * ceil(in / 2)], rounded to nearest even
   void (*pack_bf16)(const float* w, int64_t rows, int64_t in, uint16_t* panels);
   void (*linear_f32)(const LinearTask& task);
-  void (*linear_bf16)(const LinearTask& task);
+  void (*linear_bf16)(const LinearTask& task);  // x in fp32, the weights widened in registers
+  // x_bf16 against the bf16 weights in _mm512_dpbf16_ps, a row at a time; null below AVX512-BF16.
+  void (*linear_bf16_dot)(const LinearTask& task);
   // out[t] = row ids[t] of the packed table.  ids: [n]; out: [n, in], row stride out_stride
   void (*embed_f32)(const float* panels, int64_t in, const int32_t* ids, int64_t n, float* out, int64_t out_stride);
   void (*embed_bf16)(const uint16_t* panels, int64_t in, const int32_t* ids, int64_t n, float* out,
                      int64_t out_stride);
-  // x_bf16: [rows, 2 * ceil(in / 2)] from x: [rows, in] (row stride x_stride); null where
-  // linear_bf16 reads x in fp32.
+  // x_bf16: [rows, 2 * ceil(in / 2)] from x: [rows, in] (row stride x_stride), for
+  // linear_bf16_dot; null with it.
   void (*round_x_bf16)(const float* x, int64_t rows, int64_t in, int64_t x_stride, uint16_t* x_bf16);
 };
 
