@@ -31,7 +31,8 @@ CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options, Ele
       pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
                  options.attention_tiling, ResolveThreads(options.num_threads)),
-      matmul_(isa_, weight_dtype) {
+      matmul_(isa_, weight_dtype),
+      elementwise_(isa_) {
   workspace_bytes_ = attention_.ScratchBytes();
 }
 
@@ -193,13 +194,7 @@ Status CpuBackend::Attention(int layer, const Tensor& qkv, const AttentionShape&
 
 Status CpuBackend::SwiGlu(const Tensor& gate_up, Tensor out) {
   BPT_RETURN_IF_ERROR(CheckShape("SwiGlu", gate_up, out.rows, 2 * out.cols));
-  const int64_t ffn = out.cols;
-  for (int64_t r = 0; r < out.rows; ++r) {
-    const float* gate = F(gate_up) + r * gate_up.cols;
-    const float* up = gate + ffn;
-    float* o = F(out) + r * ffn;
-    for (int64_t i = 0; i < ffn; ++i) o[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-  }
+  elementwise_.SwiGlu(gate_up, out, pool_);
   return OkStatus();
 }
 

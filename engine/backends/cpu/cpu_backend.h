@@ -7,6 +7,7 @@
 
 #include "backend.h"
 #include "cpu_attention.h"
+#include "cpu_elementwise.h"
 #include "cpu_isa.h"
 #include "cpu_matmul.h"
 #include "thread_pool.h"
@@ -54,6 +55,7 @@ class CpuBackend final : public Backend {
   CpuAttention attention_;
   std::vector<std::unique_ptr<float[]>> allocations_;
   CpuMatmul matmul_;  // holds the weight matrices, packed
+  CpuElementwise elementwise_;
   std::vector<std::vector<float>> weights_;  // the vectors ([1, n]: norms, biases), fp32 row-major
   int64_t weight_bytes_ = 0;  // of weights_
   int64_t workspace_bytes_ = 0;

@@ -14,5 +14,5 @@ namespace bpt::cpu_avx512bf16 {
 #include "cpu_simd.inc"
 #include "cpu_matmul_kernels.inc"
 
-MatmulKernels MatmulKernelTable() { return Table(); }
+MatmulKernels MatmulKernelTable() { return matmul::Table(); }
 }  // namespace bpt::cpu_avx512bf16

@@ -13,5 +13,5 @@ namespace bpt::cpu_portable {
 #include "cpu_simd.inc"
 #include "cpu_matmul_kernels.inc"
 
-MatmulKernels MatmulKernelTable() { return Table(); }
+MatmulKernels MatmulKernelTable() { return matmul::Table(); }
 }  // namespace bpt::cpu_portable
