@@ -1,4 +1,4 @@
-// A fixed set of worker threads for the CPU backend's own kernels (GEMMs use OpenBLAS's).
+// A fixed set of worker threads for the CPU backend's kernels.
 #pragma once
 
 #include <condition_variable>
