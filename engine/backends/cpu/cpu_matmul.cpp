@@ -1,5 +1,8 @@
 #include "cpu_matmul.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cstring>
 #include <new>
 
@@ -37,6 +40,10 @@ struct LinearSplit {
 
 CpuMatmul::CpuMatmul(CpuIsa isa, ElementType weight_dtype) : kernels_(KernelsFor(isa)), weight_dtype_(weight_dtype) {}
 
+CpuMatmul::~CpuMatmul() {
+  for (const Mapping& m : panels_) munmap(m.data, m.bytes);
+}
+
 Tensor CpuMatmul::Pack(HostMatrix&& w) {
   const HostMatrix host = std::move(w);  // freed on return: one matrix at a time in host fp32
   const int64_t width = kernels_.panel_width;
@@ -44,11 +51,12 @@ Tensor CpuMatmul::Pack(HostMatrix&& w) {
   const bool bf16 = weight_dtype_ == ElementType::kBFloat16;
   const int elem_bytes = bf16 ? 2 : 4;
   const int64_t padded_in = bf16 ? (host.cols + 1) / 2 * 2 : host.cols;
-  // 64-byte aligned, so that no vector load of a panel splits a cache line.
-  const size_t bytes = (static_cast<size_t>(padded_rows * padded_in * elem_bytes) + 63) / 64 * 64;
-  void* panels = std::aligned_alloc(64, bytes);
-  if (panels == nullptr) throw std::bad_alloc();
-  panels_.emplace_back(panels);
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  const size_t bytes = (static_cast<size_t>(padded_rows * padded_in * elem_bytes) + page - 1) / page * page;
+  void* panels = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (panels == MAP_FAILED) throw std::bad_alloc();  // the runner reports it as out of memory
+  panels_.push_back({panels, bytes});
+  madvise(panels, bytes, MADV_HUGEPAGE);  // a hint: without huge pages the weights work as well
   if (bf16) {
     kernels_.pack_bf16(host.data.data(), host.rows, host.cols, static_cast<uint16_t*>(panels));
   } else {

@@ -5,8 +5,6 @@
 #pragma once
 
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
 #include <vector>
 
 #include "backend.h"
@@ -20,11 +18,14 @@ class CpuMatmul {
  public:
   // isa resolved (never kAuto); weight_dtype kFloat32 or kBFloat16.
   CpuMatmul(CpuIsa isa, ElementType weight_dtype);
+  ~CpuMatmul();
+  CpuMatmul(const CpuMatmul&) = delete;
+  CpuMatmul& operator=(const CpuMatmul&) = delete;
 
   // w: [rows, in] with rows > 1, consumed. The tensor's data is its panels (elem_bytes 4 or 2),
   // readable only by Linear and Embed below.
   Tensor Pack(HostMatrix&& w);
-  // Bytes of the packed weights held, padding included.
+  // Bytes of the packed weights held, padding to whole panels and pages included.
   int64_t WeightBytes() const { return weight_bytes_; }
 
   // out = x @ w^T (+ bias), threads splitting the output panels (and the rows, where the panels
@@ -35,13 +36,17 @@ class CpuMatmul {
   void Embed(const Tensor& table, const int32_t* ids, Tensor out) const;
 
  private:
-  struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
+  // A matrix's panels, mapped on their own: page-aligned, huge pages where the kernel gives them
+  // (fewer TLB misses as decode streams the weights), and no heap between the host matrices
+  // freed as they are packed, which the heap would otherwise keep resident.
+  struct Mapping {
+    void* data;
+    size_t bytes;
   };
 
   const MatmulKernels kernels_;
   const ElementType weight_dtype_;
-  std::vector<std::unique_ptr<void, FreeDeleter>> panels_;
+  std::vector<Mapping> panels_;
   int64_t weight_bytes_ = 0;
   // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], grown to the largest
   // input the runner's fixed activation shapes give, in its first steps.
