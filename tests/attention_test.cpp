@@ -3,9 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "cpu_backend.h"
+#include "cpu_isa.h"
 #include "rope.h"
 
 namespace bpt {
@@ -50,10 +53,22 @@ ModelConfig ConfigFor(const AttentionCase& c) {
   return m;
 }
 
-class AttentionTest : public ::testing::TestWithParam<AttentionCase> {};
+// Each case runs on every kernel level the CPU has (cpu_isa.h), with the KV cache in fp32 and bf16.
+using AttentionParam = std::tuple<AttentionCase, CpuIsa, ElementType>;
+
+class AttentionTest : public ::testing::TestWithParam<AttentionParam> {};
+
+std::string ParamName(const ::testing::TestParamInfo<AttentionParam>& info) {
+  std::string name = std::string(std::get<0>(info.param).name) + "_" + CpuIsaName(std::get<1>(info.param)) + "_kv_" +
+                     ElementTypeName(std::get<2>(info.param));
+  for (char& ch : name)
+    if (ch == '-') ch = '_';
+  return name;
+}
 
 TEST_P(AttentionTest, MatchesNaiveFp64) {
-  const AttentionCase& c = GetParam();
+  const auto& [c, isa, kv_dtype] = GetParam();
+  if (!CpuSupports(isa)) GTEST_SKIP() << "this CPU lacks " << CpuIsaName(isa);
   const ModelConfig config = ConfigFor(c);
   const int d = c.head_dim, q_cols = c.num_heads * d, kv_cols = c.num_kv_heads * d;
   const int cols = q_cols + 2 * kv_cols;
@@ -62,7 +77,8 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
   CpuOptions options;
   options.num_threads = 2;
   options.attention_tiling = c.tiling;
-  CpuBackend backend(config, options, ElementType::kFloat32, ElementType::kFloat32);
+  options.isa = isa;
+  CpuBackend backend(config, options, ElementType::kFloat32, kv_dtype);
   const Rope rope(config);
   KvBlockManager blocks((total + c.kv_block_size - 1) / c.kv_block_size + 3, c.kv_block_size);
   blocks.ShuffleFreeBlocks(11);
@@ -159,17 +175,24 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
       }
     }
   }
-  // fp32 dot products and accumulation over up to ~66K keys against exact fp64.
-  EXPECT_LE(max_err, 2e-5 * max_ref) << "max |error| " << max_err << ", max |ref| " << max_ref;
+  // fp32 KV: fp32 dot products and accumulation over up to ~66K keys against exact fp64.
+  // bf16 KV: keys and values rounded to 8 significant bits (relative error <= 2^-9 each);
+  // the AVX512-BF16 level also rounds the scaled queries and the softmax weights to bf16.
+  const double tolerance = kv_dtype == ElementType::kFloat32 ? 2e-5 : isa == CpuIsa::kAvx512Bf16 ? 1e-2 : 5e-3;
+  EXPECT_LE(max_err, tolerance * max_ref) << "max |error| " << max_err << ", max |ref| " << max_ref;
+  RecordProperty("max_relative_error", std::to_string(max_err / max_ref));
 }
 
 constexpr AttentionTiling kSmallTiles{4, 8};
 constexpr AttentionTiling kDefaultTiles{16, 128};
 constexpr AttentionTiling kOddTiles{5, 7};
 
+constexpr CpuIsa kLevels[] = {CpuIsa::kPortable, CpuIsa::kAvx2, CpuIsa::kAvx512, CpuIsa::kAvx512Bf16};
+constexpr ElementType kKvTypes[] = {ElementType::kFloat32, ElementType::kBFloat16};
+
 INSTANTIATE_TEST_SUITE_P(
     Lengths, AttentionTest,
-    ::testing::Values(
+    ::testing::Combine(::testing::Values(
         AttentionCase{"len1", 0, 1, 16, kDefaultTiles, 4, 4, 16, "default", 16, 0},
         AttentionCase{"lenBm1", 0, 15, 16, kSmallTiles, 4, 4, 16, "default", 16, 0},
         AttentionCase{"lenB", 0, 16, 16, kOddTiles, 8, 2, 16, "default", 16, 0},
@@ -180,19 +203,31 @@ INSTANTIATE_TEST_SUITE_P(
         AttentionCase{"gqa1_hd128", 0, 40, 16, kOddTiles, 2, 2, 128, "default", 16, 0},
         AttentionCase{"gqa4_hd64", 0, 40, 16, kSmallTiles, 8, 2, 64, "default", 16, 0},
         AttentionCase{"gqa8_hd64", 0, 40, 16, kDefaultTiles, 8, 1, 64, "default", 16, 0},
-        AttentionCase{"sliding_window", 0, 90, 16, kOddTiles, 4, 2, 16, "default", 8, 20}),
-    [](const auto& info) { return std::string(info.param.name); });
+        AttentionCase{"gqa3_hd64_smollm2", 0, 300, 128, kDefaultTiles, 9, 3, 64, "default", 64, 0},
+        AttentionCase{"gqa3_hd12_tails", 0, 77, 32, kOddTiles, 6, 2, 12, "default", 5, 0},
+        AttentionCase{"sliding_window", 0, 90, 16, kOddTiles, 4, 2, 16, "default", 8, 20},
+        AttentionCase{"sliding_window_gqa3", 0, 200, 64, kDefaultTiles, 9, 3, 64, "default", 16, 37}),
+                       ::testing::ValuesIn(kLevels), ::testing::ValuesIn(kKvTypes)),
+    ParamName);
 
-// Queries past 64K: RoPE angles computed in fp32 would be off by ~1e-2 rad here.
+// 55 queries against 65K+ keys on every level and KV dtype; past 64K, RoPE angles computed in
+// fp32 would be off by ~1e-2 rad.
+INSTANTIATE_TEST_SUITE_P(
+    LongContext, AttentionTest,
+    ::testing::Combine(::testing::Values(AttentionCase{"default", 65541, 55, 16, kOddTiles, 8, 1, 32, "default", 64, 0}),
+                       ::testing::ValuesIn(kLevels), ::testing::ValuesIn(kKvTypes)),
+    ParamName);
+
+// The RoPE scalings past 64K: their angles, not the kernels, so on this CPU's own level.
 INSTANTIATE_TEST_SUITE_P(
     BeyondPosition64K, AttentionTest,
-    ::testing::Values(
-        AttentionCase{"default", 65541, 55, 16, kOddTiles, 8, 1, 32, "default", 64, 0},
+    ::testing::Combine(::testing::Values(
         AttentionCase{"linear", 65541, 17, 16, kDefaultTiles, 4, 1, 32, "linear", 64, 0},
         AttentionCase{"dynamic", 65541, 17, 16, kSmallTiles, 4, 1, 32, "dynamic", 64, 0},
         AttentionCase{"llama3", 65541, 17, 16, kDefaultTiles, 4, 1, 32, "llama3", 64, 0},
         AttentionCase{"yarn", 65541, 17, 16, kOddTiles, 4, 1, 32, "yarn", 64, 0}),
-    [](const auto& info) { return std::string(info.param.name); });
+                       ::testing::Values(DetectCpuIsa()), ::testing::Values(ElementType::kFloat32)),
+    ParamName);
 
 }  // namespace
 }  // namespace bpt

@@ -42,7 +42,7 @@ struct KvCacheOptions {
 };
 
 struct AttentionTiling {
-  int query_tile = 16;  // query tokens per work item (times the GQA group of heads)
+  int query_tile = 32;  // query tokens per work item (times the GQA group of heads)
   int kv_tile = 128;    // keys per online-softmax step
 };
 

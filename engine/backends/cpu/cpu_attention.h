@@ -1,27 +1,37 @@
-// Blockwise causal attention on the CPU: each query tile walks the sequence's keys in tiles,
-// read through the block table, keeping an online softmax (running max, running sum and an
-// unnormalized output) so no score matrix larger than [query tile x KV tile] ever exists.
+// Blockwise causal attention on the CPU: each work item (a tile of one sequence's query tokens
+// and the query heads of one KV head) walks the sequence's keys in tiles, read through the block
+// table straight from the KV pool, keeping an online softmax (running max, running sum and an
+// unnormalized output), so no score matrix larger than [kv tile x query rows] ever exists. The
+// kernels (cpu_attention_kernels.inc) are compiled per instruction-set level; the level and the
+// KV element type are fixed at construction.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "backend.h"
+#include "cpu_attention_levels.h"
 #include "engine_options.h"
 #include "thread_pool.h"
 
 namespace bpt {
 
-// One layer's paged K and V: [num_blocks, block_size, num_kv_heads * head_dim] each.
+// One layer's paged K and V: [num_blocks, block_size, num_kv_heads * head_dim] each, fp32 or
+// bf16 (uint16_t) as the pool holds them.
 struct PagedKvLayer {
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
   int block_size;
 };
 
 class CpuAttention {
  public:
-  CpuAttention(const AttentionShape& shape, AttentionTiling tiling, int num_threads);
+  // isa resolved (not kAuto); kv_dtype kFloat32 or kBFloat16. bf16 keys and values are widened
+  // to fp32 in registers at every level: on the CPUs measured, AVX512-BF16's dot product
+  // retires a quarter as often as an fp32 FMA, half the multiply-adds per second.
+  CpuAttention(const AttentionShape& shape, AttentionTiling tiling, CpuIsa isa, ElementType kv_dtype,
+               int num_threads);
 
   // q: rows of the step, head h of token t at q[t * q_stride + h * head_dim];
   // out: [num_tokens, num_heads * head_dim] with row stride out_stride.
@@ -31,16 +41,16 @@ class CpuAttention {
            int64_t out_stride, ThreadPool& pool);
 
   int64_t ScratchBytes() const;
+  // e.g. cpu-avx512-bf16: the level whose kernels run.
+  std::string kernels_name() const;
 
  private:
   struct Scratch {
-    std::vector<float> queries;      // [query_tile * group, head_dim], pre-scaled by 1/sqrt(head_dim)
-    std::vector<float> keys_t;       // [head_dim, kv_tile]: the tile's keys, transposed
-    std::vector<const float*> values;  // [kv_tile]: the tile's value rows in the pool
-    std::vector<float> scores;       // [query_tile * group, kv_tile]
-    std::vector<float> acc;          // [query_tile * group, head_dim]
-    std::vector<float> max;          // [query_tile * group]
-    std::vector<float> sum;          // [query_tile * group]
+    std::vector<float> queries_t, probs_t, out_t, tile_max, row_max, row_sum, correction, keys_f32, values_f32;
+    std::vector<int32_t> causal_limit, window_limit;
+    std::vector<const float*> key_rows, value_rows;
+    AttentionScratchView view();
+    int64_t bytes() const;
   };
   struct WorkItem {
     int64_t first_row;  // the step row of the tile's first token
@@ -48,12 +58,10 @@ class CpuAttention {
     int32_t kv_head;
     const BlockTable* block_table;
   };
-
-  void RunTile(const WorkItem& item, const float* q, int64_t q_stride, const PagedKvLayer& kv,
-               const int64_t* positions, float* out, int64_t out_stride, Scratch& s) const;
-
   AttentionShape shape_;
   AttentionTiling tiling_;
+  CpuIsa isa_;
+  void (*kernel_)(const AttentionTileArgs&);
   std::vector<Scratch> scratch_;  // one per thread
   std::vector<WorkItem> items_;
 };

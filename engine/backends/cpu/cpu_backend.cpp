@@ -8,6 +8,7 @@
 #include <cstring>
 #include <thread>
 
+#include "bf16.h"
 #include "rope.h"
 
 namespace bpt {
@@ -30,13 +31,13 @@ CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options, Ele
       kv_dtype_(kv_dtype),
       pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
-                 options.attention_tiling, ResolveThreads(options.num_threads)),
+                 options.attention_tiling, isa_, kv_dtype_, ResolveThreads(options.num_threads)),
       matmul_(isa_, weight_dtype),
       elementwise_(isa_) {
   workspace_bytes_ = attention_.ScratchBytes();
 }
 
-std::string CpuBackend::attention_kernels() const { return std::string("cpu-") + CpuIsaName(isa_); }
+std::string CpuBackend::attention_kernels() const { return attention_.kernels_name(); }
 
 CpuBackend::~CpuBackend() {
   if (kv_pool_ != nullptr) munmap(kv_pool_, kv_pool_bytes_);
@@ -64,18 +65,19 @@ StatusOr<Tensor> CpuBackend::AllocateActivation(int64_t rows, int64_t cols, Prec
 
 Status CpuBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) {
   kv_block_size_ = block_size;
-  kv_layer_stride_ = num_blocks * block_size * kv_dim;
+  kv_layer_stride_ = num_blocks * block_size * KvBytesPerToken(1, kv_dim) / 2;
   kv_v_offset_ = kv_layer_stride_ * num_layers;
-  kv_pool_bytes_ = static_cast<size_t>(2 * kv_v_offset_) * sizeof(float);
+  kv_pool_bytes_ = static_cast<size_t>(2 * kv_v_offset_);
   void* p = mmap(nullptr, kv_pool_bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     return ResourceExhausted("cannot reserve a KV pool of " + std::to_string(kv_pool_bytes_) + " bytes");
-  kv_pool_ = static_cast<float*>(p);
+  kv_pool_ = static_cast<char*>(p);
   return OkStatus();
 }
 
 int64_t CpuBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
-  return 2LL * num_layers * kv_dim * static_cast<int64_t>(sizeof(float));
+  const int64_t element_bytes = kv_dtype_ == ElementType::kBFloat16 ? 2 : 4;
+  return 2LL * num_layers * kv_dim * element_bytes;
 }
 
 int64_t CpuBackend::WorkspaceBytes() const {
@@ -173,12 +175,22 @@ Status CpuBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape& 
   const int64_t n = step_->num_tokens();
   const int q_cols = shape.num_heads * shape.head_dim, kv_cols = shape.num_kv_heads * shape.head_dim;
   BPT_RETURN_IF_ERROR(CheckShape("AppendKv", qkv, n, q_cols + 2 * kv_cols));
-  float* k_layer = kv_pool_ + layer * kv_layer_stride_;
-  float* v_layer = k_layer + kv_v_offset_;
+  char* k_layer = kv_pool_ + layer * kv_layer_stride_;
+  char* v_layer = k_layer + kv_v_offset_;
   for (int64_t t = 0; t < n; ++t) {
     const float* row = F(qkv) + t * qkv.cols;
-    std::memcpy(k_layer + slots_[t] * kv_cols, row + q_cols, kv_cols * sizeof(float));
-    std::memcpy(v_layer + slots_[t] * kv_cols, row + q_cols + kv_cols, kv_cols * sizeof(float));
+    if (kv_dtype_ == ElementType::kBFloat16) {
+      auto* k = reinterpret_cast<uint16_t*>(k_layer) + slots_[t] * kv_cols;
+      auto* v = reinterpret_cast<uint16_t*>(v_layer) + slots_[t] * kv_cols;
+      for (int i = 0; i < kv_cols; ++i) {
+        k[i] = RoundToBf16(row[q_cols + i]);
+        v[i] = RoundToBf16(row[q_cols + kv_cols + i]);
+      }
+    } else {
+      std::memcpy(reinterpret_cast<float*>(k_layer) + slots_[t] * kv_cols, row + q_cols, kv_cols * sizeof(float));
+      std::memcpy(reinterpret_cast<float*>(v_layer) + slots_[t] * kv_cols, row + q_cols + kv_cols,
+                  kv_cols * sizeof(float));
+    }
   }
   return OkStatus();
 }
@@ -186,7 +198,7 @@ Status CpuBackend::AppendKv(int layer, const Tensor& qkv, const AttentionShape& 
 Status CpuBackend::Attention(int layer, const Tensor& qkv, const AttentionShape& shape, Tensor out) {
   const int64_t n = step_->num_tokens();
   BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, n, shape.num_heads * shape.head_dim));
-  const float* k_layer = kv_pool_ + layer * kv_layer_stride_;
+  const char* k_layer = kv_pool_ + layer * kv_layer_stride_;
   PagedKvLayer kv{k_layer, k_layer + kv_v_offset_, kv_block_size_};
   attention_.Run(F(qkv), qkv.cols, kv, step_->sequences, positions_.data(), F(out), out.cols, pool_);
   return OkStatus();

@@ -61,10 +61,11 @@ class CpuBackend final : public Backend {
   int64_t workspace_bytes_ = 0;
 
   // The KV pool is mapped lazily: pages become resident as blocks are first written.
-  float* kv_pool_ = nullptr;  // K: [num_layers, num_blocks, block_size, kv_dim], then V likewise
+  // K: [num_layers, num_blocks, block_size, kv_dim], then V likewise; fp32 or bf16 (kv_dtype_).
+  char* kv_pool_ = nullptr;
   size_t kv_pool_bytes_ = 0;
-  int64_t kv_layer_stride_ = 0;  // floats per layer of K (or V)
-  int64_t kv_v_offset_ = 0;      // floats from K's start to V's
+  int64_t kv_layer_stride_ = 0;  // bytes per layer of K (or V)
+  int64_t kv_v_offset_ = 0;      // bytes from K's start to V's
   int kv_block_size_ = 0;
 
   // The current step, set by BeginStep.
