@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "bf16.h"
 #include "cpu_backend.h"
 #include "cpu_isa.h"
 #include "rope.h"
@@ -44,11 +45,9 @@ ModelConfig TinyConfig() {
   return m;
 }
 
-// Rounded as the backend rounds weights (cpu_simd.inc's FloatToBf16, nearest even).
-double RoundBf16(float f) {
-  uint32_t bits;
-  std::memcpy(&bits, &f, sizeof(bits));
-  bits = (bits + 0x7fffu + ((bits >> 16) & 1u)) & 0xffff0000u;
+// A weight rounded as the backend rounds it (to nearest even), widened back.
+double RoundedToBf16(float f) {
+  const uint32_t bits = static_cast<uint32_t>(RoundToBf16(f)) << 16;
   float r;
   std::memcpy(&r, &bits, sizeof(r));
   return r;
@@ -74,7 +73,7 @@ class CpuMatmulTest : public ::testing::TestWithParam<MatmulCase> {
   // AVX512-BF16's dot products, which round x to bf16 as well, take bf16 weights and one row.
   bool rounds_x(int64_t rows) const { return bf16() && GetParam().isa == CpuIsa::kAvx512Bf16 && rows == 1; }
   // A weight as the backend holds it: matrices in weight_dtype, vectors ([1, n]) in fp32.
-  double Stored(float w, bool matrix = true) const { return bf16() && matrix ? RoundBf16(w) : w; }
+  double Stored(float w, bool matrix = true) const { return bf16() && matrix ? RoundedToBf16(w) : w; }
 
   Tensor Upload(const std::vector<float>& values, int64_t rows, int64_t cols) {
     auto t = backend_->UploadWeight(HostMatrix{values, rows, cols});
