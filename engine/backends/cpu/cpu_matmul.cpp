@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <new>
+#include <string>
 
 namespace bpt {
 namespace {
@@ -23,9 +23,9 @@ MatmulKernels KernelsFor(CpuIsa isa) {
 const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
 
 // Rows up to which bf16 weights go through vdpbf16ps. Measured on a Sapphire Rapids-class Xeon:
-// its vdpbf16ps does the work of two FMAs at half their rate, so beyond one row widening the
-// weights to fp32 in registers is faster (6 x 64 tiles: 140-148 GFLOP/s against 86; at one row
-// vdpbf16ps reads the weights 5-15 % faster, having half the instructions per byte).
+// its vdpbf16ps, two FMAs' work, issues at a quarter of the FMA rate, so beyond one row widening
+// the weights to fp32 in registers is faster (6 x 64 tiles: 140-148 GFLOP/s against 86); at one
+// row, bound by memory, vdpbf16ps reads the weights 5-15 % faster, with half the instructions.
 constexpr int64_t kBf16DotMaxRows = 1;
 
 // A Linear's work items: output panels times chunks of rows.
@@ -44,7 +44,7 @@ CpuMatmul::~CpuMatmul() {
   for (const Mapping& m : panels_) munmap(m.data, m.bytes);
 }
 
-Tensor CpuMatmul::Pack(HostMatrix&& w) {
+StatusOr<Tensor> CpuMatmul::Pack(HostMatrix&& w) {
   const HostMatrix host = std::move(w);  // freed on return: one matrix at a time in host fp32
   const int64_t width = kernels_.panel_width;
   const int64_t padded_rows = (host.rows + width - 1) / width * width;
@@ -54,7 +54,9 @@ Tensor CpuMatmul::Pack(HostMatrix&& w) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
   const size_t bytes = (static_cast<size_t>(padded_rows * padded_in * elem_bytes) + page - 1) / page * page;
   void* panels = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (panels == MAP_FAILED) throw std::bad_alloc();  // the runner reports it as out of memory
+  if (panels == MAP_FAILED)
+    return ResourceExhausted("cannot map " + std::to_string(bytes) + " bytes for a [" + std::to_string(host.rows) +
+                             ", " + std::to_string(host.cols) + "] weight");
   panels_.push_back({panels, bytes});
   madvise(panels, bytes, MADV_HUGEPAGE);  // a hint: without huge pages the weights work as well
   if (bf16) {

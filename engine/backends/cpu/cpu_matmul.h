@@ -10,6 +10,7 @@
 #include "backend.h"
 #include "cpu_matmul_levels.h"
 #include "engine_options.h"
+#include "status.h"
 #include "thread_pool.h"
 
 namespace bpt {
@@ -24,7 +25,7 @@ class CpuMatmul {
 
   // w: [rows, in] with rows > 1, consumed. The tensor's data is its panels (elem_bytes 4 or 2),
   // readable only by Linear and Embed below.
-  Tensor Pack(HostMatrix&& w);
+  StatusOr<Tensor> Pack(HostMatrix&& w);
   // Bytes of the packed weights held, padding to whole panels and pages included.
   int64_t WeightBytes() const { return weight_bytes_; }
 
