@@ -1,7 +1,7 @@
 // The Prometheus scrape endpoint: GET (and HEAD) /metrics over HTTP/1.1, served by cpp-httplib
 // from a fixed set of threads with ordinary stacks. prometheus-cpp's own exposer runs civetweb,
 // whose worker threads have fixed 100 KiB stacks: glibc carves every linked library's static
-// TLS out of a thread's stack (OpenBLAS alone takes 60 KiB), so civetweb's error path overran
+// TLS out of a thread's stack (OpenBLAS, linked then, took 60 KiB alone), so civetweb's error path overran
 // what was left and any request but `GET /metrics` killed the server.
 #pragma once
 

@@ -1,6 +1,5 @@
 #include "cpu_backend.h"
 
-#include <cblas.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -32,10 +31,10 @@ CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options, Ele
       kv_dtype_(kv_dtype),
       pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
-                 options.attention_tiling, isa_, kv_dtype_, ResolveThreads(options.num_threads)) {
+                 options.attention_tiling, isa_, kv_dtype_, ResolveThreads(options.num_threads)),
+      matmul_(isa_, weight_dtype),
+      elementwise_(isa_) {
   workspace_bytes_ = attention_.ScratchBytes();
-  // OpenBLAS's own workers would spin between calls against ours; ours split the GEMMs instead.
-  openblas_set_num_threads(1);
 }
 
 std::string CpuBackend::attention_kernels() const { return attention_.kernels_name(); }
@@ -48,6 +47,9 @@ StatusOr<Tensor> CpuBackend::UploadWeight(HostMatrix&& host) {
   if (static_cast<int64_t>(host.data.size()) != host.rows * host.cols)
     return Internal("weight of " + std::to_string(host.data.size()) + " values is not [" +
                     std::to_string(host.rows) + ", " + std::to_string(host.cols) + "]");
+  // Matrices go to the matmul kernels' panels (in weight_dtype_); vectors stay fp32 for the
+  // elementwise ops.
+  if (host.rows > 1) return matmul_.Pack(std::move(host));
   weights_.push_back(std::move(host.data));
   weight_bytes_ += static_cast<int64_t>(weights_.back().size() * sizeof(float));
   return Tensor{weights_.back().data(), host.rows, host.cols, 4};
@@ -115,9 +117,7 @@ Status CpuBackend::BeginStep(const StepLayout& step, const Rope& rope) {
 Status CpuBackend::Embed(const Tensor& table, Tensor out) {
   const int64_t n = step_->num_tokens();
   BPT_RETURN_IF_ERROR(CheckShape("Embed", out, n, table.cols));
-  for (int64_t t = 0; t < n; ++t)
-    std::memcpy(F(out) + t * out.cols, F(table) + static_cast<int64_t>(step_->token_ids[t]) * table.cols,
-                table.cols * sizeof(float));
+  matmul_.Embed(table, step_->token_ids.data(), out);
   return OkStatus();
 }
 
@@ -140,19 +140,7 @@ Status CpuBackend::Linear(const Tensor& x, const Tensor& weight, const Tensor* b
   BPT_RETURN_IF_ERROR(CheckShape("Linear input", x, out.rows, weight.cols));
   BPT_RETURN_IF_ERROR(CheckShape("Linear output", out, x.rows, weight.rows));
   if (bias != nullptr) BPT_RETURN_IF_ERROR(CheckShape("Linear bias", *bias, 1, out.cols));
-  // Each thread computes a slice of output columns with a single-threaded sgemm.
-  const int64_t threads = pool_.num_threads();
-  const int64_t slice = ((weight.rows + threads - 1) / threads + 15) / 16 * 16;
-  const int64_t slices = (weight.rows + slice - 1) / slice;
-  pool_.ParallelFor(slices, [&](int64_t i, int) {
-    const int64_t c0 = i * slice, n = std::min(slice, weight.rows - c0);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(x.rows), static_cast<int>(n),
-                static_cast<int>(x.cols), 1.0f, F(x), static_cast<int>(x.cols), F(weight) + c0 * weight.cols,
-                static_cast<int>(weight.cols), 0.0f, F(out) + c0, static_cast<int>(out.cols));
-    if (bias != nullptr)
-      for (int64_t r = 0; r < out.rows; ++r)
-        for (int64_t c = c0; c < c0 + n; ++c) F(out)[r * out.cols + c] += F(*bias)[c];
-  });
+  matmul_.Linear(x, weight, bias != nullptr ? F(*bias) : nullptr, out, pool_);
   return OkStatus();
 }
 
@@ -218,13 +206,7 @@ Status CpuBackend::Attention(int layer, const Tensor& qkv, const AttentionShape&
 
 Status CpuBackend::SwiGlu(const Tensor& gate_up, Tensor out) {
   BPT_RETURN_IF_ERROR(CheckShape("SwiGlu", gate_up, out.rows, 2 * out.cols));
-  const int64_t ffn = out.cols;
-  for (int64_t r = 0; r < out.rows; ++r) {
-    const float* gate = F(gate_up) + r * gate_up.cols;
-    const float* up = gate + ffn;
-    float* o = F(out) + r * ffn;
-    for (int64_t i = 0; i < ffn; ++i) o[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
-  }
+  elementwise_.SwiGlu(gate_up, out, pool_);
   return OkStatus();
 }
 

@@ -7,7 +7,9 @@
 
 #include "backend.h"
 #include "cpu_attention.h"
+#include "cpu_elementwise.h"
 #include "cpu_isa.h"
+#include "cpu_matmul.h"
 #include "thread_pool.h"
 
 namespace bpt {
@@ -28,7 +30,7 @@ class CpuBackend final : public Backend {
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
   int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
-  int64_t WeightBytes() const override { return weight_bytes_; }
+  int64_t WeightBytes() const override { return weight_bytes_ + matmul_.WeightBytes(); }
   int64_t WorkspaceBytes() const override;
   int64_t FreeMemoryBytes() const override;
 
@@ -52,8 +54,10 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   CpuAttention attention_;
   std::vector<std::unique_ptr<float[]>> allocations_;
-  std::vector<std::vector<float>> weights_;
-  int64_t weight_bytes_ = 0;
+  CpuMatmul matmul_;  // holds the weight matrices, packed
+  CpuElementwise elementwise_;
+  std::vector<std::vector<float>> weights_;  // the vectors ([1, n]: norms, biases), fp32 row-major
+  int64_t weight_bytes_ = 0;  // of weights_
   int64_t workspace_bytes_ = 0;
 
   // The KV pool is mapped lazily: pages become resident as blocks are first written.

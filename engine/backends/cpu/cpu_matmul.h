@@ -1,0 +1,57 @@
+// Linear and Embed on the CPU, and the weight matrices they read: each matrix packed once at
+// upload into output panels (cpu_matmul_levels.h) in fp32 or bf16, so a register tile of rows x
+// outputs streams its panel once; the kernels are those of the instruction-set level chosen at
+// construction.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend.h"
+#include "cpu_matmul_levels.h"
+#include "engine_options.h"
+#include "status.h"
+#include "thread_pool.h"
+
+namespace bpt {
+
+class CpuMatmul {
+ public:
+  // isa resolved (never kAuto); weight_dtype kFloat32 or kBFloat16.
+  CpuMatmul(CpuIsa isa, ElementType weight_dtype);
+  ~CpuMatmul();
+  CpuMatmul(const CpuMatmul&) = delete;
+  CpuMatmul& operator=(const CpuMatmul&) = delete;
+
+  // w: [rows, in] with rows > 1, consumed. The tensor's data is its panels (elem_bytes 4 or 2),
+  // readable only by Linear and Embed below.
+  StatusOr<Tensor> Pack(HostMatrix&& w);
+  // Bytes of the packed weights held, padding to whole panels and pages included.
+  int64_t WeightBytes() const { return weight_bytes_; }
+
+  // out = x @ w^T (+ bias), threads splitting the output panels (and the rows, where the panels
+  // are too few to share out).  x: [rows, in] fp32; w: a packed [out, in], or a row-major fp32
+  // [1, in]; bias: [out] or null; out: [rows, out] fp32
+  void Linear(const Tensor& x, const Tensor& w, const float* bias, Tensor out, ThreadPool& pool);
+  // out[t] = row ids[t] of the table, widened to fp32.  table: as w above; ids: [out.rows]
+  void Embed(const Tensor& table, const int32_t* ids, Tensor out) const;
+
+ private:
+  // A matrix's panels, mapped on their own: page-aligned, huge pages where the kernel gives them
+  // (fewer TLB misses as decode streams the weights), and no heap between the host matrices
+  // freed as they are packed, which the heap would otherwise keep resident.
+  struct Mapping {
+    void* data;
+    size_t bytes;
+  };
+
+  const MatmulKernels kernels_;
+  const ElementType weight_dtype_;
+  std::vector<Mapping> panels_;
+  int64_t weight_bytes_ = 0;
+  // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], grown to the largest
+  // input the runner's fixed activation shapes give, in its first steps.
+  std::vector<uint16_t> x_bf16_;
+};
+
+}  // namespace bpt
