@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <tuple>
 
 #include "engine.h"
 #include "rope.h"
@@ -51,6 +53,9 @@ void ExpectMatchesReference(const std::vector<double>& ref, const std::vector<fl
   }
   ASSERT_GT(max_ref, 0.1) << "degenerate logits prove nothing";
   EXPECT_LE(max_diff, tolerance * max_ref) << "max |dlogit| " << max_diff << ", max |logit| " << max_ref;
+  char relative[32];
+  std::snprintf(relative, sizeof(relative), "%.2e", max_diff / max_ref);
+  ::testing::Test::RecordProperty("max_relative_error", relative);
 }
 
 std::vector<int32_t> RandomPrompt(int length, const json& config) {
@@ -155,21 +160,30 @@ INSTANTIATE_TEST_SUITE_P(
                       DType::kF32, 1, 37}),
     [](const auto& info) { return std::string(info.param.name); });
 
-// Weights stored in bf16 (--weight-dtype bf16): matrices rounded to nearest even, and on the
-// AVX512-BF16 level a lone row's activations too (the logits row here), accumulated in fp32. The
-// logits stay within 1e-2 of the largest (measured on AVX512-BF16: 9.5e-4 to 4.0e-3, against
-// the fp32 weights' tolerance of 1e-4) and the greedy token is the reference's.
-class Bf16WeightsReferenceTest : public ::testing::TestWithParam<ReferenceCase> {};
+// bf16 storage (--weight-dtype bf16, --kv-dtype bf16, both): weight matrices and cached keys
+// and values rounded to nearest even, and on the AVX512-BF16 level a lone row's activations too
+// (the logits row here), everything accumulated in fp32. The logits stay within 1e-2 of the
+// largest (measured on AVX512-BF16: weights 9.5e-4 to 4.0e-3, KV 3.2e-4 to 1.6e-3, both 1.7e-3
+// to 6.0e-3, against fp32's tolerance of 1e-4) and the greedy token is the reference's.
+struct StorageMode {
+  const char* name;
+  ElementType weight_dtype;
+  ElementType kv_dtype;
+};
 
-TEST_P(Bf16WeightsReferenceTest, MatchesFp64ReferenceAndItsGreedyToken) {
-  const ReferenceCase& c = GetParam();
+class Bf16StorageReferenceTest : public ::testing::TestWithParam<std::tuple<ReferenceCase, StorageMode>> {};
+
+TEST_P(Bf16StorageReferenceTest, MatchesFp64ReferenceAndItsGreedyToken) {
+  const auto& [c, mode] = GetParam();
   TempDir dir;
   const json config = WriteTestModel(dir, c.overrides, c.dtype, c.shards);
   EngineOptions options = TestOptions(dir);
-  options.weight_dtype = ElementType::kBFloat16;
+  options.weight_dtype = mode.weight_dtype;
+  options.kv_dtype = mode.kv_dtype;
   auto engine = Engine::Create(options);
   ASSERT_TRUE(engine.ok()) << engine.status().ToString();
-  ASSERT_EQ((*engine)->model_info().weight_dtype, ElementType::kBFloat16);
+  ASSERT_EQ((*engine)->model_info().weight_dtype, mode.weight_dtype);
+  ASSERT_EQ((*engine)->model_info().kv_dtype, mode.kv_dtype);
   const std::vector<int32_t> prompt = RandomPrompt(c.prompt_length, config);
   auto logits = (*engine)->PromptLogits(prompt);
   ASSERT_TRUE(logits.ok()) << logits.status().ToString();
@@ -180,14 +194,21 @@ TEST_P(Bf16WeightsReferenceTest, MatchesFp64ReferenceAndItsGreedyToken) {
 }
 
 INSTANTIATE_TEST_SUITE_P(
-    Models, Bf16WeightsReferenceTest,
-    ::testing::Values(ReferenceCase{"mha_untied_f32", {{"num_key_value_heads", 4}}, DType::kF32, 1, 37},
-                      ReferenceCase{"gqa_tied_bf16", {{"tie_word_embeddings", true}}, DType::kBF16, 1, 37},
-                      ReferenceCase{"qwen2_qkv_bias",
-                                    {{"architectures", {"Qwen2ForCausalLM"}}, {"rope_theta", 1000000.0}}, DType::kBF16, 1, 37},
-                      ReferenceCase{"llama_attention_bias", {{"attention_bias", true}}, DType::kF32, 1, 21},
-                      ReferenceCase{"tied_f32", {{"tie_word_embeddings", true}}, DType::kF32, 1, 150}),
-    [](const auto& info) { return std::string(info.param.name); });
+    Models, Bf16StorageReferenceTest,
+    ::testing::Combine(
+        ::testing::Values(ReferenceCase{"mha_untied_f32", {{"num_key_value_heads", 4}}, DType::kF32, 1, 37},
+                          ReferenceCase{"gqa_tied_bf16", {{"tie_word_embeddings", true}}, DType::kBF16, 1, 37},
+                          ReferenceCase{"qwen2_qkv_bias",
+                                        {{"architectures", {"Qwen2ForCausalLM"}}, {"rope_theta", 1000000.0}},
+                                        DType::kBF16, 1, 37},
+                          ReferenceCase{"llama_attention_bias", {{"attention_bias", true}}, DType::kF32, 1, 21},
+                          ReferenceCase{"tied_f32", {{"tie_word_embeddings", true}}, DType::kF32, 1, 150}),
+        ::testing::Values(StorageMode{"weights_bf16", ElementType::kBFloat16, ElementType::kFloat32},
+                          StorageMode{"kv_bf16", ElementType::kFloat32, ElementType::kBFloat16},
+                          StorageMode{"both_bf16", ElementType::kBFloat16, ElementType::kBFloat16})),
+    [](const auto& info) {
+      return std::string(std::get<0>(info.param).name) + "_" + std::get<1>(info.param).name;
+    });
 
 // A few tokens at the start of a long sequence and a few far into it, the tokens between absent:
 // the engine's rope_position_gap against the reference's --position-gap, both attending over
