@@ -39,7 +39,7 @@ struct ModelInfo {
   std::string dtype;            // what activations are computed in: float32 on the CPU, bfloat16 on CUDA
   ElementType weight_dtype = ElementType::kAuto;  // as stored, resolved (never kAuto once loaded)
   ElementType kv_dtype = ElementType::kAuto;
-  std::string attention_kernels;  // e.g. cpu-avx512-bf16, cuda
+  std::string attention_kernels;  // e.g. cpu-avx512, cuda
   // What a request's unset sampling fields become (EngineOptions::generation_config).
   SamplingParams default_sampling;
 };

@@ -74,7 +74,7 @@ class Backend {
   virtual ElementType weight_dtype() const = 0;
   virtual ElementType kv_dtype() const = 0;
   // The attention kernels in use, as GetModelInfo and the load summary name them
-  // (e.g. cpu-avx512-bf16, cuda).
+  // (e.g. cpu-avx512, cuda).
   virtual std::string attention_kernels() const = 0;
 
   // Takes a host fp32 matrix into backend memory that lives as long as the backend; the host

@@ -69,7 +69,10 @@ int64_t CpuAttention::ScratchBytes() const {
   return total;
 }
 
-std::string CpuAttention::kernels_name() const { return std::string("cpu-") + CpuIsaName(isa_); }
+std::string CpuAttention::kernels_name() const {
+  // The AVX512-BF16 level runs the AVX-512 attention kernels (cpu_attention.h says why).
+  return std::string("cpu-") + CpuIsaName(isa_ == CpuIsa::kAvx512Bf16 ? CpuIsa::kAvx512 : isa_);
+}
 
 void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
                        const std::vector<SequenceSlice>& sequences, const int64_t* positions,

@@ -41,7 +41,7 @@ class CpuAttention {
            int64_t out_stride, ThreadPool& pool);
 
   int64_t ScratchBytes() const;
-  // e.g. cpu-avx512-bf16: the level whose kernels run.
+  // e.g. cpu-avx512: the level whose kernels run.
   std::string kernels_name() const;
 
  private:
