@@ -176,9 +176,9 @@ TEST_P(AttentionTest, MatchesNaiveFp64) {
     }
   }
   // fp32 KV: fp32 dot products and accumulation over up to ~66K keys against exact fp64.
-  // bf16 KV: keys and values rounded to 8 significant bits (relative error <= 2^-9 each);
-  // the AVX512-BF16 level also rounds the scaled queries and the softmax weights to bf16.
-  const double tolerance = kv_dtype == ElementType::kFloat32 ? 2e-5 : isa == CpuIsa::kAvx512Bf16 ? 1e-2 : 5e-3;
+  // bf16 KV: keys and values rounded to 8 significant bits (relative error <= 2^-9 each),
+  // widened exactly and accumulated in fp32 on every level (measured 2.1e-3).
+  const double tolerance = kv_dtype == ElementType::kFloat32 ? 2e-5 : 5e-3;
   EXPECT_LE(max_err, tolerance * max_ref) << "max |error| " << max_err << ", max |ref| " << max_ref;
   RecordProperty("max_relative_error", std::to_string(max_err / max_ref));
 }

@@ -34,14 +34,15 @@ ThreadPool::~ThreadPool() {
 }
 
 void ThreadPool::RunItems(uint64_t generation, int thread_index) {
+  const int slot = static_cast<int>(generation & 1);
   uint64_t claim = claim_.load();
   for (;;) {
     if (GenerationOf(claim) != generation) return;
     const int64_t item = ItemOf(claim);
-    if (item >= count_.load()) return;
+    if (item >= count_[slot].load()) return;
     if (!claim_.compare_exchange_weak(claim, claim + 1)) continue;  // claim reloaded
-    // The claim succeeded, so the job is not finished and fn_ is still its function.
-    (*fn_.load())(item, thread_index);
+    // The claim succeeded, so this job is not finished and its slot still holds its function.
+    (*fn_[slot].load())(item, thread_index);
     done_.fetch_add(1);
     claim = claim_.load();
   }
@@ -70,14 +71,16 @@ void ThreadPool::WorkerLoop(int thread_index) {
 
 void ThreadPool::ParallelFor(int64_t count, const std::function<void(int64_t, int)>& fn) {
   if (count <= 0) return;
-  if (workers_.empty() || count == 1) {
+  // Items are the claim's low 32 bits; no step comes near, but a count past them runs here.
+  if (workers_.empty() || count == 1 || count > 0xffffffffLL) {
     for (int64_t i = 0; i < count; ++i) fn(i, 0);
     return;
   }
-  fn_.store(&fn);
-  count_.store(count);
+  const uint64_t generation = (GenerationOf(claim_.load()) + 1) & 0xffffffffu;
+  const int slot = static_cast<int>(generation & 1);
+  fn_[slot].store(&fn);
+  count_[slot].store(count);
   done_.store(0);
-  const uint64_t generation = GenerationOf(claim_.load()) + 1;
   claim_.store(generation << 32);  // publishes the job (sequentially consistent)
   if (sleeping_workers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mu_);

@@ -30,15 +30,16 @@ class ThreadPool {
 
  private:
   void WorkerLoop(int thread_index);
-  // Claims and runs items of `generation` until none is left; false once another job began.
+  // Claims and runs items of `generation` until none is left or another job began.
   void RunItems(uint64_t generation, int thread_index);
 
   std::vector<std::thread> workers_;
   // The current job. A worker claims an item by advancing `claim_` = generation << 32 | next
-  // item, so one that wakes late can never claim an item of a later job with an earlier one's
-  // function; fn_ and count_ change only once every item of the job before is done.
-  std::atomic<const std::function<void(int64_t, int)>*> fn_{nullptr};
-  std::atomic<int64_t> count_{0};
+  // item. Jobs alternate between two slots by the generation's parity: a worker that read an
+  // old claim can only advance it before the next job is published, and that job writes the
+  // other slot, so it never runs an item of one job with another's function or bound.
+  std::atomic<const std::function<void(int64_t, int)>*> fn_[2] = {nullptr, nullptr};
+  std::atomic<int64_t> count_[2] = {0, 0};
   std::atomic<uint64_t> claim_{0};
   std::atomic<int64_t> done_{0};  // items of the current job finished
   // Sleeping workers wait here; ParallelFor takes the lock only when one sleeps.
