@@ -86,15 +86,36 @@ void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
     }
     row += seq.num_tokens;
   }
-  const int group = shape_.num_heads / shape_.num_kv_heads;
-  const int64_t kv_dim = static_cast<int64_t>(shape_.num_kv_heads) * shape_.head_dim;
+  // The call's inputs in one struct, so the job below captures two pointers and fits
+  // std::function's inline buffer: no allocation per layer.
+  struct Call {
+    const float* q;
+    int64_t q_stride;
+    const PagedKvLayer& kv;
+    const int64_t* positions;
+    float* out;
+    int64_t out_stride;
+  } const call{q, q_stride, kv, positions, out, out_stride};
   // Larger tiles (later positions) first, so the slowest items do not start last.
-  pool.ParallelFor(static_cast<int64_t>(items_.size()), [&](int64_t i, int thread) {
+  pool.ParallelFor(static_cast<int64_t>(items_.size()), [this, &call](int64_t i, int thread) {
     const WorkItem& item = items_[items_.size() - 1 - i];
-    const AttentionTileArgs args{q + item.first_row * q_stride, q_stride, out + item.first_row * out_stride,
-                                 out_stride, positions + item.first_row, item.num_tokens, group, shape_.head_dim,
-                                 item.kv_head, shape_.sliding_window, kv.k, kv.v, kv_dim, kv.block_size,
-                                 item.block_table->data(), tiling_.kv_tile, scratch_[thread].view()};
+    const AttentionTileArgs args{call.q + item.first_row * call.q_stride,
+                                 call.q_stride,
+                                 call.out + item.first_row * call.out_stride,
+                                 call.out_stride,
+                                 call.positions + item.first_row,
+                                 item.num_tokens,
+                                 shape_.num_heads / shape_.num_kv_heads,
+                                 shape_.head_dim,
+                                 item.kv_head,
+                                 shape_.sliding_window,
+                                 call.kv.k,
+                                 call.kv.v,
+                                 static_cast<int64_t>(shape_.num_kv_heads) * shape_.head_dim,
+                                 call.kv.block_size,
+                                 item.block_table->data(),
+                                 tiling_.kv_tile,
+                                 scratch_[thread].view()};
     kernel_(args);
   });
 }

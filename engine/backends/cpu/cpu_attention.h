@@ -28,7 +28,7 @@ struct PagedKvLayer {
 class CpuAttention {
  public:
   // isa resolved (not kAuto); kv_dtype kFloat32 or kBFloat16. bf16 keys and values are widened
-  // to fp32 in registers at every level: on the CPUs measured, AVX512-BF16's dot product
+  // to fp32 once per tile at every level: on the CPUs measured, AVX512-BF16's dot product
   // retires a quarter as often as an fp32 FMA, half the multiply-adds per second.
   CpuAttention(const AttentionShape& shape, AttentionTiling tiling, CpuIsa isa, ElementType kv_dtype,
                int num_threads);

@@ -1,6 +1,6 @@
 // Which CPU kernels run: the instruction-set level this CPU supports, checked once at load.
 // Each kernel family is compiled once per level (cpu_<family>_<level>.cpp, the same template
-// under `#pragma GCC target`), and the backend picks one set of entry points at construction.
+// built with that level's -m flags), and the backend picks one set of entry points at construction.
 #pragma once
 
 #include "engine_options.h"
