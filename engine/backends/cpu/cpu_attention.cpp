@@ -1,6 +1,8 @@
 #include "cpu_attention.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 namespace bpt {
 namespace {
@@ -17,6 +19,11 @@ TileKernel SelectKernel(CpuIsa isa, ElementType kv_dtype) {
   }
 }
 
+// Splitting over keys starts when a step has fewer items than this per thread (one decode
+// token of a 3-KV-head model has 3), and never makes a share smaller than this many KV tiles.
+constexpr int64_t kItemsPerThread = 4;
+constexpr int64_t kMinTilesPerSplit = 2;
+
 template <typename T>
 int64_t VectorBytes(const std::vector<T>& v) {
   return static_cast<int64_t>(v.size() * sizeof(T));
@@ -28,6 +35,9 @@ CpuAttention::CpuAttention(const AttentionShape& shape, AttentionTiling tiling, 
                            int num_threads)
     : shape_(shape), tiling_(tiling), isa_(isa), kernel_(SelectKernel(isa, kv_dtype)), scratch_(num_threads) {
   const int group = shape_.num_heads / shape_.num_kv_heads;
+  partial_slot_floats_ = static_cast<int64_t>(tiling_.query_tile) * group * (shape_.head_dim + 2);
+  // SplitItemsOverKeys makes at most natural * ceil(wanted / natural) < 2 * wanted shares.
+  partials_.resize(2 * kItemsPerThread * num_threads * partial_slot_floats_);
   const size_t rows = (tiling_.query_tile * group + kAttentionRowAlign - 1) / kAttentionRowAlign * kAttentionRowAlign;
   const size_t d = shape_.head_dim, keys = tiling_.kv_tile + kAttentionKeyPad;
   for (auto& s : scratch_) {
@@ -64,7 +74,7 @@ int64_t CpuAttention::Scratch::bytes() const {
 }
 
 int64_t CpuAttention::ScratchBytes() const {
-  int64_t total = 0;
+  int64_t total = VectorBytes(partials_);
   for (const auto& s : scratch_) total += s.bytes();
   return total;
 }
@@ -86,6 +96,7 @@ void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
     }
     row += seq.num_tokens;
   }
+  SplitItemsOverKeys(positions);
   // The call's inputs in one struct, so the job below captures two pointers and fits
   // std::function's inline buffer: no allocation per layer.
   struct Call {
@@ -115,9 +126,82 @@ void CpuAttention::Run(const float* q, int64_t q_stride, const PagedKvLayer& kv,
                                  call.kv.block_size,
                                  item.block_table->data(),
                                  tiling_.kv_tile,
+                                 item.split_begin,
+                                 item.split_end,
+                                 item.partial < 0 ? nullptr : partials_.data() + item.partial * partial_slot_floats_,
                                  scratch_[thread].view()};
     kernel_(args);
   });
+  if (!split_items_.empty()) MergeSplits(out, out_stride);
+}
+
+void CpuAttention::SplitItemsOverKeys(const int64_t* positions) {
+  split_items_.clear();
+  const int64_t threads = static_cast<int64_t>(scratch_.size());
+  const int64_t wanted = kItemsPerThread * threads;
+  const int64_t natural = static_cast<int64_t>(items_.size());
+  if (threads < 2 || natural == 0 || natural >= wanted) return;
+  const int64_t splits_wanted = (wanted + natural - 1) / natural;
+  const int64_t min_keys = kMinTilesPerSplit * tiling_.kv_tile;
+  const int64_t window = shape_.sliding_window;
+  size_t kept = 0;
+  int32_t slots = 0;
+  for (size_t i = 0; i < items_.size(); ++i) {
+    WorkItem item = items_[i];
+    const int64_t first = positions[item.first_row];
+    const int64_t last = positions[item.first_row + item.num_tokens - 1];
+    const int64_t key_begin = window > 0 ? std::max<int64_t>(0, first - window + 1) : 0;
+    const int64_t keys = last + 1 - key_begin;
+    const int64_t splits = std::min(splits_wanted, keys / min_keys);
+    if (splits < 2) {
+      items_[kept++] = item;
+      continue;
+    }
+    // Shares of whole KV tiles; rounding up can leave fewer shares than asked for.
+    const int64_t tiles = (keys + tiling_.kv_tile - 1) / tiling_.kv_tile;
+    const int64_t per_split = (tiles + splits - 1) / splits * tiling_.kv_tile;
+    const int32_t shares = static_cast<int32_t>((keys + per_split - 1) / per_split);
+    item.partial = slots;
+    split_items_.push_back({item, key_begin, per_split, shares});
+    slots += shares;
+  }
+  items_.resize(kept);
+  for (const SplitItem& split : split_items_) {
+    for (int32_t s = 0; s < split.splits; ++s) {
+      WorkItem share = split.item;
+      share.split_begin = split.key_begin + s * split.keys_per_split;
+      share.split_end = share.split_begin + split.keys_per_split;
+      share.partial = split.item.partial + s;
+      items_.push_back(share);
+    }
+  }
+}
+
+void CpuAttention::MergeSplits(float* out, int64_t out_stride) const {
+  const int group = shape_.num_heads / shape_.num_kv_heads;
+  const int d = shape_.head_dim;
+  for (const SplitItem& split : split_items_) {
+    const WorkItem& item = split.item;
+    const float* first_share = partials_.data() + item.partial * partial_slot_floats_;
+    for (int r = 0; r < item.num_tokens * group; ++r) {
+      // The AttentionTileArgs::partial row of share s.
+      auto share_row = [&](int32_t s) { return first_share + s * partial_slot_floats_ + static_cast<int64_t>(r) * (d + 2); };
+      float max = -std::numeric_limits<float>::infinity();
+      for (int32_t s = 0; s < split.splits; ++s) max = std::max(max, share_row(s)[d]);
+      float* o = out + (item.first_row + r / group) * out_stride + static_cast<int64_t>(item.kv_head * group + r % group) * d;
+      std::fill_n(o, d, 0.0f);
+      float sum = 0;
+      for (int32_t s = 0; s < split.splits; ++s) {
+        const float* p = share_row(s);
+        // A share with every key masked for this row (a sliding window) has max -inf, weight 0.
+        const float weight = p[d] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(p[d] - max);
+        sum += weight * p[d + 1];
+        for (int i = 0; i < d; ++i) o[i] += weight * p[i];
+      }
+      const float inv = 1.0f / sum;
+      for (int i = 0; i < d; ++i) o[i] *= inv;
+    }
+  }
 }
 
 }  // namespace bpt

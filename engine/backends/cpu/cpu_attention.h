@@ -57,13 +57,29 @@ class CpuAttention {
     int32_t num_tokens;
     int32_t kv_head;
     const BlockTable* block_table;
+    int64_t split_begin = 0;  // the item's share of the keys (AttentionTileArgs)
+    int64_t split_end = INT64_MAX;
+    int32_t partial = -1;     // its slot in partials_, or -1 when the item is not split
   };
+  // An item split over its keys into `splits` items whose partials lie in consecutive slots.
+  struct SplitItem {
+    WorkItem item;  // item.partial: the first share's slot
+    int64_t key_begin;
+    int64_t keys_per_split;
+    int32_t splits;
+  };
+  // Replaces items_ by shares of their keys when there are too few to keep every thread busy.
+  void SplitItemsOverKeys(const int64_t* positions);
+  void MergeSplits(float* out, int64_t out_stride) const;
   AttentionShape shape_;
   AttentionTiling tiling_;
   CpuIsa isa_;
   void (*kernel_)(const AttentionTileArgs&);
   std::vector<Scratch> scratch_;  // one per thread
   std::vector<WorkItem> items_;
+  std::vector<SplitItem> split_items_;
+  std::vector<float> partials_;  // [2 * kItemsPerThread * threads, query_tile * group, head_dim + 2]: each share's AttentionTileArgs::partial
+  int64_t partial_slot_floats_;
 };
 
 }  // namespace bpt

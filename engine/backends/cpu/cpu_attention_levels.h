@@ -32,7 +32,10 @@ struct AttentionScratchView {
 };
 
 // One work item: query tokens [0, num_tokens) of one sequence (consecutive step rows) and the
-// `group` query heads that share KV head kv_head, against that sequence's cached keys.
+// `group` query heads that share KV head kv_head, against that sequence's cached keys, or
+// against the share of them in [split_begin, split_end) when a few items are split over the
+// keys so that every thread has work (decode); a split item leaves its unnormalized output,
+// running max and running sum in `partial` for CpuAttention to merge.
 struct AttentionTileArgs {
   const float* q;             // first token's q; head h at q + h * head_dim, token t at q + t * q_stride
   int64_t q_stride;
@@ -50,6 +53,11 @@ struct AttentionTileArgs {
   int block_size;
   const int32_t* block_table; // covers every position up to the tile's last
   int kv_tile;                // keys per online-softmax step
+  int64_t split_begin;        // the item's keys: those its queries see within [split_begin, split_end)
+  int64_t split_end;
+  float* partial;             // nullptr: the normalized output goes to out; else [num_tokens * group, head_dim + 2]:
+                              // row r = token r / group, head r % group of the KV head's group:
+                              // unnormalized output, then running max, then running sum
   AttentionScratchView scratch;
 };
 
