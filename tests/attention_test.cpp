@@ -266,11 +266,11 @@ TEST_P(MultiSequenceAttentionTest, MatchesNaiveFp64) {
   const ModelConfig config = ConfigFor(c);
   const int d = c.head_dim, q_cols = c.num_heads * d, kv_cols = c.num_kv_heads * d, cols = q_cols + 2 * kv_cols;
   struct Sequence {
-    int64_t cached;                 // keys appended before the checked steps
+    int64_t cached;                    // keys appended before the checked steps
     std::vector<int32_t> step_tokens;  // tokens in each checked step (0: not in it)
     BlockTable table;
   };
-  std::vector<Sequence> seqs = {{600, {1, 1}}, {0, {45, 0}}, {130, {7, 1}}};
+  std::vector<Sequence> seqs = {{600, {1, 1}, {}}, {0, {45, 0}, {}}, {130, {7, 1}, {}}};
   CpuOptions options;
   options.num_threads = 2;
   options.isa = isa;

@@ -8,13 +8,15 @@
 
 namespace bpt {
 
-// Query rows are padded to a multiple of this (the widest level's vector).
+// Scratch holds query rows padded to a multiple of this (the widest level's vector); a kernel
+// pads them to its own vector.
 constexpr int kAttentionRowAlign = 16;
 // Extra key rows past kv_tile: the scores kernel works on whole blocks of keys.
 constexpr int kAttentionKeyPad = 8;
 
-// One thread's scratch, allocated once by CpuAttention. rows_padded = the tile's query rows
-// (query tokens x GQA group) rounded up to the widest vector.
+// One thread's scratch, allocated once by CpuAttention (for query_tile x GQA group rows rounded
+// up to kAttentionRowAlign). rows_padded = the item's query rows (query tokens x GQA group)
+// rounded up to the kernel's vector.
 struct AttentionScratchView {
   float* queries_t;         // [head_dim, rows_padded]: the tile's queries, scaled, transposed
   float* probs_t;           // [kv_tile + kAttentionKeyPad, rows_padded]: scores, then exp(score - max), transposed
