@@ -6,13 +6,19 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdint>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <string>
 #include <random>
 #include <vector>
 
 #include "bf16.h"
 #include "cpu_backend.h"
 #include "cpu_isa.h"
+#include "cpu_matmul.h"
+#include "thread_pool.h"
 #include "rope.h"
 
 namespace bpt {
@@ -70,8 +76,11 @@ class CpuMatmulTest : public ::testing::TestWithParam<MatmulCase> {
     backend_ = std::make_unique<CpuBackend>(TinyConfig(), options, GetParam().weight_dtype, ElementType::kFloat32);
   }
   bool bf16() const { return GetParam().weight_dtype == ElementType::kBFloat16; }
-  // AVX512-BF16's dot products, which round x to bf16 as well, take bf16 weights and one row.
-  bool rounds_x(int64_t rows) const { return bf16() && GetParam().isa == CpuIsa::kAvx512Bf16 && rows == 1; }
+  // AVX512-BF16's dot products, which round x to bf16 as well, take bf16 weights and up to
+  // CpuMatmul::Bf16DotMaxRows() rows.
+  bool rounds_x(int64_t rows) const {
+    return bf16() && GetParam().isa == CpuIsa::kAvx512Bf16 && rows <= CpuMatmul::Bf16DotMaxRows();
+  }
   // A weight as the backend holds it: matrices in weight_dtype, vectors ([1, n]) in fp32.
   double Stored(float w, bool matrix = true) const { return bf16() && matrix ? RoundedToBf16(w) : w; }
 
@@ -89,10 +98,18 @@ class CpuMatmulTest : public ::testing::TestWithParam<MatmulCase> {
   std::unique_ptr<CpuBackend> backend_;
 };
 
+// Everything a Linear check needs of the code under test.
+struct LinearUnderTest {
+  std::function<Tensor(const std::vector<float>& w, int64_t rows, int64_t cols)> upload;  // stored as the backend stores it
+  std::function<void(const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out)> linear;
+  bool bf16;               // matrices stored in bf16
+  int64_t x_rounded_rows;  // Linears of up to this many rows round x to bf16 as well (0: none)
+};
+
 // |out - ref| <= bound, with ref and the bound from the stored weights in fp64: recursive fp32
 // summation of in products (+ bias) errs by at most (in + 1) u * sum |x w| (u = 2^-24, to first
 // order); rounding x to bf16 adds at most 2^-8 * sum |x w|.
-TEST_P(CpuMatmulTest, LinearMatchesFp64) {
+void ExpectLinearMatchesFp64(const LinearUnderTest& u, const std::string& name) {
   struct Shape {
     int64_t rows, in, out;
   };
@@ -105,23 +122,22 @@ TEST_P(CpuMatmulTest, LinearMatchesFp64) {
     for (const bool with_bias : {false, true}) {
       SCOPED_TRACE(testing::Message() << s.rows << " x " << s.in << " -> " << s.out << (with_bias ? " + bias" : ""));
       const std::vector<float> x = Random(s.rows * s.in, rng), w = Random(s.out * s.in, rng), b = Random(s.out, rng);
-      const Tensor weight = Upload(w, s.out, s.in);
-      const Tensor bias = Upload(b, 1, s.out);
-      Tensor in = Activation(s.rows, s.in), out = Activation(s.rows, s.out);
-      std::copy(x.begin(), x.end(), static_cast<float*>(in.data));
-      std::fill_n(static_cast<float*>(out.data), s.rows * s.out, std::nanf(""));
-      ASSERT_TRUE(backend_->Linear(in, weight, with_bias ? &bias : nullptr, out).ok());
-      const float* got = static_cast<const float*>(out.data);
+      const Tensor weight = u.upload(w, s.out, s.in);
+      const Tensor bias = u.upload(b, 1, s.out);
+      std::vector<float> in_values = x, got(s.rows * s.out, std::nanf(""));
+      u.linear(Tensor{in_values.data(), s.rows, s.in, 4}, weight, with_bias ? &bias : nullptr,
+               Tensor{got.data(), s.rows, s.out, 4});
+      if (::testing::Test::HasFatalFailure()) return;
       for (int64_t r = 0; r < s.rows; ++r)
         for (int64_t n = 0; n < s.out; ++n) {
           double ref = with_bias ? b[n] : 0.0, ref_fp32 = ref, magnitude = with_bias ? std::fabs(b[n]) : 0.0;
           for (int64_t k = 0; k < s.in; ++k) {
             const double xk = x[r * s.in + k], wk = w[n * s.in + k];
-            ref += xk * Stored(w[n * s.in + k], s.out > 1);
+            ref += xk * (u.bf16 && s.out > 1 ? RoundedToBf16(w[n * s.in + k]) : wk);
             ref_fp32 += xk * wk;
             magnitude += std::fabs(xk * wk);
           }
-          const bool x_rounded = rounds_x(s.rows) && s.out > 1;
+          const bool x_rounded = u.bf16 && s.rows <= u.x_rounded_rows && s.out > 1;
           const double bound = ((s.in + 1) * kU + (x_rounded ? kBf16U : 0.0)) * magnitude * 1.01;
           const double err = std::fabs(got[r * s.out + n] - ref);
           ASSERT_LE(err, bound) << "row " << r << " output " << n << ": " << got[r * s.out + n] << " vs " << ref;
@@ -132,9 +148,47 @@ TEST_P(CpuMatmulTest, LinearMatchesFp64) {
   }
   // Against the unrounded weights bf16 storage adds at most 2^-8 * sum |x w|, and as much again
   // where x is rounded too.
-  EXPECT_LE(worst_vs_fp32, ((bf16() ? kBf16U : 0.0) + (rounds_x(1) ? kBf16U : 0.0) + 1002 * kU) * 1.01);
+  EXPECT_LE(worst_vs_fp32, ((u.bf16 ? kBf16U : 0.0) + (u.x_rounded_rows > 0 ? kBf16U : 0.0) + 1002 * kU) * 1.01);
   std::printf("[ measured ] %s: max |error| / sum |x w|: %.3g against the stored weights, %.3g against fp32\n",
-              CaseName(GetParam()).c_str(), worst, worst_vs_fp32);
+              name.c_str(), worst, worst_vs_fp32);
+}
+
+TEST_P(CpuMatmulTest, LinearMatchesFp64) {
+  LinearUnderTest u;
+  u.upload = [this](const std::vector<float>& w, int64_t rows, int64_t cols) { return Upload(w, rows, cols); };
+  u.linear = [this](const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) {
+    ASSERT_TRUE(backend_->Linear(x, w, bias, out).ok());
+  };
+  u.bf16 = bf16();
+  u.x_rounded_rows = rounds_x(1) ? CpuMatmul::Bf16DotMaxRows() : 0;
+  ExpectLinearMatchesFp64(u, CaseName(GetParam()));
+}
+
+// AVX512-BF16's dot products on one row (where vdpbf16ps is slower than FMA) and on every row
+// (where it is faster: CpuBf16DotOutpacesFma), whichever this CPU gets by default.
+TEST(CpuMatmulBf16DotTest, LinearMatchesFp64OnOneRowAndOnEveryRow) {
+  if (!CpuSupports(CpuIsa::kAvx512Bf16)) GTEST_SKIP() << "this CPU lacks avx512-bf16";
+  ThreadPool pool(2);
+  for (const int64_t max_rows : {int64_t{1}, INT64_MAX}) {
+    CpuMatmul matmul(CpuIsa::kAvx512Bf16, ElementType::kBFloat16, max_rows);
+    std::deque<std::vector<float>> vectors;  // the [1, n] weights, kept as the backend keeps them
+    LinearUnderTest u;
+    u.upload = [&](const std::vector<float>& w, int64_t rows, int64_t cols) {
+      if (rows > 1) {
+        auto packed = matmul.Pack(HostMatrix{w, rows, cols});
+        EXPECT_TRUE(packed.ok()) << packed.status().ToString();
+        return *packed;
+      }
+      vectors.push_back(w);
+      return Tensor{vectors.back().data(), rows, cols, 4};
+    };
+    u.linear = [&](const Tensor& x, const Tensor& w, const Tensor* bias, Tensor out) {
+      matmul.Linear(x, w, bias != nullptr ? static_cast<const float*>(bias->data) : nullptr, out, pool);
+    };
+    u.bf16 = true;
+    u.x_rounded_rows = max_rows;
+    ExpectLinearMatchesFp64(u, max_rows == 1 ? "bf16_dot_one_row" : "bf16_dot_every_row");
+  }
 }
 
 // Rows of a packed table exactly (bf16 rows widened exactly), and the same table serving as a

@@ -162,10 +162,12 @@ INSTANTIATE_TEST_SUITE_P(
     [](const auto& info) { return std::string(info.param.name); });
 
 // bf16 storage (--weight-dtype bf16, --kv-dtype bf16, both): weight matrices and cached keys
-// and values rounded to nearest even, and on the AVX512-BF16 level a lone row's activations too
-// (the logits row here), everything accumulated in fp32. The logits stay within 1e-2 of the
-// largest (measured on AVX512-BF16: weights 9.5e-4 to 4.0e-3, KV 3.2e-4 to 1.6e-3, both 1.7e-3
-// to 6.0e-3, against fp32's tolerance of 1e-4) and the greedy token is the reference's.
+// and values rounded to nearest even, and on the AVX512-BF16 level the activations the bf16 dot
+// products meet too (a lone row's on Intel, every row's on AMD: CpuMatmul::Bf16DotMaxRows),
+// everything accumulated in fp32. The logits stay within 1e-2 of the largest (measured with
+// every row rounded, on a Zen 5 EPYC: weights 1.9e-3 to 6.8e-3, KV 3.2e-4 to 1.6e-3, both
+// 2.7e-3 to 7.0e-3; one row rounded, on a Xeon: weights 9.5e-4 to 4.0e-3, both 1.7e-3 to
+// 6.0e-3; against fp32's tolerance of 1e-4) and the greedy token is the reference's.
 struct StorageMode {
   const char* name;
   ElementType weight_dtype;

@@ -44,7 +44,7 @@ inline void AddStorageFlags(CLI::App& app, EngineOptions* options) {
               ElementType::kBFloat16, ParseElementType, ElementTypeName, &options->kv_dtype);
   AddEnumFlag(app, "--cpu-isa",
               "Instruction set of the CPU kernels: auto (the best this CPU has), portable, avx2, avx512 or "
-              "avx512-bf16 (bf16 dot products for one-row products with bf16 weights); a level the CPU lacks fails at load",
+              "avx512-bf16 (bf16 weights meet activations rounded to bf16 in dot products: every product on AMD, one-row products on Intel); a level the CPU lacks fails at load",
               CpuIsa::kAvx512Bf16, ParseCpuIsa, CpuIsaName, &options->cpu.isa);
 }
 

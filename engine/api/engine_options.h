@@ -18,9 +18,9 @@ bool ParseElementType(std::string_view name, ElementType* out);
 const char* ElementTypeName(ElementType type);
 
 // The instruction set the CPU kernels use, each level including the ones before it; bf16 adds
-// AVX512-BF16's dot products for one-row products with bf16 weights (decode; see cpu_matmul.h).
-// auto: the best this CPU has. Forcing a
-// level the CPU lacks fails at load. Flag spelling: auto, portable, avx2, avx512, avx512-bf16.
+// AVX512-BF16's dot products for bf16 weights (every product on AMD, one-row products on Intel;
+// see CpuMatmul::Bf16DotMaxRows). auto: the best this CPU has. Forcing a level the CPU lacks
+// fails at load. Flag spelling: auto, portable, avx2, avx512, avx512-bf16.
 enum class CpuIsa { kAuto, kPortable, kAvx2, kAvx512, kAvx512Bf16 };
 bool ParseCpuIsa(std::string_view name, CpuIsa* out);
 const char* CpuIsaName(CpuIsa isa);

@@ -32,7 +32,7 @@ CpuBackend::CpuBackend(const ModelConfig& config, const CpuOptions& options, Ele
       pool_(ResolveThreads(options.num_threads)),
       attention_({config.num_heads, config.num_kv_heads, config.head_dim, config.sliding_window},
                  options.attention_tiling, isa_, kv_dtype_, ResolveThreads(options.num_threads)),
-      matmul_(isa_, weight_dtype),
+      matmul_(isa_, weight_dtype, CpuMatmul::Bf16DotMaxRows()),
       elementwise_(isa_) {
   workspace_bytes_ = attention_.ScratchBytes();
 }

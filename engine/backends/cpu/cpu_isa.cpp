@@ -16,6 +16,11 @@ CpuIsa DetectCpuIsa() {
   return CpuIsa::kPortable;
 }
 
+bool CpuBf16DotOutpacesFma() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_is("amd");
+}
+
 bool CpuSupports(CpuIsa isa) { return static_cast<int>(isa) <= static_cast<int>(DetectCpuIsa()); }
 
 StatusOr<CpuIsa> ResolveCpuIsa(CpuIsa requested) {

@@ -1,8 +1,11 @@
 #include "cpu_matmul.h"
 
+#include "cpu_isa.h"
+
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -22,12 +25,6 @@ MatmulKernels KernelsFor(CpuIsa isa) {
 
 const float* F(const Tensor& t) { return static_cast<const float*>(t.data); }
 
-// Rows up to which bf16 weights go through vdpbf16ps. Measured on a Sapphire Rapids-class Xeon:
-// its vdpbf16ps, two FMAs' work, issues at a quarter of the FMA rate, so beyond one row widening
-// the weights to fp32 in registers is faster (6 x 64 tiles: 140-148 GFLOP/s against 86); at one
-// row, bound by memory, vdpbf16ps reads the weights 5-15 % faster, with half the instructions.
-constexpr int64_t kBf16DotMaxRows = 1;
-
 // A Linear's work items: output panels times chunks of rows.
 struct LinearSplit {
   LinearTask task;  // the whole call; each item narrows the rows and panels
@@ -38,7 +35,16 @@ struct LinearSplit {
 
 }  // namespace
 
-CpuMatmul::CpuMatmul(CpuIsa isa, ElementType weight_dtype) : kernels_(KernelsFor(isa)), weight_dtype_(weight_dtype) {}
+CpuMatmul::CpuMatmul(CpuIsa isa, ElementType weight_dtype, int64_t bf16_dot_max_rows)
+    : kernels_(KernelsFor(isa)), weight_dtype_(weight_dtype), bf16_dot_max_rows_(bf16_dot_max_rows) {}
+
+int64_t CpuMatmul::Bf16DotMaxRows() {
+  // Where vdpbf16ps is slower than FMA per multiply-add, one row still gains from it: bound by
+  // memory, it reads the weights 5-15 % faster with half the instructions (measured on a
+  // Sapphire Rapids-class Xeon, where 6 x 64 tiles widened to fp32 ran at 140-148 GFLOP/s
+  // against vdpbf16ps's 86).
+  return CpuBf16DotOutpacesFma() ? INT64_MAX : 1;
+}
 
 CpuMatmul::~CpuMatmul() {
   for (const Mapping& m : panels_) munmap(m.data, m.bytes);
@@ -83,7 +89,7 @@ void CpuMatmul::Linear(const Tensor& x, const Tensor& w, const float* bias, Tens
   LinearSplit split{};
   split.task = {F(x), nullptr, in, in, w.data, w.rows, bias, o, out.cols, 0, rows, 0, 0};
   split.kernel = bf16 ? kernels_.linear_bf16 : kernels_.linear_f32;
-  if (bf16 && kernels_.linear_bf16_dot != nullptr && rows <= kBf16DotMaxRows) {
+  if (bf16 && kernels_.linear_bf16_dot != nullptr && rows <= bf16_dot_max_rows_) {
     split.kernel = kernels_.linear_bf16_dot;
     const size_t padded = static_cast<size_t>(rows * ((in + 1) / 2 * 2));
     if (x_bf16_.size() < padded) x_bf16_.resize(padded);

@@ -17,8 +17,12 @@ namespace bpt {
 
 class CpuMatmul {
  public:
-  // isa resolved (never kAuto); weight_dtype kFloat32 or kBFloat16.
-  CpuMatmul(CpuIsa isa, ElementType weight_dtype);
+  // isa resolved (never kAuto); weight_dtype kFloat32 or kBFloat16. At AVX512-BF16, Linears of
+  // up to bf16_dot_max_rows rows with bf16 weights round x to bf16 and run vdpbf16ps; more rows
+  // widen the weights to fp32 in registers.
+  CpuMatmul(CpuIsa isa, ElementType weight_dtype, int64_t bf16_dot_max_rows);
+  // This CPU's best bf16_dot_max_rows: every row where vdpbf16ps outpaces FMA, else one.
+  static int64_t Bf16DotMaxRows();
   ~CpuMatmul();
   CpuMatmul(const CpuMatmul&) = delete;
   CpuMatmul& operator=(const CpuMatmul&) = delete;
@@ -47,6 +51,7 @@ class CpuMatmul {
 
   const MatmulKernels kernels_;
   const ElementType weight_dtype_;
+  const int64_t bf16_dot_max_rows_;
   std::vector<Mapping> panels_;
   int64_t weight_bytes_ = 0;
   // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], grown to the largest

@@ -40,7 +40,8 @@ struct MatmulKernels {
   void (*pack_bf16)(const float* w, int64_t rows, int64_t in, uint16_t* panels);
   void (*linear_f32)(const LinearTask& task);
   void (*linear_bf16)(const LinearTask& task);  // x in fp32, the weights widened in registers
-  // x_bf16 against the bf16 weights in _mm512_dpbf16_ps, a row at a time; null below AVX512-BF16.
+  // x_bf16 against the bf16 weights in _mm512_dpbf16_ps, register tiles as linear_bf16's; null
+  // below AVX512-BF16.
   void (*linear_bf16_dot)(const LinearTask& task);
   // out[t] = row ids[t] of the packed table.  ids: [n]; out: [n, in], row stride out_stride
   void (*embed_f32)(const float* panels, int64_t in, const int32_t* ids, int64_t n, float* out, int64_t out_stride);
