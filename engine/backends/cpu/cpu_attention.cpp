@@ -20,9 +20,12 @@ TileKernel SelectKernel(CpuIsa isa, ElementType kv_dtype) {
 }
 
 // Splitting over keys starts when a step has fewer items than this per thread (one decode
-// token of a 3-KV-head model has 3), and never makes a share smaller than this many KV tiles.
+// token of a 3-KV-head model has 3); shares are whole KV tiles, at least this many but the last.
 constexpr int64_t kItemsPerThread = 4;
 constexpr int64_t kMinTilesPerSplit = 2;
+// Only items of up to this many query tokens are split (decode, a few speculative tokens, a
+// short last prefill block), which bounds each share's partial output.
+constexpr int32_t kMaxSplitTokens = 8;
 
 template <typename T>
 int64_t VectorBytes(const std::vector<T>& v) {
@@ -35,7 +38,7 @@ CpuAttention::CpuAttention(const AttentionShape& shape, AttentionTiling tiling, 
                            int num_threads)
     : shape_(shape), tiling_(tiling), isa_(isa), kernel_(SelectKernel(isa, kv_dtype)), scratch_(num_threads) {
   const int group = shape_.num_heads / shape_.num_kv_heads;
-  partial_slot_floats_ = static_cast<int64_t>(tiling_.query_tile) * group * (shape_.head_dim + 2);
+  partial_slot_floats_ = static_cast<int64_t>(std::min(tiling_.query_tile, kMaxSplitTokens)) * group * (shape_.head_dim + 2);
   // SplitItemsOverKeys makes at most natural * ceil(wanted / natural) < 2 * wanted shares.
   partials_.resize(2 * kItemsPerThread * num_threads * partial_slot_floats_);
   const size_t rows = (tiling_.query_tile * group + kAttentionRowAlign - 1) / kAttentionRowAlign * kAttentionRowAlign;
@@ -152,7 +155,7 @@ void CpuAttention::SplitItemsOverKeys(const int64_t* positions) {
     const int64_t last = positions[item.first_row + item.num_tokens - 1];
     const int64_t key_begin = window > 0 ? std::max<int64_t>(0, first - window + 1) : 0;
     const int64_t keys = last + 1 - key_begin;
-    const int64_t splits = std::min(splits_wanted, keys / min_keys);
+    const int64_t splits = item.num_tokens <= kMaxSplitTokens ? std::min(splits_wanted, keys / min_keys) : 1;
     if (splits < 2) {
       items_[kept++] = item;
       continue;

@@ -28,8 +28,9 @@ struct PagedKvLayer {
 class CpuAttention {
  public:
   // isa resolved (not kAuto); kv_dtype kFloat32 or kBFloat16. bf16 keys and values are widened
-  // to fp32 once per tile at every level: on the CPUs measured, AVX512-BF16's dot product
-  // retires a quarter as often as an fp32 FMA, half the multiply-adds per second.
+  // to fp32 once per tile at every level. (Intel's AVX512-BF16 dot product retires a quarter as
+  // often as an fp32 FMA, half the multiply-adds per second; AMD's would double them, which
+  // these kernels do not use yet.)
   CpuAttention(const AttentionShape& shape, AttentionTiling tiling, CpuIsa isa, ElementType kv_dtype,
                int num_threads);
 
@@ -78,7 +79,9 @@ class CpuAttention {
   std::vector<Scratch> scratch_;  // one per thread
   std::vector<WorkItem> items_;
   std::vector<SplitItem> split_items_;
-  std::vector<float> partials_;  // [2 * kItemsPerThread * threads, query_tile * group, head_dim + 2]: each share's AttentionTileArgs::partial
+  // [2 * kItemsPerThread * threads, min(query_tile, kMaxSplitTokens) * group, head_dim + 2]: each
+  // share's AttentionTileArgs::partial
+  std::vector<float> partials_;
   int64_t partial_slot_floats_;
 };
 

@@ -59,7 +59,7 @@ StatusOr<Tensor> CpuBackend::AllocateActivation(int64_t rows, int64_t cols, Prec
   auto buf = std::make_unique<float[]>(rows * cols);  // value-initialized: resident from the start
   Tensor t{buf.get(), rows, cols, 4};
   allocations_.push_back(std::move(buf));
-  workspace_bytes_ += rows * cols * static_cast<int64_t>(sizeof(float));
+  workspace_bytes_ += rows * cols * static_cast<int64_t>(sizeof(float)) + matmul_.ReserveInput(rows, cols);
   return t;
 }
 

@@ -13,9 +13,9 @@ CpuIsa DetectCpuIsa();
 // True when this machine can run kernels of `isa` (kAuto: always).
 bool CpuSupports(CpuIsa isa);
 // True where vdpbf16ps (two multiply-adds per lane) retires as often as an fp32 FMA, so bf16
-// weights are multiplied at twice the FMA rate: AMD's AVX512-BF16 (Zen 4, Zen 5; measured on a
-// Zen 5 EPYC: 409 against 219 GFLOP/s per core). Intel's Sapphire Rapids issues it at a quarter
-// of the FMA rate (measured: 84 against 165), half the multiply-adds.
+// weights are multiplied at twice the FMA rate: AMD's AVX512-BF16 (measured on a Zen 5 EPYC:
+// 409 against 219 GFLOP/s per core). Intel's Sapphire Rapids issues it at a quarter of the FMA
+// rate (measured: 84 against 165), half the multiply-adds.
 bool CpuBf16DotOutpacesFma();
 // `requested` resolved: kAuto becomes DetectCpuIsa(); a level the CPU lacks is FailedPrecondition
 // naming the option and what the CPU has.

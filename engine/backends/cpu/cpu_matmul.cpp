@@ -5,6 +5,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -91,9 +92,8 @@ void CpuMatmul::Linear(const Tensor& x, const Tensor& w, const float* bias, Tens
   split.kernel = bf16 ? kernels_.linear_bf16 : kernels_.linear_f32;
   if (bf16 && kernels_.linear_bf16_dot != nullptr && rows <= bf16_dot_max_rows_) {
     split.kernel = kernels_.linear_bf16_dot;
-    const size_t padded = static_cast<size_t>(rows * ((in + 1) / 2 * 2));
-    if (x_bf16_.size() < padded) x_bf16_.resize(padded);
-    kernels_.round_x_bf16(F(x), rows, in, in, x_bf16_.data());
+    ReserveInput(rows, in);
+    RoundInput(x, pool);
     split.task.x_bf16 = x_bf16_.data();
   }
   // Panels alone where they are many; with few (prefill's 576- and 960-wide outputs: 9 and 15
@@ -115,6 +115,36 @@ void CpuMatmul::Linear(const Tensor& x, const Tensor& w, const float* bias, Tens
     t.row_begin = item % split.row_chunks * split.chunk_rows;
     t.row_end = t.row_begin + split.chunk_rows < split.task.row_end ? t.row_begin + split.chunk_rows : split.task.row_end;
     split.kernel(t);
+  });
+}
+
+int64_t CpuMatmul::ReserveInput(int64_t rows, int64_t in) {
+  if (weight_dtype_ != ElementType::kBFloat16 || kernels_.linear_bf16_dot == nullptr) return 0;
+  const size_t needed = static_cast<size_t>(std::min(rows, bf16_dot_max_rows_) * ((in + 1) / 2 * 2));
+  if (x_bf16_.size() >= needed) return 0;
+  const int64_t added = static_cast<int64_t>((needed - x_bf16_.size()) * sizeof(uint16_t));
+  x_bf16_.resize(needed);
+  return added;
+}
+
+void CpuMatmul::RoundInput(const Tensor& x, ThreadPool& pool) {
+  const int64_t rows = x.rows, in = x.cols;
+  if (rows == 1) {  // decode: not worth a job
+    kernels_.round_x_bf16(F(x), 1, in, in, x_bf16_.data());
+    return;
+  }
+  // Shared out like the product, in one chunk of rows per thread; one captured pointer, which
+  // std::function holds without allocating.
+  struct Rounding {
+    const MatmulKernels& kernels;
+    const float* x;
+    int64_t rows, in, chunk;
+    uint16_t* x_bf16;
+  } const job{kernels_, F(x), rows, in, (rows + pool.num_threads() - 1) / pool.num_threads(), x_bf16_.data()};
+  pool.ParallelFor((rows + job.chunk - 1) / job.chunk, [&job](int64_t c, int) {
+    const int64_t r0 = c * job.chunk;
+    job.kernels.round_x_bf16(job.x + r0 * job.in, std::min(job.chunk, job.rows - r0), job.in, job.in,
+                             job.x_bf16 + r0 * ((job.in + 1) / 2 * 2));
   });
 }
 

@@ -39,8 +39,15 @@ class CpuMatmul {
   void Linear(const Tensor& x, const Tensor& w, const float* bias, Tensor out, ThreadPool& pool);
   // out[t] = row ids[t] of the table, widened to fp32.  table: as w above; ids: [out.rows]
   void Embed(const Tensor& table, const int32_t* ids, Tensor out) const;
+  // Room for Linear's bf16-rounded copy of an input of up to [rows, in], where it makes one:
+  // the backend reserves it for each activation it allocates, so no step allocates. Returns the
+  // bytes added.
+  int64_t ReserveInput(int64_t rows, int64_t in);
 
  private:
+  // x_bf16_ = x rounded to bf16, rows shared out over the pool.
+  void RoundInput(const Tensor& x, ThreadPool& pool);
+
   // A matrix's panels, mapped on their own: page-aligned, huge pages where the kernel gives them
   // (fewer TLB misses as decode streams the weights), and no heap between the host matrices
   // freed as they are packed, which the heap would otherwise keep resident.
@@ -54,8 +61,7 @@ class CpuMatmul {
   const int64_t bf16_dot_max_rows_;
   std::vector<Mapping> panels_;
   int64_t weight_bytes_ = 0;
-  // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], grown to the largest
-  // input the runner's fixed activation shapes give, in its first steps.
+  // x rounded to bf16 for linear_bf16_dot: [rows, 2 * ceil(in / 2)], as ReserveInput sized it.
   std::vector<uint16_t> x_bf16_;
 };
 
