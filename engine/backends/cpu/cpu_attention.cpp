@@ -196,8 +196,9 @@ void CpuAttention::MergeSplits(float* out, int64_t out_stride) const {
       float sum = 0;
       for (int32_t s = 0; s < split.splits; ++s) {
         const float* p = share_row(s);
-        // A share with every key masked for this row (a sliding window) has max -inf, weight 0.
-        const float weight = p[d] == -std::numeric_limits<float>::infinity() ? 0.0f : std::exp(p[d] - max);
+        // max is finite (every row sees its own key); a share with every key masked for this
+        // row has max -inf and so weight exp(-inf) = 0.
+        const float weight = std::exp(p[d] - max);
         sum += weight * p[d + 1];
         for (int i = 0; i < d; ++i) o[i] += weight * p[i];
       }
