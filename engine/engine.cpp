@@ -4,6 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <map>
 
 #include "backend_factory.h"
@@ -11,9 +13,13 @@
 #include "check.h"
 #include "generation_config.h"
 #include "incremental_detokenizer.h"
+#include "disk_kv_tier.h"
 #include "kv_block_manager.h"
+#include "kv_tier_store.h"
 #include "model_config.h"
+#include "model_fingerprint.h"
 #include "model_runner.h"
+#include "redis_kv_tier.h"
 #include "sampler.h"
 #include "scheduler.h"
 #include "stop_string_matcher.h"
@@ -46,6 +52,44 @@ StatusOr<ChatTemplate> LoadChatTemplate(const TokenizerConfig& config) {
   return parsed;
 }
 
+StatusOr<std::string> ReadSecretFile(const std::string& path, const char* flag) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return NotFound(std::string(flag) + " '" + path + "' cannot be read");
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  std::string secret = bytes.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  return secret;
+}
+
+// The tiers below the pool that the options name, opened, fastest first.
+StatusOr<std::vector<std::unique_ptr<KvTier>>> OpenKvTiers(const KvTierOptions& options) {
+  std::vector<std::unique_ptr<KvTier>> tiers;
+  if (!options.disk_dir.empty()) {
+    DiskKvTierOptions disk;
+    disk.dir = options.disk_dir;
+    disk.budget_bytes = static_cast<int64_t>(options.disk_gib * (1LL << 30));
+    BPT_ASSIGN_OR_RETURN(auto tier, DiskKvTier::Open(std::move(disk)));
+    tiers.push_back(std::move(tier));
+  } else if (options.disk_gib > 0) {
+    return InvalidArgument("kv_disk_gib is set without kv_disk_dir");
+  }
+  if (!options.remote.empty()) {
+    if (options.key_file.empty())
+      return FailedPrecondition("kv_remote needs kv_tier_key_file: chunks in a shared Redis must carry an HMAC, "
+                                "or a writable Redis could feed KV to every replica");
+    RedisKvTierOptions remote;
+    remote.url = options.remote;
+    remote.timeout_ms = options.remote_timeout_ms;
+    if (!options.remote_password_file.empty()) {
+      BPT_ASSIGN_OR_RETURN(remote.password, ReadSecretFile(options.remote_password_file, "kv_remote_password_file"));
+    }
+    BPT_ASSIGN_OR_RETURN(auto tier, RedisKvTier::Open(remote));
+    tiers.push_back(std::move(tier));
+  }
+  return tiers;
+}
+
 }  // namespace
 
 // Everything behind the facade: the model, its tokenizer and runner, the KV blocks and the
@@ -67,9 +111,15 @@ class Engine::Impl {
   MemoryPlan memory_plan() const;
   int64_t kv_capacity_tokens() const { return kv_blocks_.capacity_tokens(); }
 
+  // Opens the tiers below the pool that the options name and links them to the scheduler.
+  Status StartKvTiers(const std::string& kv_layout);
+  // Results of the tiers' threads: loads to their requests, finished writes to Prefill requests.
+  void PollKvTiers();
   // Streams the request's next token and checks its stop conditions; true when finished.
   StatusOr<bool> ProcessToken(int64_t id, Request& r, const SampledToken& sampled);
   void FinishRequest(int64_t id, const StatusOr<GenerationResult>& result);
+  // A prefill_only request whose prompt is computed: ends now, or once the tiers hold it.
+  void FinishPrefill(int64_t id);
   // The request a scheduled chunk names: one in flight, or a bug.
   Request& RequestAt(int64_t id);
   bool IsEos(int32_t id) const;
@@ -92,6 +142,8 @@ class Engine::Impl {
   std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
   std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
   std::vector<SampledToken> step_sampled_;
+  // Last, so it stops its threads (which copy into the pool) before anything else goes.
+  std::unique_ptr<KvTierStore> tier_store_;
 };
 
 const char* FinishReasonName(FinishReason reason) {
@@ -195,6 +247,15 @@ StatusOr<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
   auto impl = std::make_unique<Impl>(std::move(config), std::move(tokenizer), std::move(prompt_prefix),
                                      std::move(runner), num_blocks, options);
   if (options.generation_config == "auto") impl->info_.default_sampling = generation.sampling;
+  if (options.kv_tiers.enabled()) {
+    const ModelInfo& info = impl->info_;
+    const std::string kv_layout =
+        "bptserve-kv-v1 device=" + info.device + " kernels=" + info.attention_kernels +
+        " weights=" + ElementTypeName(info.weight_dtype) + " kv=" + ElementTypeName(info.kv_dtype) +
+        " block=" + std::to_string(block_size) + " chunk=" + std::to_string(options.kv_tiers.chunk_tokens) +
+        " rope_gap=" + std::to_string(options.rope_position_gap.start) + "," + std::to_string(options.rope_position_gap.length);
+    BPT_RETURN_IF_ERROR(impl->StartKvTiers(kv_layout));
+  }
   impl->chat_template_ = LoadChatTemplate(tokenizer_config);
   impl->info_.has_chat_template = impl->chat_template_.ok() && !impl->info_.token_ids_mode;
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
@@ -246,6 +307,19 @@ Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
                                              static_cast<int>(std::min<int64_t>(max_model_len_, INT32_MAX))));
   if (!r.stopping.stop.empty() && tokenizer_ == nullptr)
     return FailedPrecondition(std::string("stop strings need a tokenizer: ") + kTokenIdsMode);
+  if (r.retain_s < 0) return InvalidArgument("retain_s must be >= 0");
+  if (r.prefill_only && !r.use_prefix_cache)
+    return InvalidArgument("use_prefix_cache must be true for a prefill: its KV is what it keeps");
+  if (r.retain_s > 0) {
+    const KvTier* disk = tier_store_ == nullptr ? nullptr : tier_store_->tier("disk");
+    if (disk == nullptr) return FailedPrecondition("retain_s needs a tier that can pin: start the server with --kv-disk-dir");
+    const int64_t chunks = (prompt_len - 1) / options_.kv_tiers.chunk_tokens;
+    const int64_t needed = chunks * tier_store_->chunk_bytes();
+    if (needed + disk->pinned_bytes() > disk->budget_bytes())
+      return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
+                               std::to_string(disk->pinned_bytes()) + " bytes pinned already exceed the disk tier's " +
+                               std::to_string(disk->budget_bytes()) + " bytes (--kv-disk-gib)");
+  }
   if (prompt_len + r.stopping.max_new_tokens > max_model_len_)
     return InvalidArgument("prompt (" + std::to_string(prompt_len) + " tokens) + max_new_tokens (" +
                            std::to_string(r.stopping.max_new_tokens) + ") exceeds the context limit of " +
@@ -297,6 +371,8 @@ struct Engine::Impl::Request {
   std::chrono::steady_clock::time_point first_token;
   int64_t reported_progress = 0;
   bool cancel = false;
+  bool prefill_only = false;
+  bool awaiting_store = false;  // prefill_only: computed; ends when its chunks are written
 };
 
 Engine::Impl::~Impl() = default;
@@ -305,6 +381,7 @@ Status Engine::Impl::Submit(GenerationRequest request, GenerationObserver* obser
   BPT_RETURN_IF_ERROR(ValidateRequest(request));
   const int64_t id = next_request_id_++;
   auto state = std::make_unique<Request>(request, observer, tokenizer_.get());
+  state->prefill_only = request.prefill_only;
   BPT_RETURN_IF_ERROR(scheduler_.Add(id, std::move(request)));
   requests_.emplace(id, std::move(state));
   return OkStatus();
@@ -367,7 +444,68 @@ StatusOr<bool> Engine::Impl::ProcessToken(int64_t id, Request& r, const SampledT
   return finished;
 }
 
+Status Engine::Impl::StartKvTiers(const std::string& kv_layout) {
+  const KvTierOptions& options = options_.kv_tiers;
+  if (options.chunk_tokens < 1 || options.chunk_tokens % options_.kv_cache.block_size != 0)
+    return InvalidArgument("kv_tier_chunk_tokens (" + std::to_string(options.chunk_tokens) +
+                           ") must be a positive multiple of the KV block size (" +
+                           std::to_string(options_.kv_cache.block_size) + ")");
+  Backend& backend = runner_->backend();
+  // On the CPU the pool is host memory already: a host tier would be a second copy of it.
+  if (options.disk_dir.empty() && options.remote.empty() && info_.device == "cpu") return OkStatus();
+  if (backend.KvBlockBytes() == 0)
+    return FailedPrecondition("KV tiers (kv_host_gib, kv_disk_dir, kv_remote) are not available on the " +
+                              info_.device + " device yet: its backend cannot copy KV blocks to host memory");
+  if (options.host_gib > 0 && info_.device != "cpu")
+    return FailedPrecondition("kv_host_gib: the host-memory tier below a GPU pool is not built yet");
+  BPT_ASSIGN_OR_RETURN(auto tiers, OpenKvTiers(options));
+  KvTierStoreOptions store;
+  store.chunk_tokens = options.chunk_tokens;
+  store.block_size = options_.kv_cache.block_size;
+  store.block_payload_bytes = backend.KvBlockBytes();
+  BPT_ASSIGN_OR_RETURN(store.model_fingerprint, ModelFingerprint(options_.model_dir, kv_layout));
+  if (!options.key_file.empty()) {
+    BPT_ASSIGN_OR_RETURN(store.hmac_key, ReadSecretFile(options.key_file, "kv_tier_key_file"));
+    if (store.hmac_key.size() < 16)
+      return InvalidArgument("kv_tier_key_file holds " + std::to_string(store.hmac_key.size()) +
+                             " bytes; an HMAC key needs at least 16");
+  }
+  // A chunk's blocks are held only while it is written, so writes may hold up to the whole pool
+  // (a document as long as the pool is written whole); only blocks held twice, by two sequences
+  // finishing with the same document at once, can reach the bound, and then a chunk is skipped.
+  store.max_held_blocks = kv_blocks_.num_blocks();
+  KvBlockCopier copier{
+      [&backend](std::span<const int32_t> blocks, uint8_t* host) { return backend.ReadKvBlocks(blocks, host); },
+      [&backend](std::span<const int32_t> blocks, const uint8_t* host) { return backend.WriteKvBlocks(blocks, host); }};
+  tier_store_ = std::make_unique<KvTierStore>(std::move(store), std::move(tiers), kv_blocks_, std::move(copier));
+  scheduler_.SetTierLink(tier_store_.get());
+  for (const char* name : {"disk", "remote"})
+    if (tier_store_->tier(name) != nullptr) info_.kv_tiers += std::string(info_.kv_tiers.empty() ? "" : ",") + name;
+  return OkStatus();
+}
+
+void Engine::Impl::PollKvTiers() {
+  if (tier_store_ == nullptr) return;
+  tier_store_->Poll(
+      scheduler_,
+      [&](int64_t id, const KvLoadOutcome& outcome) {
+        const auto it = requests_.find(id);
+        if (it == requests_.end()) return;
+        GenerationResult& result = it->second->result;
+        result.cached_from.disk += outcome.disk_tokens;
+        result.cached_from.remote += outcome.remote_tokens;
+        result.timings.kv_load_s += outcome.seconds;
+      },
+      [&](int64_t id, int64_t stored_tokens) {
+        const auto it = requests_.find(id);
+        if (it == requests_.end() || !it->second->awaiting_store) return;
+        it->second->result.stored_prompt_tokens = std::max(it->second->result.stored_prompt_tokens, stored_tokens);
+        if (!tier_store_->StorePending(id)) FinishRequest(id, it->second->result);
+      });
+}
+
 void Engine::Impl::Step() {
+  PollKvTiers();
   const auto now = std::chrono::steady_clock::now();
   // Cancelled requests end before the step, queued or running.
   std::vector<int64_t> cancelled;
@@ -384,7 +522,12 @@ void Engine::Impl::Step() {
     FinishRequest(id, Status(StatusCode::kDeadlineExceeded, "the request's deadline passed"));
   last_step_tokens_ = plan.num_tokens;
   last_step_sequences_ = static_cast<int64_t>(plan.chunks.size());
-  if (plan.chunks.empty()) return;
+  if (plan.chunks.empty()) {
+    // Nothing to compute until a tier answers: wait for it here rather than spin. Bounded, so
+    // cancellations are still seen within a few milliseconds.
+    if (tier_store_ != nullptr && tier_store_->busy()) tier_store_->WaitForResult(std::chrono::milliseconds(10));
+    return;
+  }
 
   step_.token_ids.clear();
   step_.sequences.clear();
@@ -414,6 +557,7 @@ void Engine::Impl::Step() {
 
   size_t row = 0;
   std::vector<std::pair<int64_t, StatusOr<GenerationResult>>> ended;
+  std::vector<int64_t> ended_prefills;
   for (const ScheduledChunk& c : plan.chunks) {
     scheduler_.OnChunkComputed(c);
     Request& r = RequestAt(c.seq_id);
@@ -421,7 +565,10 @@ void Engine::Impl::Step() {
     const int64_t progress = std::min(c.start + c.num_tokens, prompt_length);
     if (progress > r.reported_progress) {  // recomputation after a preemption reports nothing again
       r.reported_progress = progress;
-      if (r.result.cached_prompt_tokens == 0) r.result.cached_prompt_tokens = scheduler_.cached_prompt_tokens(c.seq_id);
+      if (r.result.cached_prompt_tokens == 0) {
+        r.result.cached_prompt_tokens = scheduler_.cached_prompt_tokens(c.seq_id);
+        r.result.cached_from.pool = std::min(scheduler_.pool_cached_tokens(c.seq_id), r.result.cached_prompt_tokens);
+      }
       if (progress == prompt_length)
         r.result.timings.prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - r.submitted).count() -
                                      r.result.timings.queue_s;
@@ -430,6 +577,10 @@ void Engine::Impl::Step() {
     if (!c.needs_logits) continue;
     const size_t logits_row = row++;
     if (r.cancel) continue;
+    if (r.prefill_only) {
+      ended_prefills.push_back(c.seq_id);
+      continue;
+    }
     const SampledToken sampled =
         device_sampling ? step_sampled_[logits_row]
                         : r.sampler.Sample(step_logits_.data() + logits_row * config_.vocab_size, config_.vocab_size);
@@ -441,6 +592,22 @@ void Engine::Impl::Step() {
     }
   }
   for (auto& [id, result] : ended) FinishRequest(id, result);
+  for (int64_t id : ended_prefills) FinishPrefill(id);
+}
+
+void Engine::Impl::FinishPrefill(int64_t id) {
+  Request& r = RequestAt(id);
+  const int64_t prompt_length = r.result.prompt_tokens;
+  scheduler_.Finish(id);  // publishes the blocks, and hands the full chunks to the tiers
+  if (tier_store_ != nullptr && tier_store_->StorePending(id)) {
+    r.awaiting_store = true;  // ends when the write is done (PollKvTiers)
+    return;
+  }
+  // No write to wait for: with tiers, the prompt is shorter than a chunk; without, the pool
+  // keeps its full blocks.
+  const int64_t block = options_.kv_cache.block_size;
+  r.result.stored_prompt_tokens = tier_store_ != nullptr ? 0 : prompt_length / block * block;
+  FinishRequest(id, r.result);
 }
 
 StatusOr<std::string> Engine::Impl::Decode(std::span<const int32_t> ids, bool skip_special_tokens) const {
@@ -485,7 +652,19 @@ Status Engine::Submit(GenerationRequest request, GenerationObserver* observer) {
   return impl_->Submit(std::move(request), observer);
 }
 void Engine::Step() { impl_->Step(); }
-bool Engine::HasWork() const { return !impl_->requests_.empty(); }
+bool Engine::HasWork() const {
+  return !impl_->requests_.empty() || (impl_->tier_store_ != nullptr && impl_->tier_store_->busy());
+}
+void Engine::ResetPrefixCache() { impl_->kv_blocks_.ResetPrefixCache(); }
+KvTierStats Engine::TakeKvTierStats() {
+  return impl_->tier_store_ == nullptr ? KvTierStats{} : impl_->tier_store_->TakeStats();
+}
+bool Engine::FlushKvTiers(std::chrono::steady_clock::time_point deadline) {
+  if (impl_->tier_store_ == nullptr) return true;
+  const bool flushed = impl_->tier_store_->FlushStores(deadline);
+  impl_->PollKvTiers();
+  return flushed;
+}
 size_t Engine::num_running() const { return impl_->scheduler_.num_running(); }
 size_t Engine::num_waiting() const { return impl_->scheduler_.num_waiting(); }
 int64_t Engine::num_preemptions() const { return impl_->scheduler_.num_preemptions(); }

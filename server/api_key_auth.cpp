@@ -5,6 +5,10 @@
 #include <fstream>
 #include <iterator>
 
+#include <openssl/evp.h>
+
+#include "check.h"
+
 namespace bpt::server {
 namespace {
 
@@ -21,6 +25,26 @@ bool ConstantTimeEquals(const std::string& a, const std::string& b) {
 
 Status Unauthenticated(std::string message) { return {StatusCode::kUnauthenticated, std::move(message)}; }
 
+// SHA-256 over a label and the key, in hex: what a key's cache keys are rooted in.
+std::string SaltOf(const std::string& key) {
+  static constexpr char kLabel[] = "bptserve kv cache salt v1\0";
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  const bool ok = ctx != nullptr && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
+                  EVP_DigestUpdate(ctx, kLabel, sizeof(kLabel)) == 1 &&
+                  EVP_DigestUpdate(ctx, key.data(), key.size()) == 1 && EVP_DigestFinal_ex(ctx, digest, &length) == 1;
+  EVP_MD_CTX_free(ctx);
+  BPT_CHECK(ok, "SHA-256 of an API key failed");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned int i = 0; i < length; ++i) {
+    hex += kHex[digest[i] >> 4];
+    hex += kHex[digest[i] & 15];
+  }
+  return hex;
+}
+
 }  // namespace
 
 StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
@@ -34,19 +58,38 @@ StatusOr<ApiKeyAuth> ApiKeyAuth::Load(const std::string& path) {
     if (!line.empty() && line[0] != '#') auth.keys_.push_back(line);
   }
   if (auth.keys_.empty()) return InvalidArgument("--api-key-file '" + path + "' holds no key");
+  for (const std::string& key : auth.keys_) auth.salts_.push_back(SaltOf(key));
   return auth;
+}
+
+std::vector<std::string_view> ApiKeyAuth::AuthorizationValues(const grpc::ServerContextBase& context) {
+  std::vector<std::string_view> values;
+  const auto [first, last] = context.client_metadata().equal_range("authorization");
+  for (auto it = first; it != last; ++it) values.emplace_back(it->second.data(), it->second.size());
+  return values;
 }
 
 Status ApiKeyAuth::Check(const grpc::ServerContextBase& context) const {
   if (keys_.empty()) return OkStatus();
-  std::vector<std::string_view> values;
-  const auto [first, last] = context.client_metadata().equal_range("authorization");
-  for (auto it = first; it != last; ++it) values.emplace_back(it->second.data(), it->second.size());
-  return CheckAuthorization(values);
+  return CheckAuthorization(AuthorizationValues(context));
 }
 
 Status ApiKeyAuth::CheckAuthorization(const std::vector<std::string_view>& values) const {
-  if (keys_.empty()) return OkStatus();
+  size_t key = 0;
+  return keys_.empty() ? OkStatus() : Match(values, &key);
+}
+
+std::string ApiKeyAuth::CacheSalt(const grpc::ServerContextBase& context) const {
+  return keys_.empty() ? std::string() : CacheSalt(AuthorizationValues(context));
+}
+
+std::string ApiKeyAuth::CacheSalt(const std::vector<std::string_view>& values) const {
+  size_t key = 0;
+  if (keys_.empty() || !Match(values, &key).ok()) return std::string();
+  return salts_[key];
+}
+
+Status ApiKeyAuth::Match(const std::vector<std::string_view>& values, size_t* key) const {
   if (values.empty()) return Unauthenticated("missing 'authorization: Bearer <key>' (gRPC metadata or HTTP header)");
   // Two credentials: which one a proxy or a log reads is anyone's guess, so neither is taken.
   if (values.size() > 1) return Unauthenticated("more than one 'authorization' entry; send exactly one");
@@ -60,9 +103,13 @@ Status ApiKeyAuth::CheckAuthorization(const std::vector<std::string_view>& value
                       });
   if (!bearer || token == std::string::npos)
     return Unauthenticated("'authorization' must be 'Bearer <key>'");
-  const std::string key = value.substr(token);
+  const std::string token_text = value.substr(token);
   bool match = false;
-  for (const auto& k : keys_) match |= ConstantTimeEquals(k, key);
+  for (size_t i = 0; i < keys_.size(); ++i)  // every key compared, whichever matches
+    if (ConstantTimeEquals(keys_[i], token_text)) {
+      match = true;
+      *key = i;
+    }
   if (!match) return Unauthenticated("the API key is not valid");
   return OkStatus();
 }

@@ -24,8 +24,20 @@ class ApiKeyAuth {
   // gRPC and HTTP APIs accept and refuse the same keys in the same words.
   Status CheckAuthorization(const std::vector<std::string_view>& values) const;
 
+  // The cache salt of the key a request authenticates with (--kv-cache-salt-per-api-key): a
+  // SHA-256 of the key under a fixed label, hex, never the key itself. The same key gives the
+  // same salt on every replica and after restarts, so a tenant finds its documents in the shared
+  // tiers, and only its own. Empty when keys are off or the request does not authenticate.
+  std::string CacheSalt(const grpc::ServerContextBase& context) const;
+  std::string CacheSalt(const std::vector<std::string_view>& values) const;
+
  private:
+  // OK with the index of the matching key in *key.
+  Status Match(const std::vector<std::string_view>& values, size_t* key) const;
+  static std::vector<std::string_view> AuthorizationValues(const grpc::ServerContextBase& context);
+
   std::vector<std::string> keys_;
+  std::vector<std::string> salts_;  // [keys_.size()]
 };
 
 }  // namespace bpt::server

@@ -51,7 +51,7 @@ Status BptServer::Start() {
   BPT_ASSIGN_OR_RETURN(ApiKeyAuth auth, ApiKeyAuth::Load(options_.api_key_file));
   BPT_ASSIGN_OR_RETURN(auto credentials, Credentials(options_));
   // The context limit is not known before the model loads; token histograms reach 2^21.
-  metrics_ = std::make_unique<Metrics>(int64_t{1} << 21);
+  metrics_ = std::make_unique<Metrics>(int64_t{1} << 21, options_.engine.kv_tiers);
   if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
   BPT_RETURN_IF_ERROR(Engine::CheckDevice(options_.engine.device));
   if (options_.http_port >= 0) {
@@ -157,6 +157,15 @@ void BptServer::Drain() {
     if (worker_) {
       worker_->CancelAll();  // the rest end CANCELLED
       while (!worker_->Idle()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      // The KV tiers get what is left of the drain time for the writes still queued (chunks of
+      // the requests that just ended), on the engine's thread.
+      if (!engine_->model_info().kv_tiers.empty()) {
+        const bool flushed =
+            worker_->FlushKvTiers(std::chrono::time_point_cast<std::chrono::steady_clock::duration>(deadline));
+        std::cout << (flushed ? "KV tiers: every queued write done"
+                              : "KV tiers: the drain time ended with writes still queued; they are dropped")
+                  << std::endl;
+      }
     }
   }
   // Streams still open now belong to clients that stopped reading: a short grace, then cut.

@@ -1,5 +1,7 @@
 #include "engine_worker.h"
 
+#include <utility>
+
 namespace bpt::server {
 namespace {
 
@@ -67,6 +69,7 @@ EngineWorker::EngineWorker(Engine& engine, int64_t max_prompt_tokens, int tokeni
         return engine.EncodePrompt(text, max_tokens, add_bos);
       }) {
   if (metrics_ != nullptr) metrics_->SetKvCache(0, engine_.kv_capacity_tokens());
+  PublishKvTierStats();  // what a disk tier holds from earlier runs, before any request (no other thread yet)
   tokenizer_pool_ = std::make_unique<TokenizerPool>(tokenizer_threads, std::max<size_t>(max_queue_, 1));
   thread_ = std::thread([this] { Loop(); });
 }
@@ -264,13 +267,49 @@ void EngineWorker::PublishGauges() {
   metrics_->SetKvCache(engine_.kv_capacity_tokens() - engine_.kv_free_tokens(), engine_.kv_capacity_tokens());
 }
 
+void EngineWorker::PublishKvTierStats() {
+  if (metrics_ == nullptr || engine_.model_info().kv_tiers.empty()) return;
+  metrics_->RecordKvTiers(engine_.TakeKvTierStats());
+}
+
+bool EngineWorker::FlushKvTiers(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stop_) return false;
+  flushed_.reset();
+  flush_deadline_ = deadline;
+  cv_.notify_all();
+  flush_cv_.wait(lock, [&] { return flushed_.has_value(); });
+  return *flushed_;
+}
+
+void EngineWorker::FlushIfAsked() {
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // Only once no job is left: the engine's flush does not step, so a job would wait through it.
+    if (!flush_deadline_ || !inbox_.empty() || admitting_ > 0 || in_engine_ > 0) return;
+    deadline = std::exchange(flush_deadline_, std::nullopt);
+  }
+  const bool flushed = engine_.FlushKvTiers(*deadline);
+  PublishKvTierStats();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    flushed_ = flushed;
+  }
+  flush_cv_.notify_all();
+}
+
 void EngineWorker::Loop() {
   for (;;) {
     std::vector<Inbound> arrived;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || engine_.HasWork(); });
-      if (stop_ && inbox_.empty() && !engine_.HasWork()) return;
+      cv_.wait(lock, [&] { return stop_ || !inbox_.empty() || engine_.HasWork() || flush_deadline_.has_value(); });
+      if (stop_ && inbox_.empty() && !engine_.HasWork()) {
+        flushed_ = false;  // a flush asked for as the worker stops is not done
+        flush_cv_.notify_all();
+        return;
+      }
       arrived.swap(inbox_);
       admitting_ = arrived.size();
     }
@@ -301,6 +340,8 @@ void EngineWorker::Loop() {
       metrics_->AddPreemptions(engine_.num_preemptions() - preemptions_seen_);
       preemptions_seen_ = engine_.num_preemptions();
     }
+    PublishKvTierStats();
+    FlushIfAsked();
   }
 }
 

@@ -88,6 +88,10 @@ class EngineWorker {
   void StopAccepting();
   // The drain deadline passed: every queued and running job ends cancelled.
   void CancelAll();
+  // The drain, once no job is left (Idle): the engine's thread waits for the writes queued to
+  // the KV tiers (Engine::FlushKvTiers) until `deadline`; blocks the caller until then. False
+  // when some were left, or when the worker has stopped.
+  bool FlushKvTiers(std::chrono::steady_clock::time_point deadline);
   bool Idle() const;
   // What a request's unset sampling fields become; fixed once the engine is loaded.
   const SamplingParams& default_sampling() const { return engine_.model_info().default_sampling; }
@@ -118,6 +122,10 @@ class EngineWorker {
   // Running, waiting and KV gauges: after every step, and as each request ends, so a client
   // that sees its stream end never reads a gauge that still counts it.
   void PublishGauges();
+  // The KV tiers' counters and durations since the last look (after each step and the flush).
+  void PublishKvTierStats();
+  // On the worker's thread, between steps: the flush FlushKvTiers asked for, once no job is left.
+  void FlushIfAsked();
 
   Engine& engine_;
   const size_t max_queue_;
@@ -134,6 +142,10 @@ class EngineWorker {
   bool accepting_ = true;
   bool stop_ = false;
   std::atomic<bool> cancel_all_{false};
+  // FlushKvTiers: asked (with its deadline), then done (with its result).
+  std::optional<std::chrono::steady_clock::time_point> flush_deadline_;
+  std::optional<bool> flushed_;
+  std::condition_variable flush_cv_;
   int64_t preemptions_seen_ = 0;  // worker thread only
   std::map<const JobObserver*, std::unique_ptr<JobObserver>> observers_;  // worker thread only
   std::thread thread_;

@@ -8,6 +8,7 @@
 #include "generate_call.h"
 #include "grpc_status.h"
 #include "inference_service.h"
+#include "prefill_call.h"
 #include "reflection_service.h"
 #include "unary_call.h"
 
@@ -54,6 +55,10 @@ Status GenericDispatcher::AdmitInference(const grpc::CallbackServerContext& cont
   return OkStatus();
 }
 
+std::string GenericDispatcher::CacheSalt(const grpc::CallbackServerContext& context) const {
+  return options_.kv_cache_salt_per_api_key ? auth_.CacheSalt(context) : std::string();
+}
+
 grpc::ServerGenericBidiReactor* GenericDispatcher::Refuse(const Status& status) {
   const grpc::Status refusal = ToGrpcStatus(status);
   if (metrics_ != nullptr) metrics_->RecordError(refusal.error_code());
@@ -72,13 +77,16 @@ grpc::ServerGenericBidiReactor* GenericDispatcher::CreateReactor(grpc::GenericCa
   if (method.rfind(kInference, 0) != 0)
     return Refuse(Unimplemented("unknown method " + method));
   const std::string_view name = std::string_view(method).substr(kInference.size());
-  if (name != "Generate" && name != "Tokenize" && name != "Detokenize" && name != "GetModelInfo")
+  if (name != "Generate" && name != "Prefill" && name != "Tokenize" && name != "Detokenize" && name != "GetModelInfo")
     return Refuse(Unimplemented("unknown method " + method));
   const Status admitted = AdmitInference(*context);
   if (!admitted.ok()) return Refuse(admitted);
 
   const Engine& engine = *engine_.load();
-  if (name == "Generate") return GenerateCall::Start(context, *worker_.load(), metrics_, &open_streams_);
+  if (name == "Generate")
+    return EngineStreamCall::Start<GenerateCall>(context, *worker_.load(), metrics_, &open_streams_, CacheSalt(*context));
+  if (name == "Prefill")
+    return EngineStreamCall::Start<PrefillCall>(context, *worker_.load(), metrics_, &open_streams_, CacheSalt(*context));
   if (name == "Tokenize") {
     EngineWorker* worker = worker_.load();
     return UnaryCall::StartAsync<TokenizeRequest, TokenizeResponse>(

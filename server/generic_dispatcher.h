@@ -27,7 +27,7 @@ class GenericDispatcher final : public grpc::CallbackGenericService {
   void SetReady(Engine* engine, EngineWorker* worker);
   // Draining: new requests get UNAVAILABLE.
   void StopAccepting() { accepting_ = false; }
-  // Generate streams not yet done (their last message may still be on its way).
+  // Generate and Prefill streams not yet done (their last message may still be on its way).
   int open_streams() const { return open_streams_.load(); }
 
   grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext* context) override;
@@ -36,6 +36,8 @@ class GenericDispatcher final : public grpc::CallbackGenericService {
   // OK when an Inference call may proceed: authenticated, model loaded, not draining.
   Status AdmitInference(const grpc::CallbackServerContext& context) const;
   grpc::ServerGenericBidiReactor* Refuse(const Status& status);
+  // The call's GenerationRequest::cache_salt: its API key's, with --kv-cache-salt-per-api-key.
+  std::string CacheSalt(const grpc::CallbackServerContext& context) const;
 
   const ServerOptions options_;
   const ApiKeyAuth auth_;

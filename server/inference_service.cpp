@@ -56,6 +56,8 @@ void DescribeModel(const Engine& engine, const ServerOptions& options, bptserve:
   info->set_kv_dtype(ElementTypeName(model.kv_dtype));
   info->set_attention_kernels(model.attention_kernels);
   info->set_prefill_block_tokens(options.engine.scheduler.prefill_block);
+  info->set_kv_tiers(model.kv_tiers);
+  info->set_kv_tier_chunk_tokens(model.kv_tiers.empty() ? 0 : engine.options().kv_tiers.chunk_tokens);
   const SamplingParams& d = model.default_sampling;
   auto* sampling = info->mutable_default_sampling();
   sampling->set_temperature(d.temperature);

@@ -22,6 +22,10 @@ const Histogram::BucketBoundaries kItlBuckets = {0.01, 0.025, 0.05, 0.075, 0.1, 
 const Histogram::BucketBoundaries kRequestBuckets = {0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0,
                                                      30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0};
 
+// One chunk (a few MB) read or written: from a page-cache hit to a slow disk or a distant Redis.
+const Histogram::BucketBoundaries kKvChunkBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                                     0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+
 // 1, 2, 5, 10, 20, 50, ... up to the model's context limit (vLLM's build_1_2_5_buckets).
 Histogram::BucketBoundaries TokenBuckets(int64_t max_value) {
   Histogram::BucketBoundaries b;
@@ -70,7 +74,7 @@ constexpr int kHttpStatusLabels[] = {200, 400, 401, 404, 405, 408, 413, 429, 431
 
 }  // namespace
 
-Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers) : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
   time_to_first_token_ = MakeHistogram(r, "bptserve_time_to_first_token_seconds", "Time to first token in seconds.", kTtftBuckets);
   inter_token_latency_ = MakeHistogram(r, "bptserve_inter_token_latency_seconds", "Time between consecutive output tokens in seconds.", kItlBuckets);
@@ -90,7 +94,7 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
   generation_tokens_total_ = MakeCounter(r, "bptserve_generation_tokens_total", "Tokens generated.");
   // In tokens, as vLLM v1 counts them: the hit rate is hits / queries.
   prefix_cache_queries_ = MakeCounter(r, "bptserve_prefix_cache_queries_total", "Prompt tokens looked up in the prefix cache.");
-  prefix_cache_hits_ = MakeCounter(r, "bptserve_prefix_cache_hits_total", "Prompt tokens found in the prefix cache.");
+  prefix_cache_hits_ = MakeCounter(r, "bptserve_prefix_cache_hits_total", "Prompt tokens found in the prefix cache (the KV pool).");
   auto& success = prometheus::BuildCounter()
                       .Name("bptserve_request_success_total")
                       .Help("Requests that finished with OK, by finish reason (cancelled ones count as errors).")
@@ -124,6 +128,7 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
                        .Register(r);
   prefill_tokens_per_second_ = MakeGauge(r, "bptserve_prefill_tokens_per_second", "Prefill throughput of the last prompt.");
   resident_memory_ = MakeGauge(r, "bptserve_process_resident_memory_bytes", "Resident memory of the server process.");
+  AddKvTierFamilies(kv_tiers);
   UpdateProcessMemory();
   memory_updater_ = std::thread([this] {
     while (!stop_.load()) {
@@ -131,6 +136,47 @@ Metrics::Metrics(int64_t max_model_len) : registry_(std::make_shared<prometheus:
       UpdateProcessMemory();
     }
   });
+}
+
+void Metrics::AddKvTierFamilies(const KvTierOptions& options) {
+  std::vector<std::string> tiers;
+  if (!options.disk_dir.empty()) tiers.emplace_back("disk");
+  if (!options.remote.empty()) tiers.emplace_back("remote");
+  if (tiers.empty()) return;
+  auto& r = *registry_;
+  auto counter = [&r](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(r);
+  };
+  auto gauge = [&r](const char* name, const char* help) {
+    return &prometheus::BuildGauge().Name(name).Help(help).Register(r);
+  };
+  auto histogram = [&r](const char* name, const char* help) {
+    return &prometheus::BuildHistogram().Name(name).Help(help).Register(r);
+  };
+  auto& hits = *counter("bptserve_kv_tier_hit_tokens_total", "Prompt tokens whose KV a tier below the pool supplied.");
+  auto& misses = *counter("bptserve_kv_tier_miss_tokens_total",
+                          "Prompt tokens looked up in a tier below the pool and not found there.");
+  auto& load_errors = *counter("bptserve_kv_tier_load_errors_total",
+                               "Reads a tier failed (down, timeout, I/O error); the request recomputes.");
+  auto& store_errors = *counter("bptserve_kv_tier_store_errors_total",
+                                "Writes a tier failed (disk full, budget, Redis down or slow).");
+  auto& bytes_used = *gauge("bptserve_kv_tier_bytes_used", "Bytes a tier holds (-1: it does not say, as Redis).");
+  auto& budget = *gauge("bptserve_kv_tier_budget_bytes", "A tier's byte budget (-1: it does not say, as Redis).");
+  auto& load_seconds = *histogram("bptserve_kv_tier_load_seconds", "Time to read one KV chunk from a tier, in seconds.");
+  auto& store_seconds = *histogram("bptserve_kv_tier_store_seconds", "Time to write one KV chunk to a tier, in seconds.");
+  for (const std::string& tier : tiers) {
+    const prometheus::Labels labels{{"tier", tier}};
+    kv_tiers_[tier] = {&hits.Add(labels),         &misses.Add(labels),       &load_errors.Add(labels),
+                       &store_errors.Add(labels), &bytes_used.Add(labels),   &budget.Add(labels),
+                       &load_seconds.Add(labels, kKvChunkBuckets), &store_seconds.Add(labels, kKvChunkBuckets)};
+  }
+  auto& dropped = *counter("bptserve_kv_tier_dropped_chunks_total",
+                           "KV chunks dropped on load and recomputed, by reason (truncated, corrupt, foreign: "
+                           "another model's or layout's, hmac: a wrong signature).");
+  for (const char* reason : kKvChunkDropReasons) kv_dropped_.push_back(&dropped.Add({{"reason", reason}}));
+  kv_store_skipped_ = &counter("bptserve_kv_tier_store_skipped_total",
+                               "KV chunks not written because the blocks held for writes reached their cap.")
+                           ->Add({});
 }
 
 Metrics::~Metrics() {
@@ -143,28 +189,58 @@ Status Metrics::StartEndpoint(const std::string& host, int port) {
   return OkStatus();
 }
 
+void Metrics::RecordPrompt(const GenerationResult& g, bool prefix_cache_queried) {
+  prompt_tokens_total_->Increment(static_cast<double>(g.prompt_tokens));
+  if (prefix_cache_queried) {
+    prefix_cache_queries_->Increment(static_cast<double>(g.prompt_tokens));
+    // The pool's own hits, as vLLM's: tokens from the tiers below count in bptserve_kv_tier_hit_tokens_total.
+    prefix_cache_hits_->Increment(static_cast<double>(g.cached_from.pool));
+  }
+  prompt_tokens_hist_->Observe(static_cast<double>(g.prompt_tokens));
+  queue_time_->Observe(g.timings.queue_s);
+  prefill_time_->Observe(g.timings.prefill_s);
+  if (g.timings.prefill_s > 0)
+    prefill_tokens_per_second_->Set(static_cast<double>(g.prompt_tokens - g.cached_prompt_tokens) / g.timings.prefill_s);
+}
+
 void Metrics::RecordFinished(const GenerationResult& g, bool prefix_cache_queried, double e2e_s) {
   const auto counter = success_.find(g.finish_reason);
   BPT_CHECK(counter != success_.end(),
             std::string("a request finished with OK and reason ") + FinishReasonName(g.finish_reason) +
                 ", which has no success counter");
   counter->second->Increment();
+  RecordPrompt(g, prefix_cache_queried);
   const auto completion_tokens = static_cast<double>(g.token_ids.size());
-  prompt_tokens_total_->Increment(static_cast<double>(g.prompt_tokens));
-  if (prefix_cache_queried) {
-    prefix_cache_queries_->Increment(static_cast<double>(g.prompt_tokens));
-    prefix_cache_hits_->Increment(static_cast<double>(g.cached_prompt_tokens));
-  }
   generation_tokens_total_->Increment(completion_tokens);
-  prompt_tokens_hist_->Observe(static_cast<double>(g.prompt_tokens));
   generation_tokens_hist_->Observe(completion_tokens);
-  queue_time_->Observe(g.timings.queue_s);
-  prefill_time_->Observe(g.timings.prefill_s);
   decode_time_->Observe(g.timings.decode_s);
   e2e_latency_->Observe(e2e_s);
   if (completion_tokens > 0) time_to_first_token_->Observe(g.timings.time_to_first_token_s);
-  if (g.timings.prefill_s > 0)
-    prefill_tokens_per_second_->Set(static_cast<double>(g.prompt_tokens - g.cached_prompt_tokens) / g.timings.prefill_s);
+}
+
+void Metrics::RecordPrefill(const GenerationResult& g, double e2e_s) {
+  RecordPrompt(g, /*prefix_cache_queried=*/true);
+  e2e_latency_->Observe(e2e_s);
+}
+
+void Metrics::RecordKvTiers(const KvTierStats& stats) {
+  for (const KvTierStats::Tier& tier : stats.tiers) {
+    const auto it = kv_tiers_.find(tier.name);
+    if (it == kv_tiers_.end()) continue;
+    const KvTierSeries& m = it->second;
+    if (tier.hit_tokens > 0) m.hit_tokens->Increment(static_cast<double>(tier.hit_tokens));
+    if (tier.miss_tokens > 0) m.miss_tokens->Increment(static_cast<double>(tier.miss_tokens));
+    if (tier.load_errors > 0) m.load_errors->Increment(static_cast<double>(tier.load_errors));
+    if (tier.store_errors > 0) m.store_errors->Increment(static_cast<double>(tier.store_errors));
+    m.bytes_used->Set(static_cast<double>(tier.bytes_used));
+    m.budget_bytes->Set(static_cast<double>(tier.budget_bytes));
+    for (double s : tier.load_seconds) m.load_seconds->Observe(s);
+    for (double s : tier.store_seconds) m.store_seconds->Observe(s);
+  }
+  for (size_t i = 0; i < kv_dropped_.size(); ++i)
+    if (stats.dropped[i] > 0) kv_dropped_[i]->Increment(static_cast<double>(stats.dropped[i]));
+  if (kv_store_skipped_ != nullptr && stats.store_skipped > 0)
+    kv_store_skipped_->Increment(static_cast<double>(stats.store_skipped));
 }
 
 void Metrics::RecordError(grpc::StatusCode code) {

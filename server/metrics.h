@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/support/status.h>
 
@@ -28,7 +29,9 @@ inline constexpr std::string_view kHttpRouteLabels[] = {"/v1/completions", "/v1/
 
 class Metrics {
  public:
-  explicit Metrics(int64_t max_model_len);
+  // kv_tiers: the tiers the server was started with; the tier-labelled series exist for those
+  // (disk with a disk_dir, remote with a remote), the dropped and skipped counters once any does.
+  explicit Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers = {});
   ~Metrics();
 
   // Serves /metrics on host:port (0: any free port); port() then tells which.
@@ -38,7 +41,14 @@ class Metrics {
   // A generation that ended OK (from gRPC or HTTP): the success counter of its finish reason,
   // token counters and the request histograms. e2e_s is measured by the API that served it.
   void RecordFinished(const GenerationResult& result, bool prefix_cache_queried, double e2e_s);
+  // A Prefill that ended OK: the prompt counters and the queue and prefill histograms (it
+  // generates nothing and has no finish reason, so neither the success counter nor the
+  // generation series count it).
+  void RecordPrefill(const GenerationResult& result, double e2e_s);
   void RecordError(grpc::StatusCode code);
+  // What the KV tiers did since the last look (Engine::TakeKvTierStats), into the
+  // bptserve_kv_tier_* series; a tier that has none (not configured) is left out.
+  void RecordKvTiers(const KvTierStats& stats);
   // bptserve_http_requests_total{route,code}: route is one of kHttpRouteLabels ("other" for any
   // path the API does not serve), code the HTTP status sent (499: the client left first).
   void CountHttpRequest(std::string_view route, int status);
@@ -59,7 +69,21 @@ class Metrics {
   }
 
  private:
+  // The series of one tier.
+  struct KvTierSeries {
+    prometheus::Counter* hit_tokens;
+    prometheus::Counter* miss_tokens;
+    prometheus::Counter* load_errors;
+    prometheus::Counter* store_errors;
+    prometheus::Gauge* bytes_used;
+    prometheus::Gauge* budget_bytes;
+    prometheus::Histogram* load_seconds;
+    prometheus::Histogram* store_seconds;
+  };
   void UpdateProcessMemory();
+  // The prompt's share of a finished request (generation or prefill).
+  void RecordPrompt(const GenerationResult& result, bool prefix_cache_queried);
+  void AddKvTierFamilies(const KvTierOptions& kv_tiers);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsEndpoint> endpoint_;
@@ -90,6 +114,9 @@ class Metrics {
   prometheus::Family<prometheus::Gauge>* cache_config_;
   prometheus::Gauge* prefill_tokens_per_second_;
   prometheus::Gauge* resident_memory_;
+  std::map<std::string, KvTierSeries, std::less<>> kv_tiers_;  // by tier label, the configured ones
+  std::vector<prometheus::Counter*> kv_dropped_;  // by kKvChunkDropReasons; empty without tiers
+  prometheus::Counter* kv_store_skipped_ = nullptr;
 
   std::atomic<bool> stop_{false};
   std::thread memory_updater_;

@@ -165,8 +165,10 @@ void OpenAiHttpService::OnRequest(const http::RequestHead& head, std::string bod
                                             {}}));
   } else {
     auto shared_body = std::make_shared<std::string>(std::move(body));
-    const bool queued = parse_pool_->TryRun([this, &route, shared_body, exchange] {
-      StartGeneration(route, *shared_body, exchange);
+    // The key was checked from the head (OnHead); its salt goes with the request.
+    std::string salt = options_.kv_cache_salt_per_api_key ? auth_.CacheSalt(head.Headers("authorization")) : "";
+    const bool queued = parse_pool_->TryRun([this, &route, shared_body, exchange, salt = std::move(salt)] {
+      StartGeneration(route, *shared_body, salt, exchange);
       return std::function<void()>([] {});
     });
     if (!queued)
@@ -177,7 +179,7 @@ void OpenAiHttpService::OnRequest(const http::RequestHead& head, std::string bod
   }
 }
 
-void OpenAiHttpService::StartGeneration(const Route& route, std::string_view body,
+void OpenAiHttpService::StartGeneration(const Route& route, std::string_view body, const std::string& cache_salt,
                                         std::shared_ptr<http::Exchange> exchange) {
   Engine* const engine = engine_.load();
   EngineWorker* const worker = worker_.load();
@@ -203,6 +205,7 @@ void OpenAiHttpService::StartGeneration(const Route& route, std::string_view bod
 
   GenerationJob job;
   job.request = std::move(request.request);
+  job.request.cache_salt = cache_salt;
   job.default_max_new_tokens = request.default_max_new_tokens;
   if (api == openai::Route::kChatCompletions)
     job.chat = ChatPrompt{std::move(request.messages), /*continue_final_message=*/false};

@@ -54,7 +54,9 @@ class OpenAiHttpService final : public http::Handler {
   http::Response Counted(std::string_view route, http::Response response) const;
   http::Response Error(std::string_view route, int status, std::string message, std::string type,
                        std::string param = "", std::string code = "") const;
-  void StartGeneration(const Route& route, std::string_view body, std::shared_ptr<http::Exchange> exchange);
+  // cache_salt: the request's GenerationRequest::cache_salt (its API key's, when salted per key).
+  void StartGeneration(const Route& route, std::string_view body, const std::string& cache_salt,
+                       std::shared_ptr<http::Exchange> exchange);
   // Writes comment lines on quiet streams (http_generation.h) until the service ends.
   void HeartbeatLoop();
 

@@ -1,6 +1,35 @@
 #include "request_conversion.h"
 
 namespace bpt::server {
+namespace {
+
+// The prompt oneof, which GenerateRequest and PrefillRequest share (the same fields, the same
+// numbers): token ids into the request, a text or a chat for the tokenizer pool.
+template <typename Request>
+Status ToJobPrompt(Request& in, GenerationJob* job) {
+  switch (in.prompt_case()) {
+    case Request::kText:
+      if (in.text().empty()) return InvalidArgument("prompt: 'text' is empty");
+      job->prompt_text = std::move(*in.mutable_text());
+      return OkStatus();
+    case Request::kTokenIds:
+      if (in.token_ids().ids().empty()) return InvalidArgument("prompt: 'token_ids' is empty");
+      job->request.prompt.assign(in.token_ids().ids().begin(), in.token_ids().ids().end());
+      return OkStatus();
+    case Request::kChat:
+      return ToChatPrompt(*in.mutable_chat(), &job->chat.emplace());
+    default:
+      return InvalidArgument("prompt: set 'text', 'token_ids' or 'chat'");
+  }
+}
+
+void ToProtoCachedFrom(const CachedTokenSources& in, bptserve::v1::CachedTokenSources* out) {
+  out->set_pool(in.pool);
+  out->set_disk(in.disk);
+  out->set_remote(in.remote);
+}
+
+}  // namespace
 
 Status ToChatPrompt(bptserve::v1::ChatPrompt& in, ChatPrompt* out) {
   if (in.messages().empty()) return InvalidArgument("chat.messages: empty; a chat has at least one message");
@@ -22,23 +51,8 @@ Status ToChatPrompt(bptserve::v1::ChatPrompt& in, ChatPrompt* out) {
 }
 
 Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& defaults, GenerationJob* job) {
+  BPT_RETURN_IF_ERROR(ToJobPrompt(in, job));
   GenerationRequest& r = job->request;
-  switch (in.prompt_case()) {
-    case bptserve::v1::GenerateRequest::kText:
-      if (in.text().empty()) return InvalidArgument("prompt: 'text' is empty");
-      job->prompt_text = std::move(*in.mutable_text());
-      break;
-    case bptserve::v1::GenerateRequest::kTokenIds:
-      if (in.token_ids().ids().empty()) return InvalidArgument("prompt: 'token_ids' is empty");
-      r.prompt.assign(in.token_ids().ids().begin(), in.token_ids().ids().end());
-      break;
-    case bptserve::v1::GenerateRequest::kChat:
-      BPT_RETURN_IF_ERROR(ToChatPrompt(*in.mutable_chat(), &job->chat.emplace()));
-      break;
-    default:
-      return InvalidArgument("prompt: set 'text', 'token_ids' or 'chat'");
-  }
-
   const auto& s = in.sampling();
   r.sampling = defaults;
   if (s.has_temperature()) r.sampling.temperature = s.temperature();
@@ -61,6 +75,46 @@ Status ToGenerationJob(bptserve::v1::GenerateRequest& in, const SamplingParams& 
   r.stopping.stop_token_ids.assign(t.stop_token_ids().begin(), t.stop_token_ids().end());
   r.stopping.ignore_eos = t.ignore_eos();
   return OkStatus();
+}
+
+Status ToPrefillJob(bptserve::v1::PrefillRequest& in, const SamplingParams& defaults, GenerationJob* job) {
+  BPT_RETURN_IF_ERROR(ToJobPrompt(in, job));
+  GenerationRequest& r = job->request;
+  r.prefill_only = true;
+  r.retain_s = in.retain_s();  // the engine checks it: >= 0, a disk tier, the budget
+  r.priority = in.priority();
+  r.use_prefix_cache = true;  // its KV is what a prefill keeps
+  // Nothing is sampled; the engine validates these as any request's, so they are the valid
+  // defaults and the one token every request may have (within the context limit, as Generate's).
+  r.sampling = defaults;
+  r.stopping.max_new_tokens = 1;
+  return OkStatus();
+}
+
+void ToProtoUsage(const GenerationResult& g, bptserve::v1::Usage* out) {
+  out->set_prompt_tokens(g.prompt_tokens);
+  out->set_completion_tokens(static_cast<int64_t>(g.token_ids.size()));
+  out->set_cached_prompt_tokens(g.cached_prompt_tokens);
+  ToProtoCachedFrom(g.cached_from, out->mutable_cached_from());
+}
+
+void ToProtoTimings(const GenerationTimings& t, bptserve::v1::Timings* out) {
+  out->set_queue_s(t.queue_s);
+  out->set_prefill_s(t.prefill_s);
+  out->set_time_to_first_token_s(t.time_to_first_token_s);
+  out->set_decode_s(t.decode_s);
+  out->set_kv_load_s(t.kv_load_s);
+}
+
+void ToProtoPrefillFinished(const GenerationResult& g, bptserve::v1::PrefillFinished* out) {
+  out->set_prompt_tokens(g.prompt_tokens);
+  out->set_cached_tokens(g.stored_prompt_tokens);
+  out->set_cached_prompt_tokens(g.cached_prompt_tokens);
+  ToProtoCachedFrom(g.cached_from, out->mutable_cached_from());
+  ToProtoTimings(g.timings, out->mutable_timings());
+  // No token: the first one's time (the worker adds its inbox wait to it) means nothing here.
+  out->mutable_timings()->clear_time_to_first_token_s();
+  out->mutable_timings()->clear_decode_s();
 }
 
 }  // namespace bpt::server

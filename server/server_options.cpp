@@ -18,6 +18,77 @@ std::string DefaultModelDir() {
   return exe.substr(0, exe.rfind('/')) + "/../demo-model";
 }
 
+namespace {
+
+// A redis:// URL without the password it may carry (redis://user:secret@host: redis://user:***@host).
+std::string RedactedUrl(const std::string& url) {
+  const size_t scheme = url.find("://");
+  const size_t at = url.rfind('@');
+  if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
+  const size_t colon = url.find(':', scheme + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
+// The tiers below the pool as set: where, how large, and the shared settings; secrets by path only.
+std::string DescribeKvTiers(const KvTierOptions& t) {
+  if (!t.enabled()) return "off";
+  std::ostringstream s;
+  const char* sep = "";
+  if (t.host_gib > 0) {
+    s << "host " << t.host_gib << " GiB";
+    sep = ", ";
+  }
+  if (!t.disk_dir.empty()) {
+    s << sep << "disk " << t.disk_dir << " (" << t.disk_gib << " GiB)";
+    sep = ", ";
+  }
+  if (!t.remote.empty()) {
+    s << sep << "remote " << RedactedUrl(t.remote) << " (timeout " << t.remote_timeout_ms << " ms"
+      << (t.remote_password_file.empty() ? "" : ", password from " + t.remote_password_file) << ")";
+  }
+  s << "; chunks of " << t.chunk_tokens << " tokens";
+  if (!t.key_file.empty()) s << ", HMAC key from " << t.key_file;
+  return s.str();
+}
+
+void AddKvTierFlags(CLI::App& app, KvTierOptions* t) {
+  app.add_option("--kv-host-gib", t->host_gib,
+                 "KV tier in pinned host memory below a GPU's KV pool, in GiB (0: off; skipped on the CPU device, "
+                 "whose pool is host memory already)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-disk-dir", t->disk_dir,
+                 "KV tier on local disk: a directory of KV chunks, kept across restarts (needs --kv-disk-gib)");
+  app.add_option("--kv-disk-gib", t->disk_gib, "The disk tier's budget in GiB; least recently used chunks go first")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--kv-remote", t->remote,
+                 "Shared KV tier in Redis, redis://HOST:PORT[/DB] (needs --kv-tier-key-file; no TLS with hiredis 0.14)");
+  app.add_option("--kv-remote-password-file", t->remote_password_file,
+                 "File holding the Redis AUTH password (kept off the command line)");
+  app.add_option("--kv-remote-timeout-ms", t->remote_timeout_ms,
+                 "Redis connect and command timeout in ms; past it the request recomputes")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--kv-tier-key-file", t->key_file,
+                 "File holding the HMAC key (16 bytes or more) every chunk carries; required with --kv-remote, so a "
+                 "writable Redis cannot feed KV to other replicas");
+  app.add_option("--kv-tier-chunk-tokens", t->chunk_tokens,
+                 "Tokens per KV chunk, the tiers' unit (a multiple of the KV block size, 64)")
+      ->check(CLI::PositiveNumber);
+}
+
+void CheckKvTierFlags(const KvTierOptions& t) {
+  if (!t.disk_dir.empty() && t.disk_gib <= 0) throw CLI::ValidationError("--kv-disk-dir", "needs --kv-disk-gib > 0");
+  if (t.disk_dir.empty() && t.disk_gib > 0) throw CLI::ValidationError("--kv-disk-gib", "needs --kv-disk-dir");
+  if (!t.remote.empty() && t.key_file.empty())
+    throw CLI::ValidationError("--kv-remote",
+                               "needs --kv-tier-key-file: chunks in a shared Redis must carry an HMAC, or a writable "
+                               "Redis could feed KV to every replica");
+  if (t.remote.empty() && !t.remote_password_file.empty())
+    throw CLI::ValidationError("--kv-remote-password-file", "needs --kv-remote");
+}
+
+}  // namespace
+
 std::string ServerOptions::Describe() const {
   std::ostringstream s;
   s << "bptserve configuration:\n"
@@ -38,6 +109,8 @@ std::string ServerOptions::Describe() const {
     << "  prefill block:     " << engine.scheduler.prefill_block << " tokens\n"
     << "  KV capacity:       " << (engine.kv_cache.capacity_tokens > 0 ? std::to_string(engine.kv_cache.capacity_tokens) + " tokens" : "engine default") << "\n"
     << "  KV memory share:   " << engine.kv_cache.memory_fraction << "\n"
+    << "  KV tiers:          " << DescribeKvTiers(engine.kv_tiers) << "\n"
+    << "  KV cache salt:     " << (kv_cache_salt_per_api_key ? "per API key" : "none") << "\n"
     << "  generation config: " << engine.generation_config << "\n"
     << "  tokenizer threads: " << tokenizer_threads << "\n"
     << "  API keys:          " << (api_key_file.empty() ? "off" : api_key_file) << "\n"
@@ -95,10 +168,18 @@ StatusOr<ServerOptions> ParseServerOptions(int argc, char** argv, int* exit_code
   app.add_option("--api-key-file", o.api_key_file, "File of accepted API keys, one per line (bearer tokens)");
   app.add_flag("--reflection-without-key", o.reflection_without_key,
                "With --api-key-file: answer server reflection without a key (it lists the API, nothing else)");
-  app.add_option("--drain-seconds", o.drain_seconds, "On SIGTERM, how long in-flight requests may finish")
+  auto* salt = app.add_flag("--kv-cache-salt-per-api-key", o.kv_cache_salt_per_api_key,
+                            "With --api-key-file: root each request's cache keys in a hash of its API key, so tenants "
+                            "never match (or time) each other's cached documents, in the pool or the tiers");
+  app.add_option("--drain-seconds", o.drain_seconds,
+                 "On SIGTERM, how long in-flight requests may finish (then the KV tiers' queued writes, in what is left)")
       ->check(CLI::NonNegativeNumber);
+  AddKvTierFlags(app, &o.engine.kv_tiers);
   try {
     app.parse(argc, argv);
+    if (o.kv_cache_salt_per_api_key && o.api_key_file.empty())
+      throw CLI::ValidationError(salt->get_name(), "needs --api-key-file: without keys there is no tenant to salt by");
+    CheckKvTierFlags(o.engine.kv_tiers);
   } catch (const CLI::ParseError& e) {
     *exit_code = app.exit(e);
     return InvalidArgument("bad flags");

@@ -24,6 +24,9 @@ struct ServerOptions {
   std::string tls_cert, tls_key, tls_client_ca;
   std::string api_key_file;
   bool reflection_without_key = false;  // with API keys on: serve reflection to callers without one
+  // With API keys on: each request's cache keys are rooted in its API key (a hash of it), so
+  // tenants never match, or time, each other's cached documents (pool and tiers).
+  bool kv_cache_salt_per_api_key = false;
   double drain_seconds = 30;
 
   std::string Describe() const;

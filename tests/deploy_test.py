@@ -25,7 +25,8 @@ import test_support
 REPO, BIN_DIR = sys.argv[1], sys.argv[2]
 DEPLOY = os.path.join(REPO, "deploy")
 K8S_VERSION = "1.33.0"
-RENDERED = ["overlays/cpu", "overlays/gpu", "examples/gpu-keda-tls", "examples/gpu-inference-gateway"]
+RENDERED = ["overlays/cpu", "overlays/gpu", "examples/gpu-keda-tls", "examples/gpu-inference-gateway",
+            "examples/cpu-kv-tiers"]
 CRD_KINDS = {"PrometheusRule", "ServiceMonitor", "ScaledObject"}
 CRD_FIXTURES = os.path.join(REPO, "tests", "fixtures", "k8s-crds")
 
@@ -177,7 +178,10 @@ for overlay, objects in rendered.items():
     check(pr is not None and pr["spec"]["groups"] == plain_groups, f"{overlay}: PrometheusRule equals {rules}")
 
 # Start the server once: its metrics and its health service are what the manifests must match.
-server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "4096")
+# With a disk tier, so that the KV tier series the dashboard and the alerts use are exported.
+kv_disk = tempfile.TemporaryDirectory()
+server, grpc_port, metrics_port = test_support.start_server(
+    BIN_DIR, "--kv-capacity", "4096", "--kv-disk-dir", os.path.join(kv_disk.name, "kv"), "--kv-disk-gib", "1")
 try:
     import urllib.request
     scrape = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=60).read().decode()
@@ -365,11 +369,58 @@ try:
         check(scorers == {"queue-scorer", "kv-cache-utilization-scorer", "prefix-cache-scorer"}
               and plugins["prefix-cache-scorer"]["parameters"]["autoTune"], f"{overlay}: the picker's scorers: {scorers}")
 
+    # The KV tiers: the disk tier's directory is a mounted, writable volume larger than its budget;
+    # Redis comes with its HMAC key (the server refuses it without) and its password as files of a
+    # mounted Secret; none on the GPU overlays (the CUDA backend refuses tiers for now).
+    def arg_value(c, cm, flag):
+        value = next((a.split("=", 1)[1] for a in c["args"] if a.startswith(flag + "=")), None)
+        return None if value is None else re.sub(r"\$\((\w+)\)", lambda m: cm[m.group(1)], value)
+
+    def gib(quantity):
+        units = {"Gi": 1, "Ti": 1024, "Mi": 1 / 1024}
+        m = re.fullmatch(r"(\d+(?:\.\d+)?)(Gi|Ti|Mi)", quantity)
+        return float(m.group(1)) * units[m.group(2)] if m else None
+
+    tiered = []
+    for overlay, objects in rendered.items():
+        cm = one(objects, "ConfigMap", "bptserve-flags")["data"]
+        pod = one(objects, "Deployment", "bptserve")["spec"]["template"]["spec"]
+        c = pod["containers"][0]
+        volumes = {v["name"]: v for v in pod["volumes"]}
+
+        def volume_at(path):
+            mounts = [m for m in c["volumeMounts"] if path == m["mountPath"] or path.startswith(m["mountPath"] + "/")]
+            return (mounts[0], volumes[mounts[0]["name"]]) if len(mounts) == 1 else (None, None)
+        disk_dir, remote = arg_value(c, cm, "--kv-disk-dir"), arg_value(c, cm, "--kv-remote")
+        if disk_dir or remote:
+            tiered.append(overlay)
+            check(cm["BPTSERVE_DEVICE"] == "cpu", f"{overlay}: KV tiers only on the CPU device for now")
+        if disk_dir:
+            mount, volume = volume_at(disk_dir)
+            check(mount is not None and not mount.get("readOnly") and "emptyDir" in volume,
+                  f"{overlay}: --kv-disk-dir {disk_dir} is on a writable volume of its own")
+            budget = float(arg_value(c, cm, "--kv-disk-gib") or 0)
+            limit = gib(volume["emptyDir"].get("sizeLimit", "")) if volume else None
+            check(budget > 0 and limit is not None and limit > budget,
+                  f"{overlay}: the disk tier's volume ({limit} GiB) holds its budget ({budget} GiB) and some headroom")
+            requested = gib(str(c["resources"]["requests"].get("ephemeral-storage", "")))
+            check(requested is not None and requested >= limit, f"{overlay}: the pod requests the disk tier's storage")
+        if remote:
+            check(re.fullmatch(r"redis://[a-z0-9.-]+(:\d+)?(/\d+)?", remote) is not None,
+                  f"{overlay}: --kv-remote is a Service's redis:// address without a password: {remote}")
+            for flag in ("--kv-tier-key-file", "--kv-remote-password-file"):
+                path = arg_value(c, cm, flag)
+                mount, volume = volume_at(path) if path else (None, None)
+                check(mount is not None and mount.get("readOnly") and "secret" in volume,
+                      f"{overlay}: {flag} {path} is a file of a mounted Secret")
+    check("examples/cpu-kv-tiers" in tiered, f"overlays with KV tiers: {tiered}")
+
     gpu = one(rendered["overlays/gpu"], "Deployment")["spec"]["template"]["spec"]["containers"][0]
     check(gpu["resources"]["limits"].get("nvidia.com/gpu") == 1, "gpu overlay asks for a GPU")
     check("nvidia.com/gpu" not in json.dumps(one(rendered["overlays/cpu"], "Deployment")), "cpu overlay asks for none")
 finally:
     server.terminate()
     server.wait(timeout=60)
+    kv_disk.cleanup()
 
 sys.exit(check.finish())

@@ -209,3 +209,155 @@ TEST(Scheduler, RandomizedRunNeverLeaksAndEndsEachRequestOnce) {
 
 }  // namespace
 }  // namespace bpt
+
+namespace bpt {
+namespace {
+
+// The tiers below the pool as the scheduler sees them, answered by the test.
+struct FakeTierLink : KvTierLink {
+  struct Probe {
+    int64_t seq_id, matched, end;
+  };
+  int chunk = 16;
+  std::vector<Probe> probes;
+  std::map<int64_t, int64_t> loads;  // seq -> end asked
+  int stores = 0;
+  bool busy_first_chunk = false;
+  int chunk_tokens() const override { return chunk; }
+  ProbeStart StartProbe(int64_t seq_id, const std::string&, std::span<const int32_t>, int64_t matched,
+                        int64_t end) override {
+    if (busy_first_chunk) return ProbeStart::kWaitForOther;
+    probes.push_back({seq_id, matched, end});
+    return ProbeStart::kStarted;
+  }
+  void StartLoad(int64_t seq_id, int64_t end, const BlockTable&) override { loads[seq_id] = end; }
+  void Store(int64_t, const std::string&, std::span<const int32_t>, int64_t, const BlockTable&, int64_t) override {
+    ++stores;
+  }
+};
+
+GenerationRequest CachedSpec(int64_t id, int prompt_length) {
+  GenerationRequest s = Spec(id, prompt_length, 2);
+  s.use_prefix_cache = true;
+  return s;
+}
+
+TEST(SchedulerTiers, AProbeTakesNoBlockAndHoldsOnlyItsSequence) {
+  KvBlockManager blocks(32, 8);
+  Scheduler s({/*prefill_block=*/16, /*max_running=*/4, /*max_queue=*/8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  const auto now = Clock::now();
+  ASSERT_TRUE(s.Add(1, CachedSpec(1, 70)).ok());
+  ASSERT_TRUE(s.Add(2, Spec(2, 5, 2)).ok());  // bypasses the cache: never probed
+  StepPlan plan = s.Schedule(now);
+  ASSERT_EQ(link.probes.size(), 1u);
+  EXPECT_EQ(link.probes[0].matched, 0);
+  EXPECT_EQ(link.probes[0].end, 64) << "whole chunks, leaving a token to compute";
+  EXPECT_EQ(ChunkOf(plan, 1), nullptr) << "probing";
+  ASSERT_NE(ChunkOf(plan, 2), nullptr) << "the one behind it runs";
+  EXPECT_EQ(blocks.num_free_blocks(), 32 - 1) << "only sequence 2's block";
+  Execute(s, plan);
+  EXPECT_EQ(ChunkOf(s.Schedule(now), 1), nullptr) << "still probing";
+
+  // The tiers hold 48 tokens: blocks are reserved for them, and the load starts.
+  EXPECT_EQ(s.OnTierProbed(1, 48), 48);
+  EXPECT_EQ(s.block_table(1).size(), 6u);
+  EXPECT_EQ(ChunkOf(s.Schedule(now), 1), nullptr) << "loading";
+  // Only 32 of them arrive (the third chunk was dropped): the rest of the reservation goes back.
+  s.OnTierLoaded(1, 32);
+  EXPECT_EQ(s.block_table(1).size(), 4u);
+  EXPECT_EQ(s.cached_prompt_tokens(1), 32);
+  EXPECT_EQ(s.pool_cached_tokens(1), 0);
+  plan = s.Schedule(now);
+  const ScheduledChunk* c = ChunkOf(plan, 1);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->start, 32) << "prefill starts after the loaded tokens";
+  s.Remove(1);
+  s.Remove(2);
+  EXPECT_EQ(blocks.num_free_blocks(), 32);
+  EXPECT_EQ(link.stores, 1) << "sequence 1's computed chunks are offered to the tiers";
+}
+
+TEST(SchedulerTiers, ARemovedLoadingSequenceFreesItsBlocksWhenTheLoadEnds) {
+  KvBlockManager blocks(32, 8);
+  Scheduler s({16, 4, 8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  ASSERT_TRUE(s.Add(1, CachedSpec(1, 40)).ok());
+  s.Schedule(Clock::now());
+  ASSERT_EQ(s.OnTierProbed(1, 32), 32);
+  s.Remove(1);  // cancelled while another thread writes into its blocks
+  EXPECT_EQ(blocks.num_free_blocks(), 32 - 4) << "the loading blocks stay taken";
+  s.OnTierLoaded(1, 32);
+  EXPECT_EQ(blocks.num_free_blocks(), 32);
+}
+
+TEST(SchedulerTiers, ProbeAnsweredAfterRemovalLoadsNothing) {
+  KvBlockManager blocks(32, 8);
+  Scheduler s({16, 4, 8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  ASSERT_TRUE(s.Add(1, CachedSpec(1, 40)).ok());
+  s.Schedule(Clock::now());
+  s.Remove(1);
+  EXPECT_EQ(s.OnTierProbed(1, 32), 0);
+  EXPECT_EQ(blocks.num_free_blocks(), 32);
+}
+
+TEST(SchedulerTiers, AShortPoolLoadsWhatFitsInWholeChunks) {
+  KvBlockManager blocks(6, 8);  // 48 tokens
+  Scheduler s({16, 4, 8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  ASSERT_TRUE(s.Add(1, CachedSpec(1, 40)).ok());
+  s.Schedule(Clock::now());
+  EXPECT_EQ(s.OnTierProbed(1, 32), 32);
+  s.OnTierLoaded(1, 32);
+  ASSERT_TRUE(s.Add(2, CachedSpec(2, 40)).ok());
+  s.Schedule(Clock::now());
+  EXPECT_EQ(s.OnTierProbed(2, 32), 0) << "sequence 1 took 5 blocks: 1 free is not a whole chunk";
+  EXPECT_EQ(blocks.num_free_blocks(), 1);
+}
+
+TEST(SchedulerTiers, WaitingForAnotherSequencesLoadMatchesItsBlocksAfterwards) {
+  KvBlockManager blocks(32, 8);
+  Scheduler s({16, 4, 8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  GenerationRequest a = CachedSpec(1, 40), b = CachedSpec(1, 40);  // the same document
+  ASSERT_TRUE(s.Add(1, a).ok());
+  s.Schedule(Clock::now());
+  ASSERT_EQ(s.OnTierProbed(1, 32), 32);
+  link.busy_first_chunk = true;  // the link sees sequence 1 loading the first chunk
+  ASSERT_TRUE(s.Add(2, b).ok());
+  StepPlan plan = s.Schedule(Clock::now());
+  EXPECT_EQ(ChunkOf(plan, 2), nullptr) << "waits for sequence 1's load";
+  EXPECT_EQ(link.probes.size(), 1u);
+  link.busy_first_chunk = false;
+  s.OnTierLoaded(1, 32);
+  plan = s.Schedule(Clock::now());
+  EXPECT_EQ(s.cached_prompt_tokens(2), 32) << "the loaded blocks, matched in the pool";
+  EXPECT_EQ(s.pool_cached_tokens(2), 32);
+}
+
+TEST(SchedulerTiers, AProbeThatLoadsNothingEndsTheWaitOfOthers) {
+  KvBlockManager blocks(32, 8);
+  Scheduler s({/*prefill_block=*/64, 4, 8}, blocks);
+  FakeTierLink link;
+  s.SetTierLink(&link);
+  ASSERT_TRUE(s.Add(1, CachedSpec(1, 40)).ok());
+  s.Schedule(Clock::now());
+  link.busy_first_chunk = true;
+  ASSERT_TRUE(s.Add(2, CachedSpec(1, 40)).ok());
+  EXPECT_EQ(ChunkOf(s.Schedule(Clock::now()), 2), nullptr) << "waits for sequence 1's probe";
+  link.busy_first_chunk = false;
+  EXPECT_EQ(s.OnTierProbed(1, 0), 0) << "the tiers hold nothing";
+  const StepPlan plan = s.Schedule(Clock::now());
+  EXPECT_NE(ChunkOf(plan, 1), nullptr);
+  EXPECT_EQ(ChunkOf(plan, 2), nullptr) << "probes once more, itself";
+  EXPECT_EQ(link.probes.size(), 2u);
+}
+
+}  // namespace
+}  // namespace bpt

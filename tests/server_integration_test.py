@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bptserve as a process, seen from outside: server reflection (as grpcurl uses it, with API keys
-off and on), the Python client, chat through the Python client and the CLI, `promtool check
-metrics` on a scrape, and a real Prometheus server that scrapes the server and answers a query
+off and on), the Python client, chat through the Python client and the CLI, a document kept on
+the disk KV tier with Prefill (the Python client and the CLI), `promtool check metrics` on a
+scrape (with and without KV tiers), and a real Prometheus server that scrapes the server and answers a query
 with the number of requests this test made.
 
 usage: server_integration_test.py BIN_DIR PYTHON_CLIENT_DIR
@@ -140,6 +141,59 @@ with tempfile.TemporaryDirectory() as work:
     finally:
         chat_server.terminate()
         chat_server.wait(timeout=60)
+
+# The disk KV tier: Prefill through the Python client and the CLI, a question that finds the
+# document, and the tier's metrics past promtool's lint.
+with tempfile.TemporaryDirectory() as work:
+    tier_server, tier_port, tier_metrics_port = test_support.start_server(
+        BIN_DIR, "--kv-capacity", "8192", "--kv-disk-dir", os.path.join(work, "kv"), "--kv-disk-gib", "1")
+    try:
+        tier_target = f"127.0.0.1:{tier_port}"
+        document = "Every clause of the contract is read once and kept. " * 60
+        with Client(tier_target) as client:
+            info = client.model_info()
+            check(info.kv_tiers == "disk" and info.kv_tier_chunk_tokens == 256, f"model info: tiers {info}")
+            events = list(client.prefill(text=document))
+            kinds = [e.kind for e in events]
+            check(kinds[-1] == "finished" and kinds.count("finished") == 1 and "progress" in kinds,
+                  f"prefill: progress, then one finished: {kinds}")
+            done = events[-1]
+            check(done.cached_tokens == (done.prefill.prompt_tokens - 1) // 256 * 256 > 0,
+                  f"prefill keeps the document's whole chunks: {done.prefill}")
+            ids = client.tokenize(document, add_bos=True)
+            answer = list(client.generate(token_ids=ids + [17, 42], max_new_tokens=3, ignore_eos=True))
+            usage = answer[-1].usage
+            check(usage.cached_prompt_tokens >= done.cached_tokens
+                  and usage.cached_from.pool + usage.cached_from.disk + usage.cached_from.remote
+                  == usage.cached_prompt_tokens, f"a question about it finds it cached: {usage}")
+            try:
+                list(client.prefill(text=document, retain_s=-5))
+                check(False, "a negative retain_s must fail")
+            except grpc.RpcError as e:
+                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and "retain_s" in e.details(),
+                      f"negative retain_s: {e.code()} {e.details()}")
+        cli = os.path.join(BIN_DIR, "bptserve-cli")
+        doc_file = os.path.join(work, "contract.txt")
+        with open(doc_file, "w") as f:
+            f.write("A second contract, clause after clause. " * 60)
+        out = subprocess.run([cli, "prefill", "--server", tier_target, "--prompt-file", doc_file, "--retain-s", "60",
+                              "--output", "json"], capture_output=True, text=True)
+        check(out.returncode == 0, f"cli prefill: {out.returncode} {out.stderr}")
+        result = json.loads(out.stdout or "{}")
+        check(result.get("cached_tokens", 0) > 0 and set(result) == {
+            "prompt_tokens", "cached_tokens", "cached_prompt_tokens", "cached_from", "timings"}, f"cli prefill json {result}")
+        out = subprocess.run([cli, "prefill", "--server", tier_target, "--prompt", "x", "--retain-s", "-1"],
+                             capture_output=True, text=True)
+        check(out.returncode == 3 and "retain_s" in out.stderr, f"cli prefill error exit {out.returncode}: {out.stderr}")
+        out = subprocess.run([cli, "info", "--server", tier_target], capture_output=True, text=True)
+        check(out.returncode == 0 and json.loads(out.stdout).get("kv_tiers") == "disk", f"cli info: {out.stdout}")
+        scrape = urllib.request.urlopen(f"http://127.0.0.1:{tier_metrics_port}/metrics", timeout=60).read()
+        lint = subprocess.run(["promtool", "check", "metrics"], input=scrape, capture_output=True)
+        check(lint.returncode == 0, f"promtool check metrics, KV tiers: {lint.stdout.decode()} {lint.stderr.decode()}")
+        check(b'bptserve_kv_tier_store_seconds_bucket{tier="disk",le="10"}' in scrape, "KV chunk buckets reach 10 s")
+    finally:
+        tier_server.terminate()
+        check(tier_server.wait(timeout=60) == 0, "the tiered server drains and exits 0")
 
 server, grpc_port, metrics_port = test_support.start_server(BIN_DIR, "--kv-capacity", "32768")
 prometheus = None

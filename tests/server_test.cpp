@@ -23,15 +23,10 @@ namespace {
 using bptserve::v1::GenerateRequest;
 using testing::Generate;
 using testing::LoopbackOptions;
+using testing::MetricReaches;
+using testing::MetricValue;
 using testing::TestServer;
 
-double MetricValue(const std::string& text, const std::string& series) {
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-  return NAN;
-}
 
 GenerateRequest TextRequest(const std::string& text, int max_new_tokens = 16) {
   GenerateRequest r;
@@ -58,19 +53,7 @@ void ExpectServing(TestServer& t) {
   EXPECT_EQ(s.token_ids.size(), 2u);
 }
 
-std::string Metrics(TestServer& t) { return testing::HttpGet(t.server->metrics_port(), "/metrics"); }
-
-// Polls /metrics until `series` reads `value`; false only after a minute. For what the server
-// does after its client stopped listening (noticing a cancel or a passed deadline): no event
-// reaches the client then. The minute only bounds a failure; it never decides a pass.
-bool MetricReaches(TestServer& t, const std::string& series, double value) {
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
-  while (MetricValue(Metrics(t), series) != value) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
-}
+std::string Metrics(TestServer& t) { return testing::ScrapeMetrics(t); }
 
 // Waits for the health service to report `want` for `service`, through its Watch stream (each
 // change is sent as it happens); false if the stream ends first, or after a minute, which only

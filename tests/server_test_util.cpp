@@ -8,8 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cmath>
 #include <fstream>
 #include <future>
+#include <sstream>
+#include <thread>
 
 namespace bpt::testing {
 
@@ -39,6 +43,23 @@ std::string HttpGet(int port, const std::string& path) {
   const std::string response = HttpExchange(port, "GET " + path + " HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
   const size_t body = response.find("\r\n\r\n");
   return body == std::string::npos ? "" : response.substr(body + 4);
+}
+
+double MetricValue(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  return NAN;
+}
+
+bool MetricReaches(TestServer& t, const std::string& series, double value) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+  while (MetricValue(ScrapeMetrics(t), series) != value) {
+    if (std::chrono::steady_clock::now() > give_up) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
 }
 
 ServerProcess::ServerProcess(const std::vector<std::string>& args) {

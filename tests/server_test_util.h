@@ -78,34 +78,68 @@ struct Stream {
   grpc::Status status;
 };
 
+// Reads a server stream to its end: progress and the finished messages into `out` (a Stream or
+// a PrefillStream), each other message to on_other; the status last.
+template <typename Response, typename Out, typename OnOther>
+void ReadStream(grpc::ClientReader<Response>& reader, Out* out, OnOther on_other) {
+  Response r;
+  while (reader.Read(&r)) {
+    if (r.has_prefill_progress()) out->progress.push_back(r.prefill_progress());
+    if (r.has_finished()) {
+      ++out->finished_messages;
+      out->finished = r.finished();
+    }
+    on_other(r);
+  }
+  out->status = reader.Finish();
+}
+
 inline Stream Generate(bptserve::v1::Inference::Stub& stub, const bptserve::v1::GenerateRequest& request,
                        grpc::ClientContext* context = nullptr) {
   grpc::ClientContext own;
-  if (context == nullptr) context = &own;
   Stream out;
-  auto reader = stub.Generate(context, request);
-  bptserve::v1::GenerateResponse r;
-  while (reader->Read(&r)) {
-    if (r.has_prefill_progress()) out.progress.push_back(r.prefill_progress());
-    if (r.has_tokens()) {
-      ++out.chunks;
-      out.token_ids.insert(out.token_ids.end(), r.tokens().token_ids().begin(), r.tokens().token_ids().end());
-      out.text += r.tokens().text();
-    }
-    if (r.has_finished()) {
-      ++out.finished_messages;
-      out.finished = r.finished();
-    }
-  }
-  out.status = reader->Finish();
+  ReadStream(*stub.Generate(context != nullptr ? context : &own, request), &out,
+             [&out](const bptserve::v1::GenerateResponse& r) {
+               if (!r.has_tokens()) return;
+               ++out.chunks;
+               out.token_ids.insert(out.token_ids.end(), r.tokens().token_ids().begin(), r.tokens().token_ids().end());
+               out.text += r.tokens().text();
+             });
   return out;
 }
+
+// Everything a Prefill stream returned.
+struct PrefillStream {
+  std::vector<bptserve::v1::PrefillProgress> progress;
+  int finished_messages = 0;
+  bptserve::v1::PrefillFinished finished;
+  grpc::Status status;
+};
+
+inline PrefillStream Prefill(bptserve::v1::Inference::Stub& stub, const bptserve::v1::PrefillRequest& request,
+                             grpc::ClientContext* context = nullptr) {
+  grpc::ClientContext own;
+  PrefillStream out;
+  ReadStream(*stub.Prefill(context != nullptr ? context : &own, request), &out,
+             [](const bptserve::v1::PrefillResponse&) {});
+  return out;
+}
+
+// The value of one series (`name{labels}` as exposed) in a scrape; NaN when absent.
+double MetricValue(const std::string& text, const std::string& series);
 
 // Sends `request` as is to 127.0.0.1:port and returns everything the server wrote back before
 // closing (the metrics endpoint).
 std::string HttpExchange(int port, const std::string& request);
 // GET http://127.0.0.1:port/path, body only.
 std::string HttpGet(int port, const std::string& path);
+// The server's /metrics.
+inline std::string ScrapeMetrics(TestServer& t) { return HttpGet(t.server->metrics_port(), "/metrics"); }
+// Polls /metrics until `series` reads `value`; false only after a minute. For what the server
+// does after its client stopped listening (noticing a cancel or a passed deadline, publishing
+// what the KV tiers did): no event reaches the client then. The minute only bounds a failure; it
+// never decides a pass.
+bool MetricReaches(TestServer& t, const std::string& series, double value);
 
 // The real bptserve binary as a child process, its stdout read line by line.
 class ServerProcess {

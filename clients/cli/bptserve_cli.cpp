@@ -2,6 +2,7 @@
 //   bptserve-cli generate --prompt-file book.txt --max-new-tokens 64
 //   bptserve-cli generate --token-ids 1,2,3 --output json
 //   bptserve-cli chat [--message "..." --system "..." --document FILE]
+//   bptserve-cli prefill --prompt-file book.txt [--retain-s 3600]
 //   bptserve-cli tokenize --text "hello" | info | health
 // On an error it prints the server's status code and message and exits with that code.
 #include <grpcpp/grpcpp.h>
@@ -31,6 +32,50 @@ const char* FinishName(bptserve::v1::FinishReason r) {
   }
 }
 
+// The prompt flags of generate and prefill: --prompt, --prompt-file, --token-ids, else stdin.
+class PromptFlags {
+ public:
+  explicit PromptFlags(CLI::App* command) : command_(command) {
+    command->add_option("--prompt", prompt_);
+    command->add_option("--prompt-file", prompt_file_);
+    command->add_option("--token-ids", token_ids_, "Prompt as token ids")->delimiter(',');
+  }
+  // Sets the request's prompt (GenerateRequest and PrefillRequest share its fields); false, said
+  // on stderr, when the file cannot be read.
+  template <typename Request>
+  bool ApplyTo(Request* request) const {
+    if (!token_ids_.empty()) {
+      request->mutable_token_ids()->mutable_ids()->Assign(token_ids_.begin(), token_ids_.end());
+    } else if (!prompt_file_.empty()) {
+      std::ifstream in(prompt_file_, std::ios::binary);
+      if (!in) {
+        std::cerr << "error: cannot read '" << prompt_file_ << "'\n";
+        return false;
+      }
+      request->set_text(bpt::cli::ReadAll(in));
+    } else if (command_->count("--prompt") > 0) {
+      request->set_text(prompt_);
+    } else {
+      request->set_text(bpt::cli::ReadAll(std::cin));
+    }
+    return true;
+  }
+
+ private:
+  CLI::App* const command_;
+  std::string prompt_, prompt_file_;
+  std::vector<int32_t> token_ids_;
+};
+
+nlohmann::json CachedFromJson(const bptserve::v1::CachedTokenSources& c) {
+  return {{"pool", c.pool()}, {"disk", c.disk()}, {"remote", c.remote()}};
+}
+
+nlohmann::json TimingsJson(const bptserve::v1::Timings& t) {
+  return {{"queue_s", t.queue_s()}, {"prefill_s", t.prefill_s()}, {"time_to_first_token_s", t.time_to_first_token_s()},
+          {"decode_s", t.decode_s()}, {"kv_load_s", t.kv_load_s()}};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,14 +91,23 @@ int main(int argc, char** argv) {
   app.add_option("--timeout", conn.timeout_s, "Deadline in seconds (0: none)");
 
   auto* gen = app.add_subcommand("generate", "Generate from a prompt (text from --prompt, --prompt-file or stdin)");
-  std::string prompt, prompt_file, output = "text", request_id;
-  std::vector<int32_t> token_ids;
-  gen->add_option("--prompt", prompt);
-  gen->add_option("--prompt-file", prompt_file);
-  gen->add_option("--token-ids", token_ids, "Prompt as token ids")->delimiter(',');
+  std::string output = "text", request_id;
+  PromptFlags gen_prompt(gen);
   GenerationFlags generation(gen);
   gen->add_option("--request-id", request_id);
   gen->add_option("--output", output, "text or json")->check(CLI::IsMember({"text", "json"}));
+
+  auto* pre = app.add_subcommand("prefill",
+                                 "Keep a document's KV in the server's KV tiers for later questions (Prefill): the "
+                                 "prompt as generate takes it; nothing is generated");
+  PromptFlags pre_prompt(pre);
+  int64_t retain_s = 0;
+  int priority = 0;
+  std::string pre_output = "text";
+  pre->add_option("--retain-s", retain_s, "Pin the document's chunks on the server's disk tier this many seconds");
+  pre->add_option("--priority", priority, "Lower runs first");
+  pre->add_option("--request-id", request_id);
+  pre->add_option("--output", pre_output, "text or json")->check(CLI::IsMember({"text", "json"}));
 
   auto* tok = app.add_subcommand("tokenize", "Token ids of a text");
   std::string tok_text;
@@ -92,7 +146,8 @@ int main(int argc, char** argv) {
                         {"dtype", mi.dtype()}, {"weight_dtype", mi.weight_dtype()}, {"kv_dtype", mi.kv_dtype()},
                         {"attention_kernels", mi.attention_kernels()}, {"device", mi.device()}, {"vocab_size", mi.vocab_size()},
                         {"token_ids_mode", mi.token_ids_mode()}, {"has_chat_template", mi.has_chat_template()},
-                        {"prefill_block_tokens", mi.prefill_block_tokens()}};
+                        {"prefill_block_tokens", mi.prefill_block_tokens()}, {"kv_tiers", mi.kv_tiers()},
+                        {"kv_tier_chunk_tokens", mi.kv_tier_chunk_tokens()}};
     const auto& d = mi.default_sampling();
     j["default_sampling"] = {{"temperature", d.temperature()}, {"top_k", d.top_k()}, {"top_p", d.top_p()},
                              {"min_p", d.min_p()}, {"repetition_penalty", d.repetition_penalty()},
@@ -111,22 +166,38 @@ int main(int argc, char** argv) {
     return 0;
   }
 
+  if (*pre) {
+    bptserve::v1::PrefillRequest preq;
+    preq.set_request_id(request_id);
+    if (!pre_prompt.ApplyTo(&preq)) return 2;
+    preq.set_retain_s(retain_s);
+    preq.set_priority(priority);
+    const bool bar = isatty(STDERR_FILENO) && pre_output == "text";
+    auto reader = stub->Prefill(&context, preq);
+    bptserve::v1::PrefillResponse pres;
+    bptserve::v1::PrefillFinished finished;
+    while (reader->Read(&pres)) {
+      if (pres.has_prefill_progress() && bar) DrawPrefillProgress(pres.prefill_progress());
+      if (pres.has_finished()) finished = pres.finished();
+    }
+    grpc::Status s = reader->Finish();
+    if (!s.ok()) return Fail(s);
+    if (pre_output == "json") {
+      nlohmann::json j = {{"prompt_tokens", finished.prompt_tokens()}, {"cached_tokens", finished.cached_tokens()},
+                          {"cached_prompt_tokens", finished.cached_prompt_tokens()},
+                          {"cached_from", CachedFromJson(finished.cached_from())},
+                          {"timings", TimingsJson(finished.timings())}};
+      std::cout << j.dump() << "\n";
+    } else {
+      std::cout << "prefilled " << finished.prompt_tokens() << " prompt tokens; " << finished.cached_tokens()
+                << " cached for later requests\n";
+    }
+    return 0;
+  }
+
   bptserve::v1::GenerateRequest req;
   req.set_request_id(request_id);
-  if (!token_ids.empty()) {
-    req.mutable_token_ids()->mutable_ids()->Assign(token_ids.begin(), token_ids.end());
-  } else if (!prompt_file.empty()) {
-    std::ifstream in(prompt_file, std::ios::binary);
-    if (!in) {
-      std::cerr << "error: cannot read '" << prompt_file << "'\n";
-      return 2;
-    }
-    req.set_text(ReadAll(in));
-  } else if (gen->count("--prompt") > 0) {
-    req.set_text(prompt);
-  } else {
-    req.set_text(ReadAll(std::cin));
-  }
+  if (!gen_prompt.ApplyTo(&req)) return 2;
   generation.ApplyTo(&req);
   const bool progress_bar = isatty(STDERR_FILENO) && output == "text";
   req.mutable_options()->set_prefill_progress(progress_bar);
@@ -139,12 +210,11 @@ int main(int argc, char** argv) {
   }
   if (output == "json") {
     const auto& u = reply.finished.usage();
-    const auto& t = reply.finished.timings();
     nlohmann::json j = {{"token_ids", reply.token_ids}, {"text", reply.text}, {"finish_reason", FinishName(reply.finished.reason())},
                         {"usage", {{"prompt_tokens", u.prompt_tokens()}, {"completion_tokens", u.completion_tokens()},
-                                   {"cached_prompt_tokens", u.cached_prompt_tokens()}}},
-                        {"timings", {{"queue_s", t.queue_s()}, {"prefill_s", t.prefill_s()},
-                                     {"time_to_first_token_s", t.time_to_first_token_s()}, {"decode_s", t.decode_s()}}}};
+                                   {"cached_prompt_tokens", u.cached_prompt_tokens()},
+                                   {"cached_from", CachedFromJson(u.cached_from())}}},
+                        {"timings", TimingsJson(reply.finished.timings())}};
     std::cout << j.dump() << "\n";
   } else {
     std::cout << "\n";

@@ -1,5 +1,6 @@
 // Reading one Generate stream in bptserve-cli: the text printed as it arrives, a prefill
-// progress bar on stderr, and what came back, kept for the caller (JSON output, chat history).
+// progress bar on stderr (Prefill's stream draws it too), and what came back, kept for the
+// caller (JSON output, chat history).
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -17,6 +18,9 @@ struct Reply {
   std::string text;
   bptserve::v1::Finished finished;
 };
+
+// The prefill progress bar on stderr (a newline once the prompt is done).
+void DrawPrefillProgress(const bptserve::v1::PrefillProgress& progress);
 
 // Streams `request`; with print_text, each piece of text goes to stdout as it comes. The bar is
 // drawn for the PrefillProgress messages the request asked for.

@@ -5,6 +5,7 @@
 // parts behind it (engine/<part>/) are hidden: their headers are not on the server's include path.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -17,6 +18,7 @@
 #include "chat_message.h"
 #include "engine_options.h"
 #include "generation.h"
+#include "kv_tier_stats.h"
 #include "status.h"
 
 namespace bpt {
@@ -40,6 +42,7 @@ struct ModelInfo {
   ElementType weight_dtype = ElementType::kAuto;  // as stored, resolved (never kAuto once loaded)
   ElementType kv_dtype = ElementType::kAuto;
   std::string attention_kernels;  // e.g. cpu-avx512, cuda
+  std::string kv_tiers;           // the tiers below the pool in use, fastest first: "disk,remote"; empty: none
   // What a request's unset sampling fields become (EngineOptions::generation_config).
   SamplingParams default_sampling;
 };
@@ -97,6 +100,15 @@ class Engine {
   int64_t last_step_tokens() const;
   // Sequences the last step ran (decodes and prefill chunks): more than one means batched.
   int64_t last_step_sequences() const;
+
+  // Forgets the pool's cached blocks that no request holds, as vLLM's reset_prefix_cache: later
+  // requests find their documents only in the tiers below (or recompute them).
+  void ResetPrefixCache();
+  // What the KV tiers did since the last call (empty when there are none).
+  KvTierStats TakeKvTierStats();
+  // The drain: waits until every queued write to the tiers is done, or `deadline`; false when
+  // some were left. Steps meanwhile are the caller's (call it once no request runs).
+  bool FlushKvTiers(std::chrono::steady_clock::time_point deadline);
 
   // Submit, then step until this request ends (others submitted meanwhile advance too).
   StatusOr<GenerationResult> Generate(const GenerationRequest& request, GenerationObserver* observer);

@@ -42,6 +42,21 @@ struct KvCacheOptions {
   bool shuffle_blocks = false;      // tests: hand out blocks in a random order
 };
 
+// The tiers below the KV pool, all off by default: a chunk of chunk_tokens consecutive tokens'
+// KV (every layer) is the unit each tier stores, under a key chained over every token before
+// it and the model fingerprint (engine/kvtier).
+struct KvTierOptions {
+  double host_gib = 0;           // pinned host memory below a GPU pool; skipped on the CPU device. Flag --kv-host-gib
+  std::string disk_dir;          // Flag --kv-disk-dir
+  double disk_gib = 0;           // the disk tier's budget. Flag --kv-disk-gib
+  std::string remote;            // redis://[[user]:password@]host[:port][/db]. Flag --kv-remote
+  std::string remote_password_file;  // Redis AUTH password, not on the command line. Flag --kv-remote-password-file
+  int remote_timeout_ms = 2000;  // connect and each command; past it the request recomputes. Flag --kv-remote-timeout-ms
+  std::string key_file;          // HMAC key of the chunks in Redis (shared); required with remote. Flag --kv-tier-key-file
+  int chunk_tokens = 256;        // a multiple of kv_cache.block_size. Flag --kv-tier-chunk-tokens
+  bool enabled() const { return !disk_dir.empty() || !remote.empty() || host_gib > 0; }
+};
+
 struct AttentionTiling {
   int query_tile = 32;  // query tokens per work item (times the GQA group of heads)
   int kv_tile = 128;    // keys per online-softmax step
@@ -85,6 +100,7 @@ struct EngineOptions {
   RopePositionGap rope_position_gap;
   SchedulerOptions scheduler;
   KvCacheOptions kv_cache;
+  KvTierOptions kv_tiers;
   CpuOptions cpu;
   CudaOptions cuda;
 };

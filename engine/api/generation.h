@@ -24,6 +24,14 @@ struct GenerationRequest {
   bool use_prefix_cache = true;  // false: neither reuse cached blocks nor publish this request's
   int priority = 0;              // lower runs first; equal priorities in arrival order
   bool skip_special_tokens = true;  // special tokens' text left out of TokenOutput::text
+  // Roots every cache key of the request (pool and tiers): requests match each other's cached
+  // KV only under the same salt. The server sets it per API key when asked to.
+  std::string cache_salt;
+  // A document for the cache (the Prefill RPC): the prompt is prefilled and its KV written
+  // through to every tier; nothing is generated, and the request ends once the write is done.
+  bool prefill_only = false;
+  // Pins the prompt's chunks in the tiers that can pin (disk) for this many seconds; 0: not.
+  int64_t retain_s = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline;  // then DEADLINE_EXCEEDED
 };
 
@@ -39,6 +47,14 @@ struct GenerationTimings {
   double prefill_s = 0;
   double time_to_first_token_s = 0;
   double decode_s = 0;
+  double kv_load_s = 0;  // waiting for KV chunks from the tiers below the pool
+};
+
+// Where a request's cached prompt tokens came from.
+struct CachedTokenSources {
+  int64_t pool = 0;
+  int64_t disk = 0;
+  int64_t remote = 0;
 };
 
 struct GenerationResult {
@@ -46,7 +62,10 @@ struct GenerationResult {
   std::vector<int32_t> token_ids;  // every generated id, the EOS or stop token included
   std::string text;                // the streamed text, concatenated
   int64_t prompt_tokens = 0;
-  int64_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache
+  int64_t cached_prompt_tokens = 0;  // prompt tokens whose KV came from the prefix cache or a tier
+  CachedTokenSources cached_from;    // sums to cached_prompt_tokens
+  // prefill_only: prompt tokens whose KV the tiers (or, with none, the pool) now hold.
+  int64_t stored_prompt_tokens = 0;
   GenerationTimings timings;
 };
 

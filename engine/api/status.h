@@ -20,7 +20,7 @@ enum class StatusCode {
   kInternal,
   kUnavailable,
   kDataLoss,
-  kUnauthenticated,  // no valid API key; only the server's key check gives it
+  kUnauthenticated,  // no valid API key (the server's check), or a Redis tier's AUTH refused at start
   kOutOfRange,       // past a limit the caller set (a prompt longer than its max_tokens)
 };
 
@@ -50,6 +50,7 @@ inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceEx
 inline Status Unimplemented(std::string m) { return {StatusCode::kUnimplemented, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status DataLoss(std::string m) { return {StatusCode::kDataLoss, std::move(m)}; }
+inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::move(m)}; }
 
 template <typename T>

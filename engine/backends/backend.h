@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -91,6 +92,19 @@ class Backend {
   virtual int64_t WorkspaceBytes() const = 0;
   // Memory the KV pool could take now, once the weights and workspace are allocated.
   virtual int64_t FreeMemoryBytes() const = 0;
+
+  // Whole KV blocks to and from host memory, for the tiers below the pool. host:
+  // [num_layers][2 (K, V)][blocks.size()][block_size][kv_dim] in the KV dtype (KvBlockBytes()
+  // per block). Called from the tier threads while steps run: only on blocks no step touches
+  // (loading blocks belong to a waiting sequence; stored ones are held). A block of -1 in a write
+  // is left as it is. Backends without them (CUDA, so far) return Unimplemented.
+  virtual int64_t KvBlockBytes() const { return 0; }
+  virtual Status ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const {
+    return Unimplemented(name() + " backend cannot copy KV blocks to host memory yet");
+  }
+  virtual Status WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) {
+    return Unimplemented(name() + " backend cannot copy KV blocks from host memory yet");
+  }
 
   // Makes the step's token ids, positions, KV slots and RoPE angles current for the ops below.
   virtual Status BeginStep(const StepLayout& step, const class Rope& rope) = 0;

@@ -58,6 +58,7 @@ class SafetensorsModel {
   // NotFound naming the tensor when absent.
   StatusOr<TensorView> Find(const std::string& name) const;
   bool Has(const std::string& name) const { return tensors_.count(name) != 0; }
+  const std::map<std::string, TensorView>& tensors() const { return tensors_; }
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -73,23 +73,40 @@ Status KvBlockManager::Reserve(BlockTable* table, int64_t num_tokens) {
   return OkStatus();
 }
 
-void KvBlockManager::Release(BlockTable* table) {
-  // Later blocks first: an evicted prefix then loses its tail before its head.
-  for (auto it = table->rbegin(); it != table->rend(); ++it) {
-    const int32_t b = *it;
-    if (--refs_[b] > 0) continue;
-    if (block_key_.count(b) != 0) {
-      evictable_pos_[b] = evictable_.insert(evictable_.end(), b);
-    } else {
-      free_.push_back(b);
-    }
+void KvBlockManager::DropReference(int32_t b) {
+  BPT_CHECK(refs_[b] > 0, "block " + std::to_string(b) + " released more often than referenced");
+  if (--refs_[b] > 0) return;
+  if (block_key_.count(b) != 0) {
+    evictable_pos_[b] = evictable_.insert(evictable_.end(), b);
+  } else {
+    free_.push_back(b);
   }
-  table->clear();
 }
 
-int64_t KvBlockManager::MatchPrefix(std::span<const int32_t> tokens, BlockTable* table) {
+void KvBlockManager::AddReference(int32_t b) {
+  if (refs_[b]++ != 0) return;
+  const auto pos = evictable_pos_.find(b);
+  BPT_CHECK(pos != evictable_pos_.end(),
+            "block " + std::to_string(b) + " had no references but is not on the evictable list");
+  evictable_.erase(pos->second);
+  evictable_pos_.erase(pos);
+}
+
+void KvBlockManager::Release(BlockTable* table) { ReleaseTail(table, 0); }
+
+void KvBlockManager::ReleaseTail(BlockTable* table, size_t keep) {
+  // Later blocks first: an evicted prefix then loses its tail before its head.
+  for (size_t i = table->size(); i > keep; --i) DropReference((*table)[i - 1]);
+  if (table->size() > keep) table->resize(keep);
+}
+
+void KvBlockManager::Retain(const BlockTable& table) {
+  for (int32_t b : table) AddReference(b);
+}
+
+int64_t KvBlockManager::MatchPrefix(std::span<const int32_t> tokens, BlockTable* table, uint64_t salt) {
   const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
-  uint64_t hash = 0;
+  uint64_t hash = salt;
   for (int64_t i = 0; i < max_blocks; ++i) {
     const auto block_tokens = tokens.subspan(i * block_size_, block_size_);
     hash = ChainHash(hash, block_tokens);
@@ -100,21 +117,16 @@ int64_t KvBlockManager::MatchPrefix(std::span<const int32_t> tokens, BlockTable*
       if (std::equal(c.tokens.begin(), c.tokens.end(), block_tokens.begin(), block_tokens.end())) found = it->second;
     }
     if (found < 0) break;
-    if (refs_[found]++ == 0) {  // it was evictable: it is in use again
-      const auto pos = evictable_pos_.find(found);
-      BPT_CHECK(pos != evictable_pos_.end(),
-                "block " + std::to_string(found) + " had no references but is not on the evictable list");
-      evictable_.erase(pos->second);
-      evictable_pos_.erase(pos);
-    }
+    AddReference(found);
     table->push_back(found);
   }
   return static_cast<int64_t>(table->size()) * block_size_;
 }
 
-void KvBlockManager::CachePrefix(std::span<const int32_t> tokens, int64_t num_tokens, const BlockTable& table) {
+void KvBlockManager::CachePrefix(std::span<const int32_t> tokens, int64_t num_tokens, const BlockTable& table,
+                                 uint64_t salt) {
   const int64_t full = std::min<int64_t>(num_tokens / block_size_, static_cast<int64_t>(table.size()));
-  uint64_t hash = 0;
+  uint64_t hash = salt;
   for (int64_t i = 0; i < full; ++i) {
     const auto block_tokens = tokens.subspan(i * block_size_, block_size_);
     hash = ChainHash(hash, block_tokens);
@@ -130,6 +142,15 @@ void KvBlockManager::CachePrefix(std::span<const int32_t> tokens, int64_t num_to
     block_key_.emplace(b, CachedBlock{hash, std::vector<int32_t>(block_tokens.begin(), block_tokens.end())});
     by_hash_.emplace(hash, b);
   }
+}
+
+void KvBlockManager::ResetPrefixCache() {
+  for (int32_t b : evictable_) {
+    Uncache(b);
+    free_.push_back(b);
+  }
+  evictable_.clear();
+  evictable_pos_.clear();
 }
 
 void KvBlockManager::ShuffleFreeBlocks(uint64_t seed) {

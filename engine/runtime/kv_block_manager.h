@@ -35,14 +35,22 @@ class KvBlockManager {
   // Drops the table's references and clears it. Blocks no table holds become free, or, if they
   // are in the prefix cache, evictable (most recently used last).
   void Release(BlockTable* table);
+  // Releases entries [keep, size) of the table and drops them from it.
+  void ReleaseTail(BlockTable* table, size_t keep);
+  // One more reference to each block of `table` (the KV tiers hold blocks while they copy them
+  // out); Release of a copy of the table gives them back.
+  void Retain(const BlockTable& table);
 
   // Prefix cache. Appends to the empty `table` the cached blocks that hold the longest run of
   // full blocks starting `tokens`, leaving at least one token to compute; returns how many
-  // tokens they hold.
-  int64_t MatchPrefix(std::span<const int32_t> tokens, BlockTable* table);
+  // tokens they hold. `salt` roots the hash chain: blocks published under one salt are never
+  // matched under another (one tenant's documents are not another's, not even by timing).
+  int64_t MatchPrefix(std::span<const int32_t> tokens, BlockTable* table, uint64_t salt = 0);
   // Publishes the full blocks of `table` that hold tokens[0, num_tokens) for later requests.
-  void CachePrefix(std::span<const int32_t> tokens, int64_t num_tokens, const BlockTable& table);
+  void CachePrefix(std::span<const int32_t> tokens, int64_t num_tokens, const BlockTable& table, uint64_t salt = 0);
   int64_t num_cached_blocks() const { return static_cast<int64_t>(block_key_.size()); }
+  // Forgets every cached block no table holds: they become free (vLLM's reset_prefix_cache).
+  void ResetPrefixCache();
 
   // Permutes the free list, so tests prove nothing relies on blocks being contiguous.
   void ShuffleFreeBlocks(uint64_t seed);
@@ -55,6 +63,8 @@ class KvBlockManager {
   };
   uint64_t ChainHash(uint64_t parent, std::span<const int32_t> block_tokens) const;
   int32_t TakeBlock();  // a free block, or the least recently used evictable one
+  void AddReference(int32_t block);  // an evictable block referenced again is no longer evictable
+  void DropReference(int32_t block);
   void Uncache(int32_t block);
   const CachedBlock& CachedBlockOf(int32_t block) const;  // a block by_hash_ names
 

@@ -6,6 +6,20 @@
 #include "check.h"
 
 namespace bpt {
+namespace {
+
+// FNV-1a: the salt's root for the pool's 64-bit chain; no salt keeps the root 0.
+uint64_t SaltSeed(const std::string& salt) {
+  if (salt.empty()) return 0;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : salt) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h | 1;
+}
+
+}  // namespace
 
 Scheduler::Scheduler(const SchedulerOptions& options, KvBlockManager& blocks) : options_(options), blocks_(blocks) {}
 
@@ -29,6 +43,9 @@ Status Scheduler::Add(int64_t id, GenerationRequest request) {
   Sequence s;
   s.priority = request.priority;
   s.use_prefix_cache = request.use_prefix_cache;
+  s.cache_salt = std::move(request.cache_salt);
+  s.salt_seed = SaltSeed(s.cache_salt);
+  s.retain_s = request.retain_s;
   s.deadline = request.deadline;
   s.tokens = std::move(request.prompt);
   s.prompt_length = prompt_length;
@@ -47,15 +64,23 @@ void Scheduler::InsertWaiting(int64_t id) {
   waiting_.insert(std::find_if(waiting_.begin(), waiting_.end(), before), id);
 }
 
-void Scheduler::ReleaseBlocks(Sequence& s) {
-  if (s.use_prefix_cache) blocks_.CachePrefix(s.tokens, s.num_computed, s.table);
+void Scheduler::ReleaseBlocks(int64_t id, Sequence& s) {
+  if (s.use_prefix_cache) {
+    blocks_.CachePrefix(s.tokens, s.num_computed, s.table, s.salt_seed);
+    if (tier_link_ != nullptr)
+      tier_link_->Store(id, s.cache_salt, s.tokens, s.num_computed, s.table, s.retain_s);
+  }
   blocks_.Release(&s.table);
 }
 
 void Scheduler::Remove(int64_t id) {
   auto it = seqs_.find(id);
   if (it == seqs_.end()) return;
-  ReleaseBlocks(it->second);
+  if (it->second.tier == Sequence::TierState::kLoading) {
+    loading_orphans_[id] = std::move(it->second.table);  // another thread writes into these blocks
+    it->second.table.clear();
+  }
+  ReleaseBlocks(id, it->second);
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
   seqs_.erase(it);
@@ -65,9 +90,10 @@ void Scheduler::Finish(int64_t id) { Remove(id); }
 
 void Scheduler::Preempt(int64_t id) {
   Sequence& s = At(id);
-  ReleaseBlocks(s);  // its computed blocks stay cached: recomputation may find them again
+  ReleaseBlocks(id, s);  // its computed blocks stay cached: recomputation may find them again
   s.num_computed = 0;
   s.matched_prefix = false;
+  s.tier = Sequence::TierState::kUntried;
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   InsertWaiting(id);
   ++num_preemptions_;
@@ -124,13 +150,26 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
     scheduled.push_back(id);
     budget -= n;
   }
-  // Waiting sequences, by priority then arrival, while the budget and the batch allow.
-  while (budget > 0 && !waiting_.empty() && static_cast<int>(running_.size()) < options_.max_running) {
-    const int64_t id = waiting_.front();
+  // Waiting sequences, by priority then arrival, while the budget and the batch allow. One that
+  // waits for the tiers below the pool is passed over; the others keep their order.
+  for (size_t i = 0; i < waiting_.size() && budget > 0 && static_cast<int>(running_.size()) < options_.max_running;) {
+    const int64_t id = waiting_[i];
     Sequence& s = At(id);
+    if (s.tier == Sequence::TierState::kProbing || s.tier == Sequence::TierState::kLoading ||
+        s.tier == Sequence::TierState::kWaitingForOther) {
+      ++i;
+      continue;
+    }
     if (!s.matched_prefix && s.use_prefix_cache && s.table.empty()) {
-      s.num_computed = blocks_.MatchPrefix(s.tokens, &s.table);
-      if (!s.first_scheduled) s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
+      s.num_computed = blocks_.MatchPrefix(s.tokens, &s.table, s.salt_seed);
+      if (!s.first_scheduled) {
+        s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
+        s.pool_cached_tokens = s.cached_prompt_tokens;
+      }
+      if (StartTierProbe(id, s)) {
+        ++i;
+        continue;
+      }
     }
     s.matched_prefix = true;
     const int64_t remaining = static_cast<int64_t>(s.tokens.size()) - s.num_computed;
@@ -142,7 +181,7 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
       s.matched_prefix = false;
       break;
     }
-    waiting_.erase(waiting_.begin());
+    waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(i));
     running_.push_back(id);
     if (!s.first_scheduled) s.first_scheduled = now;
     plan.chunks.push_back({id, s.num_computed, n, s.num_computed + n == static_cast<int64_t>(s.tokens.size()), &s.table});
@@ -150,6 +189,76 @@ StepPlan Scheduler::Schedule(SteadyTime now) {
   }
   for (const auto& c : plan.chunks) plan.num_tokens += c.num_tokens;
   return plan;
+}
+
+bool Scheduler::StartTierProbe(int64_t id, Sequence& s) {
+  if (tier_link_ == nullptr || s.tier != Sequence::TierState::kUntried) return false;
+  s.tier = Sequence::TierState::kDone;
+  const int64_t chunk = tier_link_->chunk_tokens();
+  // Whole chunks of the prompt, leaving at least one token to compute, as MatchPrefix does.
+  const int64_t end = (s.prompt_length - 1) / chunk * chunk;
+  if (end <= s.num_computed) return false;
+  if (tier_link_->StartProbe(id, s.cache_salt, s.tokens, s.num_computed, end) == KvTierLink::ProbeStart::kStarted) {
+    s.tier = Sequence::TierState::kProbing;
+    return true;
+  }
+  // Another sequence loads the same chunk: match again once it is in the pool.
+  blocks_.Release(&s.table);
+  s.num_computed = 0;
+  s.tier = Sequence::TierState::kWaitingForOther;
+  return true;
+}
+
+int64_t Scheduler::OnTierProbed(int64_t id, int64_t available_end) {
+  // A probe that ends in no load ends the wait of those that wanted its first chunk.
+  auto it = seqs_.find(id);
+  if (it == seqs_.end() || it->second.tier != Sequence::TierState::kProbing) {
+    WakeTierWaiters();
+    return 0;
+  }
+  Sequence& s = it->second;
+  s.tier = Sequence::TierState::kDone;
+  const int64_t chunk = tier_link_->chunk_tokens();
+  const int64_t block = blocks_.block_size();
+  // No more than the pool can give now, in whole chunks.
+  const int64_t affordable = (static_cast<int64_t>(s.table.size()) + blocks_.num_free_blocks()) * block / chunk * chunk;
+  const int64_t end = std::min(available_end, affordable);
+  if (end <= s.num_computed || !blocks_.Reserve(&s.table, end).ok()) {
+    WakeTierWaiters();
+    return 0;
+  }
+  s.tier = Sequence::TierState::kLoading;
+  return end;
+}
+
+void Scheduler::OnTierLoaded(int64_t id, int64_t loaded_end) {
+  const auto orphan = loading_orphans_.find(id);
+  if (orphan != loading_orphans_.end()) {
+    blocks_.Release(&orphan->second);
+    loading_orphans_.erase(orphan);
+  } else {
+    Sequence& s = At(id);
+    BPT_CHECK(s.tier == Sequence::TierState::kLoading, "sequence " + std::to_string(id) + " was not loading");
+    s.tier = Sequence::TierState::kDone;
+    if (loaded_end > s.num_computed) {
+      s.num_computed = loaded_end;
+      if (!s.first_scheduled) s.cached_prompt_tokens = std::min(s.num_computed, s.prompt_length);
+    }
+    blocks_.ReleaseTail(&s.table, static_cast<size_t>(blocks_.BlocksForTokens(s.num_computed)));
+    // Published at once: a sequence waiting for these chunks matches them in the pool.
+    if (s.use_prefix_cache) blocks_.CachePrefix(s.tokens, s.num_computed, s.table, s.salt_seed);
+    s.matched_prefix = true;
+  }
+  WakeTierWaiters();
+}
+
+void Scheduler::WakeTierWaiters() {
+  for (int64_t other : waiting_) {
+    Sequence& w = At(other);
+    if (w.tier != Sequence::TierState::kWaitingForOther) continue;
+    w.tier = Sequence::TierState::kUntried;
+    w.matched_prefix = false;
+  }
 }
 
 void Scheduler::OnChunkComputed(const ScheduledChunk& chunk) {

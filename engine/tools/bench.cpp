@@ -4,6 +4,9 @@
 //   bench --model DIR                         any model directory
 //   bench --preset demo --streams 1,8,32,64   continuous batching: concurrent streams
 //   bench --preset demo --cached-doc 32768    a second request on a cached document
+//   bench --preset smollm2-135m --tiered-doc 65536 --kv-disk-dir D --kv-remote redis://H:P --kv-tier-key-file K
+//         time to first token of a question about a document: recomputed, from the pool, from disk
+//         after an eviction, after a restart (disk), on a fresh replica (Redis)
 //   bench --preset tinyllama --device cuda --prompts 8192,32768,131072 --prefill-blocks 2048
 //         --decode-contexts 1024,32768          prefill and decode on the GPU
 //   bench --preset tinyllama --device cuda --admission   the longest prompt the card admits
@@ -188,6 +191,78 @@ int RunServingBenchmarks(const std::string& label, const std::vector<int>& strea
   return 0;
 }
 
+// The KV tiers: one document, asked about after each way its KV can be found again. Every
+// engine is new except where the case says otherwise; the question differs each time, so the
+// last tokens are always computed.
+int RunTierBenchmark(const std::string& label, int64_t doc_tokens, const bpt::EngineOptions& base) {
+  using Clock = std::chrono::steady_clock;
+  bpt::EngineOptions with_all = base;
+  with_all.kv_cache.capacity_tokens = doc_tokens + 1024;
+  if (with_all.kv_tiers.disk_dir.empty() || with_all.kv_tiers.disk_gib <= 0) {
+    std::cerr << "--tiered-doc needs --kv-disk-dir and --kv-disk-gib\n";
+    return 1;
+  }
+  bpt::EngineOptions disk_only = with_all, remote_only = with_all;
+  disk_only.kv_tiers.remote.clear();
+  remote_only.kv_tiers.disk_dir.clear();
+  remote_only.kv_tiers.disk_gib = 0;
+  int question = 0;
+  std::vector<int32_t> document;
+  double recompute_s = 0;
+  auto ask = [&](bpt::Engine& engine, const std::string& source, int64_t kv_bytes_per_token) -> bool {
+    if (document.empty()) document = RandomPrompt(doc_tokens, engine.model_info().vocab_size, 5);
+    bpt::GenerationRequest r;
+    r.prompt = document;
+    r.prompt.push_back(3 + question++);
+    r.stopping.max_new_tokens = 1;
+    r.stopping.ignore_eos = true;
+    const auto t0 = Clock::now();
+    auto result = engine.Generate(r, nullptr);
+    if (!result.ok()) {
+      std::cerr << result.status().ToString() << "\n";
+      return false;
+    }
+    const double ttft = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (source == "recompute") recompute_s = ttft;
+    const auto& from = result->cached_from;
+    const int64_t tier_tokens = from.disk + from.remote;
+    nlohmann::json line = RunFields(engine, label);
+    line.update({{"bench", "kv_tiers"}, {"case", source}, {"document_tokens", doc_tokens}, {"ttft_s", ttft},
+                 {"cached_prompt_tokens", result->cached_prompt_tokens}, {"from_pool", from.pool},
+                 {"from_disk", from.disk}, {"from_remote", from.remote}, {"kv_load_s", result->timings.kv_load_s},
+                 {"kv_bytes_per_token", kv_bytes_per_token}, {"kv_tiers", engine.model_info().kv_tiers}});
+    if (tier_tokens > 0 && result->timings.kv_load_s > 0)
+      line["load_gb_per_s"] = static_cast<double>(tier_tokens * kv_bytes_per_token) / result->timings.kv_load_s / 1e9;
+    if (recompute_s > 0 && source != "recompute") line["speedup_vs_recompute"] = recompute_s / ttft;
+    std::cout << line.dump() << std::endl;
+    return true;
+  };
+  {
+    auto engine = CreateEngine(with_all);
+    if (engine == nullptr) return 1;
+    const int64_t kv_per_token = engine->memory_plan().kv_bytes_per_token;
+    if (!ask(*engine, "recompute", kv_per_token)) return 1;
+    const auto t0 = Clock::now();
+    engine->FlushKvTiers(Clock::now() + std::chrono::hours(1));
+    nlohmann::json line = RunFields(*engine, label);
+    line.update({{"bench", "kv_tiers"}, {"case", "store"}, {"document_tokens", doc_tokens},
+                 {"flush_after_answer_s", std::chrono::duration<double>(Clock::now() - t0).count()}});
+    std::cout << line.dump() << std::endl;
+    if (!ask(*engine, "pool_hit", kv_per_token)) return 1;
+    engine->ResetPrefixCache();
+    if (!ask(*engine, "disk_after_eviction", kv_per_token)) return 1;
+  }
+  {
+    auto engine = CreateEngine(disk_only);
+    if (engine == nullptr || !ask(*engine, "disk_after_restart", engine->memory_plan().kv_bytes_per_token)) return 1;
+  }
+  if (!remote_only.kv_tiers.remote.empty()) {
+    auto engine = CreateEngine(remote_only);
+    if (engine == nullptr || !ask(*engine, "remote_fresh_replica", engine->memory_plan().kv_bytes_per_token)) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -202,7 +277,7 @@ int main(int argc, char** argv) {
   std::vector<int> kv_block_sizes = {64};
   int decode_tokens = 64, repeats = 1;
   std::vector<int> streams;
-  int64_t cached_doc = 0;
+  int64_t cached_doc = 0, tiered_doc = 0;
   app.add_option("--model", model_dir, "Model directory (default: make one from --preset)");
   app.add_option("--preset", preset, "demo, tinyllama or smollm2-135m")
       ->check(CLI::IsMember({"demo", "tinyllama", "smollm2-135m"}));
@@ -215,6 +290,11 @@ int main(int argc, char** argv) {
   app.add_option("--streams", streams, "Concurrent streams to batch (each: 256-token prompt, 64 new tokens)")
       ->delimiter(',');
   app.add_option("--cached-doc", cached_doc, "Document length for the prefix-cache measurement");
+  app.add_option("--tiered-doc", tiered_doc, "Document length for the KV tiers' measurement (needs --kv-disk-dir)");
+  app.add_option("--kv-disk-dir", base.kv_tiers.disk_dir, "Disk tier directory (--tiered-doc)");
+  app.add_option("--kv-disk-gib", base.kv_tiers.disk_gib, "Disk tier budget (--tiered-doc)");
+  app.add_option("--kv-remote", base.kv_tiers.remote, "Redis tier, redis://HOST:PORT (--tiered-doc)");
+  app.add_option("--kv-tier-key-file", base.kv_tiers.key_file, "HMAC key of the chunks (--tiered-doc)");
   app.add_option("--device", base.device, "cpu, cuda or auto")->check(CLI::IsMember({"cpu", "cuda", "auto"}));
   bpt::AddStorageFlags(app, &base);
   app.add_option("--decode-contexts", decode_contexts, "Cached tokens before decoding (default: the shortest prompt)")
@@ -243,6 +323,7 @@ int main(int argc, char** argv) {
 
   base.model_dir = model_dir;
   if (admission) return RunAdmission(label, base);
+  if (tiered_doc > 0) return RunTierBenchmark(label, tiered_doc, base);
   if (!streams.empty() || cached_doc > 0) return RunServingBenchmarks(label, streams, cached_doc, base);
   const auto config = bpt::LoadModelConfig(model_dir);
   if (!config.ok()) {

@@ -1,4 +1,5 @@
-// Arbitrary bytes as a Generate request's message, through what the server does with it: parse
+// Arbitrary bytes as a Generate request's message, and as a Prefill request's (the same prompt
+// fields, the same numbers), through what the server does with them: parse
 // and check (server/request_parsing.h), conversion into an engine job (server/request_conversion.h)
 // and the engine's validation of it (Engine::ValidateRequest, the one check of a request's fields)
 // against a tiny random model in token-ids mode. None may crash,
@@ -67,5 +68,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   bpt::server::GenerationJob job;
   if (bpt::server::ToGenerationJob(request, engine->model_info().default_sampling, &job).ok()) (void)engine->ValidateRequest(job.request);
+  grpc::Slice again(data, size);
+  grpc::ByteBuffer prefill_bytes(&again, 1);
+  bptserve::v1::PrefillRequest prefill;
+  bpt::server::GenerationJob prefill_job;
+  if (bpt::server::ParseRequest(&prefill_bytes, &prefill).ok() &&
+      bpt::server::ToPrefillJob(prefill, engine->model_info().default_sampling, &prefill_job).ok())
+    (void)engine->ValidateRequest(prefill_job.request);
   return 0;
 }

@@ -7,6 +7,9 @@
                 print(event.text, end="", flush=True)
         for event in client.chat([{"role": "user", "content": "Hello"}], max_new_tokens=64):
             ...
+        # A document kept in the server's KV tiers; later questions about it start at once.
+        done = [e for e in client.prefill(text=open("book.txt").read()) if e.kind == "finished"][0]
+        print(done.cached_tokens, "tokens cached")
 """
 from __future__ import annotations
 
@@ -35,7 +38,10 @@ def _chat_prompt(messages: Sequence[dict], continue_final_message: bool) -> pb.C
 
 @dataclasses.dataclass
 class Event:
-    """One streamed event: kind is "progress", "tokens" or "finished"."""
+    """One streamed event: kind is "progress", "tokens" or "finished".
+
+    A Prefill's "finished" carries cached_tokens (what the tiers now hold) and prefill (the whole
+    PrefillFinished: prompt_tokens, cached_from, timings); a Generate's carries usage."""
 
     kind: str
     processed_tokens: int = 0
@@ -45,6 +51,22 @@ class Event:
     finish_reason: str = ""
     usage: Optional[pb.Usage] = None
     timings: Optional[pb.Timings] = None
+    cached_tokens: int = 0
+    prefill: Optional[pb.PrefillFinished] = None
+
+
+def _events(responses, finished) -> Iterator[Event]:
+    """The events of a Generate or Prefill stream (the same oneof `event`); finished(message)
+    makes the last one."""
+    for response in responses:
+        which = response.WhichOneof("event")
+        if which == "prefill_progress":
+            p = response.prefill_progress
+            yield Event("progress", processed_tokens=p.processed_tokens, total_tokens=p.total_tokens)
+        elif which == "tokens":
+            yield Event("tokens", token_ids=list(response.tokens.token_ids), text=response.tokens.text)
+        elif which == "finished":
+            yield finished(response.finished)
 
 
 class Client:
@@ -128,17 +150,34 @@ class Client:
         request.options.top_logprobs = top_logprobs
         if skip_special_tokens is not None:
             request.options.skip_special_tokens = skip_special_tokens
-        for response in self._stub.Generate(request, timeout=timeout, metadata=self._metadata):
-            which = response.WhichOneof("event")
-            if which == "prefill_progress":
-                p = response.prefill_progress
-                yield Event("progress", processed_tokens=p.processed_tokens, total_tokens=p.total_tokens)
-            elif which == "tokens":
-                yield Event("tokens", token_ids=list(response.tokens.token_ids), text=response.tokens.text)
-            elif which == "finished":
-                f = response.finished
-                yield Event("finished", finish_reason=_FINISH.get(f.reason, "unspecified"),
-                            usage=f.usage, timings=f.timings)
+        yield from _events(self._stub.Generate(request, timeout=timeout, metadata=self._metadata),
+                           lambda f: Event("finished", finish_reason=_FINISH.get(f.reason, "unspecified"),
+                                           usage=f.usage, timings=f.timings))
+
+    def prefill(
+        self,
+        text: Optional[str] = None,
+        token_ids: Optional[Sequence[int]] = None,
+        messages: Optional[Sequence[dict]] = None,
+        *,
+        continue_final_message: bool = False,
+        retain_s: int = 0,
+        priority: int = 0,
+        timeout: Optional[float] = None,
+    ) -> Iterator[Event]:
+        """Prefills a document into the server's KV tiers (the Prefill RPC) without generating:
+        "progress" events, then one "finished" with cached_tokens. The prompt is given as to
+        generate (text or token_ids) or chat (messages). retain_s pins its chunks on the server's
+        disk tier that long. Raises grpc.RpcError with the server's code and message on error."""
+        request = pb.PrefillRequest(retain_s=retain_s, priority=priority)
+        if messages is not None:
+            request.chat.CopyFrom(_chat_prompt(messages, continue_final_message))
+        elif token_ids is not None:
+            request.token_ids.ids.extend(token_ids)
+        else:
+            request.text = text or ""
+        yield from _events(self._stub.Prefill(request, timeout=timeout, metadata=self._metadata),
+                           lambda f: Event("finished", cached_tokens=f.cached_tokens, prefill=f, timings=f.timings))
 
     def tokenize(self, text: str, add_bos: bool = False) -> list:
         return list(self._stub.Tokenize(pb.TokenizeRequest(text=text, add_bos=add_bos), metadata=self._metadata).token_ids)
@@ -158,5 +197,6 @@ class Client:
 
     def model_info(self) -> pb.ModelInfo:
         """The loaded model: shape and limits, device, weight_dtype and kv_dtype (fp32 or bf16), the
-        attention_kernels in use (e.g. cpu-avx512), default sampling."""
+        attention_kernels in use (e.g. cpu-avx512), the KV tiers below the pool (kv_tiers, e.g.
+        "disk,remote", and kv_tier_chunk_tokens), default sampling."""
         return self._stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=self._metadata)

@@ -72,6 +72,38 @@ Status CpuBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block_
   if (p == MAP_FAILED)
     return ResourceExhausted("cannot reserve a KV pool of " + std::to_string(kv_pool_bytes_) + " bytes");
   kv_pool_ = static_cast<char*>(p);
+  kv_num_layers_ = num_layers;
+  kv_num_blocks_ = num_blocks;
+  kv_block_slab_bytes_ = block_size * KvBytesPerToken(1, kv_dim) / 2;
+  return OkStatus();
+}
+
+Status CpuBackend::ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const {
+  for (int32_t b : blocks)
+    if (b < 0 || b >= kv_num_blocks_) return Internal("ReadKvBlocks: block " + std::to_string(b) + " is outside the pool");
+  const int64_t n = static_cast<int64_t>(blocks.size());
+  for (int layer = 0; layer < kv_num_layers_; ++layer)
+    for (int kv = 0; kv < 2; ++kv) {
+      const char* slab = kv_pool_ + layer * kv_layer_stride_ + kv * kv_v_offset_;
+      uint8_t* out = host + (static_cast<int64_t>(layer) * 2 + kv) * n * kv_block_slab_bytes_;
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(out + i * kv_block_slab_bytes_, slab + blocks[i] * kv_block_slab_bytes_, kv_block_slab_bytes_);
+    }
+  return OkStatus();
+}
+
+Status CpuBackend::WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) {
+  for (int32_t b : blocks)
+    if (b < -1 || b >= kv_num_blocks_) return Internal("WriteKvBlocks: block " + std::to_string(b) + " is outside the pool");
+  const int64_t n = static_cast<int64_t>(blocks.size());
+  for (int layer = 0; layer < kv_num_layers_; ++layer)
+    for (int kv = 0; kv < 2; ++kv) {
+      char* slab = kv_pool_ + layer * kv_layer_stride_ + kv * kv_v_offset_;
+      const uint8_t* in = host + (static_cast<int64_t>(layer) * 2 + kv) * n * kv_block_slab_bytes_;
+      for (int64_t i = 0; i < n; ++i)
+        if (blocks[i] >= 0)
+          std::memcpy(slab + blocks[i] * kv_block_slab_bytes_, in + i * kv_block_slab_bytes_, kv_block_slab_bytes_);
+    }
   return OkStatus();
 }
 

@@ -30,6 +30,9 @@ class CpuBackend final : public Backend {
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
   int64_t KvBytesPerToken(int num_layers, int kv_dim) const override;
+  int64_t KvBlockBytes() const override { return 2 * kv_num_layers_ * kv_block_slab_bytes_; }
+  Status ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const override;
+  Status WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) override;
   int64_t WeightBytes() const override { return weight_bytes_ + matmul_.WeightBytes(); }
   int64_t WorkspaceBytes() const override;
   int64_t FreeMemoryBytes() const override;
@@ -63,6 +66,9 @@ class CpuBackend final : public Backend {
   // The KV pool is mapped lazily: pages become resident as blocks are first written.
   // K: [num_layers, num_blocks, block_size, kv_dim], then V likewise; fp32 or bf16 (kv_dtype_).
   char* kv_pool_ = nullptr;
+  int kv_num_layers_ = 0;
+  int64_t kv_num_blocks_ = 0;
+  int64_t kv_block_slab_bytes_ = 0;  // one block of one layer's K (or V): block_size * kv_dim elements
   size_t kv_pool_bytes_ = 0;
   int64_t kv_layer_stride_ = 0;  // bytes per layer of K (or V)
   int64_t kv_v_offset_ = 0;      // bytes from K's start to V's

@@ -1,0 +1,436 @@
+#include "kv_tier_store.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "check.h"
+
+namespace bpt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+int64_t WallSeconds() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Chunks known to be in every tier, remembered so that a document asked about again is not
+// written again; bounded, oldest forgotten first (forgetting costs one more check, no more).
+constexpr size_t kStoredKeysRemembered = 1 << 16;
+
+}  // namespace
+
+// A probe, then perhaps a load, for one sequence: chunks [first_chunk, ...) of its prompt.
+struct KvTierStore::LoadJob {
+  int64_t seq_id = 0;
+  int64_t matched = 0;      // the pool's match: blocks before it are the sequence's already
+  int64_t first_chunk = 0;  // the chunk holding position `matched`
+  std::vector<ChunkKey> keys;    // chunks first_chunk, first_chunk + 1, ...
+  std::vector<int32_t> tokens;   // their tokens, chunk after chunk
+  Clock::time_point started;
+  bool probed = false;           // false: to probe; true: probed, then (if asked) to load
+  std::vector<int> holder;       // the tier first found holding each probed chunk
+  int64_t available_end = 0;
+  int64_t load_end = 0;
+  std::vector<int32_t> blocks;   // pool block per block from first_chunk's first; -1: matched already
+  int64_t loaded_end = 0;
+  KvLoadOutcome outcome;
+};
+
+// A write of one chunk of a sequence, holding the chunk's blocks.
+struct KvTierStore::StoreJob {
+  int64_t seq_id = 0;
+  int64_t chunk = 0;             // its index in the sequence
+  ChunkKey key;
+  std::vector<int32_t> tokens;   // the chunk's
+  BlockTable held;
+  int64_t pin_until_s = 0;
+  bool in_every_tier = false;    // results
+  bool in_some_tier = false;
+};
+
+KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr<KvTier>> tiers, KvBlockManager& blocks,
+                         KvBlockCopier copier)
+    : options_(std::move(options)),
+      tiers_(std::move(tiers)),
+      blocks_(blocks),
+      copier_(std::move(copier)),
+      local_codec_(""),
+      shared_codec_(options_.hmac_key),
+      blocks_per_chunk_(options_.chunk_tokens / options_.block_size) {
+  BPT_CHECK(options_.chunk_tokens % options_.block_size == 0 && blocks_per_chunk_ > 0,
+            "chunk_tokens must be a multiple of the block size");
+  if (!options_.now_s) options_.now_s = WallSeconds;
+  for (const auto& t : tiers_) {
+    KvTierStats::Tier tier;
+    tier.name = t->name();
+    stats_.tiers.push_back(std::move(tier));
+  }
+  failed_for_seq_.assign(tiers_.size(), -1);
+  loader_ = std::thread([this] { LoaderLoop(); });
+  storer_ = std::thread([this] { StorerLoop(); });
+}
+
+KvTierStore::~KvTierStore() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  loader_.join();
+  storer_.join();
+  // Blocks still held by writes go back, so the pool's books balance when the engine checks.
+  for (auto& job : store_queue_) blocks_.Release(&job->held);
+  for (auto& job : store_results_) blocks_.Release(&job->held);
+}
+
+int64_t KvTierStore::chunk_bytes() const {
+  return static_cast<int64_t>(local_codec_.EncodedBytes(options_.chunk_tokens, blocks_per_chunk_ * options_.block_payload_bytes));
+}
+
+const KvTier* KvTierStore::tier(const char* name) const {
+  for (const auto& t : tiers_)
+    if (std::string_view(t->name()) == name) return t.get();
+  return nullptr;
+}
+
+KvTierLink::ProbeStart KvTierStore::StartProbe(int64_t seq_id, const std::string& cache_salt,
+                                               std::span<const int32_t> tokens, int64_t matched, int64_t end) {
+  const int64_t chunk = options_.chunk_tokens;
+  const std::vector<ChunkKey> keys =
+      ChainChunkKeys(RootChunkKey(options_.model_fingerprint, cache_salt), tokens, options_.chunk_tokens, end / chunk);
+  auto job = std::make_unique<LoadJob>();
+  job->seq_id = seq_id;
+  job->matched = matched;
+  job->first_chunk = matched / chunk;
+  if (loading_keys_.count(keys[job->first_chunk]) != 0) return ProbeStart::kWaitForOther;
+  job->keys.assign(keys.begin() + job->first_chunk, keys.end());
+  job->tokens.assign(tokens.begin() + job->first_chunk * chunk, tokens.begin() + end);
+  job->started = Clock::now();
+  for (const ChunkKey& k : job->keys) loading_keys_.insert(k);
+  LoadJob* raw = job.get();
+  loads_[seq_id] = std::move(job);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    load_queue_.push_back(raw);
+  }
+  work_cv_.notify_all();
+  return ProbeStart::kStarted;
+}
+
+void KvTierStore::StartLoad(int64_t seq_id, int64_t end, const BlockTable& table) {
+  const auto it = loads_.find(seq_id);
+  BPT_CHECK(it != loads_.end(), "no probe of sequence " + std::to_string(seq_id));
+  LoadJob& job = *it->second;
+  if (end <= job.matched) {  // nothing to load: the probe ends here
+    for (const ChunkKey& k : job.keys) loading_keys_.erase(k);
+    loads_.erase(it);
+    return;
+  }
+  job.load_end = end;
+  const int64_t block = options_.block_size;
+  for (int64_t b = job.first_chunk * blocks_per_chunk_; b < end / block; ++b)
+    job.blocks.push_back(b * block >= job.matched ? table[b] : -1);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    load_queue_.push_back(&job);
+  }
+  work_cv_.notify_all();
+}
+
+void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span<const int32_t> tokens,
+                        int64_t num_computed, const BlockTable& table, int64_t retain_s) {
+  const int64_t chunk = options_.chunk_tokens;
+  const int64_t num_chunks = std::min<int64_t>(num_computed, static_cast<int64_t>(table.size()) * options_.block_size) / chunk;
+  if (num_chunks == 0) return;
+  const std::vector<ChunkKey> keys =
+      ChainChunkKeys(RootChunkKey(options_.model_fingerprint, cache_salt), tokens, options_.chunk_tokens, num_chunks);
+  const int64_t pin_until_s = retain_s > 0 ? options_.now_s() + retain_s : 0;
+  SequenceStore& pending = stores_pending_[seq_id];
+  pending.in_some_tier.resize(std::max<size_t>(pending.in_some_tier.size(), static_cast<size_t>(num_chunks)), 0);
+  std::vector<std::unique_ptr<StoreJob>> jobs;
+  int64_t skipped = 0;
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    if (pin_until_s == 0 && stored_keys_.count(keys[c]) != 0) {
+      pending.in_some_tier[c] = 1;
+      continue;
+    }
+    if (held_blocks_ + blocks_per_chunk_ > options_.max_held_blocks) {
+      ++skipped;
+      continue;
+    }
+    auto job = std::make_unique<StoreJob>();
+    job->seq_id = seq_id;
+    job->chunk = c;
+    job->key = keys[c];
+    job->tokens.assign(tokens.begin() + c * chunk, tokens.begin() + (c + 1) * chunk);
+    job->held.assign(table.begin() + c * blocks_per_chunk_, table.begin() + (c + 1) * blocks_per_chunk_);
+    job->pin_until_s = pin_until_s;
+    blocks_.Retain(job->held);
+    held_blocks_ += blocks_per_chunk_;
+    jobs.push_back(std::move(job));
+  }
+  if (jobs.empty()) {
+    if (pending.pending == 0) {  // nothing to write: the result is ready at the next Poll
+      auto done = std::make_unique<StoreJob>();
+      done->seq_id = seq_id;
+      done->chunk = -1;
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.store_skipped += skipped;
+      store_results_.push_back(std::move(done));
+      ++pending.pending;
+      result_cv_.notify_all();
+      return;
+    }
+  }
+  pending.pending += static_cast<int>(jobs.size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.store_skipped += skipped;
+    for (auto& job : jobs) store_queue_.push_back(std::move(job));
+  }
+  work_cv_.notify_all();
+}
+
+bool KvTierStore::StorePending(int64_t seq_id) const { return stores_pending_.count(seq_id) != 0; }
+
+bool KvTierStore::busy() const { return !loads_.empty() || !stores_pending_.empty(); }
+
+void KvTierStore::WaitForResult(std::chrono::milliseconds timeout) {
+  std::unique_lock<std::mutex> lock(mu_);
+  result_cv_.wait_for(lock, timeout, [&] { return !load_results_.empty() || !store_results_.empty(); });
+}
+
+bool KvTierStore::FlushStores(Clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return result_cv_.wait_until(lock, deadline, [&] { return store_queue_.empty() && !storing_; });
+}
+
+void KvTierStore::Poll(Scheduler& scheduler, const std::function<void(int64_t, const KvLoadOutcome&)>& on_loaded,
+                       const std::function<void(int64_t, int64_t)>& on_stored) {
+  std::deque<LoadJob*> loads;
+  std::deque<std::unique_ptr<StoreJob>> stores;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    loads.swap(load_results_);
+    stores.swap(store_results_);
+  }
+  for (LoadJob* job : loads) {
+    const int64_t seq_id = job->seq_id;
+    if (job->load_end == 0) {  // a probe answered
+      const int64_t end = scheduler.OnTierProbed(seq_id, job->available_end);
+      StartLoad(seq_id, end, end > 0 ? scheduler.block_table(seq_id) : BlockTable{});
+      continue;
+    }
+    const KvLoadOutcome outcome = job->outcome;
+    const int64_t loaded_end = job->loaded_end;
+    for (const ChunkKey& k : job->keys) loading_keys_.erase(k);
+    loads_.erase(seq_id);
+    scheduler.OnTierLoaded(seq_id, loaded_end);
+    on_loaded(seq_id, outcome);
+  }
+  for (auto& job : stores) {
+    if (!job->held.empty()) {
+      blocks_.Release(&job->held);
+      held_blocks_ -= blocks_per_chunk_;
+    }
+    if (job->in_every_tier && stored_keys_.insert(job->key).second) {
+      stored_order_.push_back(job->key);
+      if (stored_order_.size() > kStoredKeysRemembered) {
+        stored_keys_.erase(stored_order_.front());
+        stored_order_.pop_front();
+      }
+    }
+    const auto pending = stores_pending_.find(job->seq_id);
+    if (pending == stores_pending_.end()) continue;
+    SequenceStore& store = pending->second;
+    if (job->chunk >= 0 && job->in_some_tier) store.in_some_tier[job->chunk] = 1;
+    if (--store.pending > 0) continue;
+    const auto gap = std::find(store.in_some_tier.begin(), store.in_some_tier.end(), 0);
+    const int64_t leading = gap - store.in_some_tier.begin();
+    stores_pending_.erase(pending);
+    on_stored(job->seq_id, leading * options_.chunk_tokens);
+  }
+}
+
+void KvTierStore::LoaderLoop() {
+  for (;;) {
+    LoadJob* job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || !load_queue_.empty(); });
+      if (stop_) return;
+      job = load_queue_.front();
+      load_queue_.pop_front();
+    }
+    if (!job->probed) {
+      Probe(*job);
+    } else {
+      Load(*job);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      load_results_.push_back(job);
+    }
+    result_cv_.notify_all();
+  }
+}
+
+void KvTierStore::Probe(LoadJob& job) {
+  const int64_t chunk = options_.chunk_tokens;
+  job.probed = true;
+  job.available_end = job.matched;
+  for (size_t c = 0; c < job.keys.size(); ++c) {
+    int found = -1;
+    for (size_t t = 0; t < tiers_.size() && found < 0; ++t) {
+      const StatusOr<bool> has = tiers_[t]->Contains(job.keys[c]);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!has.ok()) {
+        ++stats_.tiers[t].load_errors;
+      } else if (*has) {
+        found = static_cast<int>(t);
+      } else {
+        stats_.tiers[t].miss_tokens += chunk;
+      }
+    }
+    if (found < 0) break;
+    job.holder.push_back(found);
+    job.available_end = (job.first_chunk + static_cast<int64_t>(c) + 1) * chunk;
+  }
+}
+
+void KvTierStore::Load(LoadJob& job) {
+  const int64_t chunk = options_.chunk_tokens;
+  const size_t payload_bytes = static_cast<size_t>(blocks_per_chunk_ * options_.block_payload_bytes);
+  std::vector<uint8_t> bytes;
+  job.loaded_end = job.matched;
+  const int64_t num_chunks = (job.load_end / chunk) - job.first_chunk;
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    const std::span<const int32_t> tokens(job.tokens.data() + c * chunk, static_cast<size_t>(chunk));
+    const ChunkIdentity identity = IdentityOf(job.keys[c], tokens);
+    bool loaded = false;
+    // The tier the probe found first, then the others: a chunk dropped by one may be whole in another.
+    std::vector<size_t> order;
+    if (c < static_cast<int64_t>(job.holder.size())) order.push_back(static_cast<size_t>(job.holder[c]));
+    for (size_t t = 0; t < tiers_.size(); ++t)
+      if (order.empty() || t != order[0]) order.push_back(t);
+    for (size_t t : order) {
+      const Clock::time_point start = Clock::now();
+      const Status got = tiers_[t]->Get(job.keys[c], &bytes);
+      if (!got.ok()) {
+        if (got.code() != StatusCode::kNotFound) {
+          std::lock_guard<std::mutex> lock(mu_);
+          ++stats_.tiers[t].load_errors;
+        }
+        continue;
+      }
+      ChunkDropReason reason;
+      const StatusOr<std::span<const uint8_t>> payload = CodecOf(*tiers_[t]).Open(bytes, identity, payload_bytes, &reason);
+      if (!payload.ok()) {
+        // A chunk that fails its HMAC may be whole for the replicas holding the right key (this
+        // one may be misconfigured): it stays. Damaged or foreign chunks are no one's: removed.
+        if (reason != ChunkDropReason::kUnauthenticated) tiers_[t]->Drop(job.keys[c]);
+        CountDrop(reason);
+        continue;
+      }
+      const std::span<const int32_t> chunk_blocks(job.blocks.data() + c * blocks_per_chunk_,
+                                                  static_cast<size_t>(blocks_per_chunk_));
+      if (!copier_.write(chunk_blocks, payload->data()).ok()) break;
+      loaded = true;
+      std::lock_guard<std::mutex> lock(mu_);
+      // The pool's share of the first chunk is not this tier's.
+      const int64_t tokens_new = std::min<int64_t>(chunk, (job.first_chunk + c + 1) * chunk - job.matched);
+      stats_.tiers[t].hit_tokens += tokens_new;
+      stats_.tiers[t].load_seconds.push_back(SecondsSince(start));
+      (std::string_view(tiers_[t]->name()) == "disk" ? job.outcome.disk_tokens : job.outcome.remote_tokens) += tokens_new;
+      break;
+    }
+    if (!loaded) break;
+    job.loaded_end = (job.first_chunk + c + 1) * chunk;
+  }
+  job.outcome.seconds = SecondsSince(job.started);
+}
+
+void KvTierStore::CountDrop(ChunkDropReason reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++stats_.dropped[static_cast<size_t>(reason)];
+}
+
+void KvTierStore::StorerLoop() {
+  for (;;) {
+    std::unique_ptr<StoreJob> job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] { return stop_ || !store_queue_.empty(); });
+      if (stop_) return;
+      job = std::move(store_queue_.front());
+      store_queue_.pop_front();
+      storing_ = true;
+    }
+    Write(*job);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      store_results_.push_back(std::move(job));
+      storing_ = false;
+    }
+    result_cv_.notify_all();
+  }
+}
+
+void KvTierStore::Write(StoreJob& job) {
+  const size_t payload_bytes = static_cast<size_t>(blocks_per_chunk_ * options_.block_payload_bytes);
+  const KvChunkCodec* encoded_with = nullptr;  // the codec encoded_ holds a chunk of, if any
+  job.in_every_tier = true;
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    KvTier& tier = *tiers_[t];
+    Status put;
+    if (failed_for_seq_[t] == job.seq_id) {
+      put = Unavailable("failed earlier for this sequence");
+    } else {
+      const StatusOr<bool> has = tier.Contains(job.key);
+      if (has.ok() && *has) {
+        if (job.pin_until_s > 0) tier.Pin(job.key, job.pin_until_s);
+        job.in_some_tier = true;
+        continue;
+      }
+      put = has.status();
+    }
+    const Clock::time_point start = Clock::now();
+    const KvChunkCodec& codec = CodecOf(tier);
+    if (put.ok() && encoded_with != &codec) {
+      codec.BeginEncode(IdentityOf(job.key, job.tokens), payload_bytes, &encoded_);
+      put = copier_.read(job.held, encoded_.data() + codec.PayloadOffset(job.tokens.size()));
+      if (put.ok()) codec.Seal(&encoded_);
+      encoded_with = put.ok() ? &codec : nullptr;
+    }
+    if (put.ok()) put = tier.Put(job.key, encoded_, job.pin_until_s);
+    if (!put.ok()) failed_for_seq_[t] = job.seq_id;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (put.ok()) {
+      stats_.tiers[t].store_seconds.push_back(SecondsSince(start));
+      job.in_some_tier = true;
+    } else {
+      ++stats_.tiers[t].store_errors;
+      job.in_every_tier = false;
+    }
+  }
+}
+
+KvTierStats KvTierStore::TakeStats() {
+  std::lock_guard<std::mutex> lock(mu_);
+  KvTierStats taken = stats_;
+  for (size_t t = 0; t < tiers_.size(); ++t) {
+    taken.tiers[t].bytes_used = tiers_[t]->bytes_used();
+    taken.tiers[t].budget_bytes = tiers_[t]->budget_bytes();
+    KvTierStats::Tier fresh;
+    fresh.name = tiers_[t]->name();
+    stats_.tiers[t] = std::move(fresh);
+  }
+  stats_.dropped.fill(0);
+  stats_.store_skipped = 0;
+  return taken;
+}
+
+}  // namespace bpt

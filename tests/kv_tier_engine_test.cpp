@@ -1,0 +1,459 @@
+// The KV tiers through the engine: a document's KV written to disk and Redis comes back, after a
+// restart or on another replica, and the answer is exactly the recomputed one (on the CPU the
+// chunk is a copy, so bit for bit: the same tokens and the same logprobs). Corrupt, truncated,
+// foreign and forged chunks are dropped and recomputed; a tier that fails or is too small
+// degrades to recomputation; concurrent requests each end once and leak no block.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "engine.h"
+#include "redis_test_server.h"
+#include "temp_dir.h"
+#include "test_models.h"
+
+namespace bpt {
+namespace {
+
+using testing::RedisTestServer;
+using testing::TempDir;
+namespace fs = std::filesystem;
+
+constexpr int kBlock = 8;
+constexpr int kChunk = 32;
+constexpr int64_t kDocTokens = 150;  // 4 whole chunks (128 tokens) before the last token
+constexpr int64_t kChunkedTokens = (kDocTokens - 1) / kChunk * kChunk;
+constexpr auto kFar = std::chrono::hours(1);
+
+std::vector<int32_t> Document(uint32_t seed, int64_t length = kDocTokens) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> doc;
+  for (int64_t i = 0; i < length; ++i) doc.push_back(static_cast<int32_t>(rng() % 97));
+  return doc;
+}
+
+// A generated token with its logprob and its top alternatives: what "the same answer" compares.
+struct Answer {
+  GenerationResult result;
+  std::vector<float> logprobs;
+  std::vector<std::vector<std::pair<int32_t, float>>> top;
+};
+
+struct Recorder : GenerationObserver {
+  Answer answer;
+  int finished = 0;
+  std::optional<Status> error;
+  bool OnToken(const TokenOutput& t) override {
+    answer.logprobs.push_back(t.logprob);
+    answer.top.push_back(t.top_logprobs);
+    return true;
+  }
+  void OnFinished(const StatusOr<GenerationResult>& r) override {
+    ++finished;
+    if (r.ok()) answer.result = *r;
+    else error = r.status();
+  }
+};
+
+GenerationRequest Ask(const std::vector<int32_t>& prompt, const std::string& salt = "") {
+  GenerationRequest r;
+  r.prompt = prompt;
+  r.sampling.temperature = 0;
+  r.sampling.top_logprobs = 3;
+  r.stopping.max_new_tokens = 6;
+  r.stopping.ignore_eos = true;
+  r.cache_salt = salt;
+  return r;
+}
+
+Answer Answered(Engine& engine, const GenerationRequest& request) {
+  Recorder recorder;
+  auto result = engine.Generate(request, &recorder);
+  EXPECT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(recorder.finished, 1);
+  return recorder.answer;
+}
+
+void ExpectSameAnswer(const Answer& got, const Answer& want, const std::string& what) {
+  EXPECT_EQ(got.result.token_ids, want.result.token_ids) << what;
+  EXPECT_EQ(got.logprobs, want.logprobs) << what << ": logprobs must be bit-identical (a copy of the KV)";
+  EXPECT_EQ(got.top, want.top) << what;
+}
+
+class KvTierEngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::WriteModelOrDie(model_.path(), testing::SmallConfig(), DType::kF32, 5);
+    std::ofstream(keys_ / "key") << "0123456789abcdef-tier-key\n";
+    std::ofstream(keys_ / "other-key") << "another-key-of-16-bytes-or-more\n";
+  }
+  EngineOptions Options() const {
+    EngineOptions o;
+    o.model_dir = model_.path();
+    o.device = "cpu";
+    o.scheduler.prefill_block = 16;
+    o.kv_cache.block_size = kBlock;
+    o.kv_cache.capacity_tokens = 1024;
+    o.kv_tiers.chunk_tokens = kChunk;
+    return o;
+  }
+  EngineOptions WithDisk(double gib = 1.0) const {
+    EngineOptions o = Options();
+    o.kv_tiers.disk_dir = disk_.path() + "/tier";
+    o.kv_tiers.disk_gib = gib;
+    return o;
+  }
+  std::unique_ptr<Engine> Create(const EngineOptions& o) {
+    auto engine = Engine::Create(o);
+    EXPECT_TRUE(engine.ok()) << engine.status().ToString();
+    return engine.ok() ? std::move(engine).value() : nullptr;
+  }
+  // The recomputed answer: no cache, no tiers.
+  Answer Reference(const std::vector<int32_t>& prompt) {
+    auto engine = Create(Options());
+    GenerationRequest r = Ask(prompt);
+    r.use_prefix_cache = false;
+    return Answered(*engine, r);
+  }
+  std::vector<fs::path> ChunkFiles() const {
+    std::vector<fs::path> files;
+    for (const auto& e : fs::directory_iterator(disk_.path() + "/tier"))
+      if (e.path().extension() == ".kv") files.push_back(e.path());
+    return files;
+  }
+  static void Flush(Engine& engine) { ASSERT_TRUE(engine.FlushKvTiers(std::chrono::steady_clock::now() + kFar)); }
+
+  TempDir model_, disk_, keys_;
+};
+
+TEST_F(KvTierEngineTest, RestartAnswersFromDiskExactly) {
+  const auto doc = Document(1);
+  const Answer want = Reference(doc);
+  {
+    auto first = Create(WithDisk());
+    ASSERT_EQ(first->model_info().kv_tiers, "disk");
+    const Answer cold = Answered(*first, Ask(doc));
+    EXPECT_EQ(cold.result.cached_prompt_tokens, 0);
+    ExpectSameAnswer(cold, want, "cold");
+    Flush(*first);
+    EXPECT_EQ(ChunkFiles().size(), static_cast<size_t>(kChunkedTokens / kChunk));
+    const KvTierStats stats = first->TakeKvTierStats();
+    ASSERT_EQ(stats.tiers.size(), 1u);
+    EXPECT_EQ(stats.tiers[0].store_errors, 0);
+    EXPECT_EQ(stats.tiers[0].store_seconds.size(), static_cast<size_t>(kChunkedTokens / kChunk));
+    EXPECT_GT(stats.tiers[0].bytes_used, 0);
+  }
+  auto restarted = Create(WithDisk());
+  const Answer warm = Answered(*restarted, Ask(doc));
+  EXPECT_EQ(warm.result.cached_prompt_tokens, kChunkedTokens);
+  EXPECT_EQ(warm.result.cached_from.disk, kChunkedTokens);
+  EXPECT_EQ(warm.result.cached_from.pool, 0);
+  EXPECT_GT(warm.result.timings.kv_load_s, 0);
+  ExpectSameAnswer(warm, want, "from disk after a restart");
+  const KvTierStats stats = restarted->TakeKvTierStats();
+  EXPECT_EQ(stats.tiers[0].hit_tokens, kChunkedTokens);
+  // A second question: the pool has it now.
+  const Answer again = Answered(*restarted, Ask(doc));
+  EXPECT_EQ(again.result.cached_from.pool, (kDocTokens - 1) / kBlock * kBlock);
+  EXPECT_EQ(again.result.cached_from.disk, 0);
+  ExpectSameAnswer(again, want, "pool hit");
+  Flush(*restarted);
+  EXPECT_EQ(restarted->kv_free_tokens(), restarted->kv_capacity_tokens()) << "no block held or leaked";
+}
+
+TEST_F(KvTierEngineTest, FreshReplicaAnswersFromRedisExactly) {
+  auto redis = RedisTestServer::Start("redis-pass");
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  const auto doc = Document(2);
+  const Answer want = Reference(doc);
+  std::ofstream(keys_ / "redis-password") << "redis-pass\n";
+  EngineOptions o = Options();
+  o.kv_tiers.remote = redis->url();
+  o.kv_tiers.remote_password_file = keys_ / "redis-password";
+  o.kv_tiers.key_file = keys_ / "key";
+  {
+    auto writer = Create(o);
+    ASSERT_EQ(writer->model_info().kv_tiers, "remote");
+    ExpectSameAnswer(Answered(*writer, Ask(doc)), want, "cold");
+    Flush(*writer);
+  }
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(kChunkedTokens / kChunk));
+  auto replica = Create(o);
+  const Answer warm = Answered(*replica, Ask(doc));
+  EXPECT_EQ(warm.result.cached_from.remote, kChunkedTokens);
+  ExpectSameAnswer(warm, want, "from redis on a fresh replica");
+
+  // A replica with another HMAC key finds the chunks, drops them as forged, and recomputes.
+  EngineOptions forged = o;
+  forged.kv_tiers.key_file = keys_ / "other-key";
+  auto other = Create(forged);
+  const Answer recomputed = Answered(*other, Ask(doc));
+  EXPECT_EQ(recomputed.result.cached_prompt_tokens, 0);
+  ExpectSameAnswer(recomputed, want, "forged chunks recomputed");
+  EXPECT_EQ(other->TakeKvTierStats().dropped[3], 1) << "the first chunk fails its HMAC; the load stops there";
+}
+
+TEST_F(KvTierEngineTest, RedisWithoutAnHmacKeyIsRefused) {
+  EngineOptions o = Options();
+  o.kv_tiers.remote = "redis://127.0.0.1:1";
+  const auto engine = Engine::Create(o);
+  ASSERT_FALSE(engine.ok());
+  EXPECT_NE(engine.status().message().find("kv_tier_key_file"), std::string::npos) << engine.status().ToString();
+}
+
+TEST_F(KvTierEngineTest, RedisStoppedMidRunDegradesToRecomputeAndRecovers) {
+  auto redis = RedisTestServer::Start();
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  EngineOptions o = Options();
+  o.kv_tiers.remote = redis->url();
+  o.kv_tiers.remote_timeout_ms = 500;
+  o.kv_tiers.key_file = keys_ / "key";
+  auto engine = Create(o);
+  const auto doc = Document(3);
+  const Answer want = Reference(doc);
+  redis->Stop();
+  ExpectSameAnswer(Answered(*engine, Ask(doc)), want, "redis down");
+  Flush(*engine);
+  KvTierStats stats = engine->TakeKvTierStats();
+  EXPECT_GT(stats.tiers[0].load_errors, 0);
+  EXPECT_GT(stats.tiers[0].store_errors, 0);
+  ASSERT_TRUE(redis->Restart());
+  auto other_doc = Document(4);
+  ExpectSameAnswer(Answered(*engine, Ask(other_doc)), Reference(other_doc), "redis back");
+  Flush(*engine);
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(kChunkedTokens / kChunk)) << "written again once Redis answers";
+  stats = engine->TakeKvTierStats();
+  EXPECT_EQ(stats.tiers[0].store_errors, 0);
+}
+
+TEST_F(KvTierEngineTest, ASlowRedisTimesOutAndTheRequestRecomputes) {
+  auto redis = RedisTestServer::Start();
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  EngineOptions o = Options();
+  o.kv_tiers.remote = redis->url();
+  o.kv_tiers.remote_timeout_ms = 200;
+  o.kv_tiers.key_file = keys_ / "key";
+  const auto doc = Document(12);
+  const Answer want = Reference(doc);
+  {
+    auto writer = Create(o);
+    Answered(*writer, Ask(doc));
+    Flush(*writer);
+  }
+  auto engine = Create(o);
+  redis->Pause(30000);  // far past the timeout: the probe's first command times out
+  const Answer got = Answered(*engine, Ask(doc));
+  EXPECT_EQ(got.result.cached_from.remote, 0);
+  ExpectSameAnswer(got, want, "recomputed while Redis does not answer");
+  EXPECT_GT(engine->TakeKvTierStats().tiers[0].load_errors, 0);
+}
+
+TEST_F(KvTierEngineTest, CorruptTruncatedAndForeignChunksAreDroppedAndRecomputed) {
+  const auto doc = Document(5);
+  const Answer want = Reference(doc);
+  {
+    auto writer = Create(WithDisk());
+    Answered(*writer, Ask(doc));
+    Flush(*writer);
+  }
+  // Which file is which chunk: a restart reads chunk 0 first, so damage every file but keep count.
+  auto files = ChunkFiles();
+  ASSERT_EQ(files.size(), 4u);
+  {  // a flipped byte in the middle of every chunk: the first load fails its checksum
+    for (const auto& f : files) {
+      std::fstream io(f, std::ios::in | std::ios::out | std::ios::binary);
+      io.seekp(static_cast<std::streamoff>(fs::file_size(f) / 2));
+      char c;
+      io.seekg(static_cast<std::streamoff>(fs::file_size(f) / 2));
+      io.get(c);
+      io.seekp(static_cast<std::streamoff>(fs::file_size(f) / 2));
+      io.put(static_cast<char>(c ^ 0x10));
+    }
+    auto engine = Create(WithDisk());
+    const Answer got = Answered(*engine, Ask(doc));
+    EXPECT_EQ(got.result.cached_prompt_tokens, 0);
+    ExpectSameAnswer(got, want, "corrupt chunk recomputed");
+    Flush(*engine);
+    const KvTierStats stats = engine->TakeKvTierStats();
+    EXPECT_EQ(stats.dropped[1], 1) << "corrupt";
+    // The recomputed chunk replaced the dropped one; the three others were never read.
+  }
+  for (const auto& f : ChunkFiles()) fs::resize_file(f, fs::file_size(f) - 7);
+  {
+    auto engine = Create(WithDisk());
+    const Answer got = Answered(*engine, Ask(doc));
+    EXPECT_EQ(got.result.cached_prompt_tokens, 0);
+    ExpectSameAnswer(got, want, "truncated chunk recomputed");
+    EXPECT_EQ(engine->TakeKvTierStats().dropped[0], 1) << "truncated";
+  }
+}
+
+TEST_F(KvTierEngineTest, AnotherModelsChunkIsForeign) {
+  // One chunk each (a 40-token prompt), so the file names say which is which.
+  const auto doc = Document(6, 40);
+  TempDir other_model, other_disk;
+  testing::WriteModelOrDie(other_model.path(), testing::SmallConfig(), DType::kF32, 6);  // same shape, other weights
+  EngineOptions theirs = WithDisk();
+  theirs.model_dir = other_model.path();
+  theirs.kv_tiers.disk_dir = other_disk.path();
+  {
+    auto a = Create(WithDisk());
+    auto b = Create(theirs);
+    Answered(*a, Ask(doc));
+    Answered(*b, Ask(doc));
+    Flush(*a);
+    Flush(*b);
+  }
+  const auto ours = ChunkFiles();
+  std::vector<fs::path> their_files;
+  for (const auto& e : fs::directory_iterator(other_disk.path())) their_files.push_back(e.path());
+  ASSERT_EQ(ours.size(), 1u);
+  ASSERT_EQ(their_files.size(), 1u);
+  EXPECT_NE(ours[0].filename(), their_files[0].filename()) << "the fingerprint separates the models' keys";
+  fs::copy_file(their_files[0], ours[0], fs::copy_options::overwrite_existing);  // planted under our key
+  auto engine = Create(WithDisk());
+  const Answer got = Answered(*engine, Ask(doc));
+  EXPECT_EQ(got.result.cached_prompt_tokens, 0);
+  ExpectSameAnswer(got, Reference(doc), "foreign chunk recomputed");
+  EXPECT_EQ(engine->TakeKvTierStats().dropped[2], 1) << "foreign";
+}
+
+TEST_F(KvTierEngineTest, ADiskTooSmallCountsStoreErrorsAndStillAnswers) {
+  const auto doc = Document(7);
+  auto engine = Create(WithDisk(1.0 / (1 << 20)));  // 1 KiB: smaller than one chunk
+  ExpectSameAnswer(Answered(*engine, Ask(doc)), Reference(doc), "tiny disk");
+  Flush(*engine);
+  const KvTierStats stats = engine->TakeKvTierStats();
+  EXPECT_EQ(stats.tiers[0].store_errors, kChunkedTokens / kChunk);
+  EXPECT_TRUE(ChunkFiles().empty());
+  EXPECT_EQ(engine->kv_free_tokens(), engine->kv_capacity_tokens());
+}
+
+TEST_F(KvTierEngineTest, PrefillKeepsTheDocumentAndRetainIsChecked) {
+  const auto doc = Document(8);
+  auto engine = Create(WithDisk());
+  GenerationRequest prefill = Ask(doc);
+  prefill.prefill_only = true;
+  prefill.retain_s = 3600;
+  Recorder recorder;
+  ASSERT_TRUE(engine->Submit(prefill, &recorder).ok());
+  while (recorder.finished == 0) engine->Step();
+  ASSERT_FALSE(recorder.error) << recorder.error->ToString();
+  EXPECT_TRUE(recorder.answer.result.token_ids.empty()) << "a prefill generates nothing";
+  EXPECT_EQ(recorder.answer.result.stored_prompt_tokens, kChunkedTokens);
+  EXPECT_EQ(ChunkFiles().size(), 4u) << "written through before the prefill ends";
+  engine.reset();
+  auto restarted = Create(WithDisk());
+  const Answer warm = Answered(*restarted, Ask(doc));
+  EXPECT_EQ(warm.result.cached_from.disk, kChunkedTokens);
+  ExpectSameAnswer(warm, Reference(doc), "after a prefill");
+
+  GenerationRequest bad = prefill;
+  bad.retain_s = -1;
+  EXPECT_EQ(restarted->Submit(bad, nullptr).code(), StatusCode::kInvalidArgument);
+  bad.retain_s = 10;
+  auto no_disk = Create(Options());
+  const Status refused = no_disk->Submit(bad, nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.message().find("retain_s"), std::string::npos);
+  // The 4 pinned chunks of the first prefill leave no room for another pinned document.
+  TempDir small;
+  EngineOptions tight = WithDisk();
+  tight.kv_tiers.disk_dir = small.path();
+  const int64_t chunk_bytes = static_cast<int64_t>(fs::file_size(ChunkFiles()[0]));
+  tight.kv_tiers.disk_gib = static_cast<double>(5 * chunk_bytes) / (1LL << 30);
+  auto pinned = Create(tight);
+  Recorder first_pin;
+  ASSERT_TRUE(pinned->Submit(prefill, &first_pin).ok());
+  while (first_pin.finished == 0) pinned->Step();
+  GenerationRequest second = prefill;
+  second.prompt = Document(9);
+  const Status full = pinned->Submit(second, nullptr);
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+  EXPECT_NE(full.message().find("retain_s"), std::string::npos);
+}
+
+TEST_F(KvTierEngineTest, SaltsKeepTenantsApart) {
+  const auto doc = Document(10);
+  auto engine = Create(WithDisk());
+  Answered(*engine, Ask(doc, "tenant-a"));
+  Flush(*engine);
+  EXPECT_EQ(Answered(*engine, Ask(doc, "tenant-b")).result.cached_prompt_tokens, 0) << "neither the pool nor the disk";
+  EXPECT_EQ(Answered(*engine, Ask(doc, "tenant-a")).result.cached_prompt_tokens, (kDocTokens - 1) / kBlock * kBlock);
+  Flush(*engine);
+  engine.reset();
+  auto restarted = Create(WithDisk());
+  EXPECT_EQ(Answered(*restarted, Ask(doc, "tenant-b")).result.cached_from.disk, kChunkedTokens)
+      << "tenant-b's own chunks, written by its first request";
+  EXPECT_EQ(Answered(*restarted, Ask(doc)).result.cached_prompt_tokens, 0) << "no salt is a salt of its own";
+}
+
+TEST_F(KvTierEngineTest, TwoRequestsForOneChunkLoadItOnce) {
+  const auto doc = Document(11);
+  const Answer want = Reference(doc);
+  {
+    auto writer = Create(WithDisk());
+    Answered(*writer, Ask(doc));
+    Flush(*writer);
+  }
+  auto engine = Create(WithDisk());
+  Recorder a, b;
+  ASSERT_TRUE(engine->Submit(Ask(doc), &a).ok());
+  ASSERT_TRUE(engine->Submit(Ask(doc), &b).ok());
+  while (a.finished == 0 || b.finished == 0) engine->Step();
+  ExpectSameAnswer(a.answer, want, "first");
+  ExpectSameAnswer(b.answer, want, "second");
+  EXPECT_EQ(a.answer.result.cached_from.disk, kChunkedTokens);
+  EXPECT_EQ(b.answer.result.cached_from.disk, 0);
+  EXPECT_EQ(b.answer.result.cached_from.pool, kChunkedTokens) << "matched the blocks the first one loaded";
+  EXPECT_EQ(engine->TakeKvTierStats().tiers[0].hit_tokens, kChunkedTokens) << "one load";
+}
+
+// Many clients, few documents, a pool and a disk too small for all of them: tiers fill and evict
+// while requests come and go; every request ends exactly once with the recomputed answer, and at
+// the end no block is held.
+TEST_F(KvTierEngineTest, ConcurrentRequestsOverFewDocumentsEndOnceAndLeakNothing) {
+  std::vector<std::vector<int32_t>> docs;
+  std::vector<Answer> want;
+  for (uint32_t d = 0; d < 3; ++d) {
+    docs.push_back(Document(20 + d));
+    want.push_back(Reference(docs.back()));
+  }
+  EngineOptions o = WithDisk();
+  o.kv_cache.capacity_tokens = 512;  // three requests' worth: the pool evicts
+  {
+    auto probe = Create(WithDisk());
+    Answered(*probe, Ask(Document(99)));
+    Flush(*probe);
+  }
+  const int64_t chunk_bytes = static_cast<int64_t>(fs::file_size(ChunkFiles()[0]));
+  o.kv_tiers.disk_gib = static_cast<double>(6 * chunk_bytes) / (1LL << 30);  // 1.5 documents
+  auto engine = Create(o);
+  std::mt19937 rng(3);
+  std::vector<std::unique_ptr<Recorder>> recorders;
+  std::vector<int> doc_of;
+  for (int round = 0; round < 4; ++round) {
+    for (int i = 0; i < 8; ++i) {
+      const int d = static_cast<int>(rng() % 3);
+      recorders.push_back(std::make_unique<Recorder>());
+      doc_of.push_back(d);
+      ASSERT_TRUE(engine->Submit(Ask(docs[d]), recorders.back().get()).ok());
+    }
+    for (int s = 0; s < 3; ++s) engine->Step();  // the next round arrives mid-flight
+  }
+  while (engine->HasWork()) engine->Step();
+  for (size_t i = 0; i < recorders.size(); ++i) {
+    EXPECT_EQ(recorders[i]->finished, 1) << "request " << i;
+    EXPECT_FALSE(recorders[i]->error) << "request " << i;
+    ExpectSameAnswer(recorders[i]->answer, want[doc_of[i]], "request " + std::to_string(i));
+  }
+  Flush(*engine);
+  EXPECT_EQ(engine->kv_free_tokens(), engine->kv_capacity_tokens()) << "no block held or leaked";
+  const KvTierStats stats = engine->TakeKvTierStats();
+  EXPECT_LE(stats.tiers[0].bytes_used, stats.tiers[0].budget_bytes);
+}
+
+}  // namespace
+}  // namespace bpt
