@@ -63,9 +63,12 @@ StatusOr<std::string> ReadSecretFile(const std::string& path, const char* flag) 
 }
 
 // The tiers below the pool that the options name, opened, fastest first.
-StatusOr<std::vector<std::unique_ptr<KvTier>>> OpenKvTiers(const KvTierOptions& options) {
+StatusOr<std::vector<std::unique_ptr<KvTier>>> OpenKvTiers(const KvTierOptions& options, const std::string& key_namespace) {
   std::vector<std::unique_ptr<KvTier>> tiers;
   if (!options.disk_dir.empty()) {
+    // 2^30 GiB (an exbibyte) keeps the byte count well inside int64.
+    if (!(options.disk_gib > 0 && options.disk_gib <= (1LL << 30)))
+      return InvalidArgument("kv_disk_gib must be in (0, 2^30] with kv_disk_dir");
     DiskKvTierOptions disk;
     disk.dir = options.disk_dir;
     disk.budget_bytes = static_cast<int64_t>(options.disk_gib * (1LL << 30));
@@ -81,6 +84,7 @@ StatusOr<std::vector<std::unique_ptr<KvTier>>> OpenKvTiers(const KvTierOptions& 
     RedisKvTierOptions remote;
     remote.url = options.remote;
     remote.timeout_ms = options.remote_timeout_ms;
+    remote.key_namespace = key_namespace;
     if (!options.remote_password_file.empty()) {
       BPT_ASSIGN_OR_RETURN(remote.password, ReadSecretFile(options.remote_password_file, "kv_remote_password_file"));
     }
@@ -307,13 +311,17 @@ Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
                                              static_cast<int>(std::min<int64_t>(max_model_len_, INT32_MAX))));
   if (!r.stopping.stop.empty() && tokenizer_ == nullptr)
     return FailedPrecondition(std::string("stop strings need a tokenizer: ") + kTokenIdsMode);
-  if (r.retain_s < 0) return InvalidArgument("retain_s must be >= 0");
+  // A year: past it a pin is a leak of the disk budget, and now + retain_s could overflow.
+  constexpr int64_t kMaxRetainS = 365LL * 24 * 3600;
+  if (r.retain_s < 0 || r.retain_s > kMaxRetainS)
+    return InvalidArgument("retain_s must be in [0, " + std::to_string(kMaxRetainS) + "] (a year), not " +
+                           std::to_string(r.retain_s));
   if (r.prefill_only && !r.use_prefix_cache)
     return InvalidArgument("use_prefix_cache must be true for a prefill: its KV is what it keeps");
   if (r.retain_s > 0) {
     const KvTier* disk = tier_store_ == nullptr ? nullptr : tier_store_->tier("disk");
     if (disk == nullptr) return FailedPrecondition("retain_s needs a tier that can pin: start the server with --kv-disk-dir");
-    const int64_t chunks = (prompt_len - 1) / options_.kv_tiers.chunk_tokens;
+    const int64_t chunks = prompt_len / options_.kv_tiers.chunk_tokens;  // what Store pins
     const int64_t needed = chunks * tier_store_->chunk_bytes();
     if (needed + disk->pinned_bytes() > disk->budget_bytes())
       return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
@@ -458,7 +466,6 @@ Status Engine::Impl::StartKvTiers(const std::string& kv_layout) {
                               info_.device + " device yet: its backend cannot copy KV blocks to host memory");
   if (options.host_gib > 0 && info_.device != "cpu")
     return FailedPrecondition("kv_host_gib: the host-memory tier below a GPU pool is not built yet");
-  BPT_ASSIGN_OR_RETURN(auto tiers, OpenKvTiers(options));
   KvTierStoreOptions store;
   store.chunk_tokens = options.chunk_tokens;
   store.block_size = options_.kv_cache.block_size;
@@ -470,6 +477,7 @@ Status Engine::Impl::StartKvTiers(const std::string& kv_layout) {
       return InvalidArgument("kv_tier_key_file holds " + std::to_string(store.hmac_key.size()) +
                              " bytes; an HMAC key needs at least 16");
   }
+  BPT_ASSIGN_OR_RETURN(auto tiers, OpenKvTiers(options, KvChunkCodec(store.hmac_key).key_id()));
   // A chunk's blocks are held only while it is written, so writes may hold up to the whole pool
   // (a document as long as the pool is written whole); only blocks held twice, by two sequences
   // finishing with the same document at once, can reach the bound, and then a chunk is skipped.

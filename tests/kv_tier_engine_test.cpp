@@ -6,7 +6,9 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "engine.h"
@@ -185,14 +187,51 @@ TEST_F(KvTierEngineTest, FreshReplicaAnswersFromRedisExactly) {
   EXPECT_EQ(warm.result.cached_from.remote, kChunkedTokens);
   ExpectSameAnswer(warm, want, "from redis on a fresh replica");
 
-  // A replica with another HMAC key finds the chunks, drops them as forged, and recomputes.
-  EngineOptions forged = o;
-  forged.kv_tiers.key_file = keys_ / "other-key";
-  auto other = Create(forged);
-  const Answer recomputed = Answered(*other, Ask(doc));
+  // A replica under another tier key (a rotated one) has chunks of its own: it neither reads
+  // these nor takes them for forged.
+  EngineOptions rotated_options = o;
+  rotated_options.kv_tiers.key_file = keys_ / "other-key";
+  auto rotated = Create(rotated_options);
+  const Answer recomputed = Answered(*rotated, Ask(doc));
   EXPECT_EQ(recomputed.result.cached_prompt_tokens, 0);
-  ExpectSameAnswer(recomputed, want, "forged chunks recomputed");
-  EXPECT_EQ(other->TakeKvTierStats().dropped[3], 1) << "the first chunk fails its HMAC; the load stops there";
+  ExpectSameAnswer(recomputed, want, "another key recomputes");
+  EXPECT_EQ(rotated->TakeKvTierStats().dropped[3], 0);
+  Flush(*rotated);
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(2 * kChunkedTokens / kChunk));
+  EXPECT_EQ(Answered(*Create(rotated_options), Ask(doc)).result.cached_from.remote, kChunkedTokens);
+
+  // Chunks planted under this key's names without it (here: the other key's, renamed) fail
+  // their HMAC: dropped, counted, recomputed.
+  const std::string ours = redis->Cli({"KEYS", "bptkv:*"});
+  std::vector<std::string> names;
+  for (size_t at = 0; at < ours.size();) {
+    const size_t end = std::min(ours.find('\n', at), ours.size());
+    names.push_back(ours.substr(at, end - at));
+    at = end + 1;
+  }
+  ASSERT_EQ(names.size(), static_cast<size_t>(2 * kChunkedTokens / kChunk));
+  std::sort(names.begin(), names.end());  // pair[0] below is always the same key's
+  std::map<std::string, std::vector<std::string>> by_hash;  // chunk hex -> its names, one per key
+  for (const auto& n : names) by_hash[n.substr(n.rfind(':') + 1)].push_back(n);
+  for (const auto& [hash, pair] : by_hash) {
+    ASSERT_EQ(pair.size(), 2u) << hash;
+    redis->Cli({"COPY", pair[0], pair[1], "REPLACE"});  // pair[1]'s key now names chunks it never signed
+  }
+  auto victim = Create(o);
+  auto other_victim = Create(rotated_options);
+  const Answer a = Answered(*victim, Ask(doc));
+  const Answer b = Answered(*other_victim, Ask(doc));
+  ExpectSameAnswer(a, want, "forged chunks recomputed");
+  ExpectSameAnswer(b, want, "forged chunks recomputed");
+  EXPECT_EQ(victim->TakeKvTierStats().dropped[3] + other_victim->TakeKvTierStats().dropped[3], 1)
+      << "the first chunk of one of the two fails its HMAC; its load stops there";
+
+  // Redis evicts by its own LRU: a chunk it dropped is written again by the next answer, even one
+  // from the pool.
+  redis->Cli({"FLUSHALL"});
+  ExpectSameAnswer(Answered(*rotated, Ask(doc)), want, "pool hit after Redis lost the chunks");
+  Flush(*rotated);
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(kChunkedTokens / kChunk));
 }
 
 TEST_F(KvTierEngineTest, RedisWithoutAnHmacKeyIsRefused) {

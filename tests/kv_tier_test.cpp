@@ -880,6 +880,7 @@ std::unique_ptr<RedisKvTier> OpenRedis(const std::string& url, const std::string
   o.url = url;
   o.password = password;
   o.timeout_ms = timeout_ms;
+  o.key_namespace = "ns1";
   auto tier = RedisKvTier::Open(o);
   EXPECT_TRUE(tier.ok()) << tier.status().ToString();
   return tier.ok() ? std::move(tier).value() : nullptr;
@@ -942,7 +943,7 @@ TEST(RedisKvTierTest, RoundTripOfA3MbChunk) {
   ASSERT_TRUE(has.ok()) << has.status().ToString();
   EXPECT_TRUE(*has);
   EXPECT_EQ(RedisRead(*tier, key), value);
-  EXPECT_EQ(redis->Cli({"STRLEN", "bptkv:" + key.Hex()}), std::to_string(3 << 20));
+  EXPECT_EQ(redis->Cli({"STRLEN", "bptkv:ns1:" + key.Hex()}), std::to_string(3 << 20));
   EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
   // Another tier on the same Redis (another replica) reads it.
   auto replica = OpenRedis(redis->url());

@@ -341,6 +341,31 @@ TEST(SchedulerTiers, WaitingForAnotherSequencesLoadMatchesItsBlocksAfterwards) {
   EXPECT_EQ(s.pool_cached_tokens(2), 32);
 }
 
+TEST(SchedulerTiers, APreemptionWritesNothingToTheTiers) {
+  KvBlockManager blocks(6, 8);  // 48 tokens: two growing sequences cannot both fit
+  Scheduler s({16, 4, 8}, blocks);
+  FakeTierLink link;
+  link.chunk = 64;  // longer than any prompt: never probed
+  s.SetTierLink(&link);
+  for (int64_t id : {1, 2}) {
+    GenerationRequest r = Spec(id, 16, 30);
+    r.use_prefix_cache = true;
+    ASSERT_TRUE(s.Add(id, r).ok());
+  }
+  for (int step = 0; step < 60 && s.num_preemptions() == 0; ++step) {
+    const StepPlan plan = s.Schedule(Clock::now());
+    for (const auto& c : plan.chunks) {
+      s.OnChunkComputed(c);
+      if (c.needs_logits) s.AppendToken(c.seq_id, 7);
+    }
+  }
+  ASSERT_GT(s.num_preemptions(), 0);
+  EXPECT_EQ(link.stores, 0) << "a preemption frees blocks; a write would hold them";
+  s.Remove(1);
+  s.Remove(2);
+  EXPECT_EQ(link.stores, 2);
+}
+
 TEST(SchedulerTiers, AProbeThatLoadsNothingEndsTheWaitOfOthers) {
   KvBlockManager blocks(32, 8);
   Scheduler s({/*prefill_block=*/64, 4, 8}, blocks);

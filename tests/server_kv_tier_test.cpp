@@ -200,7 +200,7 @@ TEST(ServerKvTier, BadPrefillInputsNameTheFieldAndTheServerKeepsServing) {
       {"empty chat", [](PrefillRequest& r) { r.mutable_chat(); }, grpc::StatusCode::INVALID_ARGUMENT,
        "chat.messages: empty"},
       {"negative retain_s", [](PrefillRequest& r) { r.set_retain_s(-1); }, grpc::StatusCode::INVALID_ARGUMENT,
-       "retain_s must be >= 0"},
+       "retain_s must be in [0, 31536000]"},
       {"retain_s over the disk budget", [](PrefillRequest& r) { r.set_retain_s(3600); },
        grpc::StatusCode::RESOURCE_EXHAUSTED, "retain_s"},
       {"prompt over the model's context", [](PrefillRequest& r) { r.mutable_token_ids()->mutable_ids()->Resize(1048576, 7); },

@@ -6,6 +6,7 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 #include "kv_tier_stats.h"
@@ -47,6 +48,16 @@ void Hmac(const std::string& key, const uint8_t* data, size_t bytes, uint8_t out
 const char* ChunkDropReasonName(ChunkDropReason reason) {
   const size_t i = static_cast<size_t>(reason);
   return i < kKvChunkDropReasons.size() ? kKvChunkDropReasons[i] : "?";
+}
+
+std::string KvChunkCodec::key_id() const {
+  if (!keyed()) return "none";
+  static constexpr char kLabel[] = "bptserve kv tier key id";
+  uint8_t mac[kHmacBytes];
+  Hmac(hmac_key_, reinterpret_cast<const uint8_t*>(kLabel), sizeof(kLabel) - 1, mac);
+  char hex[17];
+  for (int i = 0; i < 8; ++i) std::snprintf(hex + 2 * i, 3, "%02x", mac[i]);
+  return hex;
 }
 
 size_t KvChunkCodec::PayloadOffset(size_t num_tokens) const { return sizeof(ChunkHeader) + num_tokens * sizeof(int32_t); }

@@ -34,6 +34,8 @@ class KvChunkCodec {
   explicit KvChunkCodec(std::string hmac_key) : hmac_key_(std::move(hmac_key)) {}
 
   bool keyed() const { return !hmac_key_.empty(); }
+  // 16 hex digits naming the key without revealing it (an HMAC of a fixed label); "none" unkeyed.
+  std::string key_id() const;
   size_t PayloadOffset(size_t num_tokens) const;
   size_t EncodedBytes(size_t num_tokens, size_t payload_bytes) const;
   // Sizes `out` and writes the header and tokens; the caller fills the payload at

@@ -16,9 +16,13 @@ int64_t WallSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-// Chunks known to be in every tier, remembered so that a document asked about again is not
-// written again; bounded, oldest forgotten first (forgetting costs one more check, no more).
-constexpr size_t kStoredKeysRemembered = 1 << 16;
+// Durations kept for the metrics between two TakeStats; past it they are not recorded (a
+// server without metrics never takes them).
+constexpr size_t kMaxDurationsKept = 4096;
+
+void Record(std::vector<double>& durations, double seconds) {
+  if (durations.size() < kMaxDurationsKept) durations.push_back(seconds);
+}
 
 }  // namespace
 
@@ -47,8 +51,7 @@ struct KvTierStore::StoreJob {
   std::vector<int32_t> tokens;   // the chunk's
   BlockTable held;
   int64_t pin_until_s = 0;
-  bool in_every_tier = false;    // results
-  bool in_some_tier = false;
+  bool in_some_tier = false;     // the result
 };
 
 KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr<KvTier>> tiers, KvBlockManager& blocks,
@@ -153,10 +156,8 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
   std::vector<std::unique_ptr<StoreJob>> jobs;
   int64_t skipped = 0;
   for (int64_t c = 0; c < num_chunks; ++c) {
-    if (pin_until_s == 0 && stored_keys_.count(keys[c]) != 0) {
-      pending.in_some_tier[c] = 1;
-      continue;
-    }
+    // No memory of what was written before: a tier may have evicted it since (Redis by its own
+    // LRU), so the storer asks each tier, which costs a lookup (disk) or a round trip (Redis).
     if (held_blocks_ + blocks_per_chunk_ > options_.max_held_blocks) {
       ++skipped;
       continue;
@@ -217,6 +218,22 @@ void KvTierStore::Poll(Scheduler& scheduler, const std::function<void(int64_t, c
     loads.swap(load_results_);
     stores.swap(store_results_);
   }
+  // Writes first: the blocks they give back are there for the loads reserved below.
+  for (auto& job : stores) {
+    if (!job->held.empty()) {
+      blocks_.Release(&job->held);
+      held_blocks_ -= blocks_per_chunk_;
+    }
+    const auto pending = stores_pending_.find(job->seq_id);
+    if (pending == stores_pending_.end()) continue;
+    SequenceStore& store = pending->second;
+    if (job->chunk >= 0 && job->in_some_tier) store.in_some_tier[job->chunk] = 1;
+    if (--store.pending > 0) continue;
+    const auto gap = std::find(store.in_some_tier.begin(), store.in_some_tier.end(), 0);
+    const int64_t leading = gap - store.in_some_tier.begin();
+    stores_pending_.erase(pending);
+    on_stored(job->seq_id, leading * options_.chunk_tokens);
+  }
   for (LoadJob* job : loads) {
     const int64_t seq_id = job->seq_id;
     if (job->load_end == 0) {  // a probe answered
@@ -230,28 +247,6 @@ void KvTierStore::Poll(Scheduler& scheduler, const std::function<void(int64_t, c
     loads_.erase(seq_id);
     scheduler.OnTierLoaded(seq_id, loaded_end);
     on_loaded(seq_id, outcome);
-  }
-  for (auto& job : stores) {
-    if (!job->held.empty()) {
-      blocks_.Release(&job->held);
-      held_blocks_ -= blocks_per_chunk_;
-    }
-    if (job->in_every_tier && stored_keys_.insert(job->key).second) {
-      stored_order_.push_back(job->key);
-      if (stored_order_.size() > kStoredKeysRemembered) {
-        stored_keys_.erase(stored_order_.front());
-        stored_order_.pop_front();
-      }
-    }
-    const auto pending = stores_pending_.find(job->seq_id);
-    if (pending == stores_pending_.end()) continue;
-    SequenceStore& store = pending->second;
-    if (job->chunk >= 0 && job->in_some_tier) store.in_some_tier[job->chunk] = 1;
-    if (--store.pending > 0) continue;
-    const auto gap = std::find(store.in_some_tier.begin(), store.in_some_tier.end(), 0);
-    const int64_t leading = gap - store.in_some_tier.begin();
-    stores_pending_.erase(pending);
-    on_stored(job->seq_id, leading * options_.chunk_tokens);
   }
 }
 
@@ -331,7 +326,12 @@ void KvTierStore::Load(LoadJob& job) {
       if (!payload.ok()) {
         // A chunk that fails its HMAC may be whole for the replicas holding the right key (this
         // one may be misconfigured): it stays. Damaged or foreign chunks are no one's: removed.
-        if (reason != ChunkDropReason::kUnauthenticated) tiers_[t]->Drop(job.keys[c]);
+        if (reason != ChunkDropReason::kUnauthenticated) {
+          tiers_[t]->Drop(job.keys[c]);
+        } else {
+          std::lock_guard<std::mutex> lock(mu_);
+          unauthenticated_.insert(job.keys[c]);  // the next write replaces it (a rotated key)
+        }
         CountDrop(reason);
         continue;
       }
@@ -343,7 +343,7 @@ void KvTierStore::Load(LoadJob& job) {
       // The pool's share of the first chunk is not this tier's.
       const int64_t tokens_new = std::min<int64_t>(chunk, (job.first_chunk + c + 1) * chunk - job.matched);
       stats_.tiers[t].hit_tokens += tokens_new;
-      stats_.tiers[t].load_seconds.push_back(SecondsSince(start));
+      Record(stats_.tiers[t].load_seconds, SecondsSince(start));
       (std::string_view(tiers_[t]->name()) == "disk" ? job.outcome.disk_tokens : job.outcome.remote_tokens) += tokens_new;
       break;
     }
@@ -382,14 +382,18 @@ void KvTierStore::StorerLoop() {
 void KvTierStore::Write(StoreJob& job) {
   const size_t payload_bytes = static_cast<size_t>(blocks_per_chunk_ * options_.block_payload_bytes);
   const KvChunkCodec* encoded_with = nullptr;  // the codec encoded_ holds a chunk of, if any
-  job.in_every_tier = true;
   for (size_t t = 0; t < tiers_.size(); ++t) {
     KvTier& tier = *tiers_[t];
     Status put;
     if (failed_for_seq_[t] == job.seq_id) {
       put = Unavailable("failed earlier for this sequence");
     } else {
-      const StatusOr<bool> has = tier.Contains(job.key);
+      bool forged = false;
+      if (tier.shared()) {
+        std::lock_guard<std::mutex> lock(mu_);
+        forged = unauthenticated_.erase(job.key) != 0;
+      }
+      const StatusOr<bool> has = forged ? StatusOr<bool>(false) : tier.Contains(job.key);
       if (has.ok() && *has) {
         if (job.pin_until_s > 0) tier.Pin(job.key, job.pin_until_s);
         job.in_some_tier = true;
@@ -409,11 +413,10 @@ void KvTierStore::Write(StoreJob& job) {
     if (!put.ok()) failed_for_seq_[t] = job.seq_id;
     std::lock_guard<std::mutex> lock(mu_);
     if (put.ok()) {
-      stats_.tiers[t].store_seconds.push_back(SecondsSince(start));
+      Record(stats_.tiers[t].store_seconds, SecondsSince(start));
       job.in_some_tier = true;
     } else {
       ++stats_.tiers[t].store_errors;
-      job.in_every_tier = false;
     }
   }
 }

@@ -112,8 +112,6 @@ class KvTierStore : public KvTierLink {
   // The engine's thread only.
   std::map<int64_t, std::unique_ptr<LoadJob>> loads_;           // by sequence, probing or loading
   std::unordered_set<ChunkKey, ChunkKeyHash> loading_keys_;      // chunks some load will bring
-  std::unordered_set<ChunkKey, ChunkKeyHash> stored_keys_;       // written to every tier lately
-  std::deque<ChunkKey> stored_order_;                            // bounds stored_keys_
   // A sequence's writes whose results Poll has not all taken: one job per chunk, so each chunk's
   // blocks go back as soon as it is written.
   struct SequenceStore {
@@ -133,6 +131,9 @@ class KvTierStore : public KvTierLink {
   std::deque<std::unique_ptr<StoreJob>> store_queue_;
   std::deque<std::unique_ptr<StoreJob>> store_results_;
   bool storing_ = false;  // the storer is writing a job it took from the queue
+  // Shared-tier chunks that failed their HMAC here (a key rotated, or forged): rewritten by the
+  // next write of the same chunk rather than taken as present. Bounded by the chunks loaded.
+  std::unordered_set<ChunkKey, ChunkKeyHash> unauthenticated_;
   // The storer's own: a tier that failed a write of a sequence is not tried again for the rest
   // of that sequence's chunks, so a Redis that is down costs one timeout per sequence, not per chunk.
   std::vector<int64_t> failed_for_seq_;

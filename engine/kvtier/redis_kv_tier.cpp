@@ -100,7 +100,7 @@ StatusOr<std::unique_ptr<RedisKvTier>> RedisKvTier::Open(const RedisKvTierOption
   if (options.timeout_ms < 1) return InvalidArgument("kv_remote_timeout_ms must be >= 1");
   BPT_ASSIGN_OR_RETURN(RedisAddress address, ParseRedisUrl(options.url));
   if (!options.password.empty()) address.password = options.password;
-  std::unique_ptr<RedisKvTier> tier(new RedisKvTier(std::move(address), options.timeout_ms));
+  std::unique_ptr<RedisKvTier> tier(new RedisKvTier(std::move(address), options.timeout_ms, options.key_namespace));
   std::lock_guard<std::mutex> lock(tier->mu_);
   const SigpipeBlock no_sigpipe;
   const Status first = tier->ConnectLocked();

@@ -1,4 +1,5 @@
-// The shared tier: chunks in Redis under "bptkv:<key hex>", so every replica pointed at the same
+// The shared tier: chunks in Redis under "bptkv:<namespace>:<key hex>", the namespace naming the
+// tier key (KvChunkCodec::key_id), so every replica with the same key pointed at the same
 // Redis reads the documents any of them computed. Redis's own maxmemory with an LRU policy is
 // the budget (the deploy sets it); chunks there carry an HMAC, so a writable Redis cannot feed
 // KV to the replicas. One connection, shared by the loader and storer threads under a lock, with
@@ -21,6 +22,9 @@ struct RedisKvTierOptions {
   std::string url;       // redis://[[user]:password@]host[:port][/db]
   std::string password;  // from --kv-remote-password-file; overrides the URL's
   int timeout_ms = 2000;  // connect and each command
+  // Replicas under another tier key (a rotated one) use their own names, so neither reads the
+  // other's chunks as forged: old chunks age out by Redis's LRU.
+  std::string key_namespace;
 };
 
 struct RedisAddress {
@@ -51,13 +55,15 @@ class RedisKvTier : public KvTier {
   bool connected() const;
 
  private:
-  explicit RedisKvTier(RedisAddress address, int timeout_ms) : address_(std::move(address)), timeout_ms_(timeout_ms) {}
+  RedisKvTier(RedisAddress address, int timeout_ms, std::string key_namespace)
+      : address_(std::move(address)), timeout_ms_(timeout_ms), prefix_("bptkv:" + key_namespace + ":") {}
   Status ConnectLocked();
   void DisconnectLocked();
-  std::string RedisKey(const ChunkKey& key) const { return "bptkv:" + key.Hex(); }
+  std::string RedisKey(const ChunkKey& key) const { return prefix_ + key.Hex(); }
 
   RedisAddress address_;
   int timeout_ms_;
+  std::string prefix_;
   mutable std::mutex mu_;
   redisContext* context_ = nullptr;
 };

@@ -64,10 +64,10 @@ void Scheduler::InsertWaiting(int64_t id) {
   waiting_.insert(std::find_if(waiting_.begin(), waiting_.end(), before), id);
 }
 
-void Scheduler::ReleaseBlocks(int64_t id, Sequence& s) {
+void Scheduler::ReleaseBlocks(int64_t id, Sequence& s, bool offer_to_tiers) {
   if (s.use_prefix_cache) {
     blocks_.CachePrefix(s.tokens, s.num_computed, s.table, s.salt_seed);
-    if (tier_link_ != nullptr)
+    if (tier_link_ != nullptr && offer_to_tiers)
       tier_link_->Store(id, s.cache_salt, s.tokens, s.num_computed, s.table, s.retain_s);
   }
   blocks_.Release(&s.table);
@@ -80,7 +80,7 @@ void Scheduler::Remove(int64_t id) {
     loading_orphans_[id] = std::move(it->second.table);  // another thread writes into these blocks
     it->second.table.clear();
   }
-  ReleaseBlocks(id, it->second);
+  ReleaseBlocks(id, it->second, /*offer_to_tiers=*/true);
   running_.erase(std::remove(running_.begin(), running_.end(), id), running_.end());
   waiting_.erase(std::remove(waiting_.begin(), waiting_.end(), id), waiting_.end());
   seqs_.erase(it);
@@ -90,7 +90,10 @@ void Scheduler::Finish(int64_t id) { Remove(id); }
 
 void Scheduler::Preempt(int64_t id) {
   Sequence& s = At(id);
-  ReleaseBlocks(id, s);  // its computed blocks stay cached: recomputation may find them again
+  // Its computed blocks stay cached: recomputation may find them again. They are not written to
+  // the tiers now: a write holds its blocks, and a preemption is there to free them; they are
+  // written when the sequence ends.
+  ReleaseBlocks(id, s, /*offer_to_tiers=*/false);
   s.num_computed = 0;
   s.matched_prefix = false;
   s.tier = Sequence::TierState::kUntried;

@@ -109,7 +109,7 @@ class Scheduler {
   const Sequence& At(int64_t id) const;
   Sequence& At(int64_t id) { return const_cast<Sequence&>(std::as_const(*this).At(id)); }
   void Preempt(int64_t id);
-  void ReleaseBlocks(int64_t id, Sequence& s);
+  void ReleaseBlocks(int64_t id, Sequence& s, bool offer_to_tiers);
   void InsertWaiting(int64_t id);
   // At first admission, past the pool's match: true when the sequence now waits for the tiers.
   bool StartTierProbe(int64_t id, Sequence& s);
