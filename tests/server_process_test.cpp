@@ -205,5 +205,24 @@ TEST(ServerProcess, BadKvDtypeExitsNamingTheFlag) {
   EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
 }
 
+TEST(ServerProcess, BadAttentionBackendExitsNamingTheFlag) {
+  int status = 0;
+  const std::string output = RunServerToExit("--attention-backend flash", &status);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("--attention-backend: 'flash' is not one of auto, cudnn, own"), std::string::npos) << output;
+  EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
+}
+
+// cuDNN asked for on the CPU is an error, not a flag silently ignored.
+TEST(ServerProcess, CudnnAttentionOnTheCpuExitsWithTheReason) {
+  int status = 0;
+  const std::string output = RunServerToExit("--device cpu --attention-backend cudnn", &status);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find("INVALID_ARGUMENT: attention_backend cudnn: cuDNN runs on CUDA only"), std::string::npos)
+      << output;
+}
+
 }  // namespace
 }  // namespace bpt

@@ -1,4 +1,4 @@
-// The storage and kernel flags (--weight-dtype, --kv-dtype, --cpu-isa) of every binary that builds
+// The storage and kernel flags (--weight-dtype, --kv-dtype, --cpu-isa, --attention-backend) of every binary that builds
 // EngineOptions from a command line: the server, bench and bptserve-generate. One help text each,
 // and the spellings are engine_options' own (ParseElementType, ParseCpuIsa), so a value means the
 // same everywhere. Header-only: only binaries that already link CLI11 include it.
@@ -46,6 +46,11 @@ inline void AddStorageFlags(CLI::App& app, EngineOptions* options) {
               "Instruction set of the CPU kernels: auto (the best this CPU has), portable, avx2, avx512 or "
               "avx512-bf16 (bf16 weights meet activations rounded to bf16 in dot products: every product on AMD, one-row products on Intel); a level the CPU lacks fails at load",
               CpuIsa::kAvx512Bf16, ParseCpuIsa, CpuIsaName, &options->cpu.isa);
+  AddEnumFlag(app, "--attention-backend",
+              "Attention kernels on CUDA: auto (cuDNN's SDPA when libcudnn.so.9 loads and supports the model's shape, "
+              "else the own kernels), cudnn (cuDNN or a load error), or own. GetModelInfo's attention_kernels names "
+              "the choice; the CPU has only its own",
+              AttentionBackend::kOwn, ParseAttentionBackend, AttentionBackendName, &options->cuda.attention_backend);
 }
 
 }  // namespace bpt

@@ -16,6 +16,7 @@ bool ParseName(std::string_view name, const char* const (&names)[N], Enum* out) 
 // In the enums' order.
 constexpr const char* kElementTypeNames[] = {"auto", "fp32", "bf16"};
 constexpr const char* kCpuIsaNames[] = {"auto", "portable", "avx2", "avx512", "avx512-bf16"};
+constexpr const char* kAttentionBackendNames[] = {"auto", "cudnn", "own"};
 
 }  // namespace
 
@@ -24,5 +25,12 @@ const char* ElementTypeName(ElementType type) { return kElementTypeNames[static_
 
 bool ParseCpuIsa(std::string_view name, CpuIsa* out) { return ParseName(name, kCpuIsaNames, out); }
 const char* CpuIsaName(CpuIsa isa) { return kCpuIsaNames[static_cast<int>(isa)]; }
+
+bool ParseAttentionBackend(std::string_view name, AttentionBackend* out) {
+  return ParseName(name, kAttentionBackendNames, out);
+}
+const char* AttentionBackendName(AttentionBackend backend) {
+  return kAttentionBackendNames[static_cast<int>(backend)];
+}
 
 }  // namespace bpt

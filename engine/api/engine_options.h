@@ -25,6 +25,14 @@ enum class CpuIsa { kAuto, kPortable, kAvx2, kAvx512, kAvx512Bf16 };
 bool ParseCpuIsa(std::string_view name, CpuIsa* out);
 const char* CpuIsaName(CpuIsa isa);
 
+// Which kernels compute attention on CUDA. auto: cuDNN's SDPA when libcudnn.so.9 loads and
+// supports the model's shape on this GPU, else the own kernels; cudnn: cuDNN or a load error;
+// own: the backend's own kernels (the fallback, and the second implementation the GPU tests
+// compare cuDNN against). The CPU has only its own. Flag spelling: auto, cudnn, own.
+enum class AttentionBackend { kAuto, kCudnn, kOwn };
+bool ParseAttentionBackend(std::string_view name, AttentionBackend* out);
+const char* AttentionBackendName(AttentionBackend backend);
+
 struct SchedulerOptions {
   // Tokens in one forward step: the BPT prefill block, decode tokens included. Sizes the
   // runner's workspace and the CUDA step buffers. Flag --prefill-block.
@@ -75,6 +83,7 @@ struct CudaOptions {
   bool graphs = true;
   // Sample on the device so that only the chosen ids reach the host.
   bool device_sampling = true;
+  AttentionBackend attention_backend = AttentionBackend::kAuto;  // Flag --attention-backend
 };
 
 // Tests: a prompt that stands for some tokens of a much longer sequence. Positions from `start`

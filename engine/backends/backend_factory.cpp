@@ -89,6 +89,9 @@ StatusOr<std::unique_ptr<Backend>> CreateBackend(const ModelConfig& config, cons
     return InvalidArgument("device '" + device + "' is not one of cpu, cuda, auto");
   const bool use_cuda = device == "cuda" || (device == "auto" && CheckCudaDevice().ok());
   if (!use_cuda) {
+    if (options.cuda.attention_backend == AttentionBackend::kCudnn)
+      return InvalidArgument("attention_backend cudnn: cuDNN runs on CUDA only; the CPU has its own attention kernels "
+                             "(use auto, or device cuda)");
     CpuOptions cpu = options.cpu;
     BPT_ASSIGN_OR_RETURN(cpu.isa, ResolveCpuIsa(options.cpu.isa));
     // fp32 is the CPU's exact reference; bf16 halves the bytes where asked.

@@ -292,6 +292,108 @@ TEST(CudaDecodeGraphs, ReplaysMatchOpByOpLaunches) {
   EXPECT_EQ(without.backend->graphs_captured(), 0);
 }
 
+// Decode steps replayed from captured graphs and sampled on the device draw what op-by-op
+// launches draw: the same tokens, logprobs and top logprobs, each token fed back as the next
+// input, for every batch size, as contexts cross split boundaries (new graphs are captured), with
+// each attention backend.
+class CudaDecodeGraphsSampling : public ::testing::TestWithParam<AttentionBackend> {
+ protected:
+  void SetUp() override { BPT_SKIP_WITHOUT_CUDA(); }
+};
+
+TEST_P(CudaDecodeGraphsSampling, ReplaysSampleWhatOpByOpLaunchesSample) {
+  TempDir dir;
+  testing::WriteModelOrDie(dir.path(), ModelJson(64, 8, 2), DType::kBF16, 13);
+  auto config = LoadModelConfig(dir.path());
+  ASSERT_TRUE(config.ok());
+  auto weights = ModelWeights::Open(dir.path(), *config);
+  ASSERT_TRUE(weights.ok()) << weights.status().ToString();
+  std::unique_ptr<ModelRunner> runners[2];  // graphs on, off
+  CudaBackend* backends[2];
+  for (int graphs = 0; graphs < 2; ++graphs) {
+    EngineOptions options;
+    options.scheduler.prefill_block = 512;
+    options.scheduler.max_running = 4;
+    options.cuda.graphs = graphs == 0;
+    options.cuda.device_sampling = true;
+    options.cuda.attention_backend = GetParam();
+    auto backend = CudaBackend::Create(*config, options);
+    ASSERT_TRUE(backend.ok()) << backend.status().ToString();
+    backends[graphs] = backend->get();
+    const Status pool = backends[graphs]->AllocateKvPool(config->num_layers, 1024, 16, config->kv_dim());
+    ASSERT_TRUE(pool.ok()) << pool.ToString();
+    ASSERT_EQ(backends[graphs]->attention_kernels(), GetParam() == AttentionBackend::kCudnn ? "cudnn" : "cuda");
+    auto runner = ModelRunner::Create(*config, **weights, std::move(backend).value(), options);
+    ASSERT_TRUE(runner.ok()) << runner.status().ToString();
+    runners[graphs] = std::move(runner).value();
+  }
+  ASSERT_TRUE(backends[0]->SamplesOnDevice());
+
+  // Sequence 0 decodes every step and crosses 1024 keys, sequence 2 every other step and crosses
+  // 256: the own kernels' decode grid grows there.
+  std::vector<int64_t> lengths = {1000, 5, 230, 64};
+  KvBlockManager blocks(1024, 16);
+  std::vector<BlockTable> tables(lengths.size());
+  std::vector<std::vector<int32_t>> prompts(lengths.size());
+  std::vector<float> logits;
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ASSERT_TRUE(blocks.Reserve(&tables[i], lengths[i] + 300).ok());
+    prompts[i] = RandomPrompt(static_cast<int>(lengths[i]), 21 + i);
+    for (int64_t pos = 0; pos < lengths[i]; pos += 512) {  // one sequence per step
+      const int32_t n = static_cast<int32_t>(std::min<int64_t>(512, lengths[i] - pos));
+      StepLayout step;
+      step.token_ids.assign(prompts[i].begin() + pos, prompts[i].begin() + pos + n);
+      step.sequences.push_back({pos, n, &tables[i], false});
+      for (auto& runner : runners) ASSERT_TRUE(runner->Forward(step, &logits).ok());
+    }
+  }
+  // Each runner's own samplers, equal seeds and parameters: every truncation and penalty.
+  std::vector<SamplingParams> params(lengths.size());
+  params[0].temperature = 0.8f, params[0].top_p = 0.9f, params[0].seed = 1;
+  params[1].temperature = 1.0f, params[1].top_k = 40, params[1].repetition_penalty = 1.1f, params[1].seed = 2;
+  params[2].temperature = 0.0f, params[2].frequency_penalty = 0.5f, params[2].top_logprobs = 3;
+  params[3].temperature = 0.7f, params[3].min_p = 0.05f, params[3].presence_penalty = 0.3f, params[3].seed = 4;
+  params[3].top_logprobs = 2;
+  std::vector<std::unique_ptr<Sampler>> samplers[2];
+  for (auto& set : samplers)
+    for (size_t i = 0; i < params.size(); ++i) set.push_back(std::make_unique<Sampler>(params[i], prompts[i]));
+  std::vector<int32_t> next = {3, 4, 5, 6};
+  for (int iteration = 0; iteration < 240; ++iteration) {
+    const size_t batch = 1 + iteration % 4;
+    StepLayout step;
+    for (size_t i = 0; i < batch; ++i) {
+      step.token_ids.push_back(next[i]);
+      step.sequences.push_back({lengths[i]++, 1, &tables[i], true});
+    }
+    std::vector<SampledToken> sampled[2];
+    for (int r = 0; r < 2; ++r) {
+      std::vector<SamplingRow> rows;
+      for (size_t i = 0; i < batch; ++i) rows.push_back(samplers[r][i]->NextRow());
+      const Status s = runners[r]->ForwardAndSample(step, rows, &sampled[r]);
+      ASSERT_TRUE(s.ok()) << "decode iteration " << iteration << ": " << s.ToString();
+      ASSERT_EQ(sampled[r].size(), batch);
+    }
+    for (size_t i = 0; i < batch; ++i) {
+      const SampledToken &replayed = sampled[0][i], &launched = sampled[1][i];
+      ASSERT_EQ(replayed.token_id, launched.token_id) << "decode iteration " << iteration << ", sequence " << i;
+      ASSERT_EQ(replayed.logprob, launched.logprob) << "decode iteration " << iteration << ", sequence " << i;
+      ASSERT_EQ(replayed.top_logprobs, launched.top_logprobs) << "decode iteration " << iteration << ", sequence " << i;
+      ASSERT_TRUE(std::isfinite(replayed.logprob));
+      for (auto& set : samplers) set[i]->Accept(replayed.token_id);
+      next[i] = replayed.token_id;
+    }
+  }
+  EXPECT_GE(backends[0]->graphs_captured(), 4);
+  EXPECT_GE(backends[0]->graph_replays(), 200);
+  EXPECT_EQ(backends[1]->graphs_captured(), 0);
+}
+
+std::string BackendName(const ::testing::TestParamInfo<AttentionBackend>& info) {
+  return AttentionBackendName(info.param);
+}
+INSTANTIATE_TEST_SUITE_P(Own, CudaDecodeGraphsSampling, ::testing::Values(AttentionBackend::kOwn), BackendName);
+INSTANTIATE_TEST_SUITE_P(Cudnn, CudaDecodeGraphsSampling, ::testing::Values(AttentionBackend::kCudnn), BackendName);
+
 // A prompt larger than the KV pool is refused before any work, with the limit in the message.
 TEST(CudaEngineLimits, PromptBeyondThePoolIsRefusedUpFront) {
   BPT_SKIP_WITHOUT_CUDA();

@@ -1,7 +1,7 @@
 // Sampling on the device against the host's rules: greedy and penalties choose the token the
 // host Sampler chooses, logprobs and top logprobs match, and with evenly spread draws every
 // truncation (temperature, top-k, top-p, min-p) yields the distribution the host's rules
-// define, token by token.
+// define, token by token, masked (-inf) logits among them.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -146,6 +146,70 @@ TEST_F(CudaSampling, TruncationsGiveTheHostDistribution) {
     const std::vector<double> want = HostDistribution(Row(r), params[r]);
     for (int t = 0; t < kVocab; ++t) {
       // Evenly spread draws land within one of the expected count, plus rounding at the edges.
+      EXPECT_NEAR(counts[r][t], want[t] * kDraws, 2.0) << "row " << r << " token " << t;
+      if (want[t] == 0.0) {
+        EXPECT_EQ(counts[r][t], 0) << "row " << r << " token " << t << " is truncated away";
+      }
+    }
+  }
+}
+
+// Masked tokens (logit -inf, as a grammar or a logit bias leaves them) are never drawn, and the
+// truncations still cut: the lowest logit no longer starts the threshold bisection at -inf
+// (where its first midpoint was NaN and top-k and top-p kept every token).
+TEST_F(CudaSampling, MaskedLogitsAreNeverDrawnAndTruncationsStillCut) {
+  constexpr float kMasked = -INFINITY;
+  // [kRows, kVocab]: about a third masked, the first and the last id among them; row 4 keeps 5
+  // tokens (fewer than its top_k), row 5 one.
+  std::vector<float> masked = host_logits_;
+  for (int r = 0; r < kRows; ++r)
+    for (int i = 0; i < kVocab; ++i)
+      if ((i * 7 + r) % 3 == 0 || i == 0 || i == kVocab - 1) masked[r * kVocab + i] = kMasked;
+  auto keep_only = [&](int r, std::initializer_list<int> ids) {
+    std::fill(masked.begin() + r * kVocab, masked.begin() + (r + 1) * kVocab, kMasked);
+    for (int i : ids) masked[r * kVocab + i] = host_logits_[r * kVocab + i];
+  };
+  keep_only(4, {1, 250, 500, 750, 998});
+  keep_only(5, {500});
+  auto tensor = backend_->AllocateActivation(kRows, kVocab, Precision::kFloat32);
+  ASSERT_TRUE(tensor.ok());
+  ASSERT_TRUE(backend_->CopyFromHost(masked.data(), *tensor).ok());
+
+  std::vector<SamplingParams> params(kRows);
+  params[0].temperature = 1.0f, params[0].top_k = 40;
+  params[1].temperature = 1.0f, params[1].top_p = 0.9f;
+  params[2].temperature = 0.8f, params[2].top_k = 100, params[2].top_p = 0.8f;
+  params[3].temperature = 1.0f;  // no truncation: the threshold is the lowest finite logit
+  params[4].temperature = 1.5f, params[4].top_k = 40;
+  params[5].temperature = 1.0f, params[5].top_p = 0.5f;
+  params[6].temperature = 0.7f, params[6].top_k = 20, params[6].min_p = 0.05f;
+  params[7].temperature = 0.0f, params[7].top_logprobs = 5;
+  constexpr int kDraws = 2000;
+  std::vector<std::vector<int>> counts(kRows, std::vector<int>(kVocab, 0));
+  const std::vector<int32_t> no_prompt;
+  const std::unordered_map<int32_t, int> no_outputs;
+  std::vector<SampledToken> got;
+  for (int d = 0; d < kDraws; ++d) {
+    std::vector<SamplingRow> rows;
+    for (int r = 0; r < kRows; ++r) rows.push_back({&params[r], (d + 0.5) / kDraws, &no_prompt, &no_outputs});
+    const Status s = backend_->Sample(*tensor, rows, &got);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    for (int r = 0; r < kRows; ++r) {
+      const int32_t token = got[r].token_id;
+      ASSERT_TRUE(token >= 0 && token < kVocab) << "row " << r << " draw " << d << ": token " << token;
+      ASSERT_TRUE(std::isfinite(masked[r * kVocab + token]))
+          << "row " << r << " draw " << d << ": masked token " << token;
+      ASSERT_TRUE(std::isfinite(got[r].logprob)) << "row " << r << " draw " << d << ": logprob " << got[r].logprob;
+      for (const auto& [id, logprob] : got[r].top_logprobs)
+        ASSERT_TRUE(std::isfinite(logprob)) << "row " << r << ": top logprob of " << id << " is " << logprob;
+      ++counts[r][token];
+    }
+  }
+  EXPECT_EQ(got[7].top_logprobs.size(), 5u);
+  for (int r = 0; r < kRows; ++r) {
+    if (params[r].temperature == 0.0f) continue;
+    const std::vector<double> want = HostDistribution(masked.data() + r * kVocab, params[r]);
+    for (int t = 0; t < kVocab; ++t) {
       EXPECT_NEAR(counts[r][t], want[t] * kDraws, 2.0) << "row " << r << " token " << t;
       if (want[t] == 0.0) {
         EXPECT_EQ(counts[r][t], 0) << "row " << r << " token " << t << " is truncated away";

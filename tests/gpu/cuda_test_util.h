@@ -1,11 +1,14 @@
 // Shared by the gpu-labelled tests: skipping without a device, random data that bf16 holds
-// exactly (so both backends start from the same values), and the relative-error measure.
+// exactly (so both backends start from the same values), and the error measures.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "cuda_backend.h"
@@ -55,6 +58,32 @@ inline double RelativeError(const std::vector<float>& got, const std::vector<flo
     norm += static_cast<double>(want[i]) * want[i];
   }
   return std::sqrt(diff / norm);
+}
+
+// The worst (row, head) of [rows, num_heads * head_dim] outputs: its largest absolute error,
+// a non-finite element counting as infinite. Beside the relative L2, which one wrong head of a
+// long output hardly moves.
+struct HeadError {
+  double max_abs = 0;
+  int64_t row = -1;
+  int head = -1;
+};
+
+inline HeadError WorstHeadError(const std::vector<float>& got, const std::vector<float>& want, int num_heads,
+                                int head_dim) {
+  HeadError worst;
+  const size_t cols = static_cast<size_t>(num_heads) * head_dim;
+  for (size_t r = 0; r * cols < want.size(); ++r)
+    for (int h = 0; h < num_heads; ++h) {
+      double head_max = 0;
+      for (int i = 0; i < head_dim; ++i) {
+        const size_t k = r * cols + static_cast<size_t>(h) * head_dim + i;
+        head_max = std::max(head_max, std::isfinite(got[k]) ? std::abs(static_cast<double>(got[k]) - want[k])
+                                                            : std::numeric_limits<double>::infinity());
+      }
+      if (worst.row < 0 || head_max > worst.max_abs) worst = {head_max, static_cast<int64_t>(r), h};
+    }
+  return worst;
 }
 
 inline bool AllFinite(const std::vector<float>& v) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -14,6 +15,9 @@
 #include "cuda_kernels.cuh"
 #include "cuda_plugin_abi.h"
 #include "rope.h"
+#if BPTSERVE_WITH_CUDNN
+#include "cudnn_attention.h"
+#endif
 
 namespace bpt {
 
@@ -90,6 +94,7 @@ struct CudaBackend::Impl {
   bf16* k_pool = nullptr;
   bf16* v_pool = nullptr;
   int64_t kv_layer_stride = 0;  // elements
+  int kv_num_layers = 0;
   int64_t num_kv_blocks = 0;
   int kv_block_size = 0;
   int kv_dim = 0;
@@ -109,6 +114,20 @@ struct CudaBackend::Impl {
 
   cuda::AttentionPlan plan;  // the current step's
 
+#if BPTSERVE_WITH_CUDNN
+  // cuDNN's attention, when chosen (AllocateKvPool builds it: its graphs need the pool's shape).
+  std::unique_ptr<cuda::CudnnAttention> cudnn;
+  cuda::CudnnAttentionShape cudnn_shape{};
+  cuda::CudnnAttentionPlan cudnn_plan;  // the current step's
+  void* cudnn_plan_host = nullptr;  // pinned, laid out as cudnn_plan_device
+  void* cudnn_plan_device = nullptr;
+  size_t cudnn_plan_bytes = 0;      // the per-sequence arrays before the page table
+  cuda::CudnnAttentionBuffers cudnn_host{}, cudnn_device{};
+  void* cudnn_workspace = nullptr;
+#endif
+  bool own_attention_supported = false;  // head_dim and GQA group within the own kernels' range
+  std::string attention_fallback;        // why auto took the own kernels, for the load summary
+
   // Device sampling: per-row parameters and penalties in, chosen tokens out.
   cuda::SampleRowParams* sample_params_host = nullptr;  // pinned [max_running]
   cuda::SampleRowParams* sample_params_device = nullptr;
@@ -122,6 +141,9 @@ struct CudaBackend::Impl {
   enum class GraphMode { kOff, kCapturing, kReplaying };
   using GraphKey = std::pair<int, int>;
   std::map<GraphKey, cudaGraphExec_t> graphs;
+  // Shapes whose first step ran eagerly: a capture must never meet a library's first call for a
+  // shape (cuBLAS or cuDNN may then allocate, pick kernels or sync, none of which a graph allows).
+  std::set<GraphKey> shapes_run_eagerly;
   GraphMode graph_mode = GraphMode::kOff;
   GraphKey graph_key{};
   int64_t graphs_captured = 0;
@@ -138,6 +160,10 @@ struct CudaBackend::Impl {
                     static_cast<void*>(sample_results_host)})
       if (p != nullptr) cudaFreeHost(p);
     if (block_tables_host != nullptr) cudaFreeHost(block_tables_host);
+#if BPTSERVE_WITH_CUDNN
+    cudnn.reset();
+    if (cudnn_plan_host != nullptr) cudaFreeHost(cudnn_plan_host);
+#endif
     if (staging_free != nullptr) cudaEventDestroy(staging_free);
     if (gather_free != nullptr) cudaEventDestroy(gather_free);
     if (cublas != nullptr) cublasDestroy(cublas);
@@ -225,6 +251,58 @@ struct CudaBackend::Impl {
     return OkStatus();
   }
 
+#if BPTSERVE_WITH_CUDNN
+  // Builds cuDNN's graphs for the pool and the staging buffers of their per-step plan.
+  Status StartCudnn() {
+    cudnn_shape = {options.scheduler.max_running, config.num_heads,
+                   config.num_kv_heads,           config.head_dim,
+                   kv_block_size,                 num_kv_blocks,
+                   /*table_width=*/num_kv_blocks,  // no sequence holds more blocks than the pool
+                   options.scheduler.prefill_block,
+                   /*qkv_stride=*/static_cast<int64_t>(config.num_heads + 2 * config.num_kv_heads) * config.head_dim,
+                   /*out_stride=*/static_cast<int64_t>(config.num_heads) * config.head_dim,
+                   config.sliding_window};
+    BPT_ASSIGN_OR_RETURN(cudnn, cuda::CudnnAttention::Create(cudnn_shape, stream));
+    const int64_t b = cudnn_shape.batch;
+    const size_t sizes[] = {AlignedBytes<int32_t>(b), AlignedBytes<int32_t>(b), AlignedBytes<int32_t>(b + 1),
+                            AlignedBytes<int32_t>(b + 1), AlignedBytes<int32_t>(b * cudnn_shape.table_width)};
+    size_t total = 0;
+    for (size_t bytes : sizes) total += bytes;
+    cudnn_plan_bytes = total - sizes[std::size(sizes) - 1];
+    BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(&cudnn_plan_host, total, cudaHostAllocDefault));
+    BPT_ASSIGN_OR_RETURN(cudnn_plan_device, DeviceAlloc(total, "cuDNN attention plans"));
+    auto carve = [&](void* base, cuda::CudnnAttentionBuffers* out) {
+      char* p = static_cast<char*>(base);
+      int32_t** fields[] = {&out->seq_len_q, &out->seq_len_kv, &out->q_offsets, &out->out_offsets, &out->page_table};
+      for (size_t i = 0; i < std::size(fields); ++i) {
+        *fields[i] = reinterpret_cast<int32_t*>(p);
+        p += sizes[i];
+      }
+    };
+    carve(cudnn_plan_host, &cudnn_host);
+    carve(cudnn_plan_device, &cudnn_device);
+    workspace_bytes += static_cast<int64_t>(total);
+    if (cudnn->workspace_bytes() > 0) {
+      BPT_ASSIGN_OR_RETURN(cudnn_workspace, DeviceAlloc(cudnn->workspace_bytes(), "the cuDNN attention workspace"));
+      workspace_bytes += cudnn->workspace_bytes();
+    }
+    return OkStatus();
+  }
+
+  // The step's cuDNN plan to the device: the per-sequence arrays, then only the rows and
+  // columns of the page table the step uses.
+  Status CopyCudnnPlan() {
+    BPT_CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(cudnn_plan_device, cudnn_plan_host, cudnn_plan_bytes, cudaMemcpyHostToDevice, stream));
+    if (cudnn_plan.num_sequences == 0) return OkStatus();
+    const size_t pitch = static_cast<size_t>(cudnn_shape.table_width) * sizeof(int32_t);
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(cudnn_device.page_table, pitch, cudnn_host.page_table, pitch,
+                                               static_cast<size_t>(cudnn_plan.used_width) * sizeof(int32_t),
+                                               cudnn_plan.num_sequences, cudaMemcpyHostToDevice, stream));
+    return OkStatus();
+  }
+#endif
+
   // Ends a capture that the step never finished (an op failed), discarding what it recorded.
   void AbandonCapture() {
     if (graph_mode != GraphMode::kCapturing) return;
@@ -235,15 +313,25 @@ struct CudaBackend::Impl {
     graph_mode = GraphMode::kOff;
   }
 
-  // Decode steps replay a graph captured from the first step of the same shape.
+  bool UsesCudnn() const {
+#if BPTSERVE_WITH_CUDNN
+    return cudnn != nullptr;
+#else
+    return false;
+#endif
+  }
+
+  // Decode steps replay a graph captured from the second step of the same shape.
   Status StartGraph() {
     graph_mode = GraphMode::kOff;
     if (!options.cuda.graphs || !plan.decode_only) return OkStatus();
-    graph_key = {plan.num_decode_items, plan.max_splits_in_step};
+    // cuDNN's decode graph takes any context, so only the batch size shapes its launches.
+    graph_key = {plan.num_decode_items, UsesCudnn() ? 0 : plan.max_splits_in_step};
     if (graphs.count(graph_key) != 0) {
       graph_mode = GraphMode::kReplaying;
       return OkStatus();
     }
+    if (shapes_run_eagerly.insert(graph_key).second) return OkStatus();
     BPT_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
     graph_mode = GraphMode::kCapturing;
     return OkStatus();
@@ -280,19 +368,26 @@ StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& co
   if (CudaDeviceCount() <= options.cuda.device_ordinal)
     return FailedPrecondition("device cuda: no CUDA device " + std::to_string(options.cuda.device_ordinal) +
                               " is visible (" + std::to_string(CudaDeviceCount()) + " found)");
-  if (!cuda::AttentionHeadDimSupported(config.head_dim))
-    return Unimplemented("device cuda: head_dim " + std::to_string(config.head_dim) +
-                         " is not supported by the attention kernels (32, 64, 128)");
-  const int group = config.num_heads / config.num_kv_heads;
-  if (cuda::kPrefillTileRows % group != 0)
-    return Unimplemented("device cuda: " + std::to_string(group) +
-                         " query heads per KV head; the attention kernels take divisors of 64");
   if (options.scheduler.prefill_block <= 0 || options.scheduler.max_running <= 0)
     return InvalidArgument("device cuda: step sizes must be positive");
+  const int group = config.num_heads / config.num_kv_heads;
+  std::string own_unsupported;
+  if (!cuda::AttentionHeadDimSupported(config.head_dim))
+    own_unsupported = "head_dim " + std::to_string(config.head_dim) + " is not supported by the own attention kernels (32, 64, 128)";
+  else if (cuda::kPrefillTileRows % group != 0)
+    own_unsupported = std::to_string(group) + " query heads per KV head; the own attention kernels take divisors of 64";
+  const AttentionBackend attention = options.cuda.attention_backend;
+  if (!own_unsupported.empty() && (attention == AttentionBackend::kOwn || !BPTSERVE_WITH_CUDNN))
+    return Unimplemented("device cuda: " + own_unsupported);
+  if (attention == AttentionBackend::kCudnn && !BPTSERVE_WITH_CUDNN)
+    return FailedPrecondition(
+        "device cuda: --attention-backend cudnn, but this build has no cuDNN attention (CMake found no cuDNN "
+        "frontend headers: pip install nvidia-cudnn-frontend, then reconfigure)");
 
   auto impl = std::make_unique<Impl>();
   impl->config = config;
   impl->options = options;
+  impl->own_attention_supported = own_unsupported.empty();
   BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda.device_ordinal));
   BPT_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&impl->num_sms, cudaDevAttrMultiProcessorCount, options.cuda.device_ordinal));
   BPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&impl->stream, cudaStreamNonBlocking));
@@ -336,18 +431,46 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   m.kv_dim = kv_dim;
   m.num_kv_blocks = num_blocks;
   m.kv_layer_stride = num_blocks * block_size * kv_dim;
+  m.kv_num_layers = num_layers;
   const size_t half_bytes = static_cast<size_t>(m.kv_layer_stride) * num_layers * sizeof(bf16);
   BPT_ASSIGN_OR_RETURN(void* k, m.DeviceAlloc(half_bytes, "the KV cache (K)"));
   BPT_ASSIGN_OR_RETURN(void* v, m.DeviceAlloc(half_bytes, "the KV cache (V)"));
   m.k_pool = static_cast<bf16*>(k);
   m.v_pool = static_cast<bf16*>(v);
+  // Zero, once: a kernel that reads a whole last block (masking the unwritten slots' scores)
+  // still multiplies their V by 0, which only a finite V keeps at 0.
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(k, 0, half_bytes, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(v, 0, half_bytes, m.stream));
   // A sequence's block table has at most one entry per pool block.
   const size_t table_bytes = static_cast<size_t>(m.options.scheduler.max_running) * num_blocks * sizeof(int32_t);
   BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&m.block_tables_host), table_bytes, cudaHostAllocDefault));
   BPT_ASSIGN_OR_RETURN(void* tables, m.DeviceAlloc(table_bytes, "block tables"));
   m.block_tables_device = static_cast<int32_t*>(tables);
   m.workspace_bytes += static_cast<int64_t>(table_bytes);
+#if BPTSERVE_WITH_CUDNN
+  if (m.options.cuda.attention_backend != AttentionBackend::kOwn) {
+    const Status started = m.StartCudnn();
+    if (!started.ok()) {
+      m.cudnn.reset();
+      if (m.options.cuda.attention_backend == AttentionBackend::kCudnn || !m.own_attention_supported) return started;
+      m.attention_fallback = started.message();
+    }
+  }
+#endif
   return OkStatus();
+}
+
+std::string CudaBackend::attention_kernels() const {
+  if (impl_->UsesCudnn()) return "cudnn";
+  if (!impl_->attention_fallback.empty()) return "cuda (auto: " + impl_->attention_fallback + ")";
+  return "cuda";
+}
+
+std::string CudaBackend::cudnn_description() const {
+#if BPTSERVE_WITH_CUDNN
+  if (impl_->UsesCudnn()) return impl_->cudnn->description();
+#endif
+  return "";
 }
 
 int64_t CudaBackend::KvBytesPerToken(int num_layers, int kv_dim) const {
@@ -383,6 +506,11 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
   const cuda::AttentionPlanBuffers buffers{m.host.sequences, m.host.prefill_tiles, m.host.decode_items,
                                       m.block_tables_host, m.host.slots,      m.positions.data()};
   BPT_ASSIGN_OR_RETURN(m.plan, cuda::PlanAttention(step, limits, buffers));
+#if BPTSERVE_WITH_CUDNN
+  if (m.UsesCudnn()) {
+    BPT_ASSIGN_OR_RETURN(m.cudnn_plan, cuda::PlanCudnnAttention(step, m.cudnn_shape, m.cudnn_host));
+  }
+#endif
   const int64_t n = m.plan.num_tokens;
   std::memcpy(m.host.token_ids, step.token_ids.data(), n * sizeof(int32_t));
   rope.Fill(m.positions.data(), n, m.host.rope_cos, m.host.rope_sin);
@@ -393,9 +521,15 @@ Status CudaBackend::BeginStep(const StepLayout& step, const Rope& rope) {
 
   BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.step_device, m.step_host, graph ? m.step_bytes : m.step_copy_bytes,
                                            cudaMemcpyHostToDevice, m.stream));
-  BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host,
-                                           m.plan.block_table_entries * sizeof(int32_t), cudaMemcpyHostToDevice,
-                                           m.stream));
+  if (m.UsesCudnn()) {
+#if BPTSERVE_WITH_CUDNN
+    BPT_RETURN_IF_ERROR(m.CopyCudnnPlan());
+#endif
+  } else {
+    BPT_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(m.block_tables_device, m.block_tables_host,
+                                             m.plan.block_table_entries * sizeof(int32_t), cudaMemcpyHostToDevice,
+                                             m.stream));
+  }
   BPT_CUDA_RETURN_IF_ERROR(cudaEventRecord(m.staging_free, m.stream));
   return m.StartGraph();
 }
@@ -480,6 +614,11 @@ Status CudaBackend::Attention(int layer, const Tensor& qkv, const AttentionShape
   BPT_RETURN_IF_ERROR(CheckShape("Attention output", out, m.plan.num_tokens, q_cols));
   if (impl_->Replaying()) return OkStatus();
   const int64_t offset = layer * m.kv_layer_stride;
+#if BPTSERVE_WITH_CUDNN
+  if (m.UsesCudnn())
+    return m.cudnn->Run(m.cudnn_plan.decode_only, B(qkv), m.k_pool + offset, m.v_pool + offset, m.cudnn_device,
+                        B(out), m.cudnn_workspace);
+#endif
   cuda::AttentionArgs args{};
   args.qkv = B(qkv);
   args.qkv_stride = qkv.cols;
@@ -601,6 +740,21 @@ Status CudaBackend::Sample(const Tensor& logits, const std::vector<SamplingRow>&
     for (int k = 0; k < std::min({rows[r].params->top_logprobs, cuda::kMaxTopLogprobs, vocab}); ++k)
       token.top_logprobs.emplace_back(result.top_ids[k], result.top_logprobs[k]);
   }
+  return OkStatus();
+}
+
+Status CudaBackend::PoisonForTests() {
+  Impl& m = *impl_;
+  if (m.k_pool == nullptr) return FailedPrecondition("PoisonForTests before AllocateKvPool");
+  const size_t pool_bytes = static_cast<size_t>(m.kv_layer_stride) * m.kv_num_layers * sizeof(bf16);
+  const size_t partial_heads =
+      static_cast<size_t>(m.options.scheduler.max_running) * m.config.num_heads * cuda::kMaxDecodeSplits;
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m.k_pool, 0xFF, pool_bytes, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m.v_pool, 0xFF, pool_bytes, m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m.decode_acc, 0xFF, partial_heads * m.config.head_dim * sizeof(float), m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m.decode_max, 0xFF, partial_heads * sizeof(float), m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(m.decode_sum, 0xFF, partial_heads * sizeof(float), m.stream));
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(m.stream));
   return OkStatus();
 }
 

@@ -33,7 +33,8 @@ class CudaBackend final : public Backend {
   std::string dtype() const override { return "bfloat16"; }
   ElementType weight_dtype() const override { return ElementType::kBFloat16; }
   ElementType kv_dtype() const override { return ElementType::kBFloat16; }
-  std::string attention_kernels() const override { return "cuda"; }
+  // "cudnn" or "cuda" (the own kernels); under auto, why cuDNN was not taken, in parentheses.
+  std::string attention_kernels() const override;
   StatusOr<Tensor> UploadWeight(HostMatrix&& host) override;
   StatusOr<Tensor> AllocateActivation(int64_t rows, int64_t cols, Precision precision) override;
   Status AllocateKvPool(int num_layers, int64_t num_blocks, int block_size, int kv_dim) override;
@@ -59,6 +60,11 @@ class CudaBackend final : public Backend {
 
   // Tests: fills a backend tensor from host fp32 values (converted to the tensor's type).
   Status CopyFromHost(const float* host, Tensor x);
+  // Tests: fills the KV pool and the decode partials with NaN (all bits set), so that a kernel
+  // reading a slot no step wrote fails its comparison instead of reading a stale value.
+  Status PoisonForTests();
+  // Tests and the GPU script: the cuDNN version and the library's path; empty without cuDNN.
+  std::string cudnn_description() const;
   int64_t graphs_captured() const;
   int64_t graph_replays() const;
 

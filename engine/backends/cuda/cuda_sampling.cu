@@ -60,8 +60,8 @@ __device__ Best BlockBest(Best v, Best* shared) {
   return b;
 }
 
-// Largest x in [lo, hi] with measure(x) >= need, where measure falls as x rises and
-// measure(lo) >= need holds.
+// Largest x in [lo, hi] with measure(x) >= need, where measure falls as x rises; lo when
+// none passes (a top_k beyond the finite logits keeps all of them). lo and hi are finite.
 template <typename Measure>
 __device__ float LargestThreshold(float lo, float hi, float need, Measure measure) {
   if (measure(hi) >= need) return hi;
@@ -131,7 +131,11 @@ __global__ void __launch_bounds__(kThreads)
   float low = INFINITY;
   for (int i = tid; i < vocab; i += kThreads) {
     best = Better(best, {pen[i], i});
-    low = fminf(low, pen[i]);
+    // The lowest finite logit: with a masked (-inf) one as the bisection's lower bound, the
+    // first midpoint is -inf + inf = NaN, which no measure passes, so the threshold stayed
+    // -inf: top-k and top-p kept every token, and the draw's fallback could pick a masked one.
+    // A finite bound also leaves every masked token below the threshold.
+    if (pen[i] > -INFINITY) low = fminf(low, pen[i]);
   }
   best = BlockBest(best, shared_best);
   int32_t chosen = best.index;
