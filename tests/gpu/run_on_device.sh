@@ -23,7 +23,7 @@
 #   4        30    the Long attention cases (30)
 #   5        30    prefill 128K: phase 3's faster backend at 32K first (25), then the other
 #   6        50    peer_bench.py: HF transformers + SDPA and SDPA alone at the same shapes (50)
-#   7        45    admission (10), streams at 1 and 32 (15), gpu_memory_test's 256K prefill (45)
+#   7        45    admission (10), streams at 1 and 32 (15), gpu_memory_test: a 128K prefill of bench's model (45)
 #
 # Files in $OUT (5 of the 8 that come back): run.log (everything printed), summary.txt (test
 # counts per phase, each figure beside the peer's, the issue's targets met or missed; rewritten
@@ -34,7 +34,7 @@
 #
 # Test names this relies on (tests/gpu/*.cpp): the attention groups are Own/CudaAttention.*/GROUP
 # and Cudnn/CudaAttention.*/GROUP (cuda_backend_ops_test.cpp's ShortGroups), the long ones have
-# Long in their names, and CudaBackendInfo.* prints "cudnn: version X path Y". A filter that
+# Long in their names, and CudaBackendInfo.* prints "cudnn: cuDNN X.Y.Z from PATH". A filter that
 # matches no test fails its step rather than passing it.
 set -uo pipefail
 OUT=${OUT:?set OUT to a folder for the results}
