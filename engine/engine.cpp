@@ -14,6 +14,7 @@
 #include "generation_config.h"
 #include "incremental_detokenizer.h"
 #include "disk_kv_tier.h"
+#include "host_kv_tier.h"
 #include "kv_block_manager.h"
 #include "kv_tier_store.h"
 #include "model_config.h"
@@ -84,6 +85,10 @@ StatusOr<std::vector<std::unique_ptr<KvTier>>> OpenKvTiers(const KvTierOptions& 
     RedisKvTierOptions remote;
     remote.url = options.remote;
     remote.timeout_ms = options.remote_timeout_ms;
+    remote.tls_ca_file = options.remote_tls_ca_file;
+    remote.tls_cert_file = options.remote_tls_cert_file;
+    remote.tls_key_file = options.remote_tls_key_file;
+    remote.tls_server_name = options.remote_tls_server_name;
     remote.key_namespace = key_namespace;
     if (!options.remote_password_file.empty()) {
       BPT_ASSIGN_OR_RETURN(remote.password, ReadSecretFile(options.remote_password_file, "kv_remote_password_file"));
@@ -146,6 +151,17 @@ class Engine::Impl {
   std::vector<float> step_logits_;  // [sequences needing logits, vocab], when sampled here
   std::vector<SamplingRow> step_sampling_;    // when the backend samples: one per logits row
   std::vector<SampledToken> step_sampled_;
+  // Bytes that requests with retain_s will pin once their chunks are written, by request: counted
+  // against the pinning tiers' budgets from admission on, so two retains admitted together cannot
+  // both pass a check that only the pins already made would see.
+  std::map<int64_t, int64_t> pin_reservations_;
+  int64_t pin_reserved_bytes_ = 0;
+  void ReleasePinReservation(int64_t id) {
+    const auto it = pin_reservations_.find(id);
+    if (it == pin_reservations_.end()) return;
+    pin_reserved_bytes_ -= it->second;
+    pin_reservations_.erase(it);
+  }
   // Last, so it stops its threads (which copy into the pool) before anything else goes.
   std::unique_ptr<KvTierStore> tier_store_;
 };
@@ -319,14 +335,24 @@ Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
   if (r.prefill_only && !r.use_prefix_cache)
     return InvalidArgument("use_prefix_cache must be true for a prefill: its KV is what it keeps");
   if (r.retain_s > 0) {
-    const KvTier* disk = tier_store_ == nullptr ? nullptr : tier_store_->tier("disk");
-    if (disk == nullptr) return FailedPrecondition("retain_s needs a tier that can pin: start the server with --kv-disk-dir");
+    // Pinned in every tier that can pin (host memory, disk), so each must hold it.
     const int64_t chunks = prompt_len / options_.kv_tiers.chunk_tokens;  // what Store pins
-    const int64_t needed = chunks * tier_store_->chunk_bytes();
-    if (needed + disk->pinned_bytes() > disk->budget_bytes())
-      return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
-                               std::to_string(disk->pinned_bytes()) + " bytes pinned already exceed the disk tier's " +
-                               std::to_string(disk->budget_bytes()) + " bytes (--kv-disk-gib)");
+    const int64_t needed = tier_store_ == nullptr ? 0 : chunks * tier_store_->chunk_bytes();
+    bool pinned_somewhere = false;
+    for (const char* name : {"host", "disk"}) {
+      const KvTier* tier = tier_store_ == nullptr ? nullptr : tier_store_->tier(name);
+      if (tier == nullptr) continue;
+      pinned_somewhere = true;
+      const int64_t pinned = tier->pinned_bytes() + pin_reserved_bytes_;
+      if (needed + pinned > tier->budget_bytes())
+        return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
+                                 std::to_string(pinned) + " bytes pinned already (or by requests in flight) exceed the " +
+                                 name + " tier's " + std::to_string(tier->budget_bytes()) + " bytes (--kv-" + name +
+                                 "-gib)");
+    }
+    if (!pinned_somewhere)
+      return FailedPrecondition("retain_s needs a tier that can pin: start the server with --kv-disk-dir (or, on a GPU, "
+                                "--kv-host-gib)");
   }
   if (prompt_len + r.stopping.max_new_tokens > max_model_len_)
     return InvalidArgument("prompt (" + std::to_string(prompt_len) + " tokens) + max_new_tokens (" +
@@ -390,8 +416,15 @@ Status Engine::Impl::Submit(GenerationRequest request, GenerationObserver* obser
   const int64_t id = next_request_id_++;
   auto state = std::make_unique<Request>(request, observer, tokenizer_.get());
   state->prefill_only = request.prefill_only;
+  const int64_t pin_bytes = request.retain_s > 0 ? static_cast<int64_t>(request.prompt.size()) /
+                                                       options_.kv_tiers.chunk_tokens * tier_store_->chunk_bytes()
+                                                 : 0;
   BPT_RETURN_IF_ERROR(scheduler_.Add(id, std::move(request)));
   requests_.emplace(id, std::move(state));
+  if (pin_bytes > 0) {
+    pin_reservations_[id] = pin_bytes;
+    pin_reserved_bytes_ += pin_bytes;
+  }
   return OkStatus();
 }
 
@@ -407,6 +440,8 @@ void Engine::Impl::FinishRequest(int64_t id, const StatusOr<GenerationResult>& r
   std::unique_ptr<Request> r = std::move(it->second);
   requests_.erase(it);
   if (scheduler_.Contains(id)) scheduler_.Finish(id);
+  // Its pins are made when its writes end (PollKvTiers); with none queued, there are none to come.
+  if (tier_store_ == nullptr || !tier_store_->StorePending(id)) ReleasePinReservation(id);
   if (r->observer != nullptr) r->observer->OnFinished(result);
 }
 
@@ -460,12 +495,13 @@ Status Engine::Impl::StartKvTiers(const std::string& kv_layout) {
                            std::to_string(options_.kv_cache.block_size) + ")");
   Backend& backend = runner_->backend();
   // On the CPU the pool is host memory already: a host tier would be a second copy of it.
-  if (options.disk_dir.empty() && options.remote.empty() && info_.device == "cpu") return OkStatus();
+  const bool host_tier = options.host_gib > 0 && info_.device != "cpu";
+  if (options.disk_dir.empty() && options.remote.empty() && !host_tier) return OkStatus();
   if (backend.KvBlockBytes() == 0)
     return FailedPrecondition("KV tiers (kv_host_gib, kv_disk_dir, kv_remote) are not available on the " +
-                              info_.device + " device yet: its backend cannot copy KV blocks to host memory");
-  if (options.host_gib > 0 && info_.device != "cpu")
-    return FailedPrecondition("kv_host_gib: the host-memory tier below a GPU pool is not built yet");
+                              info_.device + " device: its backend cannot copy KV blocks to host memory");
+  if (options.host_gib < 0 || options.host_gib > (1LL << 30))
+    return InvalidArgument("kv_host_gib must be in [0, 2^30]");
   KvTierStoreOptions store;
   store.chunk_tokens = options.chunk_tokens;
   store.block_size = options_.kv_cache.block_size;
@@ -478,16 +514,28 @@ Status Engine::Impl::StartKvTiers(const std::string& kv_layout) {
                              " bytes; an HMAC key needs at least 16");
   }
   BPT_ASSIGN_OR_RETURN(auto tiers, OpenKvTiers(options, KvChunkCodec(store.hmac_key).key_id()));
+  if (host_tier) {
+    HostKvTierOptions host;
+    host.budget_bytes = static_cast<int64_t>(options.host_gib * (1LL << 30));
+    host.slot_bytes = static_cast<int64_t>(KvChunkCodec("").EncodedBytes(
+        static_cast<size_t>(options.chunk_tokens),
+        static_cast<size_t>(options.chunk_tokens / options_.kv_cache.block_size * store.block_payload_bytes)));
+    host.memory = {[&backend](size_t bytes) { return backend.AllocatePinnedHostMemory(bytes); },
+                   [&backend](void* p) { backend.FreePinnedHostMemory(p); }};
+    BPT_ASSIGN_OR_RETURN(auto tier, HostKvTier::Open(std::move(host)));
+    tiers.insert(tiers.begin(), std::move(tier));  // the fastest, read first
+  }
   // A chunk's blocks are held only while it is written, so writes may hold up to the whole pool
   // (a document as long as the pool is written whole); only blocks held twice, by two sequences
   // finishing with the same document at once, can reach the bound, and then a chunk is skipped.
   store.max_held_blocks = kv_blocks_.num_blocks();
   KvBlockCopier copier{
       [&backend](std::span<const int32_t> blocks, uint8_t* host) { return backend.ReadKvBlocks(blocks, host); },
-      [&backend](std::span<const int32_t> blocks, const uint8_t* host) { return backend.WriteKvBlocks(blocks, host); }};
+      [&backend](std::span<const int32_t> blocks, const uint8_t* host) { return backend.WriteKvBlocks(blocks, host); },
+      [&backend] { return backend.WaitForSteps(); }};
   tier_store_ = std::make_unique<KvTierStore>(std::move(store), std::move(tiers), kv_blocks_, std::move(copier));
   scheduler_.SetTierLink(tier_store_.get());
-  for (const char* name : {"disk", "remote"})
+  for (const char* name : {"host", "disk", "remote"})
     if (tier_store_->tier(name) != nullptr) info_.kv_tiers += std::string(info_.kv_tiers.empty() ? "" : ",") + name;
   return OkStatus();
 }
@@ -500,11 +548,13 @@ void Engine::Impl::PollKvTiers() {
         const auto it = requests_.find(id);
         if (it == requests_.end()) return;
         GenerationResult& result = it->second->result;
+        result.cached_from.host += outcome.host_tokens;
         result.cached_from.disk += outcome.disk_tokens;
         result.cached_from.remote += outcome.remote_tokens;
         result.timings.kv_load_s += outcome.seconds;
       },
       [&](int64_t id, int64_t stored_tokens) {
+        ReleasePinReservation(id);  // its chunks are written, and pinned in the tiers themselves
         const auto it = requests_.find(id);
         if (it == requests_.end() || !it->second->awaiting_store) return;
         it->second->result.stored_prompt_tokens = std::max(it->second->result.stored_prompt_tokens, stored_tokens);

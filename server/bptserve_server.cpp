@@ -51,7 +51,7 @@ Status BptServer::Start() {
   BPT_ASSIGN_OR_RETURN(ApiKeyAuth auth, ApiKeyAuth::Load(options_.api_key_file));
   BPT_ASSIGN_OR_RETURN(auto credentials, Credentials(options_));
   // The context limit is not known before the model loads; token histograms reach 2^21.
-  metrics_ = std::make_unique<Metrics>(int64_t{1} << 21, options_.engine.kv_tiers);
+  metrics_ = std::make_unique<Metrics>(int64_t{1} << 21, options_.engine.kv_tiers, options_.engine.device);
   if (options_.metrics_port >= 0) BPT_RETURN_IF_ERROR(metrics_->StartEndpoint(options_.host, options_.metrics_port));
   BPT_RETURN_IF_ERROR(Engine::CheckDevice(options_.engine.device));
   if (options_.http_port >= 0) {

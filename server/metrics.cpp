@@ -74,7 +74,7 @@ constexpr int kHttpStatusLabels[] = {200, 400, 401, 404, 405, 408, 413, 429, 431
 
 }  // namespace
 
-Metrics::Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers) : registry_(std::make_shared<prometheus::Registry>()) {
+Metrics::Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers, const std::string& device) : registry_(std::make_shared<prometheus::Registry>()) {
   auto& r = *registry_;
   time_to_first_token_ = MakeHistogram(r, "bptserve_time_to_first_token_seconds", "Time to first token in seconds.", kTtftBuckets);
   inter_token_latency_ = MakeHistogram(r, "bptserve_inter_token_latency_seconds", "Time between consecutive output tokens in seconds.", kItlBuckets);
@@ -128,7 +128,7 @@ Metrics::Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers) : registr
                        .Register(r);
   prefill_tokens_per_second_ = MakeGauge(r, "bptserve_prefill_tokens_per_second", "Prefill throughput of the last prompt.");
   resident_memory_ = MakeGauge(r, "bptserve_process_resident_memory_bytes", "Resident memory of the server process.");
-  AddKvTierFamilies(kv_tiers);
+  AddKvTierFamilies(kv_tiers, device);
   UpdateProcessMemory();
   memory_updater_ = std::thread([this] {
     while (!stop_.load()) {
@@ -138,8 +138,11 @@ Metrics::Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers) : registr
   });
 }
 
-void Metrics::AddKvTierFamilies(const KvTierOptions& options) {
+void Metrics::AddKvTierFamilies(const KvTierOptions& options, const std::string& device) {
   std::vector<std::string> tiers;
+  // The engine skips the host tier on the CPU device (its pool is host memory already); under
+  // auto the device is not known yet, and a GPU may take it.
+  if (options.host_gib > 0 && device != "cpu") tiers.emplace_back("host");
   if (!options.disk_dir.empty()) tiers.emplace_back("disk");
   if (!options.remote.empty()) tiers.emplace_back("remote");
   if (tiers.empty()) return;

@@ -30,8 +30,9 @@ inline constexpr std::string_view kHttpRouteLabels[] = {"/v1/completions", "/v1/
 class Metrics {
  public:
   // kv_tiers: the tiers the server was started with; the tier-labelled series exist for those
-  // (disk with a disk_dir, remote with a remote), the dropped and skipped counters once any does.
-  explicit Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers = {});
+  // (host with host_gib off the CPU device, disk with a disk_dir, remote with a remote), the
+  // dropped and skipped counters once any does.
+  explicit Metrics(int64_t max_model_len, const KvTierOptions& kv_tiers = {}, const std::string& device = "cpu");
   ~Metrics();
 
   // Serves /metrics on host:port (0: any free port); port() then tells which.
@@ -83,7 +84,7 @@ class Metrics {
   void UpdateProcessMemory();
   // The prompt's share of a finished request (generation or prefill).
   void RecordPrompt(const GenerationResult& result, bool prefix_cache_queried);
-  void AddKvTierFamilies(const KvTierOptions& kv_tiers);
+  void AddKvTierFamilies(const KvTierOptions& kv_tiers, const std::string& device);
 
   std::shared_ptr<prometheus::Registry> registry_;
   std::unique_ptr<MetricsEndpoint> endpoint_;

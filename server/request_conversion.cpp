@@ -25,6 +25,7 @@ Status ToJobPrompt(Request& in, GenerationJob* job) {
 
 void ToProtoCachedFrom(const CachedTokenSources& in, bptserve::v1::CachedTokenSources* out) {
   out->set_pool(in.pool);
+  out->set_host(in.host);
   out->set_disk(in.disk);
   out->set_remote(in.remote);
 }

@@ -45,7 +45,13 @@ std::string DescribeKvTiers(const KvTierOptions& t) {
   }
   if (!t.remote.empty()) {
     s << sep << "remote " << RedactedUrl(t.remote) << " (timeout " << t.remote_timeout_ms << " ms"
-      << (t.remote_password_file.empty() ? "" : ", password from " + t.remote_password_file) << ")";
+      << (t.remote_password_file.empty() ? "" : ", password from " + t.remote_password_file);
+    if (t.remote.rfind("rediss://", 0) == 0) {
+      s << ", TLS: CA " << (t.remote_tls_ca_file.empty() ? "the system's" : t.remote_tls_ca_file)
+        << (t.remote_tls_cert_file.empty() ? "" : ", client certificate " + t.remote_tls_cert_file)
+        << (t.remote_tls_server_name.empty() ? "" : ", server name " + t.remote_tls_server_name);
+    }
+    s << ")";
   }
   s << "; chunks of " << t.chunk_tokens << " tokens";
   if (!t.key_file.empty()) s << ", HMAC key from " << t.key_file;
@@ -62,12 +68,20 @@ void AddKvTierFlags(CLI::App& app, KvTierOptions* t) {
   app.add_option("--kv-disk-gib", t->disk_gib, "The disk tier's budget in GiB; least recently used chunks go first")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--kv-remote", t->remote,
-                 "Shared KV tier in Redis, redis://HOST:PORT[/DB] (needs --kv-tier-key-file; no TLS with hiredis 0.14)");
+                 "Shared KV tier in Redis, redis://HOST:PORT[/DB], or rediss:// for TLS (needs --kv-tier-key-file)");
   app.add_option("--kv-remote-password-file", t->remote_password_file,
                  "File holding the Redis AUTH password (kept off the command line)");
   app.add_option("--kv-remote-timeout-ms", t->remote_timeout_ms,
-                 "Redis connect and command timeout in ms; past it the request recomputes")
+                 "Redis connect (with the TLS handshake) and command timeout in ms; past it the request recomputes")
       ->check(CLI::PositiveNumber);
+  app.add_option("--kv-remote-tls-ca-file", t->remote_tls_ca_file,
+                 "With rediss://: PEM CA bundle the Redis server's certificate must chain to (default: the system's CAs)");
+  app.add_option("--kv-remote-tls-cert-file", t->remote_tls_cert_file,
+                 "With rediss://: client certificate (PEM) for a Redis with tls-auth-clients; needs --kv-remote-tls-key-file");
+  app.add_option("--kv-remote-tls-key-file", t->remote_tls_key_file,
+                 "With rediss://: the client certificate's private key (PEM)");
+  app.add_option("--kv-remote-tls-server-name", t->remote_tls_server_name,
+                 "With rediss://: the name sent as SNI and verified in the server's certificate (default: the URL's host)");
   app.add_option("--kv-tier-key-file", t->key_file,
                  "File holding the HMAC key (16 bytes or more) every chunk carries; required with --kv-remote, so a "
                  "writable Redis cannot feed KV to other replicas");
@@ -85,6 +99,15 @@ void CheckKvTierFlags(const KvTierOptions& t) {
                                "Redis could feed KV to every replica");
   if (t.remote.empty() && !t.remote_password_file.empty())
     throw CLI::ValidationError("--kv-remote-password-file", "needs --kv-remote");
+  const bool tls = t.remote.rfind("rediss://", 0) == 0;
+  for (const auto& [flag, value] : {std::pair{"--kv-remote-tls-ca-file", &t.remote_tls_ca_file},
+                                    std::pair{"--kv-remote-tls-cert-file", &t.remote_tls_cert_file},
+                                    std::pair{"--kv-remote-tls-key-file", &t.remote_tls_key_file},
+                                    std::pair{"--kv-remote-tls-server-name", &t.remote_tls_server_name}})
+    if (!value->empty() && !tls) throw CLI::ValidationError(flag, "needs a TLS --kv-remote, rediss://HOST:PORT");
+  if (t.remote_tls_cert_file.empty() != t.remote_tls_key_file.empty())
+    throw CLI::ValidationError(t.remote_tls_cert_file.empty() ? "--kv-remote-tls-key-file" : "--kv-remote-tls-cert-file",
+                               "--kv-remote-tls-cert-file and --kv-remote-tls-key-file go together");
 }
 
 }  // namespace

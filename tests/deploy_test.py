@@ -26,7 +26,7 @@ REPO, BIN_DIR = sys.argv[1], sys.argv[2]
 DEPLOY = os.path.join(REPO, "deploy")
 K8S_VERSION = "1.33.0"
 RENDERED = ["overlays/cpu", "overlays/gpu", "examples/gpu-keda-tls", "examples/gpu-inference-gateway",
-            "examples/cpu-kv-tiers"]
+            "examples/cpu-kv-tiers", "examples/gpu-kv-tiers", "examples/cpu-kv-tiers-tls"]
 CRD_KINDS = {"PrometheusRule", "ServiceMonitor", "ScaledObject"}
 CRD_FIXTURES = os.path.join(REPO, "tests", "fixtures", "k8s-crds")
 
@@ -392,9 +392,16 @@ try:
             mounts = [m for m in c["volumeMounts"] if path == m["mountPath"] or path.startswith(m["mountPath"] + "/")]
             return (mounts[0], volumes[mounts[0]["name"]]) if len(mounts) == 1 else (None, None)
         disk_dir, remote = arg_value(c, cm, "--kv-disk-dir"), arg_value(c, cm, "--kv-remote")
-        if disk_dir or remote:
+        host_gib = float(arg_value(c, cm, "--kv-host-gib") or 0)
+        if disk_dir or remote or host_gib:
             tiered.append(overlay)
-            check(cm["BPTSERVE_DEVICE"] == "cpu", f"{overlay}: KV tiers only on the CPU device for now")
+        if host_gib:
+            check(cm["BPTSERVE_DEVICE"] == "cuda", f"{overlay}: the host tier is for a GPU's pool (skipped on the CPU)")
+            request = gib(str(c["resources"]["requests"].get("memory", "")))
+            limit = gib(str(c["resources"]["limits"].get("memory", "")))
+            # Page-locked memory is the container's: the GPU overlay's own 32Gi request must remain.
+            check(request is not None and limit is not None and request >= host_gib + 32 and limit >= request,
+                  f"{overlay}: memory request {request} GiB holds the host tier's {host_gib} GiB and the server's 32")
         if disk_dir:
             mount, volume = volume_at(disk_dir)
             check(mount is not None and not mount.get("readOnly") and "emptyDir" in volume,
@@ -406,14 +413,18 @@ try:
             requested = gib(str(c["resources"]["requests"].get("ephemeral-storage", "")))
             check(requested is not None and requested >= limit, f"{overlay}: the pod requests the disk tier's storage")
         if remote:
-            check(re.fullmatch(r"redis://[a-z0-9.-]+(:\d+)?(/\d+)?", remote) is not None,
-                  f"{overlay}: --kv-remote is a Service's redis:// address without a password: {remote}")
-            for flag in ("--kv-tier-key-file", "--kv-remote-password-file"):
+            check(re.fullmatch(r"rediss?://[a-z0-9.-]+(:\d+)?(/\d+)?", remote) is not None,
+                  f"{overlay}: --kv-remote is a Service's redis:// or rediss:// address without a password: {remote}")
+            tls_flags = [f for f in ("--kv-remote-tls-ca-file",) if arg_value(c, cm, f)]
+            check(remote.startswith("rediss://") == bool(tls_flags),
+                  f"{overlay}: rediss:// with --kv-remote-tls-ca-file, or neither: {remote} {tls_flags}")
+            for flag in ("--kv-tier-key-file", "--kv-remote-password-file", *tls_flags):
                 path = arg_value(c, cm, flag)
                 mount, volume = volume_at(path) if path else (None, None)
                 check(mount is not None and mount.get("readOnly") and "secret" in volume,
                       f"{overlay}: {flag} {path} is a file of a mounted Secret")
-    check("examples/cpu-kv-tiers" in tiered, f"overlays with KV tiers: {tiered}")
+    check({"examples/cpu-kv-tiers", "examples/gpu-kv-tiers", "examples/cpu-kv-tiers-tls"} <= set(tiered),
+          f"overlays with KV tiers: {tiered}")
 
     gpu = one(rendered["overlays/gpu"], "Deployment")["spec"]["template"]["spec"]["containers"][0]
     check(gpu["resources"]["limits"].get("nvidia.com/gpu") == 1, "gpu overlay asks for a GPU")

@@ -242,6 +242,40 @@ TEST_F(KvTierEngineTest, RedisWithoutAnHmacKeyIsRefused) {
   EXPECT_NE(engine.status().message().find("kv_tier_key_file"), std::string::npos) << engine.status().ToString();
 }
 
+// The TLS options reach the Redis tier: refused without rediss://, then each one checked by a
+// Redis that asks for client certificates, and the chunks written over TLS.
+TEST_F(KvTierEngineTest, RedisOverTlsWithClientCertificates) {
+  EngineOptions o = Options();
+  o.kv_tiers.key_file = keys_ / "key";
+  o.kv_tiers.remote = "redis://127.0.0.1:1";
+  o.kv_tiers.remote_tls_ca_file = "/etc/ssl/certs/ca-certificates.crt";
+  auto refused = Engine::Create(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kInvalidArgument) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("kv_remote_tls_ca_file"), std::string::npos) << refused.status().ToString();
+
+  auto redis = RedisTestServer::StartTls("", /*client_certificates=*/true);
+  if (redis == nullptr) GTEST_SKIP() << "redis-server or openssl is not installed";
+  o.kv_tiers.remote = redis->tls_url();
+  o.kv_tiers.remote_tls_ca_file = redis->ca_file();
+  o.kv_tiers.remote_tls_server_name = "redis.example.com";
+  refused = Engine::Create(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("hostname mismatch"), std::string::npos) << refused.status().ToString();
+  o.kv_tiers.remote_tls_server_name = "localhost";
+  refused = Engine::Create(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.status().message().find("client certificate"), std::string::npos) << refused.status().ToString();
+  o.kv_tiers.remote_tls_cert_file = redis->client_cert_file();
+  o.kv_tiers.remote_tls_key_file = redis->client_key_file();
+  auto engine = Create(o);
+  ASSERT_NE(engine, nullptr);
+  const auto doc = Document(2);
+  ExpectSameAnswer(Answered(*engine, Ask(doc)), Reference(doc), "written to Redis over TLS");
+  Flush(*engine);
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(kChunkedTokens / kChunk));
+}
+
 TEST_F(KvTierEngineTest, RedisStoppedMidRunDegradesToRecomputeAndRecovers) {
   auto redis = RedisTestServer::Start();
   if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
@@ -406,12 +440,47 @@ TEST_F(KvTierEngineTest, PrefillKeepsTheDocumentAndRetainIsChecked) {
   auto pinned = Create(tight);
   Recorder first_pin;
   ASSERT_TRUE(pinned->Submit(prefill, &first_pin).ok());
+  // Admitted together, before the first has pinned anything: its 4 chunks are counted from its
+  // admission, so 2 more cannot pass the 5-chunk budget.
+  GenerationRequest two_chunks = prefill;
+  two_chunks.prompt = Document(11, 2 * kChunk + 5);
+  const Status together = pinned->Submit(two_chunks, nullptr);
+  EXPECT_EQ(together.code(), StatusCode::kResourceExhausted) << together.ToString();
   while (first_pin.finished == 0) pinned->Step();
   GenerationRequest second = prefill;
   second.prompt = Document(9);
   const Status full = pinned->Submit(second, nullptr);
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
   EXPECT_NE(full.message().find("retain_s"), std::string::npos);
+  // Once written, the first's chunks count as pinned once, not also as reserved: one more fits.
+  GenerationRequest one_chunk = prefill;
+  one_chunk.prompt = Document(13, kChunk + 5);
+  Recorder last_pin;
+  const Status fits = pinned->Submit(one_chunk, &last_pin);
+  EXPECT_TRUE(fits.ok()) << fits.ToString();
+  while (fits.ok() && last_pin.finished == 0) pinned->Step();
+}
+
+// On the CPU the pool is host memory already: --kv-host-gib opens no tier there, alone or beside
+// the disk, and pins nothing (retain_s still needs the disk).
+TEST_F(KvTierEngineTest, TheHostTierIsSkippedOnTheCpu) {
+  EngineOptions host_only = Options();
+  host_only.kv_tiers.host_gib = 1;
+  auto engine = Create(host_only);
+  EXPECT_EQ(engine->model_info().kv_tiers, "");
+  const auto doc = Document(12);
+  ExpectSameAnswer(Answered(*engine, Ask(doc)), Reference(doc), "host tier skipped");
+  GenerationRequest retained = Ask(doc);
+  retained.retain_s = 10;
+  const Status refused = engine->Submit(retained, nullptr);
+  EXPECT_EQ(refused.code(), StatusCode::kFailedPrecondition) << refused.ToString();
+  EXPECT_NE(refused.message().find("--kv-disk-dir"), std::string::npos) << refused.ToString();
+
+  EngineOptions with_disk = WithDisk();
+  with_disk.kv_tiers.host_gib = 1;
+  auto both = Create(with_disk);
+  EXPECT_EQ(both->model_info().kv_tiers, "disk");
+  EXPECT_EQ(both->TakeKvTierStats().tiers.size(), 1u);
 }
 
 TEST_F(KvTierEngineTest, SaltsKeepTenantsApart) {

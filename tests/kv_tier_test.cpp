@@ -1,7 +1,11 @@
 // The KV tiers' parts (engine/kvtier), each alone: chunk keys, the chunk codec's checks, the disk
 // tier's budget, LRU order, pins, restarts and crash safety, and the Redis tier against a real
-// redis-server (skipped where none is installed). The engine through them: kv_tier_engine_test.cpp.
+// redis-server, plain and over TLS (skipped where none is installed). The engine through them:
+// kv_tier_engine_test.cpp.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +22,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "disk_kv_tier.h"
@@ -26,6 +31,7 @@
 #include "redis_kv_tier.h"
 #include "redis_test_server.h"
 #include "temp_dir.h"
+#include "test_certificates.h"
 
 namespace bpt {
 
@@ -816,6 +822,7 @@ TEST_F(DiskKvTierTest, ConcurrentPutsOfTheSameChunksCountEachOnce) {
 TEST(RedisUrlTest, AcceptsTheFormsAndRefusesTheRest) {
   auto a = ParseRedisUrl("redis://h");
   ASSERT_TRUE(a.ok()) << a.status().ToString();
+  EXPECT_FALSE(a->tls);
   EXPECT_EQ(a->host, "h");
   EXPECT_EQ(a->port, 6379);
   EXPECT_EQ(a->db, 0);
@@ -856,34 +863,69 @@ TEST(RedisUrlTest, AcceptsTheFormsAndRefusesTheRest) {
   EXPECT_EQ(a->password, "p:w@x");
   EXPECT_EQ(a->host, "h");
 
+  // tls, host, port, user, password, db
+  using Fields = std::tuple<bool, std::string, int, std::string, std::string, int>;
+  const auto parsed = [](const std::string& url, const Fields& want) {
+    const auto got = ParseRedisUrl(url);
+    ASSERT_TRUE(got.ok()) << url << ": " << got.status().ToString();
+    EXPECT_EQ(Fields(got->tls, got->host, got->port, got->user, got->password, got->db), want) << url;
+  };
+  parsed("rediss://:pw@redis.example.com:6380/3", {true, "redis.example.com", 6380, "", "pw", 3});  // TLS
+  parsed("redis://[::1]:6380", {false, "::1", 6380, "", "", 0});  // IPv6, in brackets
+  parsed("rediss://u:p@[fd00::5]/2", {true, "fd00::5", 6379, "u", "p", 2});
+
   const auto refused = [](const std::string& url, const std::string& why) {
     const auto r = ParseRedisUrl(url);
     EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << url;
     EXPECT_NE(r.status().message().find("kv_remote"), std::string::npos) << r.status().ToString();
     EXPECT_NE(r.status().message().find(why), std::string::npos) << r.status().ToString();
   };
-  refused("rediss://h:6380", "TLS");
   refused("http://h", "scheme");
+  refused("redisss://h", "scheme");
   refused("h:6379", "scheme");
   refused("", "scheme");
   for (const char* url : {"redis://h:0", "redis://h:65536", "redis://h:abc", "redis://h:", "redis://h:-1",
-                          "redis://h:99999999999"})
+                          "redis://h:99999999999", "redis://[::1]:", "redis://[::1]6379", "rediss://[::1]:x"})
     refused(url, "port");
-  for (const char* url : {"redis://", "redis://:6379", "redis://pw@", "redis://:pw@:6379/1", "redis:///3"})
+  for (const char* url : {"redis://", "redis://:6379", "redis://pw@", "redis://:pw@:6379/1", "redis:///3", "rediss://",
+                          "redis://[]:6379"})
     refused(url, "no host");
+  refused("redis://::1:6379", "brackets");
+  refused("redis://[::1", "]");
   refused("redis://h/x", "database");
   refused("redis://h/", "database");
 }
 
-std::unique_ptr<RedisKvTier> OpenRedis(const std::string& url, const std::string& password = "", int timeout_ms = 2000) {
+RedisKvTierOptions RedisOptions(const std::string& url, const std::string& password = "", int timeout_ms = 2000) {
   RedisKvTierOptions o;
   o.url = url;
   o.password = password;
   o.timeout_ms = timeout_ms;
   o.key_namespace = "ns1";
+  return o;
+}
+
+// Through the TLS port of a RedisTestServer::StartTls, trusting its CA.
+RedisKvTierOptions TlsOptions(const RedisTestServer& redis, const std::string& password = "", int timeout_ms = 2000) {
+  RedisKvTierOptions o = RedisOptions(redis.tls_url(), password, timeout_ms);
+  o.tls_ca_file = redis.ca_file();
+  return o;
+}
+
+std::unique_ptr<RedisKvTier> OpenRedis(const RedisKvTierOptions& o) {
   auto tier = RedisKvTier::Open(o);
   EXPECT_TRUE(tier.ok()) << tier.status().ToString();
   return tier.ok() ? std::move(tier).value() : nullptr;
+}
+
+std::unique_ptr<RedisKvTier> OpenRedis(const std::string& url, const std::string& password = "", int timeout_ms = 2000) {
+  return OpenRedis(RedisOptions(url, password, timeout_ms));
+}
+
+// Open's error for options it must refuse.
+Status OpenError(const RedisKvTierOptions& o) {
+  const auto tier = RedisKvTier::Open(o);
+  return tier.ok() ? Internal("opened") : tier.status();
 }
 
 std::optional<std::vector<uint8_t>> RedisRead(RedisKvTier& tier, const ChunkKey& key, Status* status = nullptr) {
@@ -900,8 +942,21 @@ TEST(RedisKvTierTest, OpenRefusesBadOptions) {
   o.timeout_ms = 0;
   EXPECT_EQ(RedisKvTier::Open(o).status().code(), StatusCode::kInvalidArgument);
   o.timeout_ms = 100;
-  o.url = "rediss://127.0.0.1:6379";
+  o.url = "http://127.0.0.1:6379";
   EXPECT_EQ(RedisKvTier::Open(o).status().code(), StatusCode::kInvalidArgument);
+  // The TLS options without rediss://, each named.
+  o.url = "redis://127.0.0.1:6379";
+  for (const auto& [field, name] : {std::pair{&RedisKvTierOptions::tls_ca_file, "kv_remote_tls_ca_file"},
+                                    std::pair{&RedisKvTierOptions::tls_cert_file, "kv_remote_tls_cert_file"},
+                                    std::pair{&RedisKvTierOptions::tls_key_file, "kv_remote_tls_key_file"},
+                                    std::pair{&RedisKvTierOptions::tls_server_name, "kv_remote_tls_server_name"}}) {
+    RedisKvTierOptions plain = o;
+    plain.*field = "/etc/ssl/x.pem";
+    const Status s = OpenError(plain);
+    EXPECT_EQ(s.code(), StatusCode::kInvalidArgument) << name << ": " << s.ToString();
+    EXPECT_NE(s.message().find(name), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("rediss://"), std::string::npos) << s.ToString();
+  }
 }
 
 TEST(RedisKvTierTest, DownAtOpenIsNotAnErrorButEveryCallIsUnavailable) {
@@ -919,10 +974,9 @@ TEST(RedisKvTierTest, DownAtOpenIsNotAnErrorButEveryCallIsUnavailable) {
   EXPECT_FALSE(tier->connected());
 }
 
-TEST(RedisKvTierTest, RoundTripOfA3MbChunk) {
-  auto redis = RedisTestServer::Start();
-  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
-  auto tier = OpenRedis(redis->url());
+// A 3 MB chunk written, found, read (by another replica too) and dropped, through `o`.
+void ExpectRoundTripOfA3MbChunk(RedisTestServer* redis, const RedisKvTierOptions& o) {
+  auto tier = OpenRedis(o);
   ASSERT_NE(tier, nullptr);
   EXPECT_TRUE(tier->connected());
   EXPECT_STREQ(tier->name(), "remote");
@@ -946,7 +1000,7 @@ TEST(RedisKvTierTest, RoundTripOfA3MbChunk) {
   EXPECT_EQ(redis->Cli({"STRLEN", "bptkv:ns1:" + key.Hex()}), std::to_string(3 << 20));
   EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
   // Another tier on the same Redis (another replica) reads it.
-  auto replica = OpenRedis(redis->url());
+  auto replica = OpenRedis(o);
   ASSERT_NE(replica, nullptr);
   EXPECT_EQ(RedisRead(*replica, key), value);
 
@@ -957,6 +1011,32 @@ TEST(RedisKvTierTest, RoundTripOfA3MbChunk) {
   EXPECT_EQ(RedisRead(*tier, key, &s), std::nullopt);
   EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
   EXPECT_EQ(redis->Cli({"DBSIZE"}), "0");
+}
+
+TEST(RedisKvTierTest, RoundTripOfA3MbChunk) {
+  auto redis = RedisTestServer::Start();
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  ExpectRoundTripOfA3MbChunk(redis.get(), RedisOptions(redis->url()));
+}
+
+TEST(RedisKvTierTest, ByHostNameAndOverIpv6) {
+  auto redis = RedisTestServer::Start();
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  auto by_name = OpenRedis("redis://localhost:" + std::to_string(redis->port()));
+  ASSERT_NE(by_name, nullptr);
+  ASSERT_TRUE(by_name->Put(Key(1), Bytes(100, 1), 0).ok());
+  // The server listens on ::1 too where the host has an IPv6 loopback.
+  const int probe = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in6 loopback{};
+  loopback.sin6_family = AF_INET6;
+  loopback.sin6_addr = in6addr_loopback;
+  const bool ipv6 = probe >= 0 && bind(probe, reinterpret_cast<sockaddr*>(&loopback), sizeof(loopback)) == 0;
+  if (probe >= 0) close(probe);
+  if (!ipv6) GTEST_SKIP() << "no IPv6 loopback here";
+  auto over_ipv6 = OpenRedis("redis://[::1]:" + std::to_string(redis->port()));
+  ASSERT_NE(over_ipv6, nullptr);
+  EXPECT_TRUE(over_ipv6->connected());
+  EXPECT_EQ(RedisRead(*over_ipv6, Key(1)), Bytes(100, 1));
 }
 
 TEST(RedisKvTierTest, DatabaseFromTheUrl) {
@@ -1024,10 +1104,9 @@ TEST(RedisKvTierTest, NoPasswordOnAServerRequiringOneFailsEveryCall) {
   EXPECT_EQ(redis->Cli({"DBSIZE"}), "0") << "nothing written";
 }
 
-TEST(RedisKvTierTest, StoppedMidRunIsUnavailableThenReconnects) {
-  auto redis = RedisTestServer::Start();
-  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
-  auto tier = OpenRedis(redis->url(), "", 500);
+// Redis stopped and restarted twice under a tier opened with `o`.
+void ExpectStoppedMidRunIsUnavailableThenReconnects(RedisTestServer* redis, const RedisKvTierOptions& o) {
+  auto tier = OpenRedis(o);
   ASSERT_NE(tier, nullptr);
   const auto value = Bytes(3 << 20, 1);
   ASSERT_TRUE(tier->Put(Key(1), value, 0).ok());
@@ -1067,10 +1146,16 @@ TEST(RedisKvTierTest, StoppedMidRunIsUnavailableThenReconnects) {
   EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
 }
 
-TEST(RedisKvTierTest, PausedServerTimesOutThenRecovers) {
+TEST(RedisKvTierTest, StoppedMidRunIsUnavailableThenReconnects) {
   auto redis = RedisTestServer::Start();
   if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
-  auto tier = OpenRedis(redis->url(), "", 200);
+  ExpectStoppedMidRunIsUnavailableThenReconnects(redis.get(), RedisOptions(redis->url(), "", 500));
+}
+
+// Redis paused (CLIENT PAUSE) for 3 s under a tier opened with `o` and a 200 ms timeout.
+void ExpectPausedServerTimesOutThenRecovers(RedisTestServer* redis, const RedisKvTierOptions& o) {
+  ASSERT_EQ(o.timeout_ms, 200);
+  auto tier = OpenRedis(o);
   ASSERT_NE(tier, nullptr);
   const auto value = Bytes(1000, 1);
   ASSERT_TRUE(tier->Put(Key(1), value, 0).ok());
@@ -1095,6 +1180,212 @@ TEST(RedisKvTierTest, PausedServerTimesOutThenRecovers) {
   EXPECT_EQ(*got, value);
   EXPECT_EQ(RedisRead(*tier, Key(2), &s), std::nullopt);
   EXPECT_EQ(s.code(), StatusCode::kNotFound) << s.ToString();
+}
+
+TEST(RedisKvTierTest, PausedServerTimesOutThenRecovers) {
+  auto redis = RedisTestServer::Start();
+  if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+  ExpectPausedServerTimesOutThenRecovers(redis.get(), RedisOptions(redis->url(), "", 200));
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Redis tier over TLS (rediss://), against redis-server's own TLS port
+
+constexpr char kNoTls[] = "redis-server or openssl is not installed";
+
+TEST(RedisTlsTest, RoundTripOfA3MbChunk) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  ExpectRoundTripOfA3MbChunk(redis.get(), TlsOptions(*redis));
+  // By IP address: the certificate's IP entry is what is checked then.
+  RedisKvTierOptions by_ip = TlsOptions(*redis);
+  by_ip.url = redis->tls_url("127.0.0.1");
+  auto tier = OpenRedis(by_ip);
+  ASSERT_NE(tier, nullptr);
+  EXPECT_TRUE(tier->connected());
+  ASSERT_TRUE(tier->Put(Key(1), Bytes(100, 1), 0).ok());
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
+}
+
+TEST(RedisTlsTest, AuthOverTls) {
+  auto redis = RedisTestServer::StartTls("s3cret");
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  auto tier = OpenRedis(TlsOptions(*redis, "s3cret"));
+  ASSERT_NE(tier, nullptr);
+  ASSERT_TRUE(tier->Put(Key(1), Bytes(100, 1), 0).ok());
+  EXPECT_EQ(RedisRead(*tier, Key(1)), Bytes(100, 1));
+  const Status wrong = OpenError(TlsOptions(*redis, "wrong"));
+  EXPECT_EQ(wrong.code(), StatusCode::kUnauthenticated) << wrong.ToString();
+  EXPECT_NE(wrong.message().find("AUTH"), std::string::npos) << wrong.ToString();
+  // No password: the session is up, and every command is refused, as over plain TCP.
+  auto none = OpenRedis(TlsOptions(*redis));
+  ASSERT_NE(none, nullptr);
+  const Status put = none->Put(Key(2), Bytes(100, 2), 0);
+  EXPECT_NE(put.message().find("NOAUTH"), std::string::npos) << put.ToString();
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
+}
+
+TEST(RedisTlsTest, ACertificateFromAnotherCaIsRefusedAtOpen) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  TempDir other;
+  testing::MakeCertificates(other);
+  RedisKvTierOptions o = TlsOptions(*redis);
+  o.tls_ca_file = other / "ca.pem";
+  Status s = OpenError(o);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("certificate does not verify"), std::string::npos) << s.ToString();
+  // OpenSSL's reason: Redis sends its CA along with its certificate, or not.
+  EXPECT_TRUE(s.message().find("self-signed certificate in certificate chain") != std::string::npos ||
+              s.message().find("unable to get local issuer certificate") != std::string::npos)
+      << s.ToString();
+  // Nor do the system's CAs know the test's.
+  o.tls_ca_file = "";
+  s = OpenError(o);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("does not verify"), std::string::npos) << s.ToString();
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), "0");
+}
+
+TEST(RedisTlsTest, AWrongServerNameIsRefusedAtOpen) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  RedisKvTierOptions o = TlsOptions(*redis);
+  o.tls_server_name = "redis.example.com";
+  Status s = OpenError(o);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("hostname mismatch"), std::string::npos) << s.ToString();
+  EXPECT_NE(s.message().find("redis.example.com"), std::string::npos) << s.ToString();
+  o.tls_server_name = "127.0.0.2";  // an address the certificate does not name
+  s = OpenError(o);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+  EXPECT_NE(s.message().find("IP address mismatch"), std::string::npos) << s.ToString();
+  // The name, not the URL's host, is what must match.
+  o.url = redis->tls_url("127.0.0.1");
+  o.tls_server_name = "localhost";
+  auto tier = OpenRedis(o);
+  ASSERT_NE(tier, nullptr);
+  EXPECT_TRUE(tier->connected());
+}
+
+TEST(RedisTlsTest, ClientCertificatesWhenTheServerAsksForThem) {
+  auto redis = RedisTestServer::StartTls("", /*client_certificates=*/true);
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  RedisKvTierOptions o = TlsOptions(*redis);
+  o.tls_cert_file = redis->client_cert_file();
+  o.tls_key_file = redis->client_key_file();
+  auto tier = OpenRedis(o);
+  ASSERT_NE(tier, nullptr);
+  ASSERT_TRUE(tier->Put(Key(1), Bytes(100, 1), 0).ok());
+  EXPECT_EQ(RedisRead(*tier, Key(1)), Bytes(100, 1));
+  // Without one, or with one from another CA: refused at Open, as a configuration error.
+  TempDir other;
+  testing::MakeCertificates(other);
+  for (const auto& [cert, key] : std::vector<std::pair<std::string, std::string>>{
+           {"", ""}, {other / "client.pem", other / "client.key"}}) {
+    SCOPED_TRACE("client certificate '" + cert + "'");
+    o.tls_cert_file = cert;
+    o.tls_key_file = key;
+    const Status s = OpenError(o);
+    EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition) << s.ToString();
+    EXPECT_NE(s.message().find("the server asked for a client certificate"), std::string::npos) << s.ToString();
+  }
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), "1");
+}
+
+TEST(RedisTlsTest, OpenRefusesUnreadableOrWrongFilesNamingTheField) {
+  if (testing::redis_test_detail::FindOnPath("openssl").empty()) GTEST_SKIP() << "openssl is not installed";
+  TempDir certs;
+  testing::MakeCertificates(certs);
+  { std::ofstream(certs / "not-pem") << "not a certificate\n"; }
+  const int port = testing::redis_test_detail::FreeLoopbackPort();
+  ASSERT_GT(port, 0);
+  RedisKvTierOptions o = RedisOptions("rediss://127.0.0.1:" + std::to_string(port), "", 500);  // nothing listens
+  struct Case {
+    std::string ca, cert, key;
+    StatusCode code;
+    const char* field;
+  };
+  for (const Case& c : std::vector<Case>{
+           {certs / "missing.pem", "", "", StatusCode::kNotFound, "kv_remote_tls_ca_file"},
+           {certs / "not-pem", "", "", StatusCode::kInvalidArgument, "kv_remote_tls_ca_file"},
+           {"", certs / "client.pem", "", StatusCode::kInvalidArgument, "kv_remote_tls_key_file"},
+           {"", "", certs / "client.key", StatusCode::kInvalidArgument, "kv_remote_tls_cert_file"},
+           {"", certs / "missing.pem", certs / "client.key", StatusCode::kNotFound, "kv_remote_tls_cert_file"},
+           {"", certs / "not-pem", certs / "client.key", StatusCode::kInvalidArgument, "kv_remote_tls_cert_file"},
+           {"", certs / "client.pem", certs / "not-pem", StatusCode::kInvalidArgument, "kv_remote_tls_key_file"},
+           {"", certs / "client.pem", certs / "server.key", StatusCode::kInvalidArgument, "kv_remote_tls_key_file"},
+       }) {
+    SCOPED_TRACE("ca '" + c.ca + "' cert '" + c.cert + "' key '" + c.key + "'");
+    o.tls_ca_file = c.ca;
+    o.tls_cert_file = c.cert;
+    o.tls_key_file = c.key;
+    const Status s = OpenError(o);
+    EXPECT_EQ(s.code(), c.code) << s.ToString();
+    EXPECT_NE(s.message().find(c.field), std::string::npos) << s.ToString();
+  }
+  // Good files and a Redis that is down: not an error (yet).
+  o.tls_ca_file = certs / "ca.pem";
+  o.tls_cert_file = certs / "client.pem";
+  o.tls_key_file = certs / "client.key";
+  auto tier = OpenRedis(o);
+  ASSERT_NE(tier, nullptr);
+  EXPECT_FALSE(tier->connected());
+  EXPECT_EQ(tier->Contains(Key(1)).status().code(), StatusCode::kUnavailable);
+}
+
+TEST(RedisTlsTest, APlainClientOnTheTlsPortIsUnavailableAtOnce) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  constexpr int kTimeoutMs = 4000;
+  auto tier = OpenRedis("redis://127.0.0.1:" + std::to_string(redis->tls_port()), "", kTimeoutMs);
+  ASSERT_NE(tier, nullptr);
+  const auto start = std::chrono::steady_clock::now();
+  Status s;
+  EXPECT_EQ(RedisRead(*tier, Key(1), &s), std::nullopt);
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_LT(took, std::chrono::milliseconds(kTimeoutMs / 2)) << "Redis closes the connection: no wait for the timeout";
+  EXPECT_FALSE(tier->connected());
+  EXPECT_EQ(tier->Put(Key(1), Bytes(100, 1), 0).code(), StatusCode::kUnavailable);
+}
+
+// A listener that never answers: the handshake waits one timeout, no more.
+TEST(RedisTlsTest, ASilentServerTimesOutTheHandshake) {
+  const int listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(listen(listener, 16), 0);  // connections complete in its backlog; nothing reads them
+  ASSERT_EQ(getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  constexpr int kTimeoutMs = 300;
+  const auto start = std::chrono::steady_clock::now();
+  auto tier = OpenRedis(RedisOptions("rediss://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), "", kTimeoutMs));
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_NE(tier, nullptr) << "an outage at Open is not an error";
+  EXPECT_FALSE(tier->connected());
+  EXPECT_GE(took, std::chrono::milliseconds(kTimeoutMs));
+  EXPECT_LT(took, std::chrono::milliseconds(kTimeoutMs + 1500));
+  const auto has = tier->Contains(Key(1));
+  EXPECT_EQ(has.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(has.status().message().find("TLS handshake"), std::string::npos) << has.status().ToString();
+  EXPECT_NE(has.status().message().find("300 ms"), std::string::npos) << has.status().ToString();
+  close(listener);
+}
+
+TEST(RedisTlsTest, StoppedMidRunIsUnavailableThenReconnects) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  ExpectStoppedMidRunIsUnavailableThenReconnects(redis.get(), TlsOptions(*redis, "", 500));
+}
+
+TEST(RedisTlsTest, PausedServerTimesOutThenRecovers) {
+  auto redis = RedisTestServer::StartTls();
+  if (redis == nullptr) GTEST_SKIP() << kNoTls;
+  ExpectPausedServerTimesOutThenRecovers(redis.get(), TlsOptions(*redis, "", 200));
 }
 
 }  // namespace

@@ -1,9 +1,15 @@
-// A private redis-server for a test: started on a free loopback port in a temporary directory,
-// with no persistence, killed with the object. Tests that need one skip when redis-server is not
-// installed (Debian: redis-server, which brings redis-cli):
+// A private redis-server for a test: started on a free loopback port (127.0.0.1, and ::1 where the
+// host has it) in a temporary directory, with no persistence, killed with the object. Tests that
+// need one skip when redis-server is not installed (Debian: redis-server, which brings
+// redis-cli):
 //
 //   auto redis = RedisTestServer::Start("password");
 //   if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
+//
+// StartTls adds a TLS port with certificates made for the test by openssl (test_certificates.h:
+// a CA, the server's for localhost and 127.0.0.1, a client's), optionally requiring client
+// certificates; it returns nullptr when openssl is not installed either. The fixture's own
+// commands (readiness, CLIENT PAUSE, redis-cli) keep to the plain port beside it.
 //
 // Readiness is an answered PING, polled a bounded number of times; a server that exits first
 // (its port taken meanwhile) is started again on another port. The server is a child of the
@@ -37,6 +43,7 @@
 #include <vector>
 
 #include "temp_dir.h"
+#include "test_certificates.h"
 
 namespace bpt::testing {
 
@@ -172,19 +179,15 @@ class RedisTestServer {
   // temp dir. Returns nullptr if redis-server is not installed (tests then GTEST_SKIP with a
   // message); a server that is installed but does not start is a test failure (and nullptr).
   static std::unique_ptr<RedisTestServer> Start(const std::string& password = "") {
-    const std::string server = redis_test_detail::FindOnPath("redis-server");
-    const std::string cli = redis_test_detail::FindOnPath("redis-cli");
-    if (server.empty() || cli.empty()) return nullptr;
-    std::unique_ptr<RedisTestServer> redis(new RedisTestServer(server, cli, password));
-    // A port found free can be taken before redis-server binds it: then it exits, and another
-    // port is tried.
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      redis->port_ = redis_test_detail::FreeLoopbackPort();
-      if (redis->port_ > 0 && redis->Launch()) return redis;
-      redis->Stop();
-    }
-    ADD_FAILURE() << "redis-server did not start (5 ports tried); its log:\n" << redis->LogTail();
-    return nullptr;
+    return Started(password, Tls::kOff);
+  }
+
+  // The same, with a TLS port too (tls_port(), tls_url()) whose certificate is for localhost and
+  // 127.0.0.1 from ca_file(); with client_certificates, Redis requires clients to show one from
+  // that CA (client_cert_file(), client_key_file()). nullptr also when openssl is not installed.
+  static std::unique_ptr<RedisTestServer> StartTls(const std::string& password = "", bool client_certificates = false) {
+    if (redis_test_detail::FindOnPath("openssl").empty()) return nullptr;
+    return Started(password, client_certificates ? Tls::kClientCertificates : Tls::kOn);
   }
 
   ~RedisTestServer() { Stop(); }
@@ -193,6 +196,13 @@ class RedisTestServer {
 
   int port() const { return port_; }
   std::string url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  int tls_port() const { return tls_port_; }
+  std::string tls_url(const std::string& host = "localhost") const {
+    return "rediss://" + host + ":" + std::to_string(tls_port_);
+  }
+  std::string ca_file() const { return dir_ / "ca.pem"; }
+  std::string client_cert_file() const { return dir_ / "client.pem"; }
+  std::string client_key_file() const { return dir_ / "client.key"; }
 
   // SIGTERM, and waits for it to exit (redis-server with no persistence exits at once; a hang is
   // the test's TIMEOUT's to catch). The port stays this server's for Restart.
@@ -279,17 +289,46 @@ class RedisTestServer {
   }
 
  private:
-  RedisTestServer(std::string server, std::string cli, std::string password)
-      : server_(std::move(server)), cli_(std::move(cli)), password_(std::move(password)) {}
+  enum class Tls { kOff, kOn, kClientCertificates };
+
+  RedisTestServer(std::string server, std::string cli, std::string password, Tls tls)
+      : server_(std::move(server)), cli_(std::move(cli)), password_(std::move(password)), tls_(tls) {}
+
+  static std::unique_ptr<RedisTestServer> Started(const std::string& password, Tls tls) {
+    const std::string server = redis_test_detail::FindOnPath("redis-server");
+    const std::string cli = redis_test_detail::FindOnPath("redis-cli");
+    if (server.empty() || cli.empty()) return nullptr;
+    std::unique_ptr<RedisTestServer> redis(new RedisTestServer(server, cli, password, tls));
+    if (tls != Tls::kOff) {
+      MakeCertificates(redis->dir_);
+      if (::testing::Test::HasFatalFailure()) return nullptr;
+    }
+    // A port found free can be taken before redis-server binds it: then it exits, and other
+    // ports are tried.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      redis->port_ = redis_test_detail::FreeLoopbackPort();
+      redis->tls_port_ = tls == Tls::kOff ? -1 : redis_test_detail::FreeLoopbackPort();
+      const bool ports = redis->port_ > 0 && (tls == Tls::kOff || (redis->tls_port_ > 0 && redis->tls_port_ != redis->port_));
+      if (ports && redis->Launch()) return redis;
+      redis->Stop();
+    }
+    ADD_FAILURE() << "redis-server did not start (5 ports tried); its log:\n" << redis->LogTail();
+    return nullptr;
+  }
 
   // Starts the server on port_ and polls PING (up to 2000 times, 10 ms apart); false when it
   // exits first or never answers.
   bool Launch() {
+    // "-::1": IPv6 loopback where the host has it (Redis skips it where not).
     std::vector<std::string> argv = {server_,       "--port",     std::to_string(port_), "--bind",
-                                     "127.0.0.1",   "--save",     "",                    "--appendonly",
-                                     "no",          "--dir",      dir_.path(),           "--logfile",
-                                     dir_ / "redis.log", "--daemonize", "no"};
+                                     "127.0.0.1",   "-::1",       "--save",              "",
+                                     "--appendonly", "no",        "--dir",               dir_.path(),
+                                     "--logfile",   dir_ / "redis.log", "--daemonize",   "no"};
     if (!password_.empty()) argv.insert(argv.end(), {"--requirepass", password_});
+    if (tls_ != Tls::kOff)
+      argv.insert(argv.end(), {"--tls-port", std::to_string(tls_port_), "--tls-cert-file", dir_ / "server.pem",
+                               "--tls-key-file", dir_ / "server.key", "--tls-ca-cert-file", dir_ / "ca.pem",
+                               "--tls-auth-clients", tls_ == Tls::kClientCertificates ? "yes" : "no"});
     const int log = open((dir_ / "redis.out").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (log < 0) return false;
     pid_ = redis_test_detail::Spawn(argv, log, log);
@@ -329,8 +368,10 @@ class RedisTestServer {
   std::string server_;
   std::string cli_;
   std::string password_;
+  Tls tls_;
   TempDir dir_;
   int port_ = -1;
+  int tls_port_ = -1;
   pid_t pid_ = -1;
 };
 

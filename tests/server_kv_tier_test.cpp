@@ -80,7 +80,7 @@ bptserve::v1::ModelInfo Info(TestServer& t) {
   return info;
 }
 
-int64_t Sum(const bptserve::v1::CachedTokenSources& c) { return c.pool() + c.disk() + c.remote(); }
+int64_t Sum(const bptserve::v1::CachedTokenSources& c) { return c.pool() + c.host() + c.disk() + c.remote(); }
 
 size_t ChunkFiles(const std::string& dir) {
   size_t n = 0;
@@ -184,6 +184,19 @@ struct BadPrefill {
   grpc::StatusCode code;
   const char* fragment;
 };
+
+// --kv-host-gib on the CPU device: the engine skips the tier (the pool is host memory already),
+// so neither GetModelInfo nor the metrics show one.
+TEST(ServerKvTier, TheHostTierIsSkippedOnTheCpuDevice) {
+  TempDir disk;
+  server::ServerOptions o = WithDisk(disk);
+  o.engine.device = "cpu";
+  o.engine.kv_tiers.host_gib = 1;
+  TestServer t(o);
+  EXPECT_EQ(Info(t).kv_tiers(), "disk");
+  EXPECT_TRUE(MetricReaches(t, DiskSeries("bptserve_kv_tier_budget_bytes"), static_cast<double>(1LL << 30)));
+  EXPECT_TRUE(std::isnan(MetricValue(testing::ScrapeMetrics(t), "bptserve_kv_tier_budget_bytes{tier=\"host\"}")));
+}
 
 TEST(ServerKvTier, BadPrefillInputsNameTheFieldAndTheServerKeepsServing) {
   TempDir disk;
@@ -364,6 +377,24 @@ TEST(ServerKvTier, TierFlagsParseAndImpossibleCombinationsAreRefused) {
   EXPECT_EQ(summary.find("hunter2"), std::string::npos) << summary;
   EXPECT_NE(summary.find("KV cache salt:     per API key"), std::string::npos) << summary;
 
+  // TLS to Redis: rediss:// and its files, in the summary by path.
+  auto tls = parse({"--kv-remote", "rediss://kv-redis:6380", "--kv-tier-key-file", "/secrets/hmac",
+                    "--kv-remote-tls-ca-file", "/secrets/ca.crt", "--kv-remote-tls-cert-file", "/secrets/tls.crt",
+                    "--kv-remote-tls-key-file", "/secrets/tls.key", "--kv-remote-tls-server-name", "redis.internal"},
+                   &code);
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_EQ(tls->engine.kv_tiers.remote_tls_ca_file, "/secrets/ca.crt");
+  EXPECT_EQ(tls->engine.kv_tiers.remote_tls_cert_file, "/secrets/tls.crt");
+  EXPECT_EQ(tls->engine.kv_tiers.remote_tls_key_file, "/secrets/tls.key");
+  EXPECT_EQ(tls->engine.kv_tiers.remote_tls_server_name, "redis.internal");
+  const std::string tls_summary = tls->Describe();
+  EXPECT_NE(tls_summary.find("TLS: CA /secrets/ca.crt, client certificate /secrets/tls.crt, server name redis.internal"),
+            std::string::npos)
+      << tls_summary;
+  tls = parse({"--kv-remote", "rediss://kv-redis:6380", "--kv-tier-key-file", "/secrets/hmac"}, &code);
+  ASSERT_TRUE(tls.ok()) << tls.status().ToString();
+  EXPECT_NE(tls->Describe().find("TLS: CA the system's)"), std::string::npos) << tls->Describe();
+
   auto defaults = parse({}, &code);
   ASSERT_TRUE(defaults.ok());
   EXPECT_FALSE(defaults->engine.kv_tiers.enabled());
@@ -374,6 +405,12 @@ TEST(ServerKvTier, TierFlagsParseAndImpossibleCombinationsAreRefused) {
            {"--kv-disk-gib", "5"},
            {"--kv-remote", "redis://kv:6379"},
            {"--kv-remote-password-file", "/secrets/redis"},
+           {"--kv-remote-tls-ca-file", "/secrets/ca.crt"},
+           {"--kv-remote-tls-server-name", "redis.internal", "--kv-remote", "redis://kv:6379", "--kv-tier-key-file", "/k"},
+           {"--kv-remote-tls-cert-file", "/c", "--kv-remote-tls-key-file", "/k", "--kv-remote", "redis://kv:6379",
+            "--kv-tier-key-file", "/k"},
+           {"--kv-remote-tls-cert-file", "/c", "--kv-remote", "rediss://kv:6379", "--kv-tier-key-file", "/k"},
+           {"--kv-remote-tls-key-file", "/k", "--kv-remote", "rediss://kv:6379", "--kv-tier-key-file", "/k"},
            {"--kv-cache-salt-per-api-key"},
            {"--kv-disk-gib", "-1", "--kv-disk-dir", "/var/kv"},
        }) {

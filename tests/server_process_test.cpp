@@ -214,6 +214,25 @@ TEST(ServerProcess, BadAttentionBackendExitsNamingTheFlag) {
   EXPECT_EQ(output.find("listening on port"), std::string::npos) << output;
 }
 
+// TLS flags for Redis without rediss:// stop the process naming the flag; a CA file that cannot
+// be read stops it at start (as it loads the model) naming the field.
+TEST(ServerProcess, RedisTlsFlagsWithoutRedissOrTheirFilesExitNamingThem) {
+  testing::TempDir dir;
+  std::ofstream(dir / "hmac") << "0123456789abcdef0123456789abcdef\n";
+  const std::string tier = "--device cpu --kv-tier-key-file " + (dir / "hmac") + " --kv-remote-tls-ca-file " + (dir / "ca.pem");
+  int status = 0;
+  std::string output = RunServerToExit(tier + " --kv-remote redis://127.0.0.1:1", &status);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_NE(WEXITSTATUS(status), 0) << output;
+  EXPECT_NE(output.find("--kv-remote-tls-ca-file: needs a TLS --kv-remote, rediss://"), std::string::npos) << output;
+  output = RunServerToExit(tier + " --kv-remote rediss://127.0.0.1:1", &status);
+  EXPECT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find("TLS: CA " + (dir / "ca.pem")), std::string::npos) << "the summary: " << output;
+  EXPECT_NE(output.find("NOT_FOUND: kv_remote_tls_ca_file '" + (dir / "ca.pem") + "' cannot be read"), std::string::npos)
+      << output;
+}
+
 // cuDNN asked for on the CPU is an error, not a flag silently ignored.
 TEST(ServerProcess, CudnnAttentionOnTheCpuExitsWithTheReason) {
   int status = 0;

@@ -68,7 +68,7 @@ class PromptFlags {
 };
 
 nlohmann::json CachedFromJson(const bptserve::v1::CachedTokenSources& c) {
-  return {{"pool", c.pool()}, {"disk", c.disk()}, {"remote", c.remote()}};
+  return {{"pool", c.pool()}, {"host", c.host()}, {"disk", c.disk()}, {"remote", c.remote()}};
 }
 
 nlohmann::json TimingsJson(const bptserve::v1::Timings& t) {

@@ -42,7 +42,7 @@ struct ModelInfo {
   ElementType weight_dtype = ElementType::kAuto;  // as stored, resolved (never kAuto once loaded)
   ElementType kv_dtype = ElementType::kAuto;
   std::string attention_kernels;  // e.g. cpu-avx512, cuda
-  std::string kv_tiers;           // the tiers below the pool in use, fastest first: "disk,remote"; empty: none
+  std::string kv_tiers;           // the tiers below the pool in use, fastest first: "host,disk,remote"; empty: none
   // What a request's unset sampling fields become (EngineOptions::generation_config).
   SamplingParams default_sampling;
 };

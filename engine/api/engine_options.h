@@ -57,9 +57,15 @@ struct KvTierOptions {
   double host_gib = 0;           // pinned host memory below a GPU pool; skipped on the CPU device. Flag --kv-host-gib
   std::string disk_dir;          // Flag --kv-disk-dir
   double disk_gib = 0;           // the disk tier's budget. Flag --kv-disk-gib
-  std::string remote;            // redis://[[user]:password@]host[:port][/db]. Flag --kv-remote
+  std::string remote;            // redis[s]://[[user]:password@]host[:port][/db] (rediss: TLS). Flag --kv-remote
   std::string remote_password_file;  // Redis AUTH password, not on the command line. Flag --kv-remote-password-file
   int remote_timeout_ms = 2000;  // connect and each command; past it the request recomputes. Flag --kv-remote-timeout-ms
+  // rediss:// only: the server's certificate is always verified, for its name. PEM CA bundle
+  // (empty: the system's CAs). Flag --kv-remote-tls-ca-file
+  std::string remote_tls_ca_file;
+  std::string remote_tls_cert_file;    // client certificate (tls-auth-clients), with the key. Flag --kv-remote-tls-cert-file
+  std::string remote_tls_key_file;     // Flag --kv-remote-tls-key-file
+  std::string remote_tls_server_name;  // SNI and the name to verify (empty: the URL's host). Flag --kv-remote-tls-server-name
   std::string key_file;          // HMAC key of the chunks in Redis (shared); required with remote. Flag --kv-tier-key-file
   int chunk_tokens = 256;        // a multiple of kv_cache.block_size. Flag --kv-tier-chunk-tokens
   bool enabled() const { return !disk_dir.empty() || !remote.empty() || host_gib > 0; }

@@ -53,6 +53,7 @@ struct GenerationTimings {
 // Where a request's cached prompt tokens came from.
 struct CachedTokenSources {
   int64_t pool = 0;
+  int64_t host = 0;
   int64_t disk = 0;
   int64_t remote = 0;
 };

@@ -14,7 +14,7 @@ inline constexpr std::array<const char*, 4> kKvChunkDropReasons = {"truncated", 
 
 struct KvTierStats {
   struct Tier {
-    std::string name;  // disk or remote
+    std::string name;  // host, disk or remote
     int64_t hit_tokens = 0;
     int64_t miss_tokens = 0;
     int64_t load_errors = 0;   // the tier failed a read (down, timeout, I/O error)
@@ -24,9 +24,11 @@ struct KvTierStats {
     std::vector<double> load_seconds;   // one per chunk read
     std::vector<double> store_seconds;  // one per chunk written
   };
-  std::vector<Tier> tiers;  // the configured ones: disk, then remote
+  std::vector<Tier> tiers;  // the configured ones: host, disk, then remote
   std::array<int64_t, kKvChunkDropReasons.size()> dropped{};  // chunks failing their checks, by reason
-  int64_t store_skipped = 0;  // chunks not written: the blocks they would hold are over the cap
+  // Chunks not written: the blocks they would hold are over the cap, or the device failed the
+  // steps that wrote them.
+  int64_t store_skipped = 0;
 };
 
 }  // namespace bpt

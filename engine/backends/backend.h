@@ -97,7 +97,8 @@ class Backend {
   // [num_layers][2 (K, V)][blocks.size()][block_size][kv_dim] in the KV dtype (KvBlockBytes()
   // per block). Called from the tier threads while steps run: only on blocks no step touches
   // (loading blocks belong to a waiting sequence; stored ones are held). A block of -1 in a write
-  // is left as it is. Backends without them (CUDA, so far) return Unimplemented.
+  // is left as it is. Both may run at once (a load and a store). Backends without them return
+  // Unimplemented, and the engine refuses tiers on them.
   virtual int64_t KvBlockBytes() const { return 0; }
   virtual Status ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const {
     return Unimplemented(name() + " backend cannot copy KV blocks to host memory yet");
@@ -105,6 +106,13 @@ class Backend {
   virtual Status WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) {
     return Unimplemented(name() + " backend cannot copy KV blocks from host memory yet");
   }
+  // Waits until the steps launched so far have written their KV, so that ReadKvBlocks, on
+  // another thread, reads it whole. Backends whose steps end on return need not wait.
+  virtual Status WaitForSteps() { return OkStatus(); }
+  // Page-locked host memory (the host tier's), which the copies above move by DMA with no
+  // staging copy; nullptr where the backend has none (its pool is host memory) or cannot.
+  virtual void* AllocatePinnedHostMemory(size_t bytes) { return nullptr; }
+  virtual void FreePinnedHostMemory(void* p) {}
 
   // Makes the step's token ids, positions, KV slots and RoPE angles current for the ops below.
   virtual Status BeginStep(const StepLayout& step, const class Rope& rope) = 0;

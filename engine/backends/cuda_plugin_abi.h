@@ -19,7 +19,7 @@
 // number cannot see that, so ship the two from one build.
 #pragma once
 
-#define BPTSERVE_CUDA_PLUGIN_ABI_VERSION 4
+#define BPTSERVE_CUDA_PLUGIN_ABI_VERSION 5
 
 namespace bpt {
 class Backend;

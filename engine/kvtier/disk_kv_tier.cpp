@@ -49,6 +49,14 @@ void SetMtime(const std::string& path, int64_t seconds) {
   utimensat(AT_FDCWD, path.c_str(), times, 0);
 }
 
+// Best effort: a directory that cannot be synced costs the chunk at a power loss, not now.
+void SyncDirectory(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  fsync(fd);
+  close(fd);
+}
+
 }  // namespace
 
 StatusOr<std::unique_ptr<DiskKvTier>> DiskKvTier::Open(DiskKvTierOptions options) {
@@ -83,11 +91,7 @@ StatusOr<std::unique_ptr<DiskKvTier>> DiskKvTier::Open(DiskKvTierOptions options
   closedir(dir);
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) { return a.mtime < b.mtime; });
   std::lock_guard<std::mutex> lock(tier->mu_);
-  for (const Found& f : found) {
-    const auto lru = tier->lru_.insert(tier->lru_.end(), f.key);
-    tier->entries_.emplace(f.key, Entry{f.bytes, f.mtime > now ? f.mtime : 0, lru});
-    tier->bytes_used_ += f.bytes;
-  }
+  for (const Found& f : found) tier->books_.Insert(f.key, f.bytes, f.mtime > now ? f.mtime : 0);
   tier->MakeRoomLocked(0);  // a smaller budget than the last run's
   return tier;
 }
@@ -95,47 +99,31 @@ StatusOr<std::unique_ptr<DiskKvTier>> DiskKvTier::Open(DiskKvTierOptions options
 std::string DiskKvTier::PathOf(const ChunkKey& key) const { return options_.dir + "/" + key.Hex() + kSuffix; }
 
 void DiskKvTier::RemoveLocked(const ChunkKey& key) {
-  const auto it = entries_.find(key);
-  if (it == entries_.end()) return;
+  if (!books_.Contains(key)) return;
   unlink(PathOf(key).c_str());
-  bytes_used_ -= it->second.bytes;
-  lru_.erase(it->second.lru);
-  entries_.erase(it);
+  books_.Remove(key);
 }
 
 bool DiskKvTier::MakeRoomLocked(int64_t incoming) {
-  const int64_t now = options_.now_s();
-  if (bytes_used_ + incoming <= options_.budget_bytes) return true;
-  // A chunk that cannot fit even with every unpinned chunk gone evicts none of them: a refused
-  // write must not empty the tier (Open, with nothing incoming, still evicts down to the budget).
-  if (incoming > 0) {
-    int64_t evictable = 0;
-    for (const auto& [key, entry] : entries_)
-      if (entry.pin_until_s <= now) evictable += entry.bytes;
-    if (bytes_used_ - evictable + incoming > options_.budget_bytes) return false;
-  }
-  for (auto it = lru_.begin(); bytes_used_ + incoming > options_.budget_bytes && it != lru_.end();) {
-    const ChunkKey key = *it++;  // RemoveLocked erases the current position only
-    if (entries_.at(key).pin_until_s > now) continue;
-    RemoveLocked(key);
-  }
-  return bytes_used_ + incoming <= options_.budget_bytes;
+  std::vector<ChunkKey> evicted;
+  const bool fits = books_.MakeRoom(incoming, &evicted);
+  for (const ChunkKey& key : evicted) unlink(PathOf(key).c_str());
+  return fits;
 }
 
-void DiskKvTier::TouchLocked(const ChunkKey& key, Entry& entry, int64_t pin_until_s) {
-  lru_.splice(lru_.end(), lru_, entry.lru);
-  entry.pin_until_s = std::max(entry.pin_until_s, pin_until_s);
-  SetMtime(PathOf(key), std::max(options_.now_s(), entry.pin_until_s));
+bool DiskKvTier::TouchLocked(const ChunkKey& key, int64_t pin_until_s) {
+  const int64_t pin = books_.Touch(key, pin_until_s);
+  if (pin < 0) return false;
+  SetMtime(PathOf(key), std::max(options_.now_s(), pin));
+  return true;
 }
 
 Status DiskKvTier::Get(const ChunkKey& key, std::vector<uint8_t>* out) {
   int64_t expected;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = entries_.find(key);
-    if (it == entries_.end()) return NotFound("not on disk");
-    expected = it->second.bytes;
-    TouchLocked(key, it->second, 0);
+    if (!TouchLocked(key, 0)) return NotFound("not on disk");
+    expected = books_.bytes_of(key);
   }
   // Read outside the lock: the other thread's writes go on meanwhile. A chunk evicted during
   // the read is unlinked, but the open descriptor still reads the whole file.
@@ -164,7 +152,7 @@ Status DiskKvTier::Get(const ChunkKey& key, std::vector<uint8_t>* out) {
 
 StatusOr<bool> DiskKvTier::Contains(const ChunkKey& key) {
   std::lock_guard<std::mutex> lock(mu_);
-  return entries_.count(key) != 0;
+  return books_.Contains(key);
 }
 
 Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int64_t pin_until_s) {
@@ -173,17 +161,12 @@ Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
   DiskWriteFault fault;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const auto it = entries_.find(key);
-    if (it != entries_.end()) {
-      TouchLocked(key, it->second, pin_until_s);
-      return OkStatus();
-    }
+    if (TouchLocked(key, pin_until_s)) return OkStatus();
     if (!MakeRoomLocked(size))
       return ResourceExhausted("disk tier budget of " + std::to_string(options_.budget_bytes) +
                                " bytes cannot take a chunk of " + std::to_string(size) + " bytes (" +
-                               std::to_string(bytes_used_) + " used, pinned chunks cannot be evicted)");
-    // Counted as used from here, so the two threads never overcommit the budget together.
-    bytes_used_ += size;
+                               std::to_string(books_.bytes_used()) + " used, pinned chunks cannot be evicted)");
+    books_.Reserve(size);
     temp = options_.dir + "/" + key.Hex() + "." + std::to_string(getpid()) + "." + std::to_string(next_temp_++) + kTempSuffix;
     fault = fault_;
     fault_ = DiskWriteFault::kNone;
@@ -191,7 +174,7 @@ Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
   const auto fail = [&](Status status, bool remove_temp) {
     if (remove_temp) unlink(temp.c_str());
     std::lock_guard<std::mutex> lock(mu_);
-    bytes_used_ -= size;
+    books_.Unreserve(size);
     return status;
   };
   const int fd = open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -213,6 +196,8 @@ Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
     close(fd);
     return fail(Internal("injected crash mid-write"), false);
   }
+  // On disk before the rename makes it visible: after a power loss a chunk is whole or absent.
+  if (write_errno == 0 && fsync(fd) != 0) write_errno = errno;
   if (close(fd) != 0 && write_errno == 0) write_errno = errno;
   if (write_errno != 0) return fail(Unavailable(ErrnoText("disk tier write of " + key.Hex(), write_errno)), true);
   if (fault == DiskWriteFault::kCrashBeforeRename) return fail(Internal("injected crash before rename"), false);
@@ -220,22 +205,17 @@ Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
   SetMtime(temp, std::max(now, pin_until_s));
   if (rename(temp.c_str(), PathOf(key).c_str()) != 0)
     return fail(Unavailable(ErrnoText("disk tier rename to " + PathOf(key), errno)), true);
+  SyncDirectory(options_.dir);  // the rename itself, so the chunk survives a power loss
   std::lock_guard<std::mutex> lock(mu_);
-  const auto held = entries_.find(key);
-  if (held != entries_.end()) {  // another thread's Put of the same chunk got here first: one copy, counted once
-    bytes_used_ -= size;
-    TouchLocked(key, held->second, pin_until_s);
-    return OkStatus();
-  }
-  const auto lru = lru_.insert(lru_.end(), key);
-  entries_.emplace(key, Entry{size, pin_until_s > now ? pin_until_s : 0, lru});
+  books_.Unreserve(size);
+  // Another thread's Put of the same chunk may have got here first: one copy, counted once.
+  if (!TouchLocked(key, pin_until_s)) books_.Insert(key, size, pin_until_s);
   return OkStatus();
 }
 
 void DiskKvTier::Pin(const ChunkKey& key, int64_t pin_until_s) {
   std::lock_guard<std::mutex> lock(mu_);
-  const auto it = entries_.find(key);
-  if (it != entries_.end()) TouchLocked(key, it->second, pin_until_s);
+  TouchLocked(key, pin_until_s);
 }
 
 void DiskKvTier::Drop(const ChunkKey& key) {
@@ -245,21 +225,17 @@ void DiskKvTier::Drop(const ChunkKey& key) {
 
 int64_t DiskKvTier::bytes_used() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return bytes_used_;
+  return books_.bytes_used();
 }
 
 int64_t DiskKvTier::pinned_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
-  const int64_t now = options_.now_s();
-  int64_t pinned = 0;
-  for (const auto& [key, entry] : entries_)
-    if (entry.pin_until_s > now) pinned += entry.bytes;
-  return pinned;
+  return books_.pinned_bytes();
 }
 
 int64_t DiskKvTier::num_chunks() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int64_t>(entries_.size());
+  return books_.num_chunks();
 }
 
 void DiskKvTier::SetWriteFaultForTest(DiskWriteFault fault) {

@@ -1,18 +1,17 @@
 // The disk tier: one file per chunk, <dir>/<key hex>.kv, under a byte budget, evicted least
-// recently used first. Writes are atomic (a temporary file, then rename), so a crash at any
-// point leaves either the whole chunk or none of it; temporary files left by a crash are removed
+// recently used first. Writes are atomic (a temporary file, fsync, rename, fsync of the
+// directory), so a crash or a power loss at any point leaves either the whole chunk or none of it; temporary files left by a crash are removed
 // at open. A file's modification time is its last use, or, while in the future, the end of its
 // pin (retain_s), so both survive a restart without an index file.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 
+#include "chunk_lru.h"
 #include "kv_tier.h"
 
 namespace bpt {
@@ -46,23 +45,18 @@ class DiskKvTier : public KvTier {
   void SetWriteFaultForTest(DiskWriteFault fault);
 
  private:
-  struct Entry {
-    int64_t bytes;
-    int64_t pin_until_s;  // 0 or past: not pinned
-    std::list<ChunkKey>::iterator lru;
-  };
-  explicit DiskKvTier(DiskKvTierOptions options) : options_(std::move(options)) {}
+  explicit DiskKvTier(DiskKvTierOptions options)
+      : options_(std::move(options)), books_(options_.budget_bytes, options_.now_s) {}
   std::string PathOf(const ChunkKey& key) const;
-  // Evicts unpinned chunks, least recently used first, until `incoming` more bytes fit.
+  // Evicts (unlinks) unpinned chunks, least recently used first, until `incoming` more bytes fit.
   bool MakeRoomLocked(int64_t incoming);
   void RemoveLocked(const ChunkKey& key);
-  void TouchLocked(const ChunkKey& key, Entry& entry, int64_t pin_until_s);
+  // Marks a held chunk used (and pinned until pin_until_s); false when it is not held.
+  bool TouchLocked(const ChunkKey& key, int64_t pin_until_s);
 
   DiskKvTierOptions options_;
   mutable std::mutex mu_;
-  std::unordered_map<ChunkKey, Entry, ChunkKeyHash> entries_;
-  std::list<ChunkKey> lru_;  // least recently used first
-  int64_t bytes_used_ = 0;
+  ChunkLru books_;
   uint64_t next_temp_ = 0;
   DiskWriteFault fault_ = DiskWriteFault::kNone;
 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -16,13 +17,21 @@ namespace bpt {
 class KvTier {
  public:
   virtual ~KvTier() = default;
-  // The metric label: disk or remote.
+  // The metric label: host, disk or remote.
   virtual const char* name() const = 0;
   // Shared with other replicas (Redis): its chunks carry an HMAC when a tier key is set. A local
   // disk is this server's own, and its checksum is enough.
   virtual bool shared() const { return false; }
   // The chunk's bytes into *out; NotFound when the tier does not hold it.
   virtual Status Get(const ChunkKey& key, std::vector<uint8_t>* out) = 0;
+  // Hands the chunk's bytes to `use` and returns what it returns (NotFound when the tier does
+  // not hold it). A tier whose chunks are in memory passes them in place; the others read into
+  // *scratch first (a buffer the caller reuses).
+  virtual Status Read(const ChunkKey& key, std::vector<uint8_t>* scratch,
+                      const std::function<Status(std::span<const uint8_t>)>& use) {
+    const Status got = Get(key, scratch);
+    return got.ok() ? use(*scratch) : got;
+  }
   virtual StatusOr<bool> Contains(const ChunkKey& key) = 0;
   // Stores the chunk, pinned until `pin_until_s` (wall-clock seconds; 0: not pinned) where the
   // tier can pin; a chunk the tier holds already only has its pin extended.

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 
 #include "check.h"
 
@@ -151,6 +152,9 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
   const std::vector<ChunkKey> keys =
       ChainChunkKeys(RootChunkKey(options_.model_fingerprint, cache_salt), tokens, options_.chunk_tokens, num_chunks);
   const int64_t pin_until_s = retain_s > 0 ? options_.now_s() + retain_s : 0;
+  // Without it a copy could read KV a step has not finished writing. A device that failed here
+  // fails that step's requests too; this write is skipped, as one over the cap is.
+  const bool steps_done = !copier_.wait_for_steps || copier_.wait_for_steps().ok();
   SequenceStore& pending = stores_pending_[seq_id];
   pending.in_some_tier.resize(std::max<size_t>(pending.in_some_tier.size(), static_cast<size_t>(num_chunks)), 0);
   std::vector<std::unique_ptr<StoreJob>> jobs;
@@ -158,7 +162,7 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
   for (int64_t c = 0; c < num_chunks; ++c) {
     // No memory of what was written before: a tier may have evicted it since (Redis by its own
     // LRU), so the storer asks each tier, which costs a lookup (disk) or a round trip (Redis).
-    if (held_blocks_ + blocks_per_chunk_ > options_.max_held_blocks) {
+    if (!steps_done || held_blocks_ + blocks_per_chunk_ > options_.max_held_blocks) {
       ++skipped;
       continue;
     }
@@ -311,9 +315,36 @@ void KvTierStore::Load(LoadJob& job) {
     if (c < static_cast<int64_t>(job.holder.size())) order.push_back(static_cast<size_t>(job.holder[c]));
     for (size_t t = 0; t < tiers_.size(); ++t)
       if (order.empty() || t != order[0]) order.push_back(t);
+    bool copy_failed = false;
     for (size_t t : order) {
       const Clock::time_point start = Clock::now();
-      const Status got = tiers_[t]->Get(job.keys[c], &bytes);
+      std::optional<ChunkDropReason> dropped;
+      const Status got = tiers_[t]->Read(job.keys[c], &bytes, [&](std::span<const uint8_t> encoded) {
+        ChunkDropReason reason;
+        const StatusOr<std::span<const uint8_t>> payload = CodecOf(*tiers_[t]).Open(encoded, identity, payload_bytes, &reason);
+        if (!payload.ok()) {
+          dropped = reason;
+          return payload.status();
+        }
+        const std::span<const int32_t> chunk_blocks(job.blocks.data() + c * blocks_per_chunk_,
+                                                    static_cast<size_t>(blocks_per_chunk_));
+        const Status copied = copier_.write(chunk_blocks, payload->data());
+        copy_failed = !copied.ok();
+        return copied;
+      });
+      if (dropped) {
+        // A chunk that fails its HMAC may be whole for the replicas holding the right key (this
+        // one may be misconfigured): it stays. Damaged or foreign chunks are no one's: removed.
+        if (*dropped != ChunkDropReason::kUnauthenticated) {
+          tiers_[t]->Drop(job.keys[c]);
+        } else {
+          std::lock_guard<std::mutex> lock(mu_);
+          unauthenticated_.insert(job.keys[c]);  // the next write replaces it (a rotated key)
+        }
+        CountDrop(*dropped);
+        continue;
+      }
+      if (copy_failed) break;
       if (!got.ok()) {
         if (got.code() != StatusCode::kNotFound) {
           std::lock_guard<std::mutex> lock(mu_);
@@ -321,30 +352,15 @@ void KvTierStore::Load(LoadJob& job) {
         }
         continue;
       }
-      ChunkDropReason reason;
-      const StatusOr<std::span<const uint8_t>> payload = CodecOf(*tiers_[t]).Open(bytes, identity, payload_bytes, &reason);
-      if (!payload.ok()) {
-        // A chunk that fails its HMAC may be whole for the replicas holding the right key (this
-        // one may be misconfigured): it stays. Damaged or foreign chunks are no one's: removed.
-        if (reason != ChunkDropReason::kUnauthenticated) {
-          tiers_[t]->Drop(job.keys[c]);
-        } else {
-          std::lock_guard<std::mutex> lock(mu_);
-          unauthenticated_.insert(job.keys[c]);  // the next write replaces it (a rotated key)
-        }
-        CountDrop(reason);
-        continue;
-      }
-      const std::span<const int32_t> chunk_blocks(job.blocks.data() + c * blocks_per_chunk_,
-                                                  static_cast<size_t>(blocks_per_chunk_));
-      if (!copier_.write(chunk_blocks, payload->data()).ok()) break;
       loaded = true;
       std::lock_guard<std::mutex> lock(mu_);
       // The pool's share of the first chunk is not this tier's.
       const int64_t tokens_new = std::min<int64_t>(chunk, (job.first_chunk + c + 1) * chunk - job.matched);
       stats_.tiers[t].hit_tokens += tokens_new;
       Record(stats_.tiers[t].load_seconds, SecondsSince(start));
-      (std::string_view(tiers_[t]->name()) == "disk" ? job.outcome.disk_tokens : job.outcome.remote_tokens) += tokens_new;
+      const std::string_view name = tiers_[t]->name();
+      (name == "host" ? job.outcome.host_tokens : name == "disk" ? job.outcome.disk_tokens : job.outcome.remote_tokens) +=
+          tokens_new;
       break;
     }
     if (!loaded) break;

@@ -31,9 +31,12 @@ namespace bpt {
 // Copies of whole blocks between the pool and host memory; the payload of a chunk is
 // [num_layers][2 (K, V)][blocks][block_size][kv_dim] in the KV dtype. Called from the tier
 // threads while steps run on other blocks. A block of -1 in a write is left as it is.
+// wait_for_steps runs on the engine's thread before blocks are handed to the storer: a device
+// that runs steps asynchronously may still be writing their KV.
 struct KvBlockCopier {
   std::function<Status(std::span<const int32_t> blocks, uint8_t* host)> read;
   std::function<Status(std::span<const int32_t> blocks, const uint8_t* host)> write;
+  std::function<Status()> wait_for_steps;
 };
 
 struct KvTierStoreOptions {
@@ -48,6 +51,7 @@ struct KvTierStoreOptions {
 
 // What one load gave a sequence.
 struct KvLoadOutcome {
+  int64_t host_tokens = 0;
   int64_t disk_tokens = 0;
   int64_t remote_tokens = 0;
   double seconds = 0;  // from the probe's start to the load's end
@@ -55,7 +59,7 @@ struct KvLoadOutcome {
 
 class KvTierStore : public KvTierLink {
  public:
-  // tiers: fastest first (disk, then remote); each chunk is read from the first that has it.
+  // tiers: fastest first (host, disk, then remote); each chunk is read from the first that has it.
   KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr<KvTier>> tiers, KvBlockManager& blocks,
               KvBlockCopier copier);
   ~KvTierStore() override;  // stops the threads; what is queued is dropped

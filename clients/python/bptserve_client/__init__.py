@@ -198,5 +198,5 @@ class Client:
     def model_info(self) -> pb.ModelInfo:
         """The loaded model: shape and limits, device, weight_dtype and kv_dtype (fp32 or bf16), the
         attention_kernels in use (e.g. cpu-avx512), the KV tiers below the pool (kv_tiers, e.g.
-        "disk,remote", and kv_tier_chunk_tokens), default sampling."""
+        "host,disk,remote", and kv_tier_chunk_tokens), default sampling."""
         return self._stub.GetModelInfo(pb.GetModelInfoRequest(), metadata=self._metadata)

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <mutex>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -98,6 +99,11 @@ struct CudaBackend::Impl {
   int64_t num_kv_blocks = 0;
   int kv_block_size = 0;
   int kv_dim = 0;
+  // The tier threads' copies of whole blocks: one stream per direction (the storer reads, the
+  // loader writes), each under its lock, apart from the steps' stream so they overlap the steps.
+  cudaStream_t kv_read_stream = nullptr;
+  cudaStream_t kv_write_stream = nullptr;
+  std::mutex kv_read_mu, kv_write_mu;
 
   // Per-step metadata.
   size_t step_bytes = 0;       // every buffer below
@@ -167,7 +173,47 @@ struct CudaBackend::Impl {
     if (staging_free != nullptr) cudaEventDestroy(staging_free);
     if (gather_free != nullptr) cudaEventDestroy(gather_free);
     if (cublas != nullptr) cublasDestroy(cublas);
-    if (stream != nullptr) cudaStreamDestroy(stream);
+    for (cudaStream_t s : {kv_read_stream, kv_write_stream, stream})
+      if (s != nullptr) cudaStreamDestroy(s);
+  }
+
+  // Into to_host or from from_host (the other is null), both
+  // [num_layers][2 (K, V)][blocks.size()][block_size][kv_dim] bf16. One copy per run of
+  // consecutive blocks in a layer's K or V (a sequence's blocks mostly are), then a wait on the
+  // copy stream, so the host buffer is whole (or the pool written) on return. A block of -1 is
+  // skipped (writes only).
+  Status CopyKvBlocks(std::span<const int32_t> blocks, uint8_t* to_host, const uint8_t* from_host,
+                      cudaStream_t copy_stream) {
+    const bool reading = to_host != nullptr;
+    for (int32_t b : blocks)
+      if (b < (reading ? 0 : -1) || b >= num_kv_blocks)
+        return Internal(std::string(reading ? "ReadKvBlocks" : "WriteKvBlocks") + ": block " + std::to_string(b) +
+                        " is outside the pool");
+    // The tier threads are the runtime's too: their current device must be the backend's.
+    BPT_CUDA_RETURN_IF_ERROR(cudaSetDevice(options.cuda.device_ordinal));
+    const size_t slab = static_cast<size_t>(kv_block_size) * kv_dim * sizeof(bf16);
+    const size_t n = blocks.size();
+    for (int layer = 0; layer < kv_num_layers; ++layer)
+      for (int kv = 0; kv < 2; ++kv) {
+        bf16* layer_pool = (kv == 0 ? k_pool : v_pool) + layer * kv_layer_stride;  // [num_blocks, block_size, kv_dim]
+        const size_t part = (static_cast<size_t>(layer) * 2 + kv) * n * slab;  // [blocks.size(), block_size, kv_dim]
+        for (size_t i = 0; i < n;) {
+          if (blocks[i] < 0) {
+            ++i;
+            continue;
+          }
+          size_t run = 1;
+          while (i + run < n && blocks[i + run] == blocks[i] + static_cast<int32_t>(run)) ++run;
+          void* device = layer_pool + static_cast<int64_t>(blocks[i]) * kv_block_size * kv_dim;
+          const size_t at = part + i * slab;
+          BPT_CUDA_RETURN_IF_ERROR(
+              reading ? cudaMemcpyAsync(to_host + at, device, run * slab, cudaMemcpyDeviceToHost, copy_stream)
+                      : cudaMemcpyAsync(device, from_host + at, run * slab, cudaMemcpyHostToDevice, copy_stream));
+          i += run;
+        }
+      }
+    BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(copy_stream));
+    return OkStatus();
   }
 
   StatusOr<void*> DeviceAlloc(size_t bytes, const char* what) {
@@ -437,6 +483,8 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   BPT_ASSIGN_OR_RETURN(void* v, m.DeviceAlloc(half_bytes, "the KV cache (V)"));
   m.k_pool = static_cast<bf16*>(k);
   m.v_pool = static_cast<bf16*>(v);
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&m.kv_read_stream, cudaStreamNonBlocking));
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&m.kv_write_stream, cudaStreamNonBlocking));
   // Zero, once: a kernel that reads a whole last block (masking the unwritten slots' scores)
   // still multiplies their V by 0, which only a finite V keeps at 0.
   BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(k, 0, half_bytes, m.stream));
@@ -458,6 +506,42 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   }
 #endif
   return OkStatus();
+}
+
+int64_t CudaBackend::KvBlockBytes() const {
+  const Impl& m = *impl_;
+  return 2LL * m.kv_num_layers * m.kv_block_size * m.kv_dim * static_cast<int64_t>(sizeof(bf16));
+}
+
+Status CudaBackend::ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const {
+  std::lock_guard<std::mutex> lock(impl_->kv_read_mu);
+  return impl_->CopyKvBlocks(blocks, host, nullptr, impl_->kv_read_stream);
+}
+
+Status CudaBackend::WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) {
+  std::lock_guard<std::mutex> lock(impl_->kv_write_mu);
+  return impl_->CopyKvBlocks(blocks, nullptr, host, impl_->kv_write_stream);
+}
+
+Status CudaBackend::WaitForSteps() {
+  BPT_RETURN_IF_ERROR(impl_->FinishGraph());
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
+  return OkStatus();
+}
+
+void* CudaBackend::AllocatePinnedHostMemory(size_t bytes) {
+  if (cudaSetDevice(impl_->options.cuda.device_ordinal) != cudaSuccess) return nullptr;
+  void* p = nullptr;
+  // Portable: the tier threads copy from it, whatever context they run in.
+  if (cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it, so the next call does not report it
+    return nullptr;
+  }
+  return p;
+}
+
+void CudaBackend::FreePinnedHostMemory(void* p) {
+  if (p != nullptr) cudaFreeHost(p);
 }
 
 std::string CudaBackend::attention_kernels() const {

@@ -42,6 +42,12 @@ class CudaBackend final : public Backend {
   int64_t WeightBytes() const override;
   int64_t WorkspaceBytes() const override;
   int64_t FreeMemoryBytes() const override;
+  int64_t KvBlockBytes() const override;
+  Status ReadKvBlocks(std::span<const int32_t> blocks, uint8_t* host) const override;
+  Status WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t* host) override;
+  Status WaitForSteps() override;
+  void* AllocatePinnedHostMemory(size_t bytes) override;
+  void FreePinnedHostMemory(void* p) override;
 
   Status BeginStep(const StepLayout& step, const Rope& rope) override;
   Status Embed(const Tensor& table, Tensor out) override;
