@@ -335,24 +335,18 @@ Status Engine::Impl::ValidateRequest(const GenerationRequest& r) const {
   if (r.prefill_only && !r.use_prefix_cache)
     return InvalidArgument("use_prefix_cache must be true for a prefill: its KV is what it keeps");
   if (r.retain_s > 0) {
-    // Pinned in every tier that can pin (host memory, disk), so each must hold it.
-    const int64_t chunks = prompt_len / options_.kv_tiers.chunk_tokens;  // what Store pins
-    const int64_t needed = tier_store_ == nullptr ? 0 : chunks * tier_store_->chunk_bytes();
-    bool pinned_somewhere = false;
-    for (const char* name : {"host", "disk"}) {
-      const KvTier* tier = tier_store_ == nullptr ? nullptr : tier_store_->tier(name);
-      if (tier == nullptr) continue;
-      pinned_somewhere = true;
-      const int64_t pinned = tier->pinned_bytes() + pin_reserved_bytes_;
-      if (needed + pinned > tier->budget_bytes())
-        return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
-                                 std::to_string(pinned) + " bytes pinned already (or by requests in flight) exceed the " +
-                                 name + " tier's " + std::to_string(tier->budget_bytes()) + " bytes (--kv-" + name +
-                                 "-gib)");
-    }
-    if (!pinned_somewhere)
+    const KvTier* tier = tier_store_ == nullptr ? nullptr : tier_store_->pinning_tier();
+    if (tier == nullptr)
       return FailedPrecondition("retain_s needs a tier that can pin: start the server with --kv-disk-dir (or, on a GPU, "
                                 "--kv-host-gib)");
+    const int64_t chunks = prompt_len / options_.kv_tiers.chunk_tokens;  // what Store pins
+    const int64_t needed = chunks * tier_store_->chunk_bytes();
+    const int64_t pinned = tier->pinned_bytes() + pin_reserved_bytes_;
+    const std::string name = tier->name();
+    if (needed + pinned > tier->budget_bytes())
+      return ResourceExhausted("retain_s: the prompt's " + std::to_string(needed) + " bytes of KV chunks and the " +
+                               std::to_string(pinned) + " bytes pinned already (or by requests in flight) exceed the " +
+                               name + " tier's " + std::to_string(tier->budget_bytes()) + " bytes (--kv-" + name + "-gib)");
   }
   if (prompt_len + r.stopping.max_new_tokens > max_model_len_)
     return InvalidArgument("prompt (" + std::to_string(prompt_len) + " tokens) + max_new_tokens (" +

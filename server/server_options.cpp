@@ -20,14 +20,16 @@ std::string DefaultModelDir() {
 
 namespace {
 
-// A redis:// URL without the password it may carry (redis://user:secret@host: redis://user:***@host).
+// A redis:// URL without the password it may carry: redis://user:secret@host gives
+// redis://user:***@host, and redis://secret@host (a password alone) redis://***@host.
 std::string RedactedUrl(const std::string& url) {
   const size_t scheme = url.find("://");
   const size_t at = url.rfind('@');
   if (scheme == std::string::npos || at == std::string::npos || at < scheme) return url;
-  const size_t colon = url.find(':', scheme + 3);
-  if (colon == std::string::npos || colon > at) return url;
-  return url.substr(0, colon + 1) + "***" + url.substr(at);
+  const size_t userinfo = scheme + 3;
+  const size_t colon = url.find(':', userinfo);
+  const size_t secret = colon != std::string::npos && colon < at ? colon + 1 : userinfo;
+  return url.substr(0, secret) + "***" + url.substr(at);
 }
 
 // The tiers below the pool as set: where, how large, and the shared settings; secrets by path only.

@@ -3,6 +3,7 @@
 // the engine it runs on a GPU only (tests/gpu/cuda_kv_tier_test.cpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <numeric>
@@ -207,6 +208,36 @@ TEST_F(HostKvTierTest, PinnedChunksStayUntilTheirPinPasses) {
   ASSERT_TRUE(tier->Put(KeyOf(5), ChunkBytes(kSlot, 5), 0).ok());  // 3's pin is past: it goes
   EXPECT_FALSE(Holds(*tier, 3));
   EXPECT_TRUE(Holds(*tier, 4));
+}
+
+// Read holds no lock while its callback runs (a checksum and a DMA take a while): a chunk dropped
+// or evicted meanwhile keeps its slot, and its bytes in the budget, until the read ends.
+TEST_F(HostKvTierTest, AChunkDroppedOrEvictedWhileReadKeepsItsSlotUntilTheReadEnds) {
+  auto tier = Open(2);
+  ASSERT_NE(tier, nullptr);
+  ASSERT_TRUE(tier->Put(KeyOf(1), ChunkBytes(kSlot, 1), 0).ok());
+  ASSERT_TRUE(tier->Put(KeyOf(2), ChunkBytes(kSlot, 2), 0).ok());
+  std::vector<uint8_t> scratch;
+  const Status read = tier->Read(KeyOf(1), &scratch, [&](std::span<const uint8_t> bytes) {
+    tier->Drop(KeyOf(1));
+    EXPECT_FALSE(Holds(*tier, 1));
+    EXPECT_EQ(tier->bytes_used(), 2 * kSlot) << "the slot being read is still spoken for";
+    EXPECT_TRUE(tier->Put(KeyOf(3), ChunkBytes(kSlot, 3), 0).ok());  // evicts 2, takes its slot
+    EXPECT_FALSE(Holds(*tier, 2));
+    EXPECT_TRUE(tier->Put(KeyOf(4), ChunkBytes(kSlot, 4), kT0 + 100).ok());  // evicts 3, the same slot
+    EXPECT_FALSE(Holds(*tier, 3));
+    const Status full = tier->Put(KeyOf(5), ChunkBytes(kSlot, 5), 0);  // 4 pinned, 1's slot being read
+    EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+    const auto want = ChunkBytes(kSlot, 1);
+    EXPECT_TRUE(std::equal(bytes.begin(), bytes.end(), want.begin(), want.end())) << "the read's bytes never change";
+    return OkStatus();
+  });
+  EXPECT_TRUE(read.ok()) << read.ToString();
+  EXPECT_EQ(tier->bytes_used(), kSlot) << "the read's end freed the dropped chunk's slot";
+  ASSERT_TRUE(tier->Put(KeyOf(5), ChunkBytes(kSlot, 5), 0).ok());
+  EXPECT_EQ(Got(*tier, 4), ChunkBytes(kSlot, 4));
+  EXPECT_EQ(Got(*tier, 5), ChunkBytes(kSlot, 5));
+  EXPECT_EQ(tier->num_chunks(), 2);
 }
 
 // The loader reads while the storer writes, both on chunks the other may evict: every read sees

@@ -467,6 +467,7 @@ TEST_F(KvTierEngineTest, TheHostTierIsSkippedOnTheCpu) {
   EngineOptions host_only = Options();
   host_only.kv_tiers.host_gib = 1;
   auto engine = Create(host_only);
+  ASSERT_NE(engine, nullptr);
   EXPECT_EQ(engine->model_info().kv_tiers, "");
   const auto doc = Document(12);
   ExpectSameAnswer(Answered(*engine, Ask(doc)), Reference(doc), "host tier skipped");
@@ -479,6 +480,7 @@ TEST_F(KvTierEngineTest, TheHostTierIsSkippedOnTheCpu) {
   EngineOptions with_disk = WithDisk();
   with_disk.kv_tiers.host_gib = 1;
   auto both = Create(with_disk);
+  ASSERT_NE(both, nullptr);
   EXPECT_EQ(both->model_info().kv_tiers, "disk");
   EXPECT_EQ(both->TakeKvTierStats().tiers.size(), 1u);
 }

@@ -375,6 +375,11 @@ TEST(ServerKvTier, TierFlagsParseAndImpossibleCombinationsAreRefused) {
   EXPECT_NE(summary.find("disk /var/kv (100 GiB)"), std::string::npos) << summary;
   EXPECT_NE(summary.find("redis://:***@kv-redis:6379/1"), std::string::npos) << summary;
   EXPECT_EQ(summary.find("hunter2"), std::string::npos) << summary;
+  // A password alone before the @ (no user, no colon) is hidden too.
+  auto bare = parse({"--kv-remote", "redis://hunter3@kv-redis:6379", "--kv-tier-key-file", "/secrets/hmac"}, &code);
+  ASSERT_TRUE(bare.ok()) << bare.status().ToString();
+  EXPECT_NE(bare->Describe().find("redis://***@kv-redis:6379"), std::string::npos) << bare->Describe();
+  EXPECT_EQ(bare->Describe().find("hunter3"), std::string::npos) << bare->Describe();
   EXPECT_NE(summary.find("KV cache salt:     per API key"), std::string::npos) << summary;
 
   // TLS to Redis: rediss:// and its files, in the summary by path.

@@ -30,7 +30,8 @@ struct GenerationRequest {
   // A document for the cache (the Prefill RPC): the prompt is prefilled and its KV written
   // through to every tier; nothing is generated, and the request ends once the write is done.
   bool prefill_only = false;
-  // Pins the prompt's chunks in the tiers that can pin (disk) for this many seconds; 0: not.
+  // Pins the prompt's chunks for this many seconds (0: not) in the tier that pins: the disk, or
+  // without one the host-memory tier.
   int64_t retain_s = 0;
   std::optional<std::chrono::steady_clock::time_point> deadline;  // then DEADLINE_EXCEEDED
 };

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "check.h"
+
 namespace bpt {
 
 int64_t ChunkLru::Touch(const ChunkKey& key, int64_t pin_until_s) {
@@ -14,6 +16,7 @@ int64_t ChunkLru::Touch(const ChunkKey& key, int64_t pin_until_s) {
 }
 
 void ChunkLru::Insert(const ChunkKey& key, int64_t bytes, int64_t pin_until_s) {
+  BPT_CHECK(!Contains(key), "chunk " + key.Hex() + " is in the books already");
   const auto lru = lru_.insert(lru_.end(), key);
   entries_.emplace(key, Entry{bytes, pin_until_s > now_s_() ? pin_until_s : 0, lru});
   bytes_used_ += bytes;

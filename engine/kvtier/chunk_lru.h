@@ -29,7 +29,7 @@ class ChunkLru {
   // Makes a held chunk the most recently used and extends its pin; returns its pin's end (0:
   // none), or -1 when the chunk is not held.
   int64_t Touch(const ChunkKey& key, int64_t pin_until_s);
-  // Adds a chunk as the most recently used; a pin already past counts as none.
+  // Adds a chunk the books do not hold, as the most recently used; a pin already past counts as none.
   void Insert(const ChunkKey& key, int64_t bytes, int64_t pin_until_s);
   void Remove(const ChunkKey& key);
   // Bytes counted as used without a chunk yet (a write in progress), so two threads never

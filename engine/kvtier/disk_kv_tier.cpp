@@ -196,13 +196,15 @@ Status DiskKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
     close(fd);
     return fail(Internal("injected crash mid-write"), false);
   }
-  // On disk before the rename makes it visible: after a power loss a chunk is whole or absent.
+  // The mtime (last use, or the pin's end) and the bytes are on disk before the rename makes
+  // the chunk visible: after a power loss a chunk is whole or absent, and keeps its pin.
+  const int64_t now = options_.now_s();
+  const timespec times[2] = {{0, UTIME_OMIT}, {static_cast<time_t>(std::max(now, pin_until_s)), 0}};
+  if (write_errno == 0 && futimens(fd, times) != 0) write_errno = errno;
   if (write_errno == 0 && fsync(fd) != 0) write_errno = errno;
   if (close(fd) != 0 && write_errno == 0) write_errno = errno;
   if (write_errno != 0) return fail(Unavailable(ErrnoText("disk tier write of " + key.Hex(), write_errno)), true);
   if (fault == DiskWriteFault::kCrashBeforeRename) return fail(Internal("injected crash before rename"), false);
-  const int64_t now = options_.now_s();
-  SetMtime(temp, std::max(now, pin_until_s));
   if (rename(temp.c_str(), PathOf(key).c_str()) != 0)
     return fail(Unavailable(ErrnoText("disk tier rename to " + PathOf(key), errno)), true);
   SyncDirectory(options_.dir);  // the rename itself, so the chunk survives a power loss

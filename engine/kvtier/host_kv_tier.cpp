@@ -41,25 +41,49 @@ HostKvTier::HostKvTier(HostKvTierOptions options, uint8_t* arena, int32_t num_sl
       books_(static_cast<int64_t>(num_slots) * options_.slot_bytes, options_.now_s) {
   free_slots_.reserve(static_cast<size_t>(num_slots));
   for (int32_t i = num_slots - 1; i >= 0; --i) free_slots_.push_back(i);
+  readers_.assign(static_cast<size_t>(num_slots), 0);
+  released_.assign(static_cast<size_t>(num_slots), 0);
 }
 
 HostKvTier::~HostKvTier() { options_.memory.free(arena_); }
 
+void HostKvTier::ReleaseSlotLocked(int32_t index) {
+  if (readers_[index] > 0) {
+    released_[index] = 1;
+    books_.Reserve(options_.slot_bytes);
+    return;
+  }
+  free_slots_.push_back(index);
+}
+
 void HostKvTier::RemoveLocked(const ChunkKey& key) {
   const auto it = slots_.find(key);
   if (it == slots_.end()) return;
-  free_slots_.push_back(it->second.index);
+  const int32_t index = it->second.index;
   slots_.erase(it);
   books_.Remove(key);
+  ReleaseSlotLocked(index);
 }
 
 Status HostKvTier::Read(const ChunkKey& key, std::vector<uint8_t>*,
                         const std::function<Status(std::span<const uint8_t>)>& use) {
+  Slot slot;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto it = slots_.find(key);
+    if (it == slots_.end()) return NotFound("not in host memory");
+    books_.Touch(key, 0);
+    slot = it->second;
+    ++readers_[slot.index];
+  }
+  const Status used = use(std::span<const uint8_t>(SlotData(slot.index), static_cast<size_t>(slot.bytes)));
   std::lock_guard<std::mutex> lock(mu_);
-  const auto it = slots_.find(key);
-  if (it == slots_.end()) return NotFound("not in host memory");
-  books_.Touch(key, 0);
-  return use(std::span<const uint8_t>(SlotData(it->second.index), static_cast<size_t>(it->second.bytes)));
+  if (--readers_[slot.index] == 0 && released_[slot.index]) {
+    released_[slot.index] = 0;
+    books_.Unreserve(options_.slot_bytes);
+    free_slots_.push_back(slot.index);
+  }
+  return used;
 }
 
 Status HostKvTier::Get(const ChunkKey& key, std::vector<uint8_t>* out) {
@@ -83,15 +107,21 @@ Status HostKvTier::Put(const ChunkKey& key, std::span<const uint8_t> bytes, int6
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (books_.Touch(key, pin_until_s) >= 0) return OkStatus();
-    std::vector<ChunkKey> evicted;
-    const bool fits = books_.MakeRoom(options_.slot_bytes, &evicted);
-    for (const ChunkKey& k : evicted) {
-      free_slots_.push_back(slots_.at(k).index);
-      slots_.erase(k);
+    // An evicted chunk being read keeps its slot (and its bytes) until the read ends: evict
+    // again, until a slot is free or nothing more can go.
+    bool fits = true;
+    while (fits && free_slots_.empty()) {
+      std::vector<ChunkKey> evicted;
+      fits = books_.MakeRoom(options_.slot_bytes, &evicted);
+      for (const ChunkKey& k : evicted) {
+        const int32_t evicted_index = slots_.at(k).index;
+        slots_.erase(k);
+        ReleaseSlotLocked(evicted_index);
+      }
     }
     if (!fits)
       return ResourceExhausted("host tier budget of " + std::to_string(budget_bytes()) +
-                               " bytes is full of pinned chunks");
+                               " bytes is full of pinned chunks (or chunks being read)");
     // The slot is the writer's alone from here; the copy into it runs outside the lock, so a
     // load reading another slot does not wait for it.
     books_.Reserve(options_.slot_bytes);

@@ -1,7 +1,7 @@
 // The host-memory tier below a GPU's KV pool: encoded chunks in one arena of fixed-size slots
 // (every chunk a local tier gets has the same size), least recently used first out, pins as on
-// disk. The GPU backend gives the arena page-locked, so a chunk goes to or from the pool by DMA
-// with no staging copy; loads read a slot in place (Read), without copying it out first. On the
+// disk. The GPU backend gives the arena page-locked, so a load is DMA from the slot itself
+// (Read hands the slot over in place); a store copies the encoded chunk in. On the
 // CPU device the pool is host memory already, and the engine does not open this tier.
 #pragma once
 
@@ -40,7 +40,9 @@ class HostKvTier : public KvTier {
 
   const char* name() const override { return "host"; }
   Status Get(const ChunkKey& key, std::vector<uint8_t>* out) override;
-  // The slot itself, under the tier's lock: a store into the tier waits for the copy to end.
+  // The slot itself. The lock is not held during `use` (a checksum and a DMA): a slot being read
+  // is never given to another chunk, and one evicted or dropped meanwhile is freed when its
+  // last reader ends.
   Status Read(const ChunkKey& key, std::vector<uint8_t>* scratch,
               const std::function<Status(std::span<const uint8_t>)>& use) override;
   StatusOr<bool> Contains(const ChunkKey& key) override;
@@ -60,6 +62,9 @@ class HostKvTier : public KvTier {
   HostKvTier(HostKvTierOptions options, uint8_t* arena, int32_t num_slots);
   uint8_t* SlotData(int32_t index) const { return arena_ + static_cast<int64_t>(index) * options_.slot_bytes; }
   void RemoveLocked(const ChunkKey& key);
+  // A slot whose chunk left the books: free now, or once its readers end (its bytes stay
+  // reserved in the books meanwhile, so the free slots always match the budget left).
+  void ReleaseSlotLocked(int32_t index);
 
   HostKvTierOptions options_;
   uint8_t* arena_;  // [num_slots, slot_bytes]
@@ -68,6 +73,8 @@ class HostKvTier : public KvTier {
   ChunkLru books_;  // each chunk costs a whole slot
   std::unordered_map<ChunkKey, Slot, ChunkKeyHash> slots_;
   std::vector<int32_t> free_slots_;
+  std::vector<int32_t> readers_;   // [num_slots]: Reads in progress
+  std::vector<char> released_;     // [num_slots]: left the books while read; freed by its last reader
 };
 
 }  // namespace bpt

@@ -73,6 +73,9 @@ KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr
     stats_.tiers.push_back(std::move(tier));
   }
   failed_for_seq_.assign(tiers_.size(), -1);
+  for (const char* name : {"disk", "host"})
+    for (size_t t = 0; t < tiers_.size() && pin_tier_ < 0; ++t)
+      if (std::string_view(tiers_[t]->name()) == name) pin_tier_ = static_cast<int>(t);
   loader_ = std::thread([this] { LoaderLoop(); });
   storer_ = std::thread([this] { StorerLoop(); });
 }
@@ -134,6 +137,16 @@ void KvTierStore::StartLoad(int64_t seq_id, int64_t end, const BlockTable& table
     return;
   }
   job.load_end = end;
+  // The blocks reserved for the load may have been freed (a preemption, a removal) while a step
+  // that writes them was still running on the device: it must end before the loader overwrites
+  // them. A device that failed loads nothing, and the sequence computes its whole prompt.
+  if (copier_.wait_for_steps && !copier_.wait_for_steps().ok()) {
+    job.loaded_end = job.matched;
+    std::lock_guard<std::mutex> lock(mu_);
+    load_results_.push_back(&job);
+    result_cv_.notify_all();
+    return;
+  }
   const int64_t block = options_.block_size;
   for (int64_t b = job.first_chunk * blocks_per_chunk_; b < end / block; ++b)
     job.blocks.push_back(b * block >= job.matched ? table[b] : -1);
@@ -400,6 +413,7 @@ void KvTierStore::Write(StoreJob& job) {
   const KvChunkCodec* encoded_with = nullptr;  // the codec encoded_ holds a chunk of, if any
   for (size_t t = 0; t < tiers_.size(); ++t) {
     KvTier& tier = *tiers_[t];
+    const int64_t pin_until_s = static_cast<int>(t) == pin_tier_ ? job.pin_until_s : 0;
     Status put;
     if (failed_for_seq_[t] == job.seq_id) {
       put = Unavailable("failed earlier for this sequence");
@@ -411,7 +425,7 @@ void KvTierStore::Write(StoreJob& job) {
       }
       const StatusOr<bool> has = forged ? StatusOr<bool>(false) : tier.Contains(job.key);
       if (has.ok() && *has) {
-        if (job.pin_until_s > 0) tier.Pin(job.key, job.pin_until_s);
+        if (pin_until_s > 0) tier.Pin(job.key, pin_until_s);
         job.in_some_tier = true;
         continue;
       }
@@ -425,7 +439,7 @@ void KvTierStore::Write(StoreJob& job) {
       if (put.ok()) codec.Seal(&encoded_);
       encoded_with = put.ok() ? &codec : nullptr;
     }
-    if (put.ok()) put = tier.Put(job.key, encoded_, job.pin_until_s);
+    if (put.ok()) put = tier.Put(job.key, encoded_, pin_until_s);
     if (!put.ok()) failed_for_seq_[t] = job.seq_id;
     std::lock_guard<std::mutex> lock(mu_);
     if (put.ok()) {

@@ -88,6 +88,9 @@ class KvTierStore : public KvTierLink {
 
   KvTierStats TakeStats();
   const KvTier* tier(const char* name) const;
+  // Where retain_s pins a document: the disk when there is one (persistent, and the larger),
+  // else host memory; null when no tier can pin (Redis alone).
+  const KvTier* pinning_tier() const { return pin_tier_ < 0 ? nullptr : tiers_[pin_tier_].get(); }
   int64_t held_blocks() const { return held_blocks_; }
   int64_t chunk_bytes() const;  // one encoded chunk on a local tier (the disk's unit of budget)
 
@@ -112,6 +115,7 @@ class KvTierStore : public KvTierLink {
   KvChunkCodec shared_codec_;  // checksum and, with a tier key, HMAC
   const KvChunkCodec& CodecOf(const KvTier& tier) const { return tier.shared() ? shared_codec_ : local_codec_; }
   int blocks_per_chunk_;
+  int pin_tier_ = -1;  // index in tiers_
 
   // The engine's thread only.
   std::map<int64_t, std::unique_ptr<LoadJob>> loads_;           // by sequence, probing or loading

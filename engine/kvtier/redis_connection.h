@@ -1,9 +1,10 @@
 // One connection to Redis, plain TCP or TLS (OpenSSL), for the shared KV tier: hiredis only
 // formats commands (redisFormatCommandArgv) and parses replies (its redisReader); the bytes go
 // over a non-blocking socket of our own, either straight or through an SSL session, so both
-// take the same command path. Every step is bounded: connecting (each address getaddrinfo
-// gives, IPv4 or IPv6) and the TLS handshake together by one timeout, each command by another
-// of the same length; a stream that fails or times out is left for the caller to drop (a late
+// take the same command path. Every step but the name lookup (getaddrinfo, as in hiredis;
+// keep the host an IP or a name the cluster's DNS answers at once) is bounded: connecting (each
+// address the lookup gives, IPv4 or IPv6) and the TLS handshake together by one timeout, each
+// command by another of the same length; a stream that fails or times out is left for the caller to drop (a late
 // reply must never answer the next command). Writes never raise SIGPIPE (send with
 // MSG_NOSIGNAL, for TLS too: the SSL session writes through a BIO that sends the same way).
 #pragma once

@@ -489,6 +489,8 @@ Status CudaBackend::AllocateKvPool(int num_layers, int64_t num_blocks, int block
   // still multiplies their V by 0, which only a finite V keeps at 0.
   BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(k, 0, half_bytes, m.stream));
   BPT_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(v, 0, half_bytes, m.stream));
+  // Done before the tier threads' copies, which run on streams of their own, can meet it.
+  BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(m.stream));
   // A sequence's block table has at most one entry per pool block.
   const size_t table_bytes = static_cast<size_t>(m.options.scheduler.max_running) * num_blocks * sizeof(int32_t);
   BPT_CUDA_RETURN_IF_ERROR(cudaHostAlloc(reinterpret_cast<void**>(&m.block_tables_host), table_bytes, cudaHostAllocDefault));
@@ -524,7 +526,10 @@ Status CudaBackend::WriteKvBlocks(std::span<const int32_t> blocks, const uint8_t
 }
 
 Status CudaBackend::WaitForSteps() {
-  BPT_RETURN_IF_ERROR(impl_->FinishGraph());
+  // Between steps no graph is open; one still open is a failed step's, and must be dropped,
+  // not launched (nor kept for replays).
+  impl_->AbandonCapture();
+  impl_->graph_mode = Impl::GraphMode::kOff;
   BPT_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(impl_->stream));
   return OkStatus();
 }
