@@ -713,8 +713,13 @@ KvTierStats Engine::TakeKvTierStats() {
 }
 bool Engine::FlushKvTiers(std::chrono::steady_clock::time_point deadline) {
   if (impl_->tier_store_ == nullptr) return true;
-  const bool flushed = impl_->tier_store_->FlushStores(deadline);
+  bool flushed = impl_->tier_store_->FlushStores(deadline);
   impl_->PollKvTiers();
+  // Then what a tier that was down missed, once, while the pool still holds it.
+  if (flushed && impl_->tier_store_->RetryIncompleteStores() > 0) {
+    flushed = impl_->tier_store_->FlushStores(deadline);
+    impl_->PollKvTiers();
+  }
   return flushed;
 }
 size_t Engine::num_running() const { return impl_->scheduler_.num_running(); }

@@ -106,8 +106,9 @@ class Engine {
   void ResetPrefixCache();
   // What the KV tiers did since the last call (empty when there are none).
   KvTierStats TakeKvTierStats();
-  // The drain: waits until every queued write to the tiers is done, or `deadline`; false when
-  // some were left. Steps meanwhile are the caller's (call it once no request runs).
+  // The drain: waits until every queued write to the tiers is done, then writes again, once,
+  // the chunks a tier that was down missed (where the pool still holds them), until `deadline`;
+  // false when some were left. Steps meanwhile are the caller's (call it once no request runs).
   bool FlushKvTiers(std::chrono::steady_clock::time_point deadline);
 
   // Submit, then step until this request ends (others submitted meanwhile advance too).

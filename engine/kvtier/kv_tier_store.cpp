@@ -53,6 +53,7 @@ struct KvTierStore::StoreJob {
   BlockTable held;
   int64_t pin_until_s = 0;
   bool in_some_tier = false;     // the result
+  bool retry = false;            // a tier was down (or the write was skipped): worth writing again
 };
 
 KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr<KvTier>> tiers, KvBlockManager& blocks,
@@ -73,6 +74,7 @@ KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr
     stats_.tiers.push_back(std::move(tier));
   }
   failed_for_seq_.assign(tiers_.size(), -1);
+  failed_code_.assign(tiers_.size(), StatusCode::kOk);
   for (const char* name : {"disk", "host"})
     for (size_t t = 0; t < tiers_.size() && pin_tier_ < 0; ++t)
       if (std::string_view(tiers_[t]->name()) == name) pin_tier_ = static_cast<int>(t);
@@ -170,6 +172,11 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
   const bool steps_done = !copier_.wait_for_steps || copier_.wait_for_steps().ok();
   SequenceStore& pending = stores_pending_[seq_id];
   pending.in_some_tier.resize(std::max<size_t>(pending.in_some_tier.size(), static_cast<size_t>(num_chunks)), 0);
+  if (static_cast<int64_t>(pending.tokens.size()) < num_chunks * chunk) {
+    pending.cache_salt = cache_salt;
+    pending.tokens.assign(tokens.begin(), tokens.begin() + num_chunks * chunk);
+    pending.last_key = keys.back();
+  }
   std::vector<std::unique_ptr<StoreJob>> jobs;
   int64_t skipped = 0;
   for (int64_t c = 0; c < num_chunks; ++c) {
@@ -190,6 +197,7 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
     held_blocks_ += blocks_per_chunk_;
     jobs.push_back(std::move(job));
   }
+  if (skipped > 0) pending.retry = true;
   if (jobs.empty()) {
     if (pending.pending == 0) {  // nothing to write: the result is ready at the next Poll
       auto done = std::make_unique<StoreJob>();
@@ -210,6 +218,39 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
     for (auto& job : jobs) store_queue_.push_back(std::move(job));
   }
   work_cv_.notify_all();
+}
+
+void KvTierStore::QueueRetry(SequenceStore& store) {
+  for (const Retry& queued : retries_)
+    if (queued.last_key == store.last_key) return;  // the same chunks: one retry writes them
+  retry_tokens_ += static_cast<int64_t>(store.tokens.size());
+  retries_.push_back({std::move(store.cache_salt), std::move(store.tokens), store.last_key});
+  // More than the pool holds cannot all be matched there at the drain: the oldest go first.
+  while (retries_.size() > 1 && retry_tokens_ > blocks_.capacity_tokens()) {
+    retry_tokens_ -= static_cast<int64_t>(retries_.front().tokens.size());
+    retries_.pop_front();
+  }
+}
+
+int64_t KvTierStore::RetryIncompleteStores() {
+  std::deque<Retry> retries;
+  retries.swap(retries_);
+  retry_tokens_ = 0;
+  int64_t queued = 0;
+  for (Retry& retry : retries) {
+    // One token more than the chunks, so MatchPrefix (which leaves one to compute) can match them all.
+    std::vector<int32_t> tokens = std::move(retry.tokens);
+    tokens.push_back(0);
+    BlockTable table;
+    const int64_t matched = blocks_.MatchPrefix(tokens, &table, PoolSaltSeed(retry.cache_salt));
+    tokens.pop_back();
+    if (matched >= options_.chunk_tokens) {
+      Store(next_retry_id_--, retry.cache_salt, tokens, matched, table, 0);
+      queued += matched / options_.chunk_tokens;
+    }
+    blocks_.Release(&table);
+  }
+  return queued;
 }
 
 bool KvTierStore::StorePending(int64_t seq_id) const { return stores_pending_.count(seq_id) != 0; }
@@ -245,9 +286,11 @@ void KvTierStore::Poll(Scheduler& scheduler, const std::function<void(int64_t, c
     if (pending == stores_pending_.end()) continue;
     SequenceStore& store = pending->second;
     if (job->chunk >= 0 && job->in_some_tier) store.in_some_tier[job->chunk] = 1;
+    if (job->retry) store.retry = true;
     if (--store.pending > 0) continue;
     const auto gap = std::find(store.in_some_tier.begin(), store.in_some_tier.end(), 0);
     const int64_t leading = gap - store.in_some_tier.begin();
+    if (store.retry) QueueRetry(store);
     stores_pending_.erase(pending);
     on_stored(job->seq_id, leading * options_.chunk_tokens);
   }
@@ -416,7 +459,7 @@ void KvTierStore::Write(StoreJob& job) {
     const int64_t pin_until_s = static_cast<int>(t) == pin_tier_ ? job.pin_until_s : 0;
     Status put;
     if (failed_for_seq_[t] == job.seq_id) {
-      put = Unavailable("failed earlier for this sequence");
+      put = Status(failed_code_[t], "failed earlier for this sequence");
     } else {
       bool forged = false;
       if (tier.shared()) {
@@ -440,7 +483,12 @@ void KvTierStore::Write(StoreJob& job) {
       encoded_with = put.ok() ? &codec : nullptr;
     }
     if (put.ok()) put = tier.Put(job.key, encoded_, pin_until_s);
-    if (!put.ok()) failed_for_seq_[t] = job.seq_id;
+    if (!put.ok()) {
+      failed_for_seq_[t] = job.seq_id;
+      failed_code_[t] = put.code();
+      // A tier that was down may answer later; one that refused (a budget, a size) will again.
+      if (put.code() == StatusCode::kUnavailable) job.retry = true;
+    }
     std::lock_guard<std::mutex> lock(mu_);
     if (put.ok()) {
       Record(stats_.tiers[t].store_seconds, SecondsSince(start));

@@ -85,6 +85,11 @@ class KvTierStore : public KvTierLink {
   void WaitForResult(std::chrono::milliseconds timeout);
   // Waits for every queued write until `deadline` (the drain); false when some were left.
   bool FlushStores(std::chrono::steady_clock::time_point deadline);
+  // From the engine's thread (the drain, before its last FlushStores): writes again the chunks
+  // of sequences whose writes met a tier that was down (Unavailable) or were skipped over the
+  // cap, where the pool still caches their blocks; each tier is asked first, so only what it
+  // lacks is written. Failures again are kept for the next call. Returns the chunks queued.
+  int64_t RetryIncompleteStores();
 
   KvTierStats TakeStats();
   const KvTier* tier(const char* name) const;
@@ -125,8 +130,23 @@ class KvTierStore : public KvTierLink {
   struct SequenceStore {
     int pending = 0;
     std::vector<char> in_some_tier;  // per full chunk of the sequence
+    bool retry = false;              // a write met a tier that was down, or was skipped
+    std::string cache_salt;          // with the tokens of its chunks: what a retry matches in the pool
+    std::vector<int32_t> tokens;
+    ChunkKey last_key;               // of its last chunk: names the whole prefix
   };
   std::map<int64_t, SequenceStore> stores_pending_;
+  // Sequences to write again (RetryIncompleteStores), oldest first, each once, holding at
+  // most the pool's capacity in tokens (retry_tokens_).
+  struct Retry {
+    std::string cache_salt;
+    std::vector<int32_t> tokens;
+    ChunkKey last_key;
+  };
+  void QueueRetry(SequenceStore& store);
+  std::deque<Retry> retries_;
+  int64_t retry_tokens_ = 0;
+  int64_t next_retry_id_ = -1;  // the sequence ids of retries: negative, no request's
   int64_t held_blocks_ = 0;
 
   // Shared with the threads, under mu_.
@@ -145,6 +165,7 @@ class KvTierStore : public KvTierLink {
   // The storer's own: a tier that failed a write of a sequence is not tried again for the rest
   // of that sequence's chunks, so a Redis that is down costs one timeout per sequence, not per chunk.
   std::vector<int64_t> failed_for_seq_;
+  std::vector<StatusCode> failed_code_;  // per tier: why it failed for failed_for_seq_
   std::vector<uint8_t> encoded_;  // the storer's chunk buffer, reused
   KvTierStats stats_;
   std::thread loader_;

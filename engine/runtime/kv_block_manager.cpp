@@ -104,6 +104,17 @@ void KvBlockManager::Retain(const BlockTable& table) {
   for (int32_t b : table) AddReference(b);
 }
 
+// FNV-1a: the salt's root for the pool's 64-bit chain; no salt keeps the root 0.
+uint64_t PoolSaltSeed(const std::string& salt) {
+  if (salt.empty()) return 0;
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : salt) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  return h | 1;
+}
+
 int64_t KvBlockManager::MatchPrefix(std::span<const int32_t> tokens, BlockTable* table, uint64_t salt) {
   const int64_t max_blocks = (static_cast<int64_t>(tokens.size()) - 1) / block_size_;
   uint64_t hash = salt;

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <list>
 #include <span>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -17,6 +18,10 @@ namespace bpt {
 
 // Entry i holds the pool block that stores positions [i * block_size, (i + 1) * block_size).
 using BlockTable = std::vector<int32_t>;
+
+// The root of the pool's hash chain for a request's cache salt (MatchPrefix, CachePrefix); no
+// salt gives 0.
+uint64_t PoolSaltSeed(const std::string& salt);
 
 class KvBlockManager {
  public:

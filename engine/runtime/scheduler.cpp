@@ -6,20 +6,6 @@
 #include "check.h"
 
 namespace bpt {
-namespace {
-
-// FNV-1a: the salt's root for the pool's 64-bit chain; no salt keeps the root 0.
-uint64_t SaltSeed(const std::string& salt) {
-  if (salt.empty()) return 0;
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (unsigned char c : salt) {
-    h ^= c;
-    h *= 0x100000001b3ULL;
-  }
-  return h | 1;
-}
-
-}  // namespace
 
 Scheduler::Scheduler(const SchedulerOptions& options, KvBlockManager& blocks) : options_(options), blocks_(blocks) {}
 
@@ -44,7 +30,7 @@ Status Scheduler::Add(int64_t id, GenerationRequest request) {
   s.priority = request.priority;
   s.use_prefix_cache = request.use_prefix_cache;
   s.cache_salt = std::move(request.cache_salt);
-  s.salt_seed = SaltSeed(s.cache_salt);
+  s.salt_seed = PoolSaltSeed(s.cache_salt);
   s.retain_s = request.retain_s;
   s.deadline = request.deadline;
   s.tokens = std::move(request.prompt);
