@@ -279,30 +279,43 @@ TEST_F(KvTierEngineTest, RedisOverTlsWithClientCertificates) {
 TEST_F(KvTierEngineTest, RedisStoppedMidRunDegradesToRecomputeAndRecovers) {
   auto redis = RedisTestServer::Start();
   if (redis == nullptr) GTEST_SKIP() << "redis-server is not installed";
-  EngineOptions o = Options();
-  o.kv_tiers.remote = redis->url();
-  o.kv_tiers.remote_timeout_ms = 500;
-  o.kv_tiers.key_file = keys_ / "key";
+  EngineOptions redis_only = Options();
+  redis_only.kv_tiers.remote = redis->url();
+  redis_only.kv_tiers.remote_timeout_ms = 500;
+  redis_only.kv_tiers.key_file = keys_ / "key";
+  EngineOptions o = WithDisk();
+  o.kv_tiers.remote = redis_only.kv_tiers.remote;
+  o.kv_tiers.remote_timeout_ms = redis_only.kv_tiers.remote_timeout_ms;
+  o.kv_tiers.key_file = redis_only.kv_tiers.key_file;
   auto engine = Create(o);
   const auto doc = Document(3);
   const Answer want = Reference(doc);
+  const size_t chunks = kChunkedTokens / kChunk;
   redis->Stop();
   ExpectSameAnswer(Answered(*engine, Ask(doc)), want, "redis down");
+  // The flush writes the disk, then retries Redis, still down: the retry asks the disk first
+  // and writes nothing there again.
   Flush(*engine);
   KvTierStats stats = engine->TakeKvTierStats();
-  EXPECT_GT(stats.tiers[0].load_errors, 0);
-  EXPECT_GT(stats.tiers[0].store_errors, 0);
+  ASSERT_EQ(stats.tiers.size(), 2u);
+  EXPECT_EQ(stats.tiers[0].name, "disk");
+  EXPECT_EQ(stats.tiers[0].store_seconds.size(), chunks) << "each chunk written to disk once";
+  EXPECT_EQ(stats.tiers[0].store_errors, 0);
+  EXPECT_GT(stats.tiers[1].load_errors, 0);
+  EXPECT_GT(stats.tiers[1].store_errors, 0);
   ASSERT_TRUE(redis->Restart());
   auto other_doc = Document(4);
   ExpectSameAnswer(Answered(*engine, Ask(other_doc)), Reference(other_doc), "redis back");
   // The flush (the drain's) writes the second document, then again the first, which met Redis
   // down and which the pool still holds.
   Flush(*engine);
-  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(2 * kChunkedTokens / kChunk)) << "written again once Redis answers";
+  EXPECT_EQ(redis->Cli({"DBSIZE"}), std::to_string(2 * chunks)) << "written again once Redis answers";
   stats = engine->TakeKvTierStats();
-  EXPECT_EQ(stats.tiers[0].store_errors, 0);
+  EXPECT_EQ(stats.tiers[0].store_seconds.size(), chunks) << "only the second document is new on disk";
+  EXPECT_EQ(stats.tiers[1].store_errors, 0);
+  EXPECT_EQ(stats.tiers[1].store_seconds.size(), 2 * chunks);
   // A fresh replica sharing only Redis answers the first document from it.
-  auto replica = Create(o);
+  auto replica = Create(redis_only);
   const Answer from_redis = Answered(*replica, Ask(doc));
   EXPECT_EQ(from_redis.result.cached_from.remote, kChunkedTokens);
   ExpectSameAnswer(from_redis, want, "written by the retry");

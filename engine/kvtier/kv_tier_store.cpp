@@ -47,6 +47,7 @@ struct KvTierStore::LoadJob {
 // A write of one chunk of a sequence, holding the chunk's blocks.
 struct KvTierStore::StoreJob {
   int64_t seq_id = 0;
+  int64_t failure_scope = 0;     // the writes a tier's failure here skips (failed_scope_)
   int64_t chunk = 0;             // its index in the sequence
   ChunkKey key;
   std::vector<int32_t> tokens;   // the chunk's
@@ -73,7 +74,7 @@ KvTierStore::KvTierStore(KvTierStoreOptions options, std::vector<std::unique_ptr
     tier.name = t->name();
     stats_.tiers.push_back(std::move(tier));
   }
-  failed_for_seq_.assign(tiers_.size(), -1);
+  failed_scope_.assign(tiers_.size(), kNoFailureScope);
   failed_code_.assign(tiers_.size(), StatusCode::kOk);
   for (const char* name : {"disk", "host"})
     for (size_t t = 0; t < tiers_.size() && pin_tier_ < 0; ++t)
@@ -161,12 +162,18 @@ void KvTierStore::StartLoad(int64_t seq_id, int64_t end, const BlockTable& table
 
 void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span<const int32_t> tokens,
                         int64_t num_computed, const BlockTable& table, int64_t retain_s) {
+  const int64_t pin_until_s = retain_s > 0 ? options_.now_s() + retain_s : 0;
+  StoreChunks(seq_id, seq_id, cache_salt, tokens, num_computed, table, pin_until_s, options_.max_held_blocks);
+}
+
+int64_t KvTierStore::StoreChunks(int64_t seq_id, int64_t failure_scope, const std::string& cache_salt,
+                                 std::span<const int32_t> tokens, int64_t num_computed, const BlockTable& table,
+                                 int64_t pin_until_s, int64_t max_held_blocks) {
   const int64_t chunk = options_.chunk_tokens;
   const int64_t num_chunks = std::min<int64_t>(num_computed, static_cast<int64_t>(table.size()) * options_.block_size) / chunk;
-  if (num_chunks == 0) return;
+  if (num_chunks == 0) return 0;
   const std::vector<ChunkKey> keys =
       ChainChunkKeys(RootChunkKey(options_.model_fingerprint, cache_salt), tokens, options_.chunk_tokens, num_chunks);
-  const int64_t pin_until_s = retain_s > 0 ? options_.now_s() + retain_s : 0;
   // Without it a copy could read KV a step has not finished writing. A device that failed here
   // fails that step's requests too; this write is skipped, as one over the cap is.
   const bool steps_done = !copier_.wait_for_steps || copier_.wait_for_steps().ok();
@@ -176,18 +183,20 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
     pending.cache_salt = cache_salt;
     pending.tokens.assign(tokens.begin(), tokens.begin() + num_chunks * chunk);
     pending.last_key = keys.back();
+    pending.pin_until_s = pin_until_s;
   }
   std::vector<std::unique_ptr<StoreJob>> jobs;
   int64_t skipped = 0;
   for (int64_t c = 0; c < num_chunks; ++c) {
     // No memory of what was written before: a tier may have evicted it since (Redis by its own
     // LRU), so the storer asks each tier, which costs a lookup (disk) or a round trip (Redis).
-    if (!steps_done || held_blocks_ + blocks_per_chunk_ > options_.max_held_blocks) {
+    if (!steps_done || held_blocks_ + blocks_per_chunk_ > max_held_blocks) {
       ++skipped;
       continue;
     }
     auto job = std::make_unique<StoreJob>();
     job->seq_id = seq_id;
+    job->failure_scope = failure_scope;
     job->chunk = c;
     job->key = keys[c];
     job->tokens.assign(tokens.begin() + c * chunk, tokens.begin() + (c + 1) * chunk);
@@ -208,23 +217,25 @@ void KvTierStore::Store(int64_t seq_id, const std::string& cache_salt, std::span
       store_results_.push_back(std::move(done));
       ++pending.pending;
       result_cv_.notify_all();
-      return;
+      return 0;
     }
   }
-  pending.pending += static_cast<int>(jobs.size());
+  const int64_t queued = static_cast<int64_t>(jobs.size());
+  pending.pending += static_cast<int>(queued);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stats_.store_skipped += skipped;
     for (auto& job : jobs) store_queue_.push_back(std::move(job));
   }
   work_cv_.notify_all();
+  return queued;
 }
 
 void KvTierStore::QueueRetry(SequenceStore& store) {
   for (const Retry& queued : retries_)
     if (queued.last_key == store.last_key) return;  // the same chunks: one retry writes them
   retry_tokens_ += static_cast<int64_t>(store.tokens.size());
-  retries_.push_back({std::move(store.cache_salt), std::move(store.tokens), store.last_key});
+  retries_.push_back({std::move(store.cache_salt), std::move(store.tokens), store.last_key, store.pin_until_s});
   // More than the pool holds cannot all be matched there at the drain: the oldest go first.
   while (retries_.size() > 1 && retry_tokens_ > blocks_.capacity_tokens()) {
     retry_tokens_ -= static_cast<int64_t>(retries_.front().tokens.size());
@@ -236,6 +247,8 @@ int64_t KvTierStore::RetryIncompleteStores() {
   std::deque<Retry> retries;
   retries.swap(retries_);
   retry_tokens_ = 0;
+  // One scope for the round: a tier still down costs one timeout, not one per sequence.
+  const int64_t round = next_retry_round_--;
   int64_t queued = 0;
   for (Retry& retry : retries) {
     // One token more than the chunks, so MatchPrefix (which leaves one to compute) can match them all.
@@ -245,8 +258,9 @@ int64_t KvTierStore::RetryIncompleteStores() {
     const int64_t matched = blocks_.MatchPrefix(tokens, &table, PoolSaltSeed(retry.cache_salt));
     tokens.pop_back();
     if (matched >= options_.chunk_tokens) {
-      Store(next_retry_id_--, retry.cache_salt, tokens, matched, table, 0);
-      queued += matched / options_.chunk_tokens;
+      // No cap on the blocks held: at the drain no request needs the pool.
+      queued += StoreChunks(next_retry_id_--, round, retry.cache_salt, tokens, matched, table, retry.pin_until_s,
+                            blocks_.num_blocks());
     }
     blocks_.Release(&table);
   }
@@ -458,7 +472,7 @@ void KvTierStore::Write(StoreJob& job) {
     KvTier& tier = *tiers_[t];
     const int64_t pin_until_s = static_cast<int>(t) == pin_tier_ ? job.pin_until_s : 0;
     Status put;
-    if (failed_for_seq_[t] == job.seq_id) {
+    if (failed_scope_[t] == job.failure_scope) {
       put = Status(failed_code_[t], "failed earlier for this sequence");
     } else {
       bool forged = false;
@@ -484,7 +498,7 @@ void KvTierStore::Write(StoreJob& job) {
     }
     if (put.ok()) put = tier.Put(job.key, encoded_, pin_until_s);
     if (!put.ok()) {
-      failed_for_seq_[t] = job.seq_id;
+      failed_scope_[t] = job.failure_scope;
       failed_code_[t] = put.code();
       // A tier that was down may answer later; one that refused (a budget, a size) will again.
       if (put.code() == StatusCode::kUnavailable) job.retry = true;

@@ -85,10 +85,12 @@ class KvTierStore : public KvTierLink {
   void WaitForResult(std::chrono::milliseconds timeout);
   // Waits for every queued write until `deadline` (the drain); false when some were left.
   bool FlushStores(std::chrono::steady_clock::time_point deadline);
-  // From the engine's thread (the drain, before its last FlushStores): writes again the chunks
-  // of sequences whose writes met a tier that was down (Unavailable) or were skipped over the
-  // cap, where the pool still caches their blocks; each tier is asked first, so only what it
-  // lacks is written. Failures again are kept for the next call. Returns the chunks queued.
+  // From the engine's thread (the drain, once no request runs, before its last FlushStores):
+  // writes again the chunks of sequences whose writes met a tier that was down (Unavailable)
+  // or were skipped over the cap, where the pool still caches their blocks, with no cap and
+  // their pins; each tier is asked first, so only what it lacks is written, and a tier still
+  // down fails the whole round once. Failures again are kept for the next call. Returns the
+  // chunks queued.
   int64_t RetryIncompleteStores();
 
   KvTierStats TakeStats();
@@ -107,6 +109,11 @@ class KvTierStore : public KvTierLink {
   void Probe(LoadJob& job);
   void Load(LoadJob& job);
   void Write(StoreJob& job);
+  // Store's body: failure_scope names the writes a failed tier skips (StoreJob), max_held_blocks
+  // caps the blocks writes hold at once. Returns the chunks queued.
+  int64_t StoreChunks(int64_t seq_id, int64_t failure_scope, const std::string& cache_salt,
+                   std::span<const int32_t> tokens, int64_t num_computed, const BlockTable& table,
+                   int64_t pin_until_s, int64_t max_held_blocks);
   void CountDrop(ChunkDropReason reason);
   ChunkIdentity IdentityOf(const ChunkKey& key, std::span<const int32_t> tokens) const {
     return {options_.model_fingerprint, key, tokens};
@@ -134,6 +141,7 @@ class KvTierStore : public KvTierLink {
     std::string cache_salt;          // with the tokens of its chunks: what a retry matches in the pool
     std::vector<int32_t> tokens;
     ChunkKey last_key;               // of its last chunk: names the whole prefix
+    int64_t pin_until_s = 0;         // its retain_s pin, which a retry keeps
   };
   std::map<int64_t, SequenceStore> stores_pending_;
   // Sequences to write again (RetryIncompleteStores), oldest first, each once, holding at
@@ -142,11 +150,13 @@ class KvTierStore : public KvTierLink {
     std::string cache_salt;
     std::vector<int32_t> tokens;
     ChunkKey last_key;
+    int64_t pin_until_s = 0;
   };
   void QueueRetry(SequenceStore& store);
   std::deque<Retry> retries_;
   int64_t retry_tokens_ = 0;
-  int64_t next_retry_id_ = -1;  // the sequence ids of retries: negative, no request's
+  int64_t next_retry_id_ = -1;     // the sequence ids of retries: negative, no request's
+  int64_t next_retry_round_ = -1;  // the failure scope of each RetryIncompleteStores
   int64_t held_blocks_ = 0;
 
   // Shared with the threads, under mu_.
@@ -163,9 +173,11 @@ class KvTierStore : public KvTierLink {
   // next write of the same chunk rather than taken as present. Bounded by the chunks loaded.
   std::unordered_set<ChunkKey, ChunkKeyHash> unauthenticated_;
   // The storer's own: a tier that failed a write of a sequence is not tried again for the rest
-  // of that sequence's chunks, so a Redis that is down costs one timeout per sequence, not per chunk.
-  std::vector<int64_t> failed_for_seq_;
-  std::vector<StatusCode> failed_code_;  // per tier: why it failed for failed_for_seq_
+  // of that sequence's chunks (or of a drain's retries), so a Redis that is down costs one
+  // timeout per sequence, not per chunk.
+  static constexpr int64_t kNoFailureScope = INT64_MIN;
+  std::vector<int64_t> failed_scope_;    // per tier
+  std::vector<StatusCode> failed_code_;  // per tier: why it failed for failed_scope_
   std::vector<uint8_t> encoded_;  // the storer's chunk buffer, reused
   KvTierStats stats_;
   std::thread loader_;
