@@ -50,7 +50,8 @@ struct KvTierStore::StoreJob {
   int64_t failure_scope = 0;     // the writes a tier's failure here skips (failed_scope_)
   int64_t chunk = 0;             // its index in the sequence
   ChunkKey key;
-  std::vector<int32_t> tokens;   // the chunk's
+  std::shared_ptr<const std::vector<int32_t>> prompt;  // keeps `tokens` alive
+  std::span<const int32_t> tokens;                     // [chunk_tokens] the chunk's, in *prompt
   BlockTable held;
   int64_t pin_until_s = 0;
   bool in_some_tier = false;     // the result
@@ -179,12 +180,9 @@ int64_t KvTierStore::StoreChunks(int64_t seq_id, int64_t failure_scope, const st
   const bool steps_done = !copier_.wait_for_steps || copier_.wait_for_steps().ok();
   SequenceStore& pending = stores_pending_[seq_id];
   pending.in_some_tier.resize(std::max<size_t>(pending.in_some_tier.size(), static_cast<size_t>(num_chunks)), 0);
-  if (static_cast<int64_t>(pending.tokens.size()) < num_chunks * chunk) {
-    pending.cache_salt = cache_salt;
-    pending.tokens.assign(tokens.begin(), tokens.begin() + num_chunks * chunk);
-    pending.last_key = keys.back();
-    pending.pin_until_s = pin_until_s;
-  }
+  auto prompt = std::make_shared<const std::vector<int32_t>>(tokens.begin(), tokens.begin() + num_chunks * chunk);
+  if (pending.prefix.tokens == nullptr || pending.prefix.tokens->size() < prompt->size())
+    pending.prefix = {cache_salt, prompt, keys.back(), pin_until_s};
   std::vector<std::unique_ptr<StoreJob>> jobs;
   int64_t skipped = 0;
   for (int64_t c = 0; c < num_chunks; ++c) {
@@ -199,7 +197,8 @@ int64_t KvTierStore::StoreChunks(int64_t seq_id, int64_t failure_scope, const st
     job->failure_scope = failure_scope;
     job->chunk = c;
     job->key = keys[c];
-    job->tokens.assign(tokens.begin() + c * chunk, tokens.begin() + (c + 1) * chunk);
+    job->prompt = prompt;
+    job->tokens = std::span<const int32_t>(*prompt).subspan(c * chunk, chunk);
     job->held.assign(table.begin() + c * blocks_per_chunk_, table.begin() + (c + 1) * blocks_per_chunk_);
     job->pin_until_s = pin_until_s;
     blocks_.Retain(job->held);
@@ -231,28 +230,28 @@ int64_t KvTierStore::StoreChunks(int64_t seq_id, int64_t failure_scope, const st
   return queued;
 }
 
-void KvTierStore::QueueRetry(SequenceStore& store) {
-  for (const Retry& queued : retries_)
-    if (queued.last_key == store.last_key) return;  // the same chunks: one retry writes them
-  retry_tokens_ += static_cast<int64_t>(store.tokens.size());
-  retries_.push_back({std::move(store.cache_salt), std::move(store.tokens), store.last_key, store.pin_until_s});
+void KvTierStore::QueueRetry(StoredPrefix prefix) {
+  for (const StoredPrefix& queued : retries_)
+    if (queued.last_key == prefix.last_key) return;  // the same chunks: one retry writes them
+  retry_tokens_ += static_cast<int64_t>(prefix.tokens->size());
+  retries_.push_back(std::move(prefix));
   // More than the pool holds cannot all be matched there at the drain: the oldest go first.
   while (retries_.size() > 1 && retry_tokens_ > blocks_.capacity_tokens()) {
-    retry_tokens_ -= static_cast<int64_t>(retries_.front().tokens.size());
+    retry_tokens_ -= static_cast<int64_t>(retries_.front().tokens->size());
     retries_.pop_front();
   }
 }
 
 int64_t KvTierStore::RetryIncompleteStores() {
-  std::deque<Retry> retries;
+  std::deque<StoredPrefix> retries;
   retries.swap(retries_);
   retry_tokens_ = 0;
   // One scope for the round: a tier still down costs one timeout, not one per sequence.
-  const int64_t round = next_retry_round_--;
+  const int64_t round = next_retry_id_--;
   int64_t queued = 0;
-  for (Retry& retry : retries) {
+  for (StoredPrefix& retry : retries) {
     // One token more than the chunks, so MatchPrefix (which leaves one to compute) can match them all.
-    std::vector<int32_t> tokens = std::move(retry.tokens);
+    std::vector<int32_t> tokens(retry.tokens->begin(), retry.tokens->end());
     tokens.push_back(0);
     BlockTable table;
     const int64_t matched = blocks_.MatchPrefix(tokens, &table, PoolSaltSeed(retry.cache_salt));
@@ -304,7 +303,7 @@ void KvTierStore::Poll(Scheduler& scheduler, const std::function<void(int64_t, c
     if (--store.pending > 0) continue;
     const auto gap = std::find(store.in_some_tier.begin(), store.in_some_tier.end(), 0);
     const int64_t leading = gap - store.in_some_tier.begin();
-    if (store.retry) QueueRetry(store);
+    if (store.retry) QueueRetry(std::move(store.prefix));
     stores_pending_.erase(pending);
     on_stored(job->seq_id, leading * options_.chunk_tokens);
   }

@@ -134,29 +134,28 @@ class KvTierStore : public KvTierLink {
   std::unordered_set<ChunkKey, ChunkKeyHash> loading_keys_;      // chunks some load will bring
   // A sequence's writes whose results Poll has not all taken: one job per chunk, so each chunk's
   // blocks go back as soon as it is written.
+  // The chunks a Store wrote: what a retry matches in the pool and writes again.
+  struct StoredPrefix {
+    std::string cache_salt;
+    // [num_chunks * chunk_tokens]: the one copy, shared with the writes' jobs
+    std::shared_ptr<const std::vector<int32_t>> tokens;
+    ChunkKey last_key;        // of its last chunk: names the whole prefix
+    int64_t pin_until_s = 0;  // its retain_s pin, which a retry keeps
+  };
   struct SequenceStore {
     int pending = 0;
     std::vector<char> in_some_tier;  // per full chunk of the sequence
     bool retry = false;              // a write met a tier that was down, or was skipped
-    std::string cache_salt;          // with the tokens of its chunks: what a retry matches in the pool
-    std::vector<int32_t> tokens;
-    ChunkKey last_key;               // of its last chunk: names the whole prefix
-    int64_t pin_until_s = 0;         // its retain_s pin, which a retry keeps
+    StoredPrefix prefix;             // the longest the sequence stored
   };
   std::map<int64_t, SequenceStore> stores_pending_;
-  // Sequences to write again (RetryIncompleteStores), oldest first, each once, holding at
-  // most the pool's capacity in tokens (retry_tokens_).
-  struct Retry {
-    std::string cache_salt;
-    std::vector<int32_t> tokens;
-    ChunkKey last_key;
-    int64_t pin_until_s = 0;
-  };
-  void QueueRetry(SequenceStore& store);
-  std::deque<Retry> retries_;
+  // Prefixes to write again (RetryIncompleteStores), oldest first, each once, holding at most
+  // the pool's capacity in tokens (retry_tokens_).
+  void QueueRetry(StoredPrefix prefix);
+  std::deque<StoredPrefix> retries_;
   int64_t retry_tokens_ = 0;
-  int64_t next_retry_id_ = -1;     // the sequence ids of retries: negative, no request's
-  int64_t next_retry_round_ = -1;  // the failure scope of each RetryIncompleteStores
+  // Negative, no request's: the sequence ids of retries, and each round's failure scope.
+  int64_t next_retry_id_ = -1;
   int64_t held_blocks_ = 0;
 
   // Shared with the threads, under mu_.
